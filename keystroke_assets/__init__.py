@@ -1,0 +1,1 @@
+"""keystroke_assets: keystroke-dynamics datasets as Dagster software-defined assets."""

@@ -1,0 +1,1 @@
+"""The pipeline stages: web_app_data → raw_data → cleaned_data → keypairs."""

@@ -1,0 +1,156 @@
+"""cleaned_data: events of complete participants only, with device type and task ids."""
+
+import json
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+
+from keystroke_assets.assets.common import check_specs, has_columns, no_nulls, non_empty, report_table, run_checks, version_asset
+from keystroke_assets.assets.raw_data import RAW_COLUMNS
+from keystroke_assets.resources.object_store import ObjectStore
+
+CLEANED_COLUMNS = [*RAW_COLUMNS[:2], "device_type", *RAW_COLUMNS[2:]]
+CHECKS = [
+    has_columns(CLEANED_COLUMNS),
+    no_nulls(["file", "user_id", "device_type", "session_id", "task_id", "line", "event", "key", "time_ms"]),
+    non_empty(),
+]
+TASKS_PER_PARTICIPANT = 18
+
+
+class CleaningConfig(dg.Config):
+    min_events_per_task: int = 290  # the team's bar for a real attempt
+    min_aalto_sections: int = 15  # TypeNet keeps subjects with 15 sessions
+
+
+def _load_json(data: bytes | None) -> tuple[dict | None, str | None]:
+    if data is None:
+        return None, "missing"
+    try:
+        value = json.loads(data.decode("utf-8-sig"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        return None, f"not valid JSON ({type(e).__name__})"
+    if not isinstance(value, dict):
+        return None, "not a JSON object"
+    return value, None
+
+
+def _is_mobile(record: dict | None) -> bool | None:
+    value = (record or {}).get("is_mobile")
+    return value if isinstance(value, bool) else None
+
+
+def web_app_participants(
+    manifest: pd.DataFrame, events: pd.DataFrame, read, min_events: int
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(complete participants with device_type, broken participants with every reason).
+
+    `read(list of kept_as names)` returns their bytes. Only the records that decide completeness
+    and the device type are read; personal fields are never copied out.
+    """
+    web = manifest[manifest["kind"].isin(["keystrokes", "task_metadata", "raw_text", "record"])]
+    users = sorted(web["user_id"].dropna().unique())
+    records = manifest[manifest["kind"] == "record"].copy()
+    records["record"] = records["name"].str.extract(r"_([a-z_]+)\.json$")[0]
+    wanted = records[records["record"].isin(["consent", "demographics", "start_time"])]
+    blobs = dict(zip(zip(wanted["user_id"], wanted["record"]), read(wanted["kept_as"].tolist())))
+
+    csvs = manifest[manifest["kind"] == "keystrokes"]
+    per_file = events.groupby("file", sort=False).size()
+    files = csvs.assign(events=csvs["name"].map(per_file).fillna(0).astype(int))
+    files["task_id"] = files["name"].str.extract(r"_(\d+)\.csv$")[0].astype(int)
+    by_user = dict(iter(files.groupby("user_id")))
+    metadata = manifest[manifest["kind"] == "task_metadata"].drop_duplicates("user_id").set_index("user_id")
+
+    complete, broken = [], []
+    for user in users:
+        reasons = []
+        consent, error = _load_json(blobs.get((user, "consent")))
+        if error:
+            reasons.append(f"consent record {error}")
+        elif consent.get("consented") != "Yes":
+            reasons.append(f"consent is {str(consent.get('consented'))[:20]!r}, not 'Yes'")
+        demographics, error = _load_json(blobs.get((user, "demographics")))
+        if error:
+            reasons.append(f"demographics record {error}")
+        if (user, "start_time") not in blobs:
+            reasons.append("start_time record missing")
+        mine = by_user.get(user, files.iloc[:0])
+        missing = sorted(set(range(TASKS_PER_PARTICIPANT)) - set(mine["task_id"]))
+        if missing:
+            reasons.append(f"{len(missing)} task CSVs missing: {', '.join(map(str, missing))}")
+        unusable = mine[mine["events"] == 0]
+        if len(unusable):
+            reasons.append(f"task CSVs quarantined in raw_data: {', '.join(unusable['name'])}")
+        short = mine[(mine["events"] > 0) & (mine["events"] < min_events)]
+        if len(short):
+            detail = ", ".join(f"{n} ({e})" for n, e in zip(short["name"], short["events"]))
+            reasons.append(f"tasks with fewer than {min_events} events: {detail}")
+        mobile = _is_mobile(demographics)
+        if mobile is None and user in metadata.index:
+            mobile = _is_mobile(_load_json(read([metadata.at[user, "kept_as"]])[0])[0])
+        if mobile is None:
+            reasons.append("no is_mobile in the demographics record or the task metadata")
+        if reasons:
+            broken.append({"user_id": user, "source": "web_app", "reasons": "; ".join(reasons)})
+        else:
+            complete.append({"user_id": user, "device_type": "mobile" if mobile else "desktop"})
+    return pd.DataFrame(complete, columns=["user_id", "device_type"]), pd.DataFrame(
+        broken, columns=["user_id", "source", "reasons"]
+    )
+
+
+def aalto_participants(events: pd.DataFrame, min_sections: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    aalto = events[events["event"] == "K"]
+    sections = aalto.groupby("user_id")["session_id"].nunique()
+    ok = sections >= min_sections
+    complete = pd.DataFrame({"user_id": sections.index[ok], "device_type": "desktop"})
+    broken = pd.DataFrame(
+        {
+            "user_id": sections.index[~ok],
+            "source": "aalto",
+            "reasons": [f"{n} sections survived parsing, fewer than {min_sections}" for n in sections[~ok]],
+        }
+    )
+    return complete, broken
+
+
+@version_asset(
+    group_name="ingest",
+    code_version="1",
+    check_specs=check_specs("cleaned_data", CHECKS),
+    description=(
+        "Events of complete participants only (consent 'Yes', start-time and demographics records, "
+        "all 18 task CSVs with enough events; Aalto: enough sections), with device_type and "
+        "platform / video / session ids. Broken participants are listed with every reason. "
+        "No personal field (typed text, demographics, e-mail, user agent) is carried."
+    ),
+)
+def cleaned_data(
+    context: dg.AssetExecutionContext,
+    config: CleaningConfig,
+    web_app_data: pd.DataFrame,
+    raw_data: pd.DataFrame,
+    storage: ObjectStore,
+):
+    web_complete, web_broken = web_app_participants(
+        web_app_data, raw_data[raw_data["event"] != "K"], storage.read_many, config.min_events_per_task
+    )
+    aalto_complete, aalto_broken = aalto_participants(raw_data, config.min_aalto_sections)
+    complete = pd.concat([web_complete, aalto_complete], ignore_index=True)
+    broken = pd.concat([web_broken, aalto_broken], ignore_index=True)
+    cleaned = raw_data.merge(complete, on="user_id", how="inner", sort=False)[CLEANED_COLUMNS]
+    yield dg.Output(
+        cleaned,
+        metadata={
+            "participants_complete": len(complete),
+            "participants_complete/desktop": int((complete["device_type"] == "desktop").sum()),
+            "participants_complete/mobile": int((complete["device_type"] == "mobile").sum()),
+            "participants_broken": len(broken),
+            "broken_participants": report_table(broken),
+            "min_events_per_task": config.min_events_per_task,
+            "min_aalto_sections": config.min_aalto_sections,
+        },
+    )
+    yield from run_checks(cleaned, CHECKS)

@@ -1,0 +1,81 @@
+"""What every version-partitioned asset shares: partitions, owners, retries, checks, reports."""
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+
+import dagster as dg
+import pandas as pd
+
+from keystroke_assets.partitions import dataset_versions
+
+OWNERS = ["team:keystroke-research"]
+# Storage on GCS can blip; every asset reads or writes the store, so every asset retries.
+STORAGE_RETRY = dg.RetryPolicy(max_retries=3, delay=2, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
+
+
+def version_asset(**kwargs):
+    """@asset with the settings every stage and feature shares."""
+    kwargs.setdefault("kinds", {"pandas", "parquet"})
+    return dg.asset(
+        partitions_def=dataset_versions,
+        owners=OWNERS,
+        retry_policy=STORAGE_RETRY,
+        **kwargs,
+    )
+
+
+@dataclass(frozen=True)
+class OutputCheck:
+    """A check of an asset's output, computed on the DataFrame by a plain function.
+
+    fn returns (passed, metadata). Blocking checks stop everything downstream in the run.
+    """
+
+    name: str
+    description: str
+    fn: Callable[[pd.DataFrame], tuple[bool, dict]]
+    blocking: bool = True
+
+
+def check_specs(key: dg.AssetKey | str, checks: Iterable[OutputCheck]) -> list[dg.AssetCheckSpec]:
+    return [dg.AssetCheckSpec(c.name, asset=key, description=c.description, blocking=c.blocking) for c in checks]
+
+
+def run_checks(df: pd.DataFrame, checks: Iterable[OutputCheck]) -> Iterator[dg.AssetCheckResult]:
+    for c in checks:
+        passed, metadata = c.fn(df)
+        yield dg.AssetCheckResult(check_name=c.name, passed=bool(passed), metadata=metadata)
+
+
+def non_empty() -> OutputCheck:
+    return OutputCheck("non_empty", "The output has at least one row.", lambda df: (len(df) > 0, {"rows": len(df)}))
+
+
+def has_columns(columns: list[str]) -> OutputCheck:
+    def fn(df):
+        missing = [c for c in columns if c not in df.columns]
+        return not missing, {"missing_columns": ", ".join(missing) or "none"}
+
+    return OutputCheck("schema", f"Columns present: {', '.join(columns)}.", fn)
+
+
+def no_nulls(columns: list[str]) -> OutputCheck:
+    def fn(df):
+        present = [c for c in columns if c in df.columns]
+        nulls = {c: int(df[c].isna().sum()) for c in present}
+        return sum(nulls.values()) == 0 and len(present) == len(columns), {
+            "null_cells": sum(nulls.values()),
+            "columns_with_nulls": ", ".join(c for c, n in nulls.items() if n) or "none",
+        }
+
+    return OutputCheck("no_nulls", f"No missing values in {', '.join(columns)}.", fn)
+
+
+def report_table(df: pd.DataFrame, max_rows: int = 200) -> dg.MetadataValue:
+    """A DataFrame as a table the UI shows (the first max_rows rows; the count is separate)."""
+    shown = df.head(max_rows).astype(object).where(df.head(max_rows).notna(), None)
+    return dg.MetadataValue.table(
+        records=[dg.TableRecord({str(k): (v if isinstance(v, (int, float, bool)) else str(v)) for k, v in r.items()})
+                 for r in shown.to_dict("records")],
+        schema=dg.TableSchema(columns=[dg.TableColumn(str(c), "string") for c in df.columns]),
+    )

@@ -1,0 +1,84 @@
+"""keypairs: consecutive keystroke pairs of every task with TypeNet latencies (ms)."""
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+from dagster_pandas import PandasColumn, create_dagster_pandas_dataframe_type
+
+from keystroke_assets.assets.common import OutputCheck, check_specs, has_columns, no_nulls, non_empty, report_table, run_checks, version_asset
+from keystroke_assets.keystrokes import KEYPAIR_COLUMNS, QUALITY_COUNTS, keypairs as build_keypairs
+
+_MS = 10**13  # bound on any latency: more than 300 years in ms means a broken time
+
+KeypairsDataFrame = create_dagster_pandas_dataframe_type(
+    name="KeypairsDataFrame",
+    description="Keypairs with HL, IL, PL, RL in ms (spec/features.md §2).",
+    columns=[
+        PandasColumn.string_column("user_id", non_nullable=True),
+        PandasColumn.categorical_column("device_type", categories={"desktop", "mobile"}, non_nullable=True),
+        PandasColumn.integer_column("sequence_id", min_value=0, non_nullable=True),
+        PandasColumn.string_column("key1", non_nullable=True),
+        PandasColumn.string_column("key2", non_nullable=True),
+        *[PandasColumn.integer_column(c, min_value=0, non_nullable=True)
+          for c in ["key1_press", "key1_release", "key2_press", "key2_release"]],
+        PandasColumn.integer_column("HL", min_value=0, max_value=_MS, non_nullable=True),
+        *[PandasColumn.integer_column(c, min_value=-_MS, max_value=_MS, non_nullable=True) for c in ["IL", "PL", "RL"]],
+        PandasColumn.boolean_column("outlier", non_nullable=True),
+    ],
+)
+
+
+def _latency_identities(df: pd.DataFrame) -> tuple[bool, dict]:
+    hl2 = df["key2_release"] - df["key2_press"]
+    bad_pl = df["PL"] != df["HL"] + df["IL"]
+    bad_rl = df["RL"] != df["PL"] + hl2 - df["HL"]
+    bad_order = (df["PL"] < 0) | (df["HL"] < 0) | (hl2 < 0)
+    return not (bad_pl.any() or bad_rl.any() or bad_order.any()), {
+        "pairs_PL_ne_HL_plus_IL": int(bad_pl.sum()),
+        "pairs_RL_ne_PL_plus_HL2_minus_HL1": int(bad_rl.sum()),
+        "pairs_out_of_press_order_or_negative_hold": int(bad_order.sum()),
+    }
+
+
+CHECKS = [
+    has_columns(KEYPAIR_COLUMNS),
+    no_nulls([c for c in KEYPAIR_COLUMNS if c not in ("platform_id", "video_id")]),
+    non_empty(),
+    OutputCheck(
+        "latency_identities",
+        "On every pair PL = HL + IL and RL = PL + HL2 - HL1; presses in order; holds non-negative.",
+        _latency_identities,
+    ),
+]
+
+
+@version_asset(
+    group_name="keystrokes",
+    code_version="1",
+    dagster_type=KeypairsDataFrame,
+    check_specs=check_specs("keypairs", CHECKS),
+    description=(
+        "Consecutive keystrokes of every task as pairs (spec/features.md §1-2): HL = release1 - press1, "
+        "IL = press2 - release1, PL = press2 - press1, RL = release2 - release1, all in ms; "
+        "outlier = HL > 2000 or HL < 30 or |IL| > 1000. Exact duplicate events, auto-repeat presses, "
+        "orphan releases and unreleased presses are dropped and counted."
+    ),
+)
+def keypairs(context: dg.AssetExecutionContext, cleaned_data: pd.DataFrame):
+    pairs, quality = build_keypairs(cleaned_data)
+    pairs["device_type"] = pairs["device_type"].astype("category")
+    totals = quality.sum()
+    outlier_share = pairs.groupby("user_id", observed=True)["outlier"].mean()
+    yield dg.Output(
+        pairs,
+        metadata={
+            **{f"dropped/{k}": int(totals.get(k, 0)) for k in QUALITY_COUNTS},
+            "outliers": int(pairs["outlier"].sum()),
+            "outlier_share": float(pairs["outlier"].mean()) if len(pairs) else 0.0,
+            "participants": int(pairs["user_id"].nunique()),
+            "quality_per_participant": report_table(
+                quality.join(outlier_share.rename("outlier_share").round(4)).reset_index()
+            ),
+        },
+    )
+    yield from run_checks(pairs, CHECKS)

@@ -1,0 +1,1 @@
+"""Parsers of upload objects: names, the web-app keystroke CSV, the Aalto TSV, JSON records."""

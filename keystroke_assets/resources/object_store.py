@@ -1,0 +1,193 @@
+"""Object stores: a flat namespace of immutable objects in a local folder or a GCS prefix.
+
+The upload store (what the web app writes) and the data store (what the assets write) are both
+object stores; asset code only sees this interface, never where it lives.
+"""
+
+import base64
+import hashlib
+import os
+import posixpath
+import tempfile
+from abc import ABC, abstractmethod
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import dagster as dg
+from dagster_gcp import GCSResource
+from pydantic import PrivateAttr
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    name: str  # relative to the store's root, '/'-separated
+    size: int
+    md5: str  # hex
+    crc32c: str | None  # hex, where the store reports it
+    generation: str  # GCS generation, or the local mtime in ns
+
+
+class UnsafeObjectName(ValueError):
+    pass
+
+
+def safe_name(name: str) -> str:
+    """Refuse names that could escape the store's root."""
+    parts = name.split("/")
+    if (
+        not name
+        or name.startswith("/")
+        or "\\" in name
+        or "\x00" in name
+        or any(p in ("", ".", "..") for p in parts)
+    ):
+        raise UnsafeObjectName(f"unsafe object name {name!r}")
+    return name
+
+
+class ObjectStore(dg.ConfigurableResource, ABC):
+    @abstractmethod
+    def list_objects(self, prefix: str = "") -> list[ObjectInfo]:
+        """Every object under prefix with size and checksum, sorted by name."""
+
+    @abstractmethod
+    def list_names(self, prefix: str = "") -> set[str]:
+        """Names only: cheap, no checksums."""
+
+    def read_many(self, names: list[str]) -> list[bytes]:
+        """Read in parallel threads (a GCS read is mostly waiting)."""
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            return list(pool.map(self.read_bytes, names))
+
+    @abstractmethod
+    def read_bytes(self, name: str) -> bytes: ...
+
+    @abstractmethod
+    def write_bytes(self, name: str, data: bytes) -> None:
+        """Write atomically: readers see the old object or the whole new one, never a part."""
+
+    @abstractmethod
+    def exists(self, name: str) -> bool: ...
+
+    @abstractmethod
+    def uri(self, name: str = "") -> str: ...
+
+
+class LocalObjectStore(ObjectStore):
+    """Objects are files under `root`."""
+
+    root: str
+
+    def _path(self, name: str) -> Path:
+        return Path(self.root, safe_name(name))
+
+    def list_objects(self, prefix: str = "") -> list[ObjectInfo]:
+        base = Path(self.root, safe_name(prefix)) if prefix else Path(self.root)
+        if not base.is_dir():
+            return []
+        found = []
+        for dirpath, _, filenames in os.walk(base):
+            for filename in filenames:
+                if filename.startswith(".tmp-"):  # our own writes in progress
+                    continue
+                path = Path(dirpath, filename)
+                data = path.read_bytes()
+                stat = path.stat()
+                found.append(
+                    ObjectInfo(
+                        name=path.relative_to(self.root).as_posix(),
+                        size=len(data),
+                        md5=hashlib.md5(data).hexdigest(),
+                        crc32c=None,
+                        generation=str(stat.st_mtime_ns),
+                    )
+                )
+        return sorted(found, key=lambda o: o.name)
+
+    def list_names(self, prefix: str = "") -> set[str]:
+        base = Path(self.root, safe_name(prefix)) if prefix else Path(self.root)
+        return {
+            Path(d, f).relative_to(self.root).as_posix()
+            for d, _, files in os.walk(base)
+            for f in files
+            if not f.startswith(".tmp-")
+        }
+
+    def read_bytes(self, name: str) -> bytes:
+        return self._path(name).read_bytes()
+
+    def write_bytes(self, name: str, data: bytes) -> None:
+        path = self._path(name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def exists(self, name: str) -> bool:
+        return self._path(name).is_file()
+
+    def uri(self, name: str = "") -> str:
+        return str(self._path(name)) if name else str(Path(self.root))
+
+
+def _b64_to_hex(value: str | None) -> str | None:
+    return base64.b64decode(value).hex() if value else None
+
+
+class GCSObjectStore(ObjectStore):
+    """Objects are blobs under gs://bucket/prefix, through dagster-gcp's GCSResource."""
+
+    gcs: GCSResource
+    bucket: str
+    prefix: str = ""
+
+    _bucket = PrivateAttr(default=None)
+
+    def _client_bucket(self):
+        if self._bucket is None:
+            self._bucket = self.gcs.get_client().bucket(self.bucket)
+        return self._bucket
+
+    def _blob_name(self, name: str) -> str:
+        return posixpath.join(self.prefix, safe_name(name)) if self.prefix else safe_name(name)
+
+    def list_objects(self, prefix: str = "") -> list[ObjectInfo]:
+        root = f"{self.prefix.rstrip('/')}/" if self.prefix else ""
+        found = []
+        for blob in self._client_bucket().list_blobs(prefix=root + prefix):
+            name = blob.name[len(root):]
+            if not name or name.endswith("/"):
+                continue
+            found.append(
+                ObjectInfo(
+                    name=name,
+                    size=int(blob.size),
+                    md5=_b64_to_hex(blob.md5_hash) or "",
+                    crc32c=_b64_to_hex(blob.crc32c),
+                    generation=str(blob.generation),
+                )
+            )
+        return sorted(found, key=lambda o: o.name)
+
+    def list_names(self, prefix: str = "") -> set[str]:
+        root = f"{self.prefix.rstrip('/')}/" if self.prefix else ""
+        return {b.name[len(root):] for b in self._client_bucket().list_blobs(prefix=root + prefix)}
+
+    def read_bytes(self, name: str) -> bytes:
+        return self._client_bucket().blob(self._blob_name(name)).download_as_bytes()
+
+    def write_bytes(self, name: str, data: bytes) -> None:
+        # A single-request upload: the object appears whole or not at all.
+        self._client_bucket().blob(self._blob_name(name)).upload_from_string(data)
+
+    def exists(self, name: str) -> bool:
+        return self._client_bucket().blob(self._blob_name(name)).exists()
+
+    def uri(self, name: str = "") -> str:
+        return f"gs://{self.bucket}/{self._blob_name(name) if name else self.prefix}"

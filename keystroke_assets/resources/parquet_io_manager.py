@@ -1,0 +1,48 @@
+"""One parquet IO manager for local and GCS storage: `<asset key path>/<version>.parquet`."""
+
+import io
+
+import dagster as dg
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from keystroke_assets.partitions import validate_version_id
+from keystroke_assets.resources.object_store import ObjectStore
+from keystroke_assets.schema import table_schema
+
+
+def asset_object_name(asset_key: dg.AssetKey, version: str) -> str:
+    """The one place that names where an asset's partition is stored."""
+    return "/".join(asset_key.path) + f"/{validate_version_id(version)}.parquet"
+
+
+def to_parquet_bytes(df: pd.DataFrame) -> bytes:
+    sink = io.BytesIO()
+    pq.write_table(pa.Table.from_pandas(df, preserve_index=False), sink, compression="zstd")
+    return sink.getvalue()
+
+
+def from_parquet_bytes(data: bytes) -> pd.DataFrame:
+    return pq.read_table(io.BytesIO(data)).to_pandas()
+
+
+class ParquetIOManager(dg.ConfigurableIOManager):
+    store: dg.ResourceDependency[ObjectStore]
+
+    def handle_output(self, context: dg.OutputContext, obj: pd.DataFrame) -> None:
+        name = asset_object_name(context.asset_key, context.partition_key)
+        self.store.write_bytes(name, to_parquet_bytes(obj))
+        context.add_output_metadata(
+            {
+                "path": dg.MetadataValue.path(self.store.uri(name)),
+                "dagster/row_count": dg.MetadataValue.int(len(obj)),
+                "dagster/column_schema": dg.MetadataValue.table_schema(
+                    table_schema(obj, obj.attrs.get("column_descriptions"))
+                ),
+            }
+        )
+
+    def load_input(self, context: dg.InputContext) -> pd.DataFrame:
+        name = asset_object_name(context.upstream_output.asset_key, context.partition_key)
+        return from_parquet_bytes(self.store.read_bytes(name))
