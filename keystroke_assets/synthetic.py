@@ -172,9 +172,10 @@ _PUNCT = np.array(["", ".", "!", "?", ","], dtype=object)
 _QUOTE = np.array(["", '"'], dtype=object)
 
 
-def _compose(rng: np.random.Generator, targets: np.ndarray, *, p_end: float, p_comma: float, p_quote: float) -> list[str]:
+def _compose(rng: np.random.Generator, targets: np.ndarray, *, p_end: float, p_comma: float, p_quote: float,
+             shift: bool = True) -> list[str]:
     """One text per target: random words with capitals, punctuation and quotes, long enough to need
-    at least `target` keystrokes (Shift keystrokes included)."""
+    at least `target` keystrokes (with a Shift keystroke per shifted character if `shift`)."""
     n_texts = len(targets)
     width = int(targets.max()) // 2 + 1  # a word is at least 2 keystrokes (a letter and a space)
     word = rng.integers(0, len(_WORDS), (n_texts, width))
@@ -191,9 +192,12 @@ def _compose(rng: np.random.Generator, targets: np.ndarray, *, p_end: float, p_c
     rows, cols = np.nonzero(quote_open)
     cols = cols + (u[4][rows, cols] * 3).astype(int)
     quote_close[rows[cols < width], cols[cols < width]] = True
-    keystrokes = _WORD_LEN[word] + 1 + cap + 2 * quote_open + 2 * quote_close + (punct > 0) + ((punct == 2) | (punct == 3))
+    opened, closed = quote_open.astype(np.int64), quote_close.astype(np.int64)
+    keystrokes = _WORD_LEN[word] + 1 + opened + closed + (punct > 0)  # characters and a space
+    if shift:
+        keystrokes += cap + opened + closed + ((punct == 2) | (punct == 3))
     cut = (np.cumsum(keystrokes, axis=1) < targets[:, None]).sum(axis=1)  # index of the last word
-    tokens = _QUOTE[quote_open.view(np.int8)] + np.where(cap, _WORD_CAPITAL[word], _WORD_LOWER[word]) + _QUOTE[quote_close.view(np.int8)] + _PUNCT[punct]
+    tokens = _QUOTE[opened] + np.where(cap, _WORD_CAPITAL[word], _WORD_LOWER[word]) + _QUOTE[closed] + _PUNCT[punct]
     texts = []
     for row, last in zip(tokens, cut.tolist()):
         text = " ".join(row[: last + 1].tolist())
@@ -261,7 +265,7 @@ def _timing(rng: np.random.Generator, keys: np.ndarray, task: np.ndarray, shift_
         before_letter = press[letter] - rng.integers(3, 40, len(letter))
         release[shift_pos] = np.where(case < 0.75, during_letter, np.where(case < 0.9, after_letter, before_letter))
         # Shift up first: the browser then reports the letter's release in lower case
-        lower = (release[shift_pos] < release[letter]) & _IS_UPPER_KEY[keys[letter]] & (rng.random(len(letter)) < 0.5)
+        lower = (release[shift_pos] < release[letter]) & _IS_UPPER_KEY[keys[letter]] & (rng.random(len(letter)) < 0.1)
         release_keys[letter[lower]] = _LOWER_KEY[keys[letter[lower]]]
 
     # a key is up before it goes down again (else its next press would read as auto-repeat)
@@ -364,8 +368,8 @@ def _typing_params(rng: np.random.Generator, mobile: bool) -> dict:
     return {
         "hold": rng.uniform(80, 125), "hold_sigma": rng.uniform(0.2, 0.35), "hold_min": 15.0,
         "gap": rng.uniform(120, 220), "gap_sigma": rng.uniform(0.45, 0.65),
-        "pause": rng.uniform(0.01, 0.035), "rollover": rng.uniform(0.07, 0.2),
-        "repeat": 0.002, "repeat_bksp": 0.12, "typo": rng.uniform(0.01, 0.03), "quote": 0.04,
+        "pause": rng.uniform(0.015, 0.05), "rollover": rng.uniform(0.07, 0.2),
+        "repeat": 0.001, "repeat_bksp": 0.08, "typo": rng.uniform(0.01, 0.03), "quote": 0.04,
         "raw_comma": 0.2,  # share of tasks written by an older app version (raw comma key)
     }
 
@@ -377,7 +381,7 @@ def _task_csvs(rng: np.random.Generator, p: dict, mobile: bool, clock: int, shor
     short_target = int(rng.integers(30, 110))  # < 290 events (drawn always: same stream)
     if short_task is not None:
         targets[short_task] = short_target
-    texts = _compose(rng, targets, p_end=0.11, p_comma=0.07, p_quote=p["quote"])
+    texts = _compose(rng, targets, p_end=0.11, p_comma=0.07, p_quote=p["quote"], shift=not mobile)
     keys, task, shift_pos = _keystrokes(rng, texts, typo_p=p["typo"], shift=not mobile)
     enter = rng.random(n_tasks) < 0.2
     if mobile:
@@ -613,8 +617,9 @@ def main(argv: list[str] | None = None) -> int:
     began = time.perf_counter()
     count = write_uploads(args.out, counted())
     last = args.first_index + args.participants - 1
+    indices = f"indices {args.first_index}..{last}" if args.participants else "no indices"
     print(f"wrote {count} files ({total / 1e6:.1f} MB) for {args.participants} {args.format} participants "
-          f"(indices {args.first_index}..{last}, seed {args.seed}) to {args.out} in {time.perf_counter() - began:.1f} s")
+          f"({indices}, seed {args.seed}) to {args.out} in {time.perf_counter() - began:.1f} s")
     return 0
 
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import dagster as dg
 import pandas as pd
 
-from keystroke_assets.partitions import dataset_versions
+from keystroke_assets.partitions import InvalidVersionId, dataset_versions, validate_version_id
 
 OWNERS = ["team:keystroke-research"]
 # Storage on GCS can blip; every asset reads or writes the store, so every asset retries.
@@ -22,6 +22,15 @@ def version_asset(**kwargs):
         retry_policy=STORAGE_RETRY,
         **kwargs,
     )
+
+
+def partition_version(context: dg.AssetExecutionContext) -> str:
+    """The run's version id, validated before anything is read or written (a key typed into the
+    UI is not checked by Dagster). A bad id is final: no retry."""
+    try:
+        return validate_version_id(context.partition_key)
+    except InvalidVersionId as e:
+        raise dg.Failure(description=str(e), allow_retries=False) from e
 
 
 @dataclass(frozen=True)

@@ -6,9 +6,17 @@ import hashlib
 import dagster as dg
 import pandas as pd
 
-from keystroke_assets.assets.common import check_specs, has_columns, non_empty, report_table, run_checks, version_asset
+from keystroke_assets.assets.common import (
+    check_specs,
+    has_columns,
+    non_empty,
+    partition_version,
+    report_table,
+    run_checks,
+    version_asset,
+)
 from keystroke_assets.ingest.names import classify
-from keystroke_assets.partitions import validate_version_id, version_created_at, version_creator
+from keystroke_assets.partitions import version_created_at, version_creator
 from keystroke_assets.resources.object_store import ObjectStore
 
 KEPT_PREFIX = "web_app_data/objects"
@@ -59,7 +67,7 @@ def keep_objects(uploads: ObjectStore, storage: ObjectStore, manifest: pd.DataFr
     ),
 )
 def web_app_data(context: dg.AssetExecutionContext, uploads: ObjectStore, storage: ObjectStore):
-    version = validate_version_id(context.partition_key)
+    version = partition_version(context)
     manifest = snapshot_manifest(uploads.list_objects())
     new_bytes = keep_objects(uploads, storage, manifest)
     ignored = manifest[~manifest["kind"].isin(KEPT_KINDS)]

@@ -66,7 +66,7 @@ def parse_web_app_csvs(contents: list[bytes]) -> ParsedFiles:
     lines = pa.array([ln for x in line_lists for ln in x], type=pa.large_string())
     lines = pc.replace_substring_regex(lines, r"\r$", "")  # Windows line ends
     file_of_line = np.repeat(np.asarray(file_ids, dtype=np.int64), counts)
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    starts = np.cumsum(counts) - counts
     line_no = np.arange(len(lines)) - np.repeat(starts, counts) + 1
 
     parts = pc.extract_regex(lines, _EVENT_RE)

