@@ -28,6 +28,15 @@ class ObjectInfo:
     generation: str  # GCS generation, or the local mtime in ns
 
 
+@dataclass(frozen=True)
+class ObjectStamp:
+    """An object's state without its bytes: a new or rewritten object changes it."""
+
+    size: int
+    generation: str  # GCS generation, or the local mtime in ns
+    modified: float  # seconds since the epoch: local mtime, GCS `updated`
+
+
 class UnsafeObjectName(ValueError):
     pass
 
@@ -54,6 +63,10 @@ class ObjectStore(dg.ConfigurableResource, ABC):
     @abstractmethod
     def list_names(self, prefix: str = "") -> set[str]:
         """Names only: cheap, no checksums."""
+
+    @abstractmethod
+    def list_stamps(self) -> dict[str, ObjectStamp]:
+        """Every object's stamp, as cheaply as a listing allows (no object is read)."""
 
     def read_many(self, names: list[str]) -> list[bytes]:
         """Read in parallel threads (a GCS read is mostly waiting)."""
@@ -113,6 +126,22 @@ class LocalObjectStore(ObjectStore):
             for f in files
             if not f.startswith(".tmp-")
         }
+
+    def list_stamps(self) -> dict[str, ObjectStamp]:
+        stamps = {}
+        for dirpath, _, filenames in os.walk(self.root):
+            for filename in filenames:
+                if filename.startswith(".tmp-"):
+                    continue
+                path = Path(dirpath, filename)
+                try:
+                    stat = path.stat()
+                except FileNotFoundError:  # removed while listing
+                    continue
+                stamps[path.relative_to(self.root).as_posix()] = ObjectStamp(
+                    stat.st_size, str(stat.st_mtime_ns), stat.st_mtime_ns / 1e9
+                )
+        return stamps
 
     def read_bytes(self, name: str) -> bytes:
         return self._path(name).read_bytes()
@@ -178,6 +207,17 @@ class GCSObjectStore(ObjectStore):
     def list_names(self, prefix: str = "") -> set[str]:
         root = f"{self.prefix.rstrip('/')}/" if self.prefix else ""
         return {b.name[len(root):] for b in self._client_bucket().list_blobs(prefix=root + prefix)}
+
+    def list_stamps(self) -> dict[str, ObjectStamp]:
+        root = f"{self.prefix.rstrip('/')}/" if self.prefix else ""
+        blobs = self._client_bucket().list_blobs(
+            prefix=root, fields="items(name,size,generation,updated),nextPageToken"
+        )
+        return {
+            b.name[len(root):]: ObjectStamp(int(b.size), str(b.generation), b.updated.timestamp())
+            for b in blobs
+            if not b.name.endswith("/")
+        }
 
     def read_bytes(self, name: str) -> bytes:
         return self._client_bucket().blob(self._blob_name(name)).download_as_bytes()

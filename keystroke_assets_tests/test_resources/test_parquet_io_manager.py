@@ -1,0 +1,48 @@
+"""The parquet IO manager writes exactly `<storage>/<asset key path>/<version>.parquet`."""
+
+import dagster as dg
+import pandas as pd
+import pytest
+
+from keystroke_assets.partitions import dataset_versions
+from keystroke_assets.resources import object_store, resources_from_env
+from keystroke_assets.resources.object_store import LocalObjectStore, UnsafeObjectName
+from keystroke_assets.resources.parquet_io_manager import ParquetIOManager
+
+VERSION = "2025-01-02_03-04-05_test"
+
+
+@dg.asset(partitions_def=dataset_versions, key_prefix=["features", "demo"])
+def tiny() -> pd.DataFrame:
+    return pd.DataFrame({"HL": [1, 2], "key1": ["a", "b"]})
+
+
+def test_writes_the_exact_path_with_metadata(instance, tmp_path):
+    instance.add_dynamic_partitions("dataset_versions", [VERSION])
+    store = LocalObjectStore(root=str(tmp_path / "store"))
+    result = dg.materialize([tiny], partition_key=VERSION, instance=instance, resources={"io_manager": ParquetIOManager(store=store)})
+    path = tmp_path / "store" / "features" / "demo" / "tiny" / f"{VERSION}.parquet"
+    assert sorted(p for p in (tmp_path / "store").rglob("*") if p.is_file()) == [path]
+    pd.testing.assert_frame_equal(pd.read_parquet(path), pd.DataFrame({"HL": [1, 2], "key1": ["a", "b"]}))
+    md = result.asset_materializations_for_node("features__demo__tiny")[0].metadata
+    assert md["path"].value == str(path)
+    assert md["dagster/row_count"].value == 2
+    hl = md["dagster/column_schema"].value.columns[0]
+    assert (hl.name, hl.type) == ("HL", "int64") and "ms" in hl.description
+
+
+def test_store_refuses_names_escaping_its_root(tmp_path):
+    store = LocalObjectStore(root=str(tmp_path / "store"))
+    for name in ["../outside", "a/../../b", "/etc/passwd", "a//b", "a\\b", ""]:
+        with pytest.raises(UnsafeObjectName):
+            store.write_bytes(name, b"x")
+    assert not (tmp_path / "outside").exists()
+
+
+def test_environment_chooses_the_store(tmp_path):
+    local = resources_from_env({"KEYSTROKE_UPLOADS": str(tmp_path / "u"), "KEYSTROKE_STORAGE": str(tmp_path / "s")})
+    assert local["uploads"].uri() == str(tmp_path / "u")
+    gcs = object_store("gs://lab-bucket/datasets/v1/")
+    assert (gcs.bucket, gcs.prefix, gcs.uri("keypairs/x.parquet")) == (
+        "lab-bucket", "datasets/v1", "gs://lab-bucket/datasets/v1/keypairs/x.parquet"
+    )
