@@ -1,6 +1,7 @@
 """Events → keystrokes → keypairs (spec/features.md §1–2), vectorized over a whole version.
 
 Every step is a sort plus comparisons of neighbours; there is no loop over events, keys or tasks.
+Sorts use one int64 key: the task number in the high bits and the time (ms, < 2**44) below.
 """
 
 import numpy as np
@@ -16,41 +17,54 @@ KEYPAIR_COLUMNS = [
 ]
 # The team's outlier thresholds, ms.
 HL_MIN_MS, HL_MAX_MS, IL_ABS_MAX_MS = 30, 2000, 1000
-
 QUALITY_COUNTS = ["duplicates", "auto_repeats", "orphans", "unreleased", "release_before_press"]
+_TIME_BITS = 44  # 13-digit ms < 2**44
 
 
-def web_app_keystrokes(events: pd.DataFrame, task: np.ndarray, n_tasks: int) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
-    """Keystrokes of web-app events (event P/R; `task` numbers each event's task), with per-task
-    counts of what was dropped.
+def _task_time(task: np.ndarray, time: np.ndarray) -> np.ndarray:
+    return (task.astype(np.int64) << _TIME_BITS) | np.clip(time, 0, (1 << _TIME_BITS) - 1)
 
-    Returns keystrokes with columns task, key, press_ms, release_ms, line (of the press), and
-    the counts (arrays indexed by task).
+
+def _codes(values: pd.Series) -> tuple[np.ndarray, pd.Index]:
+    cat = values.astype("category")
+    return cat.cat.codes.to_numpy().astype(np.int64), cat.cat.categories
+
+
+def web_app_keystrokes(events: pd.DataFrame, task: np.ndarray, n_tasks: int) -> tuple[dict, dict]:
+    """Keystrokes of web-app events (event P/R, in file order; `task` numbers each event's task),
+    with per-task counts of what was dropped.
+
+    Returns keystroke arrays (task, key code, press_ms, release_ms, line of the press) with the
+    key categories, and the counts (arrays indexed by task).
     """
     is_press = (events["event"] == "P").to_numpy()
     time = events["time_ms"].to_numpy()
     line = events["line"].to_numpy()
-    raw_key = pd.factorize(events["key"])[0]
+    key, categories = _codes(events["key"])
 
-    # Sort by time within a task, file order for equal times.
-    order = np.lexsort((line, time, task))
-    task, is_press, time, line, raw_key = task[order], is_press[order], time[order], line[order], raw_key[order]
-    keys = events["key"].to_numpy()[order]
+    # Sort by time within a task; the stable sort keeps file order for equal times.
+    order = np.argsort(_task_time(task, time), kind="stable")
+    task, is_press, time, line, key = task[order], is_press[order], time[order], line[order], key[order]
 
-    # Exact duplicates: same type, key and time in one task; the first in file order stays.
-    dup = pd.DataFrame({"t": task, "p": is_press, "k": raw_key, "ms": time}).duplicated().to_numpy()
+    # Exact duplicates (same type, key and time) share a (task, time) run; only such runs are checked.
+    sort_key = _task_time(task, time)
+    tied = np.zeros(len(task), dtype=bool)
+    tied[1:] = sort_key[1:] == sort_key[:-1]
+    tied[:-1] |= tied[1:]
+    dup = np.zeros(len(task), dtype=bool)
+    dup[tied] = pd.DataFrame({"t": sort_key[tied], "k": key[tied] * 2 + is_press[tied]}).duplicated().to_numpy()
     counts = {"duplicates": np.bincount(task[dup], minlength=n_tasks)}
     keep = ~dup
-    task, is_press, time, line, keys = task[keep], is_press[keep], time[keep], line[keep], keys[keep]
+    task, is_press, time, line, key = task[keep], is_press[keep], time[keep], line[keep], key[keep]
 
-    # Group each task's events by key identity, keeping time order inside a group.
-    key_id = pd.factorize(key_identity(pd.Series(keys)))[0]
-    order = np.lexsort((np.arange(len(task)), key_id, task))
-    task, is_press, time, line, keys, key_id = (
-        task[order], is_press[order], time[order], line[order], keys[order], key_id[order]
+    # Group each task's events by key identity (a character case-insensitive), time order inside.
+    identity = pd.factorize(key_identity(pd.Series(categories)))[0][key]
+    order = np.argsort(task * (identity.max(initial=0) + 1) + identity, kind="stable")
+    task, is_press, time, line, key, identity = (
+        task[order], is_press[order], time[order], line[order], key[order], identity[order]
     )
     same_group = np.zeros(len(task), dtype=bool)
-    same_group[1:] = (task[1:] == task[:-1]) & (key_id[1:] == key_id[:-1])
+    same_group[1:] = (task[1:] == task[:-1]) & (identity[1:] == identity[:-1])
     # A key is down before an event exactly when the previous event of its group is a press.
     down_before = np.zeros(len(task), dtype=bool)
     down_before[1:] = same_group[1:] & is_press[:-1]
@@ -60,8 +74,7 @@ def web_app_keystrokes(events: pd.DataFrame, task: np.ndarray, n_tasks: int) -> 
     matched = ~is_press & down_before
     orphan = ~is_press & ~down_before
     # The press a release closes is the first press of the run right before it.
-    idx = np.arange(len(task))
-    run_start = np.maximum.accumulate(np.where(new_press, idx, 0))
+    run_start = np.maximum.accumulate(np.where(new_press, np.arange(len(task)), 0))
     release_at = np.flatnonzero(matched)
     press_at = run_start[release_at - 1]
 
@@ -70,53 +83,54 @@ def web_app_keystrokes(events: pd.DataFrame, task: np.ndarray, n_tasks: int) -> 
     counts["unreleased"] = np.bincount(task[new_press], minlength=n_tasks) - np.bincount(
         task[release_at], minlength=n_tasks
     )
-    keystrokes = pd.DataFrame(
-        {
-            "task": task[press_at],
-            "key": keys[press_at],  # as typed in the press event
-            "press_ms": time[press_at],
-            "release_ms": time[release_at],
-            "line": line[press_at],
-        }
-    )
-    return keystrokes, counts
+    strokes = {
+        "task": task[press_at],
+        "key": key[press_at],  # as typed in the press event
+        "press_ms": time[press_at],
+        "release_ms": time[release_at],
+        "line": line[press_at],
+        "keycode": keycodes(pd.Series(categories))[key[press_at]] if len(categories) else np.zeros(0, np.int32),
+    }
+    return {**strokes, "categories": categories}, counts
 
 
-def aalto_keystrokes(rows: pd.DataFrame, task: np.ndarray, n_tasks: int) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+def aalto_keystrokes(rows: pd.DataFrame, task: np.ndarray, n_tasks: int) -> tuple[dict, dict]:
     """Aalto rows are keystrokes already; a row released before its press is dropped."""
     bad = (rows["release_ms"] < rows["time_ms"]).to_numpy()
-    keystrokes = pd.DataFrame(
-        {
-            "task": task,
-            "key": rows["key"].to_numpy(),
-            "press_ms": rows["time_ms"].to_numpy(),
-            "release_ms": rows["release_ms"].to_numpy(),
-            "line": rows["line"].to_numpy(),
-            "keycode": rows["keycode"].to_numpy(),
-        }
-    )[~bad]
-    return keystrokes, {"release_before_press": np.bincount(task[bad], minlength=n_tasks)}
+    key, categories = _codes(rows["key"])
+    ok = ~bad
+    strokes = {
+        "task": task[ok],
+        "key": key[ok],
+        "press_ms": rows["time_ms"].to_numpy()[ok],
+        "release_ms": rows["release_ms"].to_numpy(dtype=np.int64)[ok],
+        "line": rows["line"].to_numpy()[ok],
+        "keycode": rows["keycode"].to_numpy(dtype=np.int32)[ok],
+        "categories": categories,
+    }
+    return strokes, {"release_before_press": np.bincount(task[bad], minlength=n_tasks)}
 
 
-def pairs_from_keystrokes(keystrokes: pd.DataFrame, tasks: pd.DataFrame) -> pd.DataFrame:
-    """Consecutive keystrokes of each task as keypairs with HL, IL, PL, RL in ms."""
-    ks = keystrokes.sort_values(["task", "press_ms", "release_ms", "line"], kind="stable")
-    task = ks["task"].to_numpy()
-    first = np.flatnonzero(task[1:] == task[:-1])  # index of key1 of every pair
+def pairs_from_keystrokes(strokes: dict, tasks: pd.DataFrame) -> pd.DataFrame:
+    """Consecutive keystrokes of each task as keypairs with HL, IL, PL, RL in ms.
+
+    Keystrokes are ordered by press, then release, then file order."""
+    order = np.lexsort((strokes["line"], strokes["release_ms"], _task_time(strokes["task"], strokes["press_ms"])))
+    task = strokes["task"][order]
+    press, release = strokes["press_ms"][order], strokes["release_ms"][order]
+    key, code = strokes["key"][order], strokes["keycode"][order]
+    first = np.flatnonzero(task[1:] == task[:-1])  # key1 of every pair
     second = first + 1
-    task_start = np.r_[0, np.flatnonzero(task[1:] != task[:-1]) + 1]
+    task_start = np.r_[0, np.flatnonzero(task[1:] != task[:-1]) + 1] if len(task) else np.zeros(0, np.int64)
     start_of = np.repeat(task_start, np.diff(np.r_[task_start, len(task)]))
 
-    press = ks["press_ms"].to_numpy()
-    release = ks["release_ms"].to_numpy()
-    key = ks["key"].to_numpy()
-    code = ks["keycode"].to_numpy() if "keycode" in ks else keycodes(ks["key"])
     ids = tasks.iloc[task[first]].reset_index(drop=True)
+    categories = strokes["categories"]
     pairs = ids[TASK_COLUMNS[:5]].assign(
         sequence_id=(first - start_of[first]).astype(np.int32),
         task_id=ids["task_id"],
-        key1=key[first],
-        key2=key[second],
+        key1=pd.Categorical.from_codes(key[first], categories=categories),
+        key2=pd.Categorical.from_codes(key[second], categories=categories),
         keycode1=code[first].astype(np.int32),
         keycode2=code[second].astype(np.int32),
         key1_press=press[first],
@@ -135,22 +149,24 @@ def pairs_from_keystrokes(keystrokes: pd.DataFrame, tasks: pd.DataFrame) -> pd.D
 def keypairs(events: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Keypairs of cleaned events (web app and Aalto), and per-user counts of what was dropped."""
     parts, quality = [], []
-    for source, build in (("web_app", web_app_keystrokes), ("aalto", aalto_keystrokes)):
-        rows = events[(events["event"] == "K") == (source == "aalto")]
+    is_aalto = (events["event"] == "K").to_numpy()
+    for aalto, build in ((False, web_app_keystrokes), (True, aalto_keystrokes)):
+        rows = events[is_aalto == aalto]
         if rows.empty:
             continue
         # A web-app task is one file; an Aalto task is one section of a file.
-        task, tasks = group_codes(rows, ["file"] if source == "web_app" else ["file", "session_id"], TASK_COLUMNS)
-        keystrokes, counts = build(rows, task, len(tasks))
-        parts.append(pairs_from_keystrokes(keystrokes, tasks))
-        quality.append(tasks[["user_id"]].assign(**{k: v for k, v in counts.items()}))
-    pairs = pd.concat(parts, ignore_index=True) if parts else pairs_from_keystrokes(
-        pd.DataFrame(columns=["task", "key", "press_ms", "release_ms", "line", "keycode"]),
-        pd.DataFrame(columns=TASK_COLUMNS),
-    )
+        task, tasks = group_codes(rows, ["file", "session_id"] if aalto else ["file"], TASK_COLUMNS)
+        strokes, counts = build(rows, task, len(tasks))
+        parts.append(pairs_from_keystrokes(strokes, tasks))
+        quality.append(pd.DataFrame({"user_id": tasks["user_id"].astype(str), **counts}))
+    if not parts:
+        empty = {k: np.zeros(0, np.int64) for k in ["task", "key", "press_ms", "release_ms", "line", "keycode"]}
+        parts.append(pairs_from_keystrokes({**empty, "categories": pd.Index([], dtype=object)}, pd.DataFrame(columns=TASK_COLUMNS)))
+    pairs = pd.concat(parts, ignore_index=True)
+    for column in ["key1", "key2", "user_id", "device_type"]:
+        if not isinstance(pairs[column].dtype, pd.CategoricalDtype):
+            pairs[column] = pairs[column].astype("category")  # concat of two sources' categories
     per_user = (
-        pd.concat(quality, ignore_index=True).groupby("user_id", sort=True).sum()
-        if quality
-        else pd.DataFrame()
+        pd.concat(quality, ignore_index=True).groupby("user_id", sort=True).sum() if quality else pd.DataFrame()
     ).reindex(columns=QUALITY_COUNTS, fill_value=0).fillna(0).astype(np.int64)
     return pairs, per_user

@@ -57,7 +57,7 @@ def web_app_participants(
     blobs = dict(zip(zip(wanted["user_id"], wanted["record"]), read(wanted["kept_as"].tolist())))
 
     csvs = manifest[manifest["kind"] == "keystrokes"]
-    per_file = events.groupby("file", sort=False).size()
+    per_file = events["file"].value_counts()
     files = csvs.assign(events=csvs["name"].map(per_file).fillna(0).astype(int))
     files["task_id"] = files["name"].str.extract(r"_(\d+)\.csv$")[0].astype(int)
     by_user = dict(iter(files.groupby("user_id")))
@@ -69,8 +69,10 @@ def web_app_participants(
         consent, error = _load_json(blobs.get((user, "consent")))
         if error:
             reasons.append(f"consent record {error}")
-        elif consent.get("consented") != "Yes":
-            reasons.append(f"consent is {str(consent.get('consented'))[:20]!r}, not 'Yes'")
+        elif "consented" not in consent:
+            reasons.append("consent record has no 'consented' field")
+        elif consent["consented"] != "Yes":
+            reasons.append(f"consent is {json.dumps(consent['consented'])[:20]}, not \"Yes\"")
         demographics, error = _load_json(blobs.get((user, "demographics")))
         if error:
             reasons.append(f"demographics record {error}")
@@ -103,7 +105,7 @@ def web_app_participants(
 
 def aalto_participants(events: pd.DataFrame, min_sections: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     aalto = events[events["event"] == "K"]
-    sections = aalto.groupby("user_id")["session_id"].nunique()
+    sections = aalto.groupby("user_id", observed=True)["session_id"].nunique()
     ok = sections >= min_sections
     complete = pd.DataFrame({"user_id": sections.index[ok], "device_type": "desktop"})
     broken = pd.DataFrame(
@@ -114,6 +116,16 @@ def aalto_participants(events: pd.DataFrame, min_sections: int) -> tuple[pd.Data
         }
     )
     return complete, broken
+
+
+def complete_events(events: pd.DataFrame, complete: pd.DataFrame) -> pd.DataFrame:
+    """Events of the complete participants, with their device type."""
+    device = dict(zip(complete["user_id"], complete["device_type"]))
+    cleaned = events[events["user_id"].isin(list(device))].copy()
+    cleaned["device_type"] = pd.Categorical(cleaned["user_id"].map(device).astype(str), categories=["desktop", "mobile"])
+    for column in ["file", "user_id", "key"]:
+        cleaned[column] = cleaned[column].cat.remove_unused_categories()
+    return cleaned[CLEANED_COLUMNS].reset_index(drop=True)
 
 
 @version_asset(
@@ -140,7 +152,7 @@ def cleaned_data(
     aalto_complete, aalto_broken = aalto_participants(raw_data, config.min_aalto_sections)
     complete = pd.concat([web_complete, aalto_complete], ignore_index=True)
     broken = pd.concat([web_broken, aalto_broken], ignore_index=True)
-    cleaned = raw_data.merge(complete, on="user_id", how="inner", sort=False)[CLEANED_COLUMNS]
+    cleaned = complete_events(raw_data, complete)
     yield dg.Output(
         cleaned,
         metadata={

@@ -4,9 +4,11 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 from dagster_pandas import PandasColumn, create_dagster_pandas_dataframe_type
+from dagster_pandas.constraints import ColumnDTypeInSetConstraint, NonNullableColumnConstraint
 
 from keystroke_assets.assets.common import OutputCheck, check_specs, has_columns, no_nulls, non_empty, report_table, run_checks, version_asset
 from keystroke_assets.keystrokes import KEYPAIR_COLUMNS, QUALITY_COUNTS, keypairs as build_keypairs
+from keystroke_assets.plots import latency_histograms, participant_quality
 
 _MS = 10**13  # bound on any latency: more than 300 years in ms means a broken time
 
@@ -14,11 +16,10 @@ KeypairsDataFrame = create_dagster_pandas_dataframe_type(
     name="KeypairsDataFrame",
     description="Keypairs with HL, IL, PL, RL in ms (spec/features.md §2).",
     columns=[
-        PandasColumn.string_column("user_id", non_nullable=True),
+        *[PandasColumn(c, constraints=[ColumnDTypeInSetConstraint({"category"}), NonNullableColumnConstraint()])
+          for c in ["user_id", "key1", "key2"]],
         PandasColumn.categorical_column("device_type", categories={"desktop", "mobile"}, non_nullable=True),
         PandasColumn.integer_column("sequence_id", min_value=0, non_nullable=True),
-        PandasColumn.string_column("key1", non_nullable=True),
-        PandasColumn.string_column("key2", non_nullable=True),
         *[PandasColumn.integer_column(c, min_value=0, non_nullable=True)
           for c in ["key1_press", "key1_release", "key2_press", "key2_release"]],
         PandasColumn.integer_column("HL", min_value=0, max_value=_MS, non_nullable=True),
@@ -66,7 +67,6 @@ CHECKS = [
 )
 def keypairs(context: dg.AssetExecutionContext, cleaned_data: pd.DataFrame):
     pairs, quality = build_keypairs(cleaned_data)
-    pairs["device_type"] = pairs["device_type"].astype("category")
     totals = quality.sum()
     outlier_share = pairs.groupby("user_id", observed=True)["outlier"].mean()
     yield dg.Output(
@@ -79,6 +79,8 @@ def keypairs(context: dg.AssetExecutionContext, cleaned_data: pd.DataFrame):
             "quality_per_participant": report_table(
                 quality.join(outlier_share.rename("outlier_share").round(4)).reset_index()
             ),
+            "latency_histograms": latency_histograms(pairs),
+            "participant_quality_plot": participant_quality(pairs, quality),
         },
     )
     yield from run_checks(pairs, CHECKS)

@@ -17,36 +17,52 @@ RAW_COLUMNS = [
 CHECKS = [has_columns(RAW_COLUMNS), no_nulls(["file", "user_id", "line", "event", "key", "time_ms"]), non_empty()]
 
 
-def parse_snapshot(manifest: pd.DataFrame, contents: list[bytes]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Events of the snapshot's keystroke objects (in manifest order) and one row per problem."""
-    web = manifest["kind"].to_numpy() == "keystrokes"
-    names = manifest["name"].to_numpy()
-    parsed = parse_web_app_csvs([c for c, w in zip(contents, web) if w])
-    web_names = names[web]
-    web_events = parsed.events.assign(file=web_names[parsed.events["file"].to_numpy()])
-    ids = classify(pd.Series(web_names))
-    ids.index = web_names
-    web_events = web_events.join(ids[["user_id", "platform_id", "video_id", "session_id", "task_id"]], on="file")
-    problems = parsed.problems.assign(file=web_names[parsed.problems["file"].to_numpy()])
+def _nullable_int(values, dtype=np.int64) -> pd.arrays.IntegerArray:
+    """Floats with NaN as a nullable integer column (pandas' own astype checks every value slowly)."""
+    values = np.asarray(values, dtype=np.float64)
+    missing = np.isnan(values)
+    return pd.arrays.IntegerArray(np.where(missing, 0, values).astype(dtype), missing)
 
-    aalto_parts, aalto_problems = [], []
-    for name, data in zip(names[~web], (c for c, w in zip(contents, web) if not w)):
-        rows, notes, quarantine = parse_aalto_file(data)
-        aalto_problems += [(name, False, n) for n in notes]
+
+def parse_snapshot(sources: pd.DataFrame, contents: list[bytes]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Events of the snapshot's keystroke objects (manifest rows `sources`, their bytes
+    `contents`) and one row per problem. File, user, event and key are categoricals."""
+    names = sources["name"].to_numpy()
+    ids = classify(sources["name"]).reset_index(drop=True)
+    web = np.flatnonzero(sources["kind"].to_numpy() == "keystrokes")
+    parsed = parse_web_app_csvs([contents[i] for i in web])
+    parts = [parsed.events.assign(file=web[parsed.events["file"].to_numpy()])]
+    problems = [(names[web[f]], q, p) for f, q, p in parsed.problems.itertuples(index=False)]
+    for i in np.flatnonzero(sources["kind"].to_numpy() == "aalto"):
+        rows, notes, quarantine = parse_aalto_file(contents[i])
+        problems += [(names[i], False, n) for n in notes]
         if quarantine:
-            aalto_problems.append((name, True, quarantine))
+            problems.append((names[i], True, quarantine))
         else:
-            aalto_parts.append(rows.assign(file=name, event="K", task_id=rows["session_id"]))
-    events = pd.concat([web_events, *aalto_parts], ignore_index=True)
+            parts.append(rows.drop(columns="user_id").assign(file=i, event="K", task_id=rows["session_id"]))
+    events = pd.concat(parts, ignore_index=True)
+    file = events["file"].to_numpy()
+    web_rows = events["event"].astype(str).to_numpy() != "K"
+    for column in ["platform_id", "video_id", "session_id", "task_id"]:
+        # web-app ids come from the file name; Aalto rows carry their section
+        from_name = ids[column].to_numpy(dtype=np.float64, na_value=np.nan)[file]
+        events[column] = _nullable_int(np.where(web_rows, from_name, events[column] if column in events else np.nan))
+    user_codes, users = pd.factorize(ids["user_id"])
+    events["user_id"] = pd.Categorical.from_codes(user_codes[file], categories=users)
+    events["file"] = pd.Categorical.from_codes(file, categories=pd.Index(names))
+    events["event"] = pd.Categorical(events["event"].astype(str), categories=["P", "R", "K"])
+    events["key"] = events["key"].astype("category")
     events = events.reindex(columns=RAW_COLUMNS)
-    for column in ["platform_id", "video_id", "session_id", "task_id", "release_ms"]:
-        events[column] = events[column].astype("Int64")
-    events["keycode"] = events["keycode"].astype("Int32")
+    events["release_ms"] = _nullable_int(events["release_ms"])
+    events["keycode"] = _nullable_int(events["keycode"], np.int32)
     events["line"] = events["line"].astype(np.int32)
-    problems = pd.concat(
-        [problems, pd.DataFrame(aalto_problems, columns=["file", "quarantined", "problem"])], ignore_index=True
-    )
-    return events, problems
+    return events, pd.DataFrame(problems, columns=["file", "quarantined", "problem"])
+
+
+class RawDataConfig(dg.Config):
+    # A real task CSV is ~20 KB and an Aalto file ~130 KB. A far larger object is no typing record,
+    # and parsing costs ~15 times its size in memory: it is quarantined unread.
+    max_file_mb: float = 32.0
 
 
 @version_asset(
@@ -59,14 +75,21 @@ def parse_snapshot(manifest: pd.DataFrame, contents: list[bytes]) -> tuple[pd.Da
         "A file that cannot be parsed is quarantined with its reason; the version goes on."
     ),
 )
-def raw_data(context: dg.AssetExecutionContext, web_app_data: pd.DataFrame, storage: ObjectStore):
-    sources = web_app_data[web_app_data["kind"].isin(["keystrokes", "aalto"])].reset_index(drop=True)
+def raw_data(context: dg.AssetExecutionContext, config: RawDataConfig, web_app_data: pd.DataFrame, storage: ObjectStore):
+    files = web_app_data[web_app_data["kind"].isin(["keystrokes", "aalto"])]
+    oversized = files["size"] > config.max_file_mb * 1e6
+    sources = files[~oversized].reset_index(drop=True)
     events, problems = parse_snapshot(sources, storage.read_many(sources["kept_as"].tolist()))
+    if oversized.any():
+        limit = f"over the {config.max_file_mb:g} MB limit for one file: not parsed"
+        too_big = pd.DataFrame({"file": files.loc[oversized, "name"], "quarantined": True,
+                                "problem": [f"{size / 1e6:.1f} MB, {limit}" for size in files.loc[oversized, "size"]]})
+        problems = pd.concat([problems, too_big], ignore_index=True)
     quarantined = problems[problems["quarantined"]]
     yield dg.Output(
         events,
         metadata={
-            "files": len(sources),
+            "files": len(files),
             "files_parsed": int(events["file"].nunique()),
             "quarantined_files": len(quarantined),
             "files_with_problems": int(problems["file"].nunique()),

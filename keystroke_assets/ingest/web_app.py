@@ -1,20 +1,22 @@
 """The web app's keystroke CSV: `<P|R>,<key>,<time>`, nothing escaped (spec/data.md §1).
 
-All files of a version are parsed in one vectorized pass: their lines are concatenated, each
-line is split on its first and its last comma by one regular expression, and problems are
-counted per file. Python only loops over files, never over lines.
+All files of a version are parsed in one vectorized pass over their concatenated bytes. A valid
+line is `P` or `R`, a comma, a non-empty key, a comma and 13 digits of ms, so its first comma is
+at byte 1 and its last comma 14 bytes before its end: the key is whatever lies between, quotes
+included. A key holds no comma unless it is the comma itself (`P,,,<t>`): any other comma in a
+line is an extra field. Python loops over files only, never over lines.
 """
 
+import codecs
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 
-HEADER = "Press or Release,Key,Time"
-# `[PR]` then the first comma; greedy `.+` runs to the last comma; 13-digit integer ms.
-_EVENT_RE = r"^(?P<event>[PR]),(?P<key>.+),(?P<time>[0-9]{13})$"
+HEADER = b"Press or Release,Key,Time"
+TIME_DIGITS = 13
+_NL, _CR, _COMMA, _P, _R, _ZERO = (ord(c) for c in "\n\r,PR0")
 
 
 @dataclass
@@ -33,77 +35,135 @@ def explain_line(line: str) -> str:
         return f"first field must be P or R, not {kind[:20]!r}"
     if not key:
         return "empty key"
+    if "," in key and key != ",":
+        return f"{line.count(',') + 1} comma-separated fields, expected 3 (key {key[:20]!r})"
     if not time.isdigit() or not time.isascii():
         return f"time {time[:20]!r} is not a non-negative integer of ms"
-    return f"time {time[:20]!r} is not 13 digits of ms"
+    return f"time {time[:20]!r} is not {TIME_DIGITS} digits of ms"
 
 
-def _decode(data: bytes) -> tuple[str | None, str | None]:
-    if not data:
-        return None, "empty file"
-    if b"\x00" in data:
-        return None, "binary content (NUL bytes)"
+def _from_utf16(data: bytes) -> tuple[bytes, str | None]:
+    """UTF-16 text with a byte-order mark (a file re-saved by an editor) as UTF-8, with a note."""
+    if not data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return data, None
     try:
-        text = data.decode("utf-8")
+        return data.decode("utf-16").encode("utf-8"), "UTF-16 text read as such (the web app writes UTF-8)"
+    except UnicodeDecodeError:
+        return data, None  # not text after all: the checks below say why
+
+
+def _decode_problem(data: bytes) -> str | None:
+    if not data:
+        return "empty file"
+    if b"\x00" in data:
+        return f"binary content (NUL byte at offset {data.index(0)})"
+    try:
+        data.decode("utf-8")
     except UnicodeDecodeError as e:
-        return None, f"not UTF-8 text (invalid byte 0x{data[e.start]:02x} at offset {e.start})"
-    return text.removeprefix("\ufeff"), None
+        return f"not UTF-8 text (invalid byte 0x{data[e.start]:02x} at offset {e.start})"
+    return None
+
+
+def _string_array(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> pa.Array:
+    """The byte ranges [starts, ends) of buf as one Arrow string array, without Python strings."""
+    lengths = ends - starts
+    offsets = np.r_[0, np.cumsum(lengths)].astype(np.int64)
+    gather = np.repeat(starts - offsets[:-1], lengths) + np.arange(offsets[-1])
+    data = buf[gather]
+    return pa.LargeStringArray.from_buffers(len(starts), pa.py_buffer(offsets), pa.py_buffer(data))
 
 
 def parse_web_app_csvs(contents: list[bytes]) -> ParsedFiles:
     problems: list[tuple[int, bool, str]] = []
-    texts, file_ids = [], []
+    texts, file_ids, had_header = [], [], []
     for i, data in enumerate(contents):
-        text, error = _decode(data)
+        data, note = _from_utf16(data)
+        if note:
+            problems.append((i, False, note))
+        error = _decode_problem(data)
         if error:
             problems.append((i, True, error))
-        else:
-            texts.append(text)
-            file_ids.append(i)
+            continue
+        data = data.removeprefix(b"\xef\xbb\xbf")
+        rest = data[len(HEADER):]
+        header = data.startswith(HEADER) and (not rest or rest.startswith((b"\n", b"\r\n")))
+        if header:
+            data = rest.removeprefix(b"\r").removeprefix(b"\n")
+        texts.append(data if data.endswith(b"\n") or not data else data + b"\n")
+        file_ids.append(i)
+        had_header.append(header)
 
-    line_lists = [t.split("\n") for t in texts]
-    counts = np.fromiter((len(x) for x in line_lists), dtype=np.int64, count=len(line_lists))
-    lines = pa.array([ln for x in line_lists for ln in x], type=pa.large_string())
-    lines = pc.replace_substring_regex(lines, r"\r$", "")  # Windows line ends
-    file_of_line = np.repeat(np.asarray(file_ids, dtype=np.int64), counts)
-    starts = np.cumsum(counts) - counts
-    line_no = np.arange(len(lines)) - np.repeat(starts, counts) + 1
+    buf = np.frombuffer(b"".join(texts), dtype=np.uint8)
+    file_ids = np.asarray(file_ids, dtype=np.int64)
+    sizes = np.fromiter((len(t) for t in texts), dtype=np.int64, count=len(texts))
+    file_start = np.cumsum(sizes) - sizes
+    line_end = np.flatnonzero(buf == _NL)  # every line ends with a newline
+    line_start = np.r_[0, line_end[:-1] + 1].astype(np.int64)[: len(line_end)]
+    end = line_end - (buf[np.maximum(line_end - 1, 0)] == _CR)  # drop Windows' \r
+    owner = np.searchsorted(file_start, line_start, side="right") - 1
+    first_line = np.searchsorted(line_start, file_start)
+    line_no = np.arange(len(line_start)) - first_line[owner] + 1 + np.asarray(had_header, dtype=np.int64)[owner]
+    length = end - line_start
 
-    parts = pc.extract_regex(lines, _EVENT_RE)
-    valid = np.asarray(parts.is_valid().to_numpy(zero_copy_only=False))
-    blank = np.asarray(pc.equal(lines, "").to_numpy(zero_copy_only=False))
-    header = (line_no == 1) & np.asarray(pc.equal(lines, HEADER).to_numpy(zero_copy_only=False))
-    bad = ~valid & ~blank & ~header
+    valid = length >= 2 + 1 + 1 + TIME_DIGITS  # "P," key "," digits
+    safe = np.where(valid, line_start, 0)
+    kind = buf[safe]
+    valid &= ((kind == _P) | (kind == _R)) & (buf[safe + 1] == _COMMA)
+    comma = np.where(valid, end - TIME_DIGITS - 1, 0)
+    valid &= buf[comma] == _COMMA
+    time_ms = np.zeros(len(comma), dtype=np.int64)
+    for j in range(1, TIME_DIGITS + 1):  # one pass per digit, over all lines at once
+        digit = buf[comma + j] - _ZERO  # uint8: bytes below '0' wrap above 9
+        valid &= digit <= 9
+        time_ms = time_ms * 10 + digit
+    commas = np.flatnonzero(buf == _COMMA)
+    n_commas = np.searchsorted(commas, end) - np.searchsorted(commas, line_start)
+    valid &= (n_commas == 2) | ((n_commas == 3) & (length == 3 + 1 + TIME_DIGITS))  # only `P,,,<t>` has 3
+    blank = length == 0
+    bad = ~valid & ~blank
 
     n_files = len(contents)
-    n_valid = np.bincount(file_of_line[valid], minlength=n_files)
-    n_bad = np.bincount(file_of_line[bad], minlength=n_files)
-    n_header = np.bincount(file_of_line[header], minlength=n_files)
+    owner_file = file_ids[owner] if len(owner) else owner
+    n_valid = np.bincount(owner_file[valid], minlength=n_files)
+    n_bad = np.bincount(owner_file[bad], minlength=n_files)
+    n_release = np.bincount(owner_file[valid & (kind == _R)], minlength=n_files)
+    # events earlier than the event before them in the same file (the app writes them in time order)
+    at = np.flatnonzero(valid)
+    time_of = time_ms[at]
+    earlier = (np.diff(time_of) < 0) & (owner_file[at][1:] == owner_file[at][:-1])
+    n_earlier = np.bincount(owner_file[at][1:][earlier], minlength=n_files)
     bad_idx = np.flatnonzero(bad)
-    # first bad line of each file: bad_idx is sorted, so take the first per file
-    first_bad = pd.Series(bad_idx).groupby(file_of_line[bad_idx]).first() if len(bad_idx) else pd.Series(dtype=int)
-    for file_id in file_ids:
+    first_bad = dict(zip(owner_file[bad_idx][::-1].tolist(), bad_idx[::-1].tolist()))  # first per file wins
+    for file_id, header in zip(file_ids.tolist(), had_header):
         if n_bad[file_id]:
-            j = int(first_bad[file_id])
-            line = lines[j].as_py()
+            j = first_bad[file_id]
+            line = bytes(buf[line_start[j]: end[j]]).decode("utf-8")
             detail = f"line {line_no[j]} {line[:60]!r}: {explain_line(line)}"
             if n_valid[file_id] == 0:
                 problems.append((file_id, True, f"no valid event line; {n_bad[file_id]} bad lines, first {detail}"))
             else:
                 problems.append((file_id, False, f"{n_bad[file_id]} bad lines dropped, first {detail}"))
         elif n_valid[file_id] == 0:
-            problems.append((file_id, True, "header only" if n_header[file_id] else "no event lines"))
+            problems.append((file_id, True, "header only" if header else "no event lines"))
+        if n_valid[file_id] and n_release[file_id] in (0, n_valid[file_id]):
+            only, other = ("press", "release") if n_release[file_id] == 0 else ("release", "press")
+            problems.append((file_id, True, f"only {only} events ({n_valid[file_id]}), no {other}: no keystroke can be formed"))
+        if n_earlier[file_id]:
+            problems.append(
+                (file_id, False, f"{n_earlier[file_id]} events earlier than the line before: not in time order (sorted downstream)")
+            )
 
-    quarantined = {f for f, q, _ in problems if q}
-    keep = valid & ~np.isin(file_of_line, list(quarantined))
-    ev = parts.filter(pa.array(keep))
+    quarantined = [f for f, q, _ in problems if q]
+    keep = valid & ~np.isin(owner_file, quarantined)
+    starts, ends = line_start[keep], end[keep]
+    keys = _string_array(buf, starts + 2, ends - TIME_DIGITS - 1).dictionary_encode()
     events = pd.DataFrame(
         {
-            "file": file_of_line[keep].astype(np.int32),
+            "file": owner_file[keep].astype(np.int32),
             "line": line_no[keep].astype(np.int32),
-            "event": pc.struct_field(ev, "event").to_pandas(),
-            "key": pc.struct_field(ev, "key").to_pandas(),
-            "time_ms": pc.cast(pc.struct_field(ev, "time"), pa.int64()).to_numpy(),
+            "event": pd.Categorical.from_codes((buf[starts] == _R).astype(np.int8), categories=["P", "R"]),
+            "key": keys.to_pandas(),
+            "time_ms": time_of[keep[at]],
         }
     )
     problem_df = pd.DataFrame(problems, columns=["file", "quarantined", "problem"]).astype(
