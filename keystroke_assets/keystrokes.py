@@ -25,6 +25,19 @@ def _task_time(task: np.ndarray, time: np.ndarray) -> np.ndarray:
     return (task.astype(np.int64) << _TIME_BITS) | np.clip(time, 0, (1 << _TIME_BITS) - 1)
 
 
+def _stable_order(primary: np.ndarray, *tiebreaks: np.ndarray) -> np.ndarray:
+    """Order by primary, then by each tiebreak: one argsort, and a lexsort of the (rare) ties only."""
+    order = np.argsort(primary, kind="stable")
+    key = primary[order]
+    tied = np.zeros(len(order), dtype=bool)
+    tied[1:] = key[1:] == key[:-1]
+    tied[:-1] |= tied[1:]
+    if tied.any():
+        sub = order[tied]  # runs of equal primary keys, contiguous in the order
+        order[tied] = sub[np.lexsort((*(t[sub] for t in reversed(tiebreaks)), primary[sub]))]
+    return order
+
+
 def _codes(values: pd.Series) -> tuple[np.ndarray, pd.Index]:
     cat = values.astype("category")
     return cat.cat.codes.to_numpy().astype(np.int64), cat.cat.categories
@@ -115,7 +128,7 @@ def pairs_from_keystrokes(strokes: dict, tasks: pd.DataFrame) -> pd.DataFrame:
     """Consecutive keystrokes of each task as keypairs with HL, IL, PL, RL in ms.
 
     Keystrokes are ordered by press, then release, then file order."""
-    order = np.lexsort((strokes["line"], strokes["release_ms"], _task_time(strokes["task"], strokes["press_ms"])))
+    order = _stable_order(_task_time(strokes["task"], strokes["press_ms"]), strokes["release_ms"], strokes["line"])
     task = strokes["task"][order]
     press, release = strokes["press_ms"][order], strokes["release_ms"][order]
     key, code = strokes["key"][order], strokes["keycode"][order]
@@ -163,9 +176,13 @@ def keypairs(events: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
         empty = {k: np.zeros(0, np.int64) for k in ["task", "key", "press_ms", "release_ms", "line", "keycode"]}
         parts.append(pairs_from_keystrokes({**empty, "categories": pd.Index([], dtype=object)}, pd.DataFrame(columns=TASK_COLUMNS)))
     pairs = pd.concat(parts, ignore_index=True)
-    for column in ["key1", "key2", "user_id", "device_type"]:
+    for column in ["user_id", "device_type"]:
         if not isinstance(pairs[column].dtype, pd.CategoricalDtype):
             pairs[column] = pairs[column].astype("category")  # concat of two sources' categories
+    # key1 and key2 share one set of categories, so a key has the same code on both sides
+    keys = pd.api.types.union_categoricals([pairs["key1"].astype("category"), pairs["key2"].astype("category")]).categories
+    pairs["key1"] = pairs["key1"].astype(pd.CategoricalDtype(keys))
+    pairs["key2"] = pairs["key2"].astype(pd.CategoricalDtype(keys))
     per_user = (
         pd.concat(quality, ignore_index=True).groupby("user_id", sort=True).sum() if quality else pd.DataFrame()
     ).reindex(columns=QUALITY_COUNTS, fill_value=0).fillna(0).astype(np.int64)

@@ -120,12 +120,18 @@ def aalto_participants(events: pd.DataFrame, min_sections: int) -> tuple[pd.Data
 
 def complete_events(events: pd.DataFrame, complete: pd.DataFrame) -> pd.DataFrame:
     """Events of the complete participants, with their device type."""
-    device = dict(zip(complete["user_id"], complete["device_type"]))
-    cleaned = events[events["user_id"].isin(list(device))].copy()
-    cleaned["device_type"] = pd.Categorical(cleaned["user_id"].map(device).astype(str), categories=["desktop", "mobile"])
+    devices = pd.CategoricalDtype(["desktop", "mobile"])
+    # device code of every user category (-1: not complete), then of every event
+    device_of_user = pd.Categorical(
+        events["user_id"].cat.categories.map(dict(zip(complete["user_id"], complete["device_type"]))), dtype=devices
+    ).codes
+    device = device_of_user[events["user_id"].cat.codes.to_numpy()]
+    keep = device >= 0
+    cleaned = events[keep].reset_index(drop=True)
+    cleaned["device_type"] = pd.Categorical.from_codes(device[keep], dtype=devices)
     for column in ["file", "user_id", "key"]:
         cleaned[column] = cleaned[column].cat.remove_unused_categories()
-    return cleaned[CLEANED_COLUMNS].reset_index(drop=True)
+    return cleaned[CLEANED_COLUMNS]
 
 
 @version_asset(

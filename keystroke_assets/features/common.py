@@ -1,13 +1,34 @@
-"""What every feature type shares: grouped statistics, key identity, the asset decorator."""
+"""What every feature type shares: the asset decorator, tasks and grains, grouped statistics,
+keystrokes rebuilt from keypairs, the output with its metadata, and the checks every feature runs.
 
+A feature module (see the README, "Adding a feature type") defines its asset(s) with
+`feature_asset`, computes a DataFrame with a pure function of `keypairs`, and returns it with
+`feature_result(df, checks, metadata)` where `checks = feature_checks(id_columns, *its own)`.
+"""
+
+import re
+from collections.abc import Callable, Iterator
+
+import dagster as dg
 import numpy as np
 import pandas as pd
 
-from keystroke_assets.assets.common import version_asset
+from keystroke_assets.assets.common import OutputCheck, has_columns, non_empty, run_checks, version_asset
 from keystroke_assets.frames import group_codes
 from keystroke_assets.keycodes import key_identity
 
-__all__ = ["feature_asset", "grouped_stats", "group_codes", "key_identity", "task_keystrokes", "STAT_DESCRIPTIONS"]
+__all__ = [
+    "feature_asset", "grouped_stats", "group_codes", "key_identity", "key_identity_codes", "task_keystrokes",
+    "STAT_DESCRIPTIONS",
+    "TASK", "TASK_IDS", "GRAIN_IDS", "tasks_of", "per_grain", "feature_checks", "feature_result",
+    "no_personal_data", "PERSONAL_FIELDS", "string_values",
+]
+
+# A task (spec/features.md §3): one web-app task file, or one Aalto section (no platform, no video).
+TASK = ["user_id", "platform_id", "video_id", "session_id"]
+TASK_IDS = ["user_id", "device_type", "platform_id", "video_id", "session_id", "task_id"]
+# Tables with a task and a user grain: `grain` says which; ids finer than the grain are null.
+GRAIN_IDS = ["grain", *TASK_IDS]
 
 STAT_DESCRIPTIONS = {
     "count": "number of values",
@@ -93,11 +114,11 @@ def task_keystrokes(pairs: pd.DataFrame, carry: list[str]) -> pd.DataFrame:
     seq = pairs["sequence_id"].to_numpy()
     last = np.r_[seq[1:] == 0, True] if len(pairs) else np.zeros(0, bool)
     first = pd.DataFrame(
-        {"_row": np.arange(len(pairs)) * 2, "key": pairs["key1"].to_numpy(), "keycode": pairs["keycode1"].to_numpy(),
+        {"_row": np.arange(len(pairs)) * 2, "key": pairs["key1"].array, "keycode": pairs["keycode1"].to_numpy(),
          "press_ms": pairs["key1_press"].to_numpy(), "release_ms": pairs["key1_release"].to_numpy(), "sequence_id": seq}
     )
     final = pd.DataFrame(
-        {"_row": np.flatnonzero(last) * 2 + 1, "key": pairs["key2"].to_numpy()[last],
+        {"_row": np.flatnonzero(last) * 2 + 1, "key": pairs["key2"].array[last],
          "keycode": pairs["keycode2"].to_numpy()[last], "press_ms": pairs["key2_press"].to_numpy()[last],
          "release_ms": pairs["key2_release"].to_numpy()[last], "sequence_id": seq[last] + 1}
     )
@@ -108,3 +129,84 @@ def task_keystrokes(pairs: pd.DataFrame, carry: list[str]) -> pd.DataFrame:
     strokes = strokes.sort_values("_row", kind="stable").drop(columns="_row").reset_index(drop=True)
     strokes["HL"] = strokes["release_ms"] - strokes["press_ms"]
     return strokes
+
+
+def tasks_of(pairs: pd.DataFrame) -> tuple[np.ndarray, pd.DataFrame]:
+    """Task number of every pair and the ids (TASK_IDS) of every task, tasks sorted by TASK."""
+    return group_codes(pairs, TASK, TASK_IDS)
+
+
+def per_grain(tasks: pd.DataFrame, compute: Callable[[np.ndarray, int], dict[str, np.ndarray]]) -> pd.DataFrame:
+    """One table for the task and the user grain: `grain`, TASK_IDS (finer ids null at the user
+    grain) and the columns `compute(group_of_task, n_groups)` returns for each grain, where
+    `group_of_task[t]` is the group of task t (so `group_of_task[task]` groups any per-task rows)."""
+    user_of_task, users = group_codes(tasks, ["user_id"], TASK_IDS)
+    users.loc[:, TASK_IDS[2:]] = pd.NA  # a user row has no platform, video, ...
+    parts = []
+    for grain, group_of_task, ids in (("task", np.arange(len(tasks)), tasks), ("user", user_of_task, users)):
+        values = pd.DataFrame(compute(group_of_task, len(ids)))
+        parts.append(pd.concat([ids[TASK_IDS].reset_index(drop=True).assign(grain=grain)[GRAIN_IDS], values], axis=1))
+    return pd.concat(parts, ignore_index=True)
+
+
+# Names of the personal fields of the uploads (spec/data.md §1) as they could appear in a column name.
+PERSONAL_FIELDS = [
+    "email", "e_mail", "age", "gender", "handedness", "education", "user_agent", "useragent", "consent",
+    "consented", "demographics", "screen_size", "raw_text", "typed_text", "user_input", "sentence",
+]
+_PERSONAL_NAME = re.compile(r"(?:^|_)(?:" + "|".join(PERSONAL_FIELDS) + r")(?:_|$)", re.IGNORECASE)
+EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+
+
+def string_values(df: pd.DataFrame) -> dict[str, np.ndarray]:
+    """The distinct values of every column holding strings (object, string or categorical)."""
+    out = {}
+    for column in df.columns:
+        values = df[column]
+        if isinstance(values.dtype, pd.CategoricalDtype):
+            values = values.cat.categories.to_series()
+        if pd.api.types.infer_dtype(values, skipna=True) in ("string", "categorical"):
+            out[str(column)] = values.dropna().astype(str).unique()
+    return out
+
+
+def _no_personal_data(df: pd.DataFrame) -> tuple[bool, dict]:
+    names = [c for c in df.columns if _PERSONAL_NAME.search(str(c))]
+    emails = sum(int(pd.Series(v).str.contains(EMAIL).sum()) for v in string_values(df).values())
+    return not names and emails == 0, {
+        "personal_column_names": ", ".join(map(str, names)) or "none",
+        "email_like_values": emails,
+    }
+
+
+def no_personal_data() -> OutputCheck:
+    return OutputCheck(
+        "no_personal_data",
+        "No column named after a personal field (e-mail, age, gender, user agent, consent, typed text, ...) "
+        "and no e-mail-like value.",
+        _no_personal_data,
+    )
+
+
+def feature_checks(id_columns: list[str], *specific: OutputCheck) -> list[OutputCheck]:
+    """The checks every feature asset runs, then its own."""
+    return [has_columns(id_columns), non_empty(), no_personal_data(), *specific]
+
+
+def feature_result(features: pd.DataFrame, checks: list[OutputCheck], metadata: dict | None = None) -> Iterator:
+    """The asset's Output, with the counts every feature reports and `metadata` (e.g. the run's
+    parameters), then its check results. Column descriptions go in `features.attrs`."""
+    counts = {"participants": int(features["user_id"].nunique())}
+    if "grain" in features:
+        counts.update({f"rows/{g}": int(n) for g, n in features["grain"].value_counts(sort=False).items()})
+    yield dg.Output(features, metadata={**counts, **(metadata or {})})
+    yield from run_checks(features, checks)
+
+
+def key_identity_codes(keys: pd.Series) -> tuple[np.ndarray, pd.Index]:
+    """Code of every key's identity (a character lower-cased) in the sorted identities, which are
+    returned too; computed on the categories, not per row. Sorted means code-point order."""
+    keys = keys.astype("category")
+    identity = key_identity(pd.Series(keys.cat.categories, dtype=object))
+    identities = pd.Index(sorted(set(identity)))
+    return identities.get_indexer(identity)[keys.cat.codes.to_numpy()], identities

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from keystroke_assets.assets.common import OutputCheck, check_specs, has_columns, non_empty, report_table, run_checks
-from keystroke_assets.features.common import feature_asset, group_codes, grouped_stats, key_identity, task_keystrokes
+from keystroke_assets.features.common import feature_asset, group_codes, grouped_stats, key_identity_codes, task_keystrokes
 from keystroke_assets.keystrokes import HL_MAX_MS, HL_MIN_MS
 
 GRAINS = {
@@ -23,28 +23,40 @@ class TypenetMLConfig(dg.Config):
     top_k: int = 10
 
 
+def _digraph_codes(pairs: pd.DataFrame) -> tuple[np.ndarray, pd.Index]:
+    """Digraph code id1 * n + id2 of every pair (keys by identity), and the identities."""
+    id1, identities = key_identity_codes(pairs["key1"])
+    id2, _ = key_identity_codes(pairs["key2"])  # key1 and key2 share categories, so identities too
+    return id1 * len(identities) + id2, identities
+
+
 def top_digraphs(pairs: pd.DataFrame, k: int) -> pd.DataFrame:
     """Per device type, the k most frequent digraphs typed by every user of that device type;
     ties broken by (key1, key2) in code-point order. Keys by identity (a character lower-cased)."""
+    code, identities = _digraph_codes(pairs)
     d = pd.DataFrame(
-        {"device_type": pairs["device_type"].astype(str), "user_id": pairs["user_id"],
-         "key1": key_identity(pairs["key1"]), "key2": key_identity(pairs["key2"])}
+        {"device_type": pairs["device_type"].astype(str).to_numpy(), "user": pairs["user_id"].cat.codes.to_numpy(), "code": code}
     )
-    users = d.groupby("device_type")["user_id"].nunique().rename("users")
-    per = d.groupby(["device_type", "key1", "key2"]).agg(count=("user_id", "size"), typed_by=("user_id", "nunique"))
-    per = per.reset_index().join(users, on="device_type")
-    per = per[per["typed_by"] == per["users"]]
-    # sort_values compares Python strings: code-point order
-    per = per.sort_values(["device_type", "count", "key1", "key2"], ascending=[True, False, True, True], kind="stable")
-    return per.groupby("device_type").head(k)[["device_type", "key1", "key2", "count"]].reset_index(drop=True)
+    users = d.groupby("device_type")["user"].nunique().rename("users")
+    per = d.groupby(["device_type", "code"]).agg(count=("user", "size"), typed_by=("user", "nunique")).reset_index()
+    per = per.join(users, on="device_type")
+    # identities are sorted, so code order is (key1, key2) code-point order
+    per = per[per["typed_by"] == per["users"]].sort_values(
+        ["device_type", "count", "code"], ascending=[True, False, True], kind="stable"
+    )
+    top = per.groupby("device_type").head(k)
+    n = len(identities)
+    return pd.DataFrame(
+        {"device_type": top["device_type"].to_numpy(), "key1": identities[top["code"].to_numpy() // n],
+         "key2": identities[top["code"].to_numpy() % n], "count": top["count"].to_numpy()}
+    )
 
 
-def _wide(codes, n_groups, column_ids, values, names):
-    """Statistics per (group, column) as a (n_groups, len(names) * len(STATS)) block."""
-    cell = codes * len(names) + column_ids
-    stats = grouped_stats(cell, values, n_groups * len(names), STATS)
-    block = np.stack([stats[s].reshape(n_groups, len(names)) for s in STATS], axis=2)
-    return block.reshape(n_groups, len(names) * len(STATS))
+def _wide(codes, n_groups, column_ids, values, n_columns):
+    """Statistics per (group, column) as a (n_groups, n_columns * len(STATS)) block."""
+    stats = grouped_stats(codes * n_columns + column_ids, values, n_groups * n_columns, STATS)
+    block = np.stack([stats[s].reshape(n_groups, n_columns) for s in STATS], axis=2)
+    return block.reshape(n_groups, n_columns * len(STATS))
 
 
 def typenet_ml_features(pairs: pd.DataFrame, grain: list[str], k: int) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
@@ -54,19 +66,20 @@ def typenet_ml_features(pairs: pd.DataFrame, grain: list[str], k: int) -> tuple[
 
     strokes = task_keystrokes(pairs.assign(_group=codes), ["_group"])
     strokes = strokes[(strokes["HL"] >= HL_MIN_MS) & (strokes["HL"] <= HL_MAX_MS)]
-    key_ids, keys = pd.factorize(key_identity(strokes["key"]), sort=True)
-    hl = _wide(strokes["_group"].to_numpy(), n_groups, key_ids, strokes["HL"].to_numpy(), list(keys))
+    key_ids, all_keys = key_identity_codes(strokes["key"])
+    seen = np.unique(key_ids)  # keys seen in the version, in code-point order
+    keys = all_keys[seen]
+    hl = _wide(strokes["_group"].to_numpy(), n_groups, np.searchsorted(seen, key_ids), strokes["HL"].to_numpy(), len(keys))
 
     top = top_digraphs(pairs, k)
-    digraphs = sorted(set(zip(top["key1"], top["key2"])))
-    ok = ~pairs["outlier"].to_numpy()
-    pair_keys = pd.Series(list(zip(key_identity(pairs["key1"][ok]), key_identity(pairs["key2"][ok]))), dtype=object)
-    lookup = {dg_: i for i, dg_ in enumerate(digraphs)}
-    digraph_ids = pair_keys.map(lookup).to_numpy()
-    chosen = ~pd.isna(digraph_ids)
-    il = _wide(
-        codes[ok][chosen], n_groups, digraph_ids[chosen].astype(np.int64), pairs["IL"].to_numpy()[ok][chosen], digraphs
-    )
+    digraph_code, identities = _digraph_codes(pairs)
+    n = len(identities)
+    chosen = np.unique(identities.get_indexer(top["key1"]) * n + identities.get_indexer(top["key2"]))
+    digraphs = [(identities[c // n], identities[c % n]) for c in chosen]
+    column = np.searchsorted(chosen, digraph_code)
+    use = ~pairs["outlier"].to_numpy() & (column < len(chosen))
+    use[use] = chosen[column[use]] == digraph_code[use]
+    il = _wide(codes[use], n_groups, column[use], pairs["IL"].to_numpy()[use], len(chosen))
 
     dictionary = pd.DataFrame(
         [("HL", key, None, s) for key in keys for s in STATS]
