@@ -40,7 +40,7 @@ COLUMN_DESCRIPTIONS = {
     "crc32c": "CRC32C reported by GCS, hex (null in a local folder)",
     "generation": "GCS generation, or local mtime in ns",
     "kind": "what the object is by its name (keystrokes, task_metadata, raw_text, record, aalto, unrecognised)",
-    "kept_as": "where the snapshot keeps the bytes, relative to the data store",
+    "kept_as": "where the snapshot keeps the bytes: <pack in the data store>@<offset>:<size>",
 }
 
 

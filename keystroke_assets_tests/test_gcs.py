@@ -33,7 +33,9 @@ def test_chain_in_gcs(instance, gcs_bucket):
     # the manifest names the object with GCS's own checksum and generation
     assert csv["md5"] == base64.b64decode(upload.md5_hash).hex()
     assert csv["generation"] == str(upload.generation) and csv["crc32c"]
-    kept = gcs_bucket.blob(f"datasets/{csv['kept_as']}").download_as_bytes()
+    pack, span = csv["kept_as"].rsplit("@", 1)
+    offset, size = map(int, span.split(":"))
+    kept = gcs_bucket.blob(f"datasets/{pack}").download_as_bytes()[offset: offset + size]
     assert kept == upload.download_as_bytes()
     pairs = pq.read_table(io.BytesIO(gcs_bucket.blob(f"datasets/keypairs/{VERSION}.parquet").download_as_bytes())).to_pandas()
     assert pairs["user_id"].nunique() == 4

@@ -149,9 +149,27 @@ def test_snapshot_keeps_each_object_once(instance, real_uploads, tmp_path):
     second = "2025-09-08_00-00-00_lab-mac"
     materialize_version(instance, env, version=second, selection=CHAIN_KEYS[:1])
     assert metadata(instance, "web_app_data", second)["bytes_new"].value == 0
-    kept = list((tmp_path / "storage" / "web_app_data" / "objects").rglob("*"))
+    packs = sorted(p.relative_to(tmp_path / "storage").as_posix() for p in (tmp_path / "storage").rglob("*.pack"))
+    # one pack per kind of object the stages read, all from the first version
+    assert packs == [f"web_app_data/packs/{VERSION}/{k}.pack" for k in ["aalto", "keystrokes", "raw_text", "record", "task_metadata"]]
     manifest = read(tmp_path, "web_app_data", second)
-    assert len([p for p in kept if p.is_file()]) == manifest["kept_as"].dropna().nunique()
+    assert manifest["kept_as"].dropna().str.startswith(f"web_app_data/packs/{VERSION}/").all()
+    assert manifest["kept_as"].notna().sum() == (manifest["kind"] != "unrecognised").sum()
+    # the bytes kept are the upload's bytes
+    csv = manifest[manifest["name"] == "f_090e14f795db6d9fad9fc4ddd6ff5094_0.csv"].iloc[0]
+    pack, span = csv["kept_as"].rsplit("@", 1)
+    offset, size = map(int, span.split(":"))
+    kept = (tmp_path / "storage" / pack).read_bytes()[offset: offset + size]
+    assert kept == (real_uploads / "f_090e14f795db6d9fad9fc4ddd6ff5094_0.csv").read_bytes()
+
+
+def test_a_version_keeps_its_object_set(instance, real_uploads, tmp_path):
+    env = env_for(real_uploads, tmp_path)
+    materialize_version(instance, env, selection=CHAIN_KEYS[:1])
+    (real_uploads / "100001_keystrokes.txt").unlink()
+    materialize_version(instance, env, selection=CHAIN_KEYS[:1])
+    assert metadata(instance, "web_app_data")["snapshot"].value == "kept from its first materialization"
+    assert "100001_keystrokes.txt" in set(read(tmp_path, "web_app_data")["name"])
 
 
 def test_invalid_partition_refused_before_anything_is_written(instance, real_uploads, tmp_path):

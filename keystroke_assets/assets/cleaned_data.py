@@ -1,6 +1,7 @@
 """cleaned_data: events of complete participants only, with device type and task ids."""
 
 import json
+from functools import partial
 
 import dagster as dg
 import numpy as np
@@ -8,6 +9,7 @@ import pandas as pd
 
 from keystroke_assets.assets.common import check_specs, has_columns, no_nulls, non_empty, report_table, run_checks, version_asset
 from keystroke_assets.assets.raw_data import RAW_COLUMNS
+from keystroke_assets.assets.web_app_data import read_kept
 from keystroke_assets.resources.object_store import ObjectStore
 
 CLEANED_COLUMNS = [*RAW_COLUMNS[:2], "device_type", *RAW_COLUMNS[2:]]
@@ -153,7 +155,7 @@ def cleaned_data(
     storage: ObjectStore,
 ):
     web_complete, web_broken = web_app_participants(
-        web_app_data, raw_data[raw_data["event"] != "K"], storage.read_many, config.min_events_per_task
+        web_app_data, raw_data[raw_data["event"] != "K"], partial(read_kept, storage), config.min_events_per_task
     )
     aalto_complete, aalto_broken = aalto_participants(raw_data, config.min_aalto_sections)
     complete = pd.concat([web_complete, aalto_complete], ignore_index=True)

@@ -5,6 +5,7 @@ import numpy as np
 import pandas as pd
 
 from keystroke_assets.assets.common import check_specs, has_columns, no_nulls, non_empty, report_table, run_checks, version_asset
+from keystroke_assets.assets.web_app_data import read_kept
 from keystroke_assets.ingest.aalto import parse_aalto_file
 from keystroke_assets.ingest.names import classify
 from keystroke_assets.ingest.web_app import parse_web_app_csvs
@@ -79,7 +80,7 @@ def raw_data(context: dg.AssetExecutionContext, config: RawDataConfig, web_app_d
     files = web_app_data[web_app_data["kind"].isin(["keystrokes", "aalto"])]
     oversized = files["size"] > config.max_file_mb * 1e6
     sources = files[~oversized].reset_index(drop=True)
-    events, problems = parse_snapshot(sources, storage.read_many(sources["kept_as"].tolist()))
+    events, problems = parse_snapshot(sources, read_kept(storage, sources["kept_as"].tolist()))
     if oversized.any():
         limit = f"over the {config.max_file_mb:g} MB limit for one file: not parsed"
         too_big = pd.DataFrame({"file": files.loc[oversized, "name"], "quarantined": True,

@@ -1,10 +1,12 @@
 """web_app_data: a version's immutable snapshot of the upload store."""
 
-from concurrent.futures import ThreadPoolExecutor
 import hashlib
+import io
 
 import dagster as dg
+import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 
 from keystroke_assets.assets.common import (
     check_specs,
@@ -15,20 +17,16 @@ from keystroke_assets.assets.common import (
     run_checks,
     version_asset,
 )
-from keystroke_assets.ingest.names import classify
+from keystroke_assets.ingest.names import classify, ignored_reason
 from keystroke_assets.partitions import version_created_at, version_creator
 from keystroke_assets.resources.object_store import ObjectStore
+from keystroke_assets.resources.parquet_io_manager import asset_object_name, from_parquet_bytes
 
-KEPT_PREFIX = "web_app_data/objects"
+PACKS = "web_app_data/packs"
 # Objects the later stages read; the rest are listed in the report, never processed.
-KEPT_KINDS = {"keystrokes", "task_metadata", "raw_text", "record", "aalto"}
+KEPT_KINDS = ["keystrokes", "aalto", "record", "task_metadata", "raw_text"]
 MANIFEST_COLUMNS = ["name", "size", "md5", "crc32c", "generation", "kind", "user_id", "kept_as"]
 CHECKS = [has_columns(MANIFEST_COLUMNS), non_empty()]
-
-
-def kept_name(md5: str) -> str:
-    """Content address of a kept object: equal bytes are kept once across all versions."""
-    return f"{KEPT_PREFIX}/{md5[:2]}/{md5}"
 
 
 def snapshot_manifest(objects: list) -> pd.DataFrame:
@@ -36,24 +34,60 @@ def snapshot_manifest(objects: list) -> pd.DataFrame:
     names = classify(manifest["name"])
     manifest["kind"] = names["kind"]
     manifest["user_id"] = names["user_id"]
-    manifest["kept_as"] = manifest["md5"].map(kept_name).where(manifest["kind"].isin(KEPT_KINDS))
+    manifest["kept_as"] = None
     return manifest
 
 
-def keep_objects(uploads: ObjectStore, storage: ObjectStore, manifest: pd.DataFrame) -> int:
-    """Copy the bytes of objects not kept yet; return how many bytes were new."""
-    already = storage.list_names(KEPT_PREFIX)
-    todo = manifest[manifest["kept_as"].notna() & ~manifest["kept_as"].isin(already)].drop_duplicates("kept_as")
+def _address(pack: str, offset: int, size: int) -> str:
+    return f"{pack}@{offset}:{size}"
 
-    def keep(row) -> int:
-        data = uploads.read_bytes(row.name)
-        if hashlib.md5(data).hexdigest() != row.md5:
-            raise RuntimeError(f"upload {row.name!r} changed while it was snapshotted; materialize again")
-        storage.write_bytes(row.kept_as, data)
-        return len(data)
 
-    with ThreadPoolExecutor(max_workers=16) as pool:
-        return sum(pool.map(keep, todo.itertuples(index=False)))
+def read_kept(storage: ObjectStore, addresses: list[str]) -> list[bytes]:
+    """The bytes the snapshot kept at `addresses` (manifest's kept_as); each pack is read once."""
+    located = [a.rsplit("@", 1) for a in addresses]
+    packs = sorted({pack for pack, _ in located})
+    content = dict(zip(packs, storage.read_many(packs)))
+    out = []
+    for pack, span in located:
+        offset, size = map(int, span.split(":"))
+        out.append(content[pack][offset: offset + size])
+    return out
+
+
+def earlier_addresses(storage: ObjectStore, version: str) -> dict[str, str]:
+    """md5 → where an earlier version's snapshot already keeps those bytes."""
+    own = asset_object_name(dg.AssetKey("web_app_data"), version)
+    manifests = sorted(n for n in storage.list_names("web_app_data") if n.endswith(".parquet") and n.count("/") == 1 and n != own)
+    found: dict[str, str] = {}
+    for data in storage.read_many(manifests):
+        kept = pq.read_table(io.BytesIO(data), columns=["md5", "kept_as"]).to_pandas().dropna()
+        found.update(zip(kept["md5"], kept["kept_as"]))
+    return found
+
+
+def keep_objects(uploads: ObjectStore, storage: ObjectStore, manifest: pd.DataFrame, version: str) -> int:
+    """Fill `kept_as` for every object the stages read. Bytes an earlier version kept are pointed
+    at; the others are copied into one pack per kind for this version. Returns the new bytes."""
+    keep = manifest["kind"].isin(KEPT_KINDS)
+    manifest.loc[keep, "kept_as"] = manifest.loc[keep, "md5"].map(earlier_addresses(storage, version))
+    new_bytes = 0
+    for kind in KEPT_KINDS:
+        todo = manifest[(manifest["kind"] == kind) & manifest["kept_as"].isna()].drop_duplicates("md5")
+        if todo.empty:
+            continue
+        contents = uploads.read_many(todo["name"].tolist())
+        for name, md5, data in zip(todo["name"], todo["md5"], contents):
+            if hashlib.md5(data).hexdigest() != md5:
+                raise RuntimeError(f"upload {name!r} changed while it was snapshotted; materialize again")
+        pack = f"{PACKS}/{version}/{kind}.pack"
+        storage.write_bytes(pack, b"".join(contents))
+        sizes = np.fromiter(map(len, contents), dtype=np.int64, count=len(contents))
+        offsets = np.cumsum(sizes) - sizes
+        address = {m: _address(pack, o, n) for m, o, n in zip(todo["md5"], offsets.tolist(), sizes.tolist())}
+        rows = (manifest["kind"] == kind) & manifest["kept_as"].isna()
+        manifest.loc[rows, "kept_as"] = manifest.loc[rows, "md5"].map(address)
+        new_bytes += int(sizes.sum())
+    return new_bytes
 
 
 @version_asset(
@@ -62,14 +96,20 @@ def keep_objects(uploads: ObjectStore, storage: ObjectStore, manifest: pd.DataFr
     check_specs=check_specs("web_app_data", CHECKS),
     description=(
         "The version's snapshot of the upload store: a manifest of every object (name, size, MD5, "
-        "CRC32C, generation) with the bytes kept content-addressed, so every later stage reads the "
-        "snapshot, never the live bucket. Holds personal objects (demographics, typed text) as uploaded."
+        "CRC32C, generation) with the bytes kept in packs (bytes an earlier version kept are not stored "
+        "again), so every later stage reads the snapshot, never the live bucket. Taken once: materializing "
+        "the version again keeps its object set. Holds personal objects (demographics, typed text) as uploaded."
     ),
 )
 def web_app_data(context: dg.AssetExecutionContext, uploads: ObjectStore, storage: ObjectStore):
     version = partition_version(context)
-    manifest = snapshot_manifest(uploads.list_objects())
-    new_bytes = keep_objects(uploads, storage, manifest)
+    taken = asset_object_name(context.asset_key, version)
+    if storage.exists(taken):
+        # A version never changes: materializing it again keeps the object set it was made with.
+        manifest, new_bytes, snapshot = from_parquet_bytes(storage.read_bytes(taken)), 0, "kept from its first materialization"
+    else:
+        manifest, snapshot = snapshot_manifest(uploads.list_objects()), "taken now"
+        new_bytes = keep_objects(uploads, storage, manifest, version)
     ignored = manifest[~manifest["kind"].isin(KEPT_KINDS)]
     kinds = manifest["kind"].value_counts()
     yield dg.Output(
@@ -84,13 +124,10 @@ def web_app_data(context: dg.AssetExecutionContext, uploads: ObjectStore, storag
             "participants": int(manifest.loc[manifest["kind"] != "aalto", "user_id"].nunique()),
             "bytes_total": int(manifest["size"].sum()),
             "bytes_new": new_bytes,
+            "snapshot": snapshot,
             "ignored_objects": len(ignored),
             "ignored_objects_report": report_table(
-                ignored[["name", "kind"]].assign(
-                    reason=ignored["kind"].map(
-                        {"partial": "partial upload (.gstmp): ignored", "unrecognised": "unrecognised name: never processed"}
-                    )
-                )
+                ignored[["name", "kind"]].assign(reason=ignored_reason(ignored["name"], ignored["kind"]))
             ),
         },
     )

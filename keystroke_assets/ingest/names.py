@@ -1,13 +1,16 @@
-"""What an upload object is, from its base name (spec/data.md §1)."""
+"""What an upload object is, from its name in the upload prefix (spec/data.md §1)."""
 
+import numpy as np
 import pandas as pd
 
 PLATFORMS = {"f": 1, "i": 2, "t": 3}
 
 _TASK = r"(?P<prefix>[fit])_(?P<user>[0-9a-f]{32})_(?P<seq>1[0-7]|[0-9])(?P<suffix>\.csv|_raw\.txt|_metadata\.json)"
 _RECORD = r"(?P<ruser>[0-9a-f]{32})_(?P<record>consent|demographics|start_time|completion|start_study|survey_code)\.json"
-_AALTO = r"(?P<participant>\d+)_keystrokes\.txt"
-_NAME_RE = rf"^(?:{_TASK}|{_RECORD}|{_AALTO})$"
+_AALTO = r"(?P<participant>[0-9]+)_keystrokes\.txt"
+_NAME_RE = rf"^(?:{_TASK}|{_RECORD}|{_AALTO})\Z"
+# The shape of a task object whatever its number: tells "not a task of the study" from noise.
+_TASK_LIKE = r"[fit]_[0-9a-f]{32}_[0-9]+(?:\.csv|_raw\.txt|_metadata\.json)\Z"
 
 _SUFFIX_KIND = {".csv": "keystrokes", "_raw.txt": "raw_text", "_metadata.json": "task_metadata"}
 
@@ -16,9 +19,10 @@ def classify(names: pd.Series) -> pd.DataFrame:
     """One row per name: kind, user_id, platform_id, video_id, session_id, task_id, record.
 
     kind is keystrokes / raw_text / task_metadata / record / aalto / partial / unrecognised.
+    Names are relative to the upload prefix, which is flat: a name inside a folder (or with `..`)
+    is unrecognised, so it can neither shadow a participant's object nor escape the prefix.
     """
-    base = names.str.rsplit("/", n=1).str[-1]
-    m = base.str.extract(_NAME_RE)
+    m = names.str.extract(_NAME_RE)
     seq = pd.to_numeric(m["seq"]).astype("Int64")
     platform = m["prefix"].map(PLATFORMS).astype("Int64")
     # f holds tasks 0,3,..; i 1,4,..; t 2,5,..: any other combination is not a task of the study.
@@ -27,7 +31,7 @@ def classify(names: pd.Series) -> pd.DataFrame:
     kind[m["suffix"].notna() & consistent.fillna(False)] = m["suffix"].map(_SUFFIX_KIND)
     kind[m["record"].notna()] = "record"
     kind[m["participant"].notna()] = "aalto"
-    kind[base.str.endswith(".gstmp")] = "partial"
+    kind[names.str.endswith(".gstmp")] = "partial"
     is_task = kind.isin(["keystrokes", "raw_text", "task_metadata"])
     seq = seq.where(is_task)
     return pd.DataFrame(
@@ -42,3 +46,23 @@ def classify(names: pd.Series) -> pd.DataFrame:
         },
         index=names.index,
     )
+
+
+def ignored_reason(names: pd.Series, kind: pd.Series) -> pd.Series:
+    """Why an object is never processed (partial or unrecognised kind); None for the others."""
+    reasons = np.select(
+        [
+            kind == "partial",
+            kind != "unrecognised",
+            names.str.contains("/", regex=False),
+            names.str.match(_TASK_LIKE),
+        ],
+        [
+            "partial upload (.gstmp): ignored",
+            None,
+            "a path, not a name (contains '/'): the upload prefix is flat; never processed",
+            "not a task of the study (f: 0, 3, .., 15; i: 1, 4, .., 16; t: 2, 5, .., 17); never processed",
+        ],
+        default="unrecognised name: never processed",
+    )
+    return pd.Series(reasons, index=names.index, dtype=object)

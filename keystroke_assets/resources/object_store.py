@@ -105,13 +105,14 @@ class LocalObjectStore(ObjectStore):
                 if filename.startswith(".tmp-"):  # our own writes in progress
                     continue
                 path = Path(dirpath, filename)
-                data = path.read_bytes()
-                stat = path.stat()
+                with path.open("rb") as f:  # in chunks: an upload may be large
+                    md5 = hashlib.file_digest(f, "md5").hexdigest()
+                    stat = os.fstat(f.fileno())
                 found.append(
                     ObjectInfo(
                         name=path.relative_to(self.root).as_posix(),
-                        size=len(data),
-                        md5=hashlib.md5(data).hexdigest(),
+                        size=stat.st_size,
+                        md5=md5,
                         crc32c=None,
                         generation=str(stat.st_mtime_ns),
                     )

@@ -1,0 +1,114 @@
+"""Benchmark: generate N participants' uploads, materialize the whole chain of one version
+in-process, print per asset wall seconds, keystrokes per second and peak RSS.
+
+    python -m keystroke_assets.bench --participants 600
+    python -m keystroke_assets.bench --participants 600 --format aalto
+"""
+
+import argparse
+import os
+import resource
+import shutil
+import tempfile
+import threading
+import time
+import warnings
+from pathlib import Path
+
+import dagster as dg
+import pyarrow.parquet as pq
+
+from keystroke_assets.partitions import dataset_versions, make_version_id
+from keystroke_assets.resources import resources_from_env
+from keystroke_assets.synthetic import aalto_uploads, web_app_uploads, write_uploads
+
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+class RssSampler(threading.Thread):
+    """Samples this process's resident set every few ms, to find each step's peak."""
+
+    def __init__(self, every: float = 0.005):
+        super().__init__(daemon=True)
+        self.every, self.samples, self.running = every, [], True
+
+    def run(self):
+        with open("/proc/self/statm") as statm:
+            while self.running:
+                statm.seek(0)
+                self.samples.append((time.time(), int(statm.read().split()[1]) * _PAGE))
+                time.sleep(self.every)
+
+    def peak(self, start: float, end: float) -> int:
+        return max((rss for t, rss in self.samples if start <= t <= end), default=0)
+
+
+def keystroke_count(storage: Path, version: str) -> int:
+    """Keystrokes of the version: presses of web-app files plus Aalto rows."""
+    events = pq.read_table(storage / "raw_data" / f"{version}.parquet", columns=["event"]).column("event").to_pandas()
+    return int((events != "R").sum())
+
+
+def run(participants: int, fmt: str, workdir: Path, seed: int = 0) -> list[tuple]:
+    uploads, storage, home = workdir / "uploads", workdir / "storage", workdir / "dagster_home"
+    for folder in (uploads, storage, home):
+        shutil.rmtree(folder, ignore_errors=True)
+    home.mkdir(parents=True)
+    t0 = time.time()
+    generate = aalto_uploads if fmt == "aalto" else web_app_uploads
+    files = write_uploads(uploads, generate(participants, seed))
+    print(f"generated {files} {fmt} upload objects for {participants} participants in {time.time() - t0:.1f} s")
+
+    from keystroke_assets.definitions import defs
+
+    version = make_version_id("bench")
+    sampler = RssSampler()
+    sampler.start()
+    with dg.instance_for_test(temp_dir=str(home)) as instance:
+        instance.add_dynamic_partitions(dataset_versions.name, [version])
+        start = time.time()
+        result = dg.materialize(
+            list(defs.assets),
+            partition_key=version,
+            instance=instance,
+            resources=resources_from_env({"KEYSTROKE_UPLOADS": str(uploads), "KEYSTROKE_STORAGE": str(storage)}),
+            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+        )
+        wall = time.time() - start
+        entries = [e for e in instance.all_logs(result.run_id) if e.dagster_event]
+    sampler.running = False
+    keystrokes = keystroke_count(storage, version)
+    rows, begun = [], {}
+    for entry in entries:
+        event = entry.dagster_event
+        if event.event_type_value == "STEP_START":
+            begun[event.step_key] = entry.timestamp
+        elif event.event_type_value == "STEP_SUCCESS":
+            seconds = event.event_specific_data.duration_ms / 1000
+            rows.append((event.step_key.replace("__", "/"), seconds, keystrokes / seconds,
+                         sampler.peak(begun[event.step_key], entry.timestamp)))
+    rows.append(("whole chain (wall, with Dagster)", wall, keystrokes / wall, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024))
+    print(f"\nversion {version}: {keystrokes:,} keystrokes, load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
+    print(f"{'asset':40} {'seconds':>8} {'keystrokes/s':>14} {'peak RSS MB':>12}")
+    for name, seconds, rate, rss in rows:
+        print(f"{name:40} {seconds:8.2f} {rate:14,.0f} {rss / 2**20:12.0f}")
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--participants", "-n", type=int, default=600)
+    parser.add_argument("--format", choices=["web_app", "aalto"], default="web_app")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workdir", type=Path, help="keep generated data here (default: a temporary folder)")
+    args = parser.parse_args(argv)
+    warnings.filterwarnings("ignore")
+    if args.workdir:
+        run(args.participants, args.format, args.workdir, args.seed)
+    else:
+        with tempfile.TemporaryDirectory(prefix="keystroke-bench-") as tmp:
+            run(args.participants, args.format, Path(tmp), args.seed)
+
+
+if __name__ == "__main__":
+    main()
