@@ -3,12 +3,15 @@
 import dagster as dg
 
 from keystroke_assets import assets, features
+from keystroke_assets.automation import automation_sensor
 from keystroke_assets.resources import resources_from_env
+from keystroke_assets.sensors import upload_sensor
 
 defs = dg.Definitions(
     assets=[
         *dg.load_assets_from_package_module(assets),
         *dg.load_assets_from_package_module(features),
     ],
+    sensors=[upload_sensor, automation_sensor],
     resources=resources_from_env(),
 )

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 import dagster as dg
 import pandas as pd
 
+from keystroke_assets.automation import keep_complete
 from keystroke_assets.partitions import InvalidVersionId, dataset_versions, validate_version_id
 
 OWNERS = ["team:keystroke-research"]
@@ -20,6 +21,7 @@ def version_asset(**kwargs):
         partitions_def=dataset_versions,
         owners=OWNERS,
         retry_policy=STORAGE_RETRY,
+        automation_condition=keep_complete(),
         **kwargs,
     )
 

@@ -7,6 +7,7 @@ COLUMNS = [
     "PARTICIPANT_ID", "TEST_SECTION_ID", "SENTENCE", "USER_INPUT", "KEYSTROKE_ID",
     "PRESS_TIME", "RELEASE_TIME", "LETTER", "KEYCODE",
 ]
+_MAX_MS = 10**13 - 1  # 13 digits of epoch ms, as in the web-app format
 
 
 def parse_aalto_file(data: bytes) -> tuple[pd.DataFrame, list[str], str | None]:
@@ -44,9 +45,12 @@ def parse_aalto_file(data: bytes) -> tuple[pd.DataFrame, list[str], str | None]:
     press = pd.to_numeric(table["PRESS_TIME"], errors="coerce")
     release = pd.to_numeric(table["RELEASE_TIME"], errors="coerce")
     section = pd.to_numeric(table["TEST_SECTION_ID"], errors="coerce")
-    numeric = press.notna() & release.notna() & section.notna()
+    # between() is False for NaN and inf too; bounds keep the int64 casts below exact
+    numeric = press.between(0, _MAX_MS) & release.between(0, _MAX_MS) & section.between(0, 2**53)
     if (~numeric).any():
-        problems.append(f"{int((~numeric).sum())} rows with non-numeric times or section dropped")
+        problems.append(
+            f"{int((~numeric).sum())} rows with a non-numeric or out-of-range time (0 to {_MAX_MS} ms) or section dropped"
+        )
     table, press, release, section = table[numeric], press[numeric], release[numeric], section[numeric]
     if table.empty:
         return pd.DataFrame(), problems, "no valid keystroke row"
@@ -59,7 +63,7 @@ def parse_aalto_file(data: bytes) -> tuple[pd.DataFrame, list[str], str | None]:
             # epoch ms, sometimes written as floats such as 1.473278e+12
             "time_ms": np.round(press.to_numpy(dtype=float)).astype(np.int64),
             "release_ms": np.round(release.to_numpy(dtype=float)).astype(np.int64),
-            "keycode": pd.to_numeric(table["KEYCODE"], errors="coerce").fillna(0).astype(np.int32),
+            "keycode": pd.to_numeric(table["KEYCODE"], errors="coerce").where(lambda k: k.between(0, 2**31 - 1), 0).astype(np.int32),
         }
     )
     return rows_out.reset_index(drop=True), problems, None

@@ -1,0 +1,92 @@
+"""features/kvc: every keystroke as [press_ms, release_ms, keycode], per user and task, in the
+layout of the Keystroke Verification Challenge (KVC).
+
+spec/features.md §3. Stored long: one row per keystroke with its task's ids and `task`, the
+challenge's task name `<platform>_<video>_<session>` (Aalto sections have no platform or video:
+their task name is the section id). `keystroke_assets.export.export_kvc` writes the challenge's
+dict-of-arrays .npy files with leave-one-platform-out splits.
+"""
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+
+from keystroke_assets.assets.common import OutputCheck, check_specs
+from keystroke_assets.features.common import TASK_IDS, feature_asset, feature_checks, feature_result, task_keystrokes, tasks_of
+
+VALUES = ["press_ms", "release_ms", "keycode"]
+COLUMNS = [*TASK_IDS, "task", "sequence_id", *VALUES]
+
+
+def task_names(tasks: pd.DataFrame) -> pd.Series:
+    """`<platform>_<video>_<session>`; the session (Aalto section) alone where there is no platform."""
+    ids = tasks[["platform_id", "video_id", "session_id"]].astype("string")
+    web = ids["platform_id"] + "_" + ids["video_id"] + "_" + ids["session_id"]
+    return web.fillna(ids["session_id"]).astype(object)
+
+
+def kvc_keystrokes(pairs: pd.DataFrame) -> pd.DataFrame:
+    """One row per keystroke, in task and press order: COLUMNS, times and keycode as int64."""
+    task, tasks = tasks_of(pairs)
+    strokes = task_keystrokes(pairs.assign(_task=task), ["_task"])
+    t = strokes["_task"].to_numpy()
+    out = tasks[TASK_IDS].iloc[t].reset_index(drop=True)
+    names, uniques = pd.factorize(task_names(tasks))
+    out["task"] = pd.Categorical.from_codes(names[t], uniques)  # few distinct names over many rows
+    out["sequence_id"] = strokes["sequence_id"].to_numpy().astype(np.int32)
+    for column in VALUES:
+        out[column] = strokes[column].to_numpy().astype(np.int64)
+    return out[COLUMNS]
+
+
+def _release_after_press(df: pd.DataFrame) -> tuple[bool, dict]:
+    bad = int((df["release_ms"] < df["press_ms"]).sum())
+    return bad == 0, {"keystrokes_released_before_press": bad}
+
+
+def _press_order(df: pd.DataFrame) -> tuple[bool, dict]:
+    task = df.groupby(["user_id", "task"], observed=True, sort=False).ngroup().to_numpy()
+    same = task[1:] == task[:-1]
+    back = int((same & (np.diff(df["press_ms"].to_numpy()) < 0)).sum())
+    seq = int((same & (np.diff(df["sequence_id"].to_numpy()) != 1)).sum())
+    return back == 0 and seq == 0, {"presses_out_of_order": back, "sequence_gaps": seq}
+
+
+def _keycode_range(df: pd.DataFrame) -> tuple[bool, dict]:
+    bad = int((~df["keycode"].between(0, 255)).sum())
+    return bad == 0, {"keycodes_outside_0_255": bad}
+
+
+CHECKS = feature_checks(
+    COLUMNS,
+    OutputCheck("release_after_press", "release_ms >= press_ms on every keystroke.", _release_after_press),
+    OutputCheck(
+        "press_order",
+        "Within a task, keystrokes are in press order and numbered 0, 1, 2, ... without gaps.",
+        _press_order,
+    ),
+    OutputCheck("keycode_range", "Every keycode lies in 0..255.", _keycode_range),
+)
+KEY = dg.AssetKey(["features", "kvc"])
+
+
+@feature_asset(
+    "kvc",
+    code_version="1",
+    kinds={"pandas", "parquet", "numpy"},
+    check_specs=check_specs(KEY, CHECKS),
+    description=(
+        "Every keystroke per user and task as [press_ms, release_ms, keycode] (int64), the Keystroke "
+        "Verification Challenge layout, one row per keystroke. `task` = `<platform>_<video>_<session>` "
+        "(Aalto: the section id). Export with keystroke_assets.export.export_kvc(version, out_dir)."
+    ),
+)
+def kvc(context: dg.AssetExecutionContext, keypairs: pd.DataFrame):
+    features = kvc_keystrokes(keypairs)
+    features.attrs["column_descriptions"] = {
+        "task": "KVC task name: <platform_id>_<video_id>_<session_id>; Aalto: the section id",
+        "sequence_id": "index of the keystroke within its task, from 0",
+        "press_ms": "press time, ms on the file's own clock",
+        "release_ms": "release time, ms on the file's own clock",
+    }
+    yield from feature_result(features, CHECKS, {"tasks": int(features.groupby(["user_id", "task"]).ngroups)})

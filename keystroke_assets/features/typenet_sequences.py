@@ -1,0 +1,142 @@
+"""features/typenet_sequences: per task, the first M keystrokes as TypeNet input (seconds).
+
+spec/features.md §3. Step i of a task is [HL_i, IL_i, PL_i, RL_i, keycode_i / 255] with the
+latencies in seconds; IL, PL, RL pair keystroke i with i + 1 and are 0 for the task's last
+keystroke; steps past the task's length are zeros. Stored one row per task: the ids, `length`
+and `steps`, a list of M * 5 float32 in step-major order (step 0's five values, then step 1's, ...).
+`sequence_array(df)` or `keystroke_assets.export.load_typenet_sequences` give the (n, M, 5) array.
+"""
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from keystroke_assets.assets.common import OutputCheck, check_specs
+from keystroke_assets.features.common import TASK_IDS, feature_asset, feature_checks, feature_result, task_keystrokes, tasks_of
+
+STEP = ["HL_s", "IL_s", "PL_s", "RL_s", "keycode_255"]
+
+
+class SequenceConfig(dg.Config):
+    sequence_length: int = 50  # M of the TypeNet paper
+
+
+def sequence_features(pairs: pd.DataFrame, m: int) -> pd.DataFrame:
+    """One row per task: TASK_IDS, `length` (keystrokes kept, at most m) and `steps`."""
+    if m < 1:
+        raise ValueError(f"sequence length must be at least 1, not {m}")
+    task, tasks = tasks_of(pairs)
+    strokes = task_keystrokes(pairs.assign(_task=task), ["_task", "IL", "PL", "RL"])
+    t = strokes["_task"].to_numpy()
+    # A task's last keystroke carries its last pair's latencies: they belong to no next key.
+    last = np.r_[t[1:] != t[:-1], True]
+    step = strokes["sequence_id"].to_numpy()
+    kept = step < m
+    values = np.column_stack(
+        [strokes["HL"].to_numpy() / 1000.0]
+        + [np.where(last, 0, strokes[c].to_numpy()) / 1000.0 for c in ["IL", "PL", "RL"]]
+        + [strokes["keycode"].to_numpy() / 255.0]
+    )
+    steps = np.zeros((len(tasks), m, len(STEP)), np.float32)
+    steps[t[kept], step[kept]] = values[kept]
+    out = tasks[TASK_IDS].copy()
+    out["length"] = np.bincount(t[kept], minlength=len(tasks)).astype(np.int32)
+    out["steps"] = list(steps.reshape(len(tasks), m * len(STEP)))
+    return out
+
+
+def _step_sizes(df: pd.DataFrame) -> np.ndarray:
+    return pa.array(df["steps"], type=pa.list_(pa.float32())).value_lengths().to_numpy(zero_copy_only=False)
+
+
+def sequence_array(df: pd.DataFrame) -> np.ndarray:
+    """The (n, M, 5) float32 array of a typenet_sequences table (in memory or read back)."""
+    steps = pa.array(df["steps"], type=pa.list_(pa.float32()))
+    sizes = steps.value_lengths().to_numpy(zero_copy_only=False)
+    if len(sizes) and ((sizes != sizes[0]).any() or sizes[0] % len(STEP)):
+        raise ValueError("rows of `steps` differ in size or are not a multiple of 5: not an (n, M, 5) array")
+    return steps.flatten().to_numpy(zero_copy_only=False).reshape(len(df), -1, len(STEP))
+
+
+def _shape(df: pd.DataFrame) -> tuple[bool, dict]:
+    sizes = _step_sizes(df)
+    m = int(sizes[0]) // len(STEP) if len(sizes) else 0
+    ok = len(sizes) > 0 and m >= 1 and (sizes == m * len(STEP)).all() and (df["length"].between(1, m)).all()
+    return bool(ok), {"shape": f"({len(df)}, {m}, {len(STEP)})", "rows_with_other_sizes": int((sizes != m * len(STEP)).sum())}
+
+
+def _on_array(check):
+    """A check of the (n, M, 5) array; fails (rather than raises) when there is no such array."""
+
+    def fn(df: pd.DataFrame) -> tuple[bool, dict]:
+        try:
+            steps = sequence_array(df)
+        except ValueError as e:
+            return False, {"error": str(e)}
+        return check(df, steps)
+
+    return fn
+
+
+@_on_array
+def _padding_zero(df: pd.DataFrame, steps: np.ndarray) -> tuple[bool, dict]:
+    length = df["length"].to_numpy()
+    beyond = np.arange(steps.shape[1])[None, :] >= length[:, None]
+    padded = int((steps[beyond] != 0).any(axis=1).sum())
+    # the last recorded step has no next keystroke unless the task was cut at M
+    last = steps[np.arange(len(df)), np.clip(length - 1, 0, steps.shape[1] - 1)]
+    tail = int(((last[:, 1:4] != 0).any(axis=1) & (length < steps.shape[1])).sum())
+    return padded == 0 and tail == 0, {"padding_steps_not_zero": padded, "last_steps_with_latencies": tail}
+
+
+@_on_array
+def _keycodes_scaled(df: pd.DataFrame, steps: np.ndarray) -> tuple[bool, dict]:
+    code = steps[:, :, 4]
+    bad = int(((code < 0) | (code > 1)).sum())
+    recorded = np.arange(steps.shape[1])[None, :] < df["length"].to_numpy()[:, None]
+    neg_hold = int(((steps[:, :, 0] < 0) & recorded).sum())
+    return bad == 0 and neg_hold == 0, {"keycodes_outside_0_1": bad, "negative_holds": neg_hold}
+
+
+CHECKS = feature_checks(
+    [*TASK_IDS, "length", "steps"],
+    OutputCheck("shape", "Every task has M * 5 values (an (n, M, 5) array) and 1 <= length <= M.", _shape),
+    OutputCheck(
+        "padding_zero",
+        "Steps beyond the recorded length are all zero; the last keystroke of an uncut task has IL = PL = RL = 0.",
+        _padding_zero,
+    ),
+    OutputCheck("keycode_scaled", "keycode / 255 lies in [0, 1]; holds are non-negative.", _keycodes_scaled),
+)
+KEY = dg.AssetKey(["features", "typenet_sequences"])
+
+
+@feature_asset(
+    "typenet_sequences",
+    code_version="1",
+    kinds={"pandas", "parquet", "numpy"},
+    check_specs=check_specs(KEY, CHECKS),
+    description=(
+        "TypeNet input per task: the first M keystrokes (config `sequence_length`, default 50) in press order, "
+        "step i = [HL, IL, PL, RL in seconds, keycode / 255], IL / PL / RL = 0 for the task's last keystroke, "
+        "zero-padded to M; `length` is the true number of steps. `steps` holds M * 5 float32 step-major. "
+        "Load as an (n, M, 5) array with keystroke_assets.export.load_typenet_sequences(version)."
+    ),
+)
+def typenet_sequences(context: dg.AssetExecutionContext, config: SequenceConfig, keypairs: pd.DataFrame):
+    features = sequence_features(keypairs, config.sequence_length)
+    features.attrs["column_descriptions"] = {
+        "length": f"steps recorded (keystrokes of the task, at most M = {config.sequence_length})",
+        "steps": f"M * 5 = {config.sequence_length * len(STEP)} float32, step-major: "
+        "[HL, IL, PL, RL (s), keycode / 255] per step, zeros beyond length",
+    }
+    yield from feature_result(
+        features,
+        CHECKS,
+        {
+            "sequence_length": config.sequence_length,
+            "array_shape": f"({len(features)}, {config.sequence_length}, {len(STEP)})",
+            "tasks_cut_at_M": int((features["length"] == config.sequence_length).sum()),
+        },
+    )

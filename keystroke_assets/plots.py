@@ -1,0 +1,122 @@
+"""Figures attached to materializations as inline markdown images, so the UI shows at a glance
+whether a version looks right: latency histograms and a per-participant quality view.
+
+Each function takes plain DataFrames and returns a `MetadataValue.md` holding one small PNG
+(about 900 x 600 px) as a base64 data URI.
+"""
+
+import base64
+import io
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display: figures only become PNG bytes
+
+import dagster as dg  # noqa: E402
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from keystroke_assets.keystrokes import HL_MAX_MS, HL_MIN_MS, IL_ABS_MAX_MS  # noqa: E402
+
+LATENCIES = ["HL", "IL", "PL", "RL"]
+# Outlier thresholds drawn on the histograms (spec/features.md §2).
+THRESHOLDS = {"HL": [HL_MIN_MS, HL_MAX_MS], "IL": [-IL_ABS_MAX_MS, IL_ABS_MAX_MS], "PL": [], "RL": []}
+DPI = 100
+SIZE = (9, 6)  # inches at DPI: 900 x 600 px
+DEVICE_COLORS = {"desktop": "tab:blue", "mobile": "tab:orange"}
+
+
+def png_markdown(fig: plt.Figure, alt: str) -> dg.MetadataValue:
+    """The figure as an inline markdown image; the figure is closed."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=DPI)
+    plt.close(fig)
+    encoded = base64.b64encode(buffer.getvalue()).decode("ascii")
+    return dg.MetadataValue.md(f"![{alt}](data:image/png;base64,{encoded})")
+
+
+def latency_histograms(pairs: pd.DataFrame) -> dg.MetadataValue:
+    """HL, IL, PL, RL histograms per device type. Top row: linear, 1st to 95th percentile (the bulk).
+    Bottom row: every value; HL, PL, RL on a log time axis (they are positive with long tails;
+    values below 1 ms count in the first bin), IL (negative when keys overlap) on a linear axis
+    with log counts."""
+    fig, axes = plt.subplots(2, 4, figsize=SIZE, dpi=DPI)
+    device = pairs["device_type"].astype("category")  # compares by code, not string by string
+    devices = {d: m for d in DEVICE_COLORS if (m := (device == d).to_numpy()).any()}
+    for col, latency in enumerate(LATENCIES):
+        values = pairs[latency].to_numpy(dtype=np.float64)
+        lo, hi = np.percentile(values, [1, 95]) if len(values) else (0.0, 1.0)
+        low, top = (values.min(), values.max()) if len(values) else (0.0, 1.0)
+        log_time = latency != "IL"
+        for row in range(2):
+            ax = axes[row, col]
+            if row == 0:
+                edges, x = np.linspace(lo, max(hi, lo + 1), 51), values
+            elif log_time:
+                # uniform bins of log10(ms): np.histogram's fast path
+                edges, x = np.linspace(0, np.log10(max(top, 10)), 61), np.log10(np.maximum(values, 1))
+            else:
+                edges, x = np.linspace(low, max(top, low + 1), 81), values
+            for name, mask in devices.items():
+                counts, _ = np.histogram(x[mask], bins=edges)
+                ax.stairs(counts, 10**edges if row and log_time else edges, color=DEVICE_COLORS[name],
+                          label=f"{name} ({int(mask.sum()):,})")
+            span = (10 ** edges[[0, -1]]) if row and log_time else edges[[0, -1]]
+            for t in THRESHOLDS[latency]:
+                if span[0] <= t <= span[1]:
+                    ax.axvline(t, color="grey", linestyle=":", linewidth=1)
+            if row == 0:
+                ax.set_title(f"{latency}, 1st-95th percentile", fontsize=9)
+            elif log_time:
+                ax.set_xscale("log")
+                ax.set_title(f"{latency}, all (log time)", fontsize=9)
+            else:
+                ax.set_yscale("log")
+                ax.set_title(f"{latency}, all (log count)", fontsize=9)
+            ax.set_xlabel("ms", fontsize=8)
+            ax.tick_params(labelsize=7)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="upper right", fontsize=8)
+    fig.suptitle(f"Keypair latencies, {len(pairs):,} pairs (dotted: outlier thresholds)", fontsize=10)
+    # fixed margins: tight_layout measures every tick label and takes seconds
+    fig.subplots_adjust(left=0.06, right=0.98, bottom=0.08, top=0.86, wspace=0.3, hspace=0.45)
+    return png_markdown(fig, "latency histograms")
+
+
+def quality_table(pairs: pd.DataFrame, quality_per_user: pd.DataFrame) -> pd.DataFrame:
+    """Per participant: keypairs, outlier share, dropped events (every count of quality_per_user)."""
+    per_user = pairs.groupby("user_id", observed=True).agg(
+        keypairs=("outlier", "size"), outlier_share=("outlier", "mean")
+    )
+    dropped = quality_per_user.sum(axis=1).rename("dropped_events")
+    return per_user.join(dropped, how="outer").fillna({"keypairs": 0, "dropped_events": 0})
+
+
+def participant_quality(pairs: pd.DataFrame, quality_per_user: pd.DataFrame) -> dg.MetadataValue:
+    """Left: every participant as a point (keypairs vs outlier share, size = dropped events); then
+    the 15 participants with the most dropped events and the 15 with the highest outlier share."""
+    table = quality_table(pairs, quality_per_user)
+    fig, (left, middle, right) = plt.subplots(
+        1, 3, figsize=SIZE, dpi=DPI, gridspec_kw={"width_ratios": [2.2, 1, 1]}
+    )
+    left.scatter(
+        table["keypairs"], table["outlier_share"], s=10 + 4 * np.sqrt(table["dropped_events"]), alpha=0.6,
+        edgecolor="k", linewidth=0.3,
+    )
+    left.set_xlabel("keypairs", fontsize=8)
+    left.set_ylabel("outlier share", fontsize=8)
+    left.set_title(f"{len(table)} participants (size: dropped events)", fontsize=9)
+    left.tick_params(labelsize=7)
+    for ax, column, title in [
+        (middle, "dropped_events", "most dropped events"),
+        (right, "outlier_share", "highest outlier share"),
+    ]:
+        top = table[column].fillna(0).sort_values(ascending=True).tail(15)
+        ax.barh([u[:8] for u in top.index.astype(str)], top.to_numpy(), color="tab:red")
+        ax.set_title(title, fontsize=9)
+        ax.tick_params(labelsize=6)
+    fig.suptitle("Data quality per participant (ids shortened to 8 characters)", fontsize=10)
+    fig.subplots_adjust(left=0.08, right=0.98, bottom=0.09, top=0.88, wspace=0.45)
+    return png_markdown(fig, "participant quality")

@@ -1,0 +1,125 @@
+"""Item 4: a feature type added after three versions exist is backfilled over all of them by the
+real daemon, and nothing upstream (or any other feature) is materialized again."""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import dagster as dg
+import pytest
+from dagster._core.execution.backfill import BulkActionStatus
+
+from keystroke_assets.backfills import launch_asset_backfill
+from keystroke_assets.definitions import defs
+from keystroke_assets.synthetic import web_app_uploads, write_uploads
+from keystroke_assets_tests.extra_feature_defs import KEY as NEW_KEY, hold_by_key_class_features
+
+from .conftest import REPO, materialize_version
+from .feature_samples import make_pairs
+
+VERSIONS = ["2025-09-01_10-00-00_lab-mac", "2025-09-02_10-00-00_lab-mac", "2025-09-03_10-00-00_lab-mac"]
+PROJECT_KEYS = sorted(defs.resolve_asset_graph().get_all_asset_keys(), key=lambda k: k.to_user_string())
+BACKFILL_TIMEOUT_S = 180  # a bound, not a wait: the backfill usually finishes within 60 s
+
+
+def materialization_counts(instance, keys) -> dict:
+    return {k.to_user_string(): len(instance.fetch_materializations(k, limit=1000).records) for k in keys}
+
+
+def wait_for(condition, timeout_s: float, what: str, log: Path | None = None):
+    """Poll `condition()` until it returns a truthy value; fail after timeout_s."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.5)
+    tail = log.read_text()[-3000:] if log and log.exists() else ""
+    pytest.fail(f"timed out after {timeout_s} s waiting for {what}\n{tail}")
+
+
+@pytest.fixture
+def daemon_instance(tmp_path, monkeypatch):
+    """A DAGSTER_HOME with the project's dagster.yaml (run queue on), the instance on it, the env
+    for the stores, and a function starting `dagster-daemon run` on the test code location."""
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
+    env = {"KEYSTROKE_UPLOADS": str(tmp_path / "uploads"), "KEYSTROKE_STORAGE": str(tmp_path / "storage")}
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    workspace = tmp_path / "workspace.yaml"
+    workspace.write_text(
+        "load_from:\n  - python_module:\n      module_name: keystroke_assets_tests.extra_feature_defs\n"
+        f"      attribute: defs\n      working_directory: {REPO}\n      location_name: keystroke_assets_test\n"
+    )
+    procs, log = [], tmp_path / "daemon.log"
+
+    def start_daemon():
+        with log.open("wb") as out:
+            procs.append(
+                subprocess.Popen(
+                    [Path(sys.executable).parent / "dagster-daemon", "run", "-w", str(workspace)],
+                    cwd=tmp_path, env={**os.environ, **env, "DAGSTER_HOME": str(home)},
+                    stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                )
+            )
+        return log
+
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        yield instance, env, start_daemon
+    for proc in procs:  # the daemon, its code server and run workers share one process group
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+
+def test_the_new_feature_by_hand():
+    ids = {"user_id": "u1", "device_type": "desktop", "platform_id": 1, "video_id": 1, "session_id": 1, "task_id": 0}
+    features = hold_by_key_class_features(make_pairs([{**ids, "strokes": [
+        ("a", 65, 0, 100), ("Key.space", 32, 150, 230), ("b", 66, 300, 360), ("Key.shift", 16, 400, 450),
+        ("C", 67, 420, 500)]}]))
+    task = features[features["grain"] == "task"].iloc[0]
+    # letters a, b, C hold 100, 60, 80 ms: median 80; space 80; Shift 50
+    assert (task["HL_median_letter"], task["HL_median_space"], task["HL_median_other"]) == (80, 80, 50)
+
+
+def test_new_feature_backfilled_over_every_version(daemon_instance):
+    instance, env, start_daemon = daemon_instance
+    uploads = Path(env["KEYSTROKE_UPLOADS"])
+    # three versions of a growing upload store: 4, then 5, then 6 participants
+    for version, (first, n) in zip(VERSIONS, [(0, 4), (4, 1), (5, 1)]):
+        write_uploads(uploads, web_app_uploads(n, seed=11, first_index=first, broken_every=0))
+        assert materialize_version(instance, env, version).success
+    before = materialization_counts(instance, PROJECT_KEYS)
+    assert set(before.values()) == {3}  # every project asset, every version
+    assert instance.get_materialized_partitions(NEW_KEY) == set()
+
+    backfill_id = launch_asset_backfill(instance, [NEW_KEY], VERSIONS, title="add hold_by_key_class")
+    # the UI's Backfills page lists exactly these
+    backfill = instance.get_backfill(backfill_id)
+    assert backfill.is_asset_backfill and backfill.title == "add hold_by_key_class"
+    assert backfill.asset_selection == [NEW_KEY]
+
+    log = start_daemon()
+    done = wait_for(
+        lambda: (b := instance.get_backfill(backfill_id)).status != BulkActionStatus.REQUESTED and b,
+        BACKFILL_TIMEOUT_S, "the backfill to finish", log,
+    )
+    assert done.status == BulkActionStatus.COMPLETED_SUCCESS, log.read_text()[-3000:]
+
+    assert instance.get_materialized_partitions(NEW_KEY) == set(VERSIONS)
+    for version in VERSIONS:
+        assert (Path(env["KEYSTROKE_STORAGE"]) / "features" / "hold_by_key_class" / f"{version}.parquet").is_file()
+    runs = instance.get_runs(dg.RunsFilter(tags={"dagster/backfill": backfill_id}))
+    assert sorted(r.tags["dagster/partition"] for r in runs) == sorted(VERSIONS)
+    assert all(r.asset_selection == {NEW_KEY} for r in runs)
+    # no upstream asset and no other feature was materialized again
+    assert materialization_counts(instance, PROJECT_KEYS) == before

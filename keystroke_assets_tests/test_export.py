@@ -1,0 +1,94 @@
+"""Exports for training code: typenet_sequences as one (n, M, 5) float32 array plus ids, kvc as the
+challenge's dict-of-arrays .npy files with leave-one-platform-out splits."""
+
+import numpy as np
+import pytest
+
+from keystroke_assets.export import export_kvc, load_typenet_sequences
+from keystroke_assets.features.kvc import KEY as KVC_KEY, kvc_keystrokes
+from keystroke_assets.features.typenet_sequences import KEY as SEQUENCES_KEY, sequence_features
+from keystroke_assets.resources.object_store import LocalObjectStore
+from keystroke_assets.resources.parquet_io_manager import asset_object_name, to_parquet_bytes
+
+from .conftest import VERSION
+from .feature_samples import make_pairs, real_version
+
+U1 = "c" * 32
+
+
+def web_task(platform: int, video: int, session: int, t0: int) -> dict:
+    return {"user_id": U1, "device_type": "desktop", "platform_id": platform, "video_id": video,
+            "session_id": session, "task_id": (session - 1) * 9 + (video - 1) * 3 + platform - 1,
+            "strokes": [("a", 65, t0, t0 + 100), ("b", 66, t0 + 200, t0 + 260)]}
+
+
+AALTO = {"user_id": "100003", "device_type": "desktop", "platform_id": None, "video_id": None, "session_id": 5,
+         "task_id": 5, "strokes": [("x", 88, 10, 90), ("y", 89, 120, 200), ("z", 90, 300, 310)]}
+PAIRS = make_pairs([web_task(1, 1, 1, 1000), web_task(2, 1, 1, 2000), web_task(3, 2, 2, 3000), AALTO])
+
+
+@pytest.fixture
+def store(tmp_path) -> LocalObjectStore:
+    """A data store holding the two feature assets of VERSION, written as the IO manager writes them."""
+    store = LocalObjectStore(root=str(tmp_path / "storage"))
+    store.write_bytes(asset_object_name(SEQUENCES_KEY, VERSION), to_parquet_bytes(sequence_features(PAIRS, m=3)))
+    store.write_bytes(asset_object_name(KVC_KEY, VERSION), to_parquet_bytes(kvc_keystrokes(PAIRS)))
+    return store
+
+
+def test_sequences_load_in_one_call(store):
+    x, ids = load_typenet_sequences(VERSION, store)
+    assert x.shape == (4, 3, 5) and x.dtype == np.float32 and x.flags["C_CONTIGUOUS"]
+    assert list(ids.columns) == ["user_id", "device_type", "platform_id", "video_id", "session_id", "task_id", "length"]
+    # tasks sorted by user then platform / video / session: the Aalto section ("100003") first
+    assert ids["user_id"].tolist() == ["100003", U1, U1, U1]
+    assert ids["length"].tolist() == [3, 2, 2, 2]
+    # Aalto step 0: HL 80, IL = 120 - 90 = 30, PL 110, RL = 200 - 90 = 110 ms; 'x' = 88
+    np.testing.assert_allclose(x[0, 0], [0.080, 0.030, 0.110, 0.110, 88 / 255], rtol=1e-6)
+    # a web task: 'a' HL 100, IL 100, PL 200, RL 160; then 'b' (last: HL 60, zeros); then padding
+    np.testing.assert_allclose(x[1], [[0.1, 0.1, 0.2, 0.16, 65 / 255], [0.06, 0, 0, 0, 66 / 255], [0] * 5], rtol=1e-6)
+
+
+def test_storage_defaults_to_the_environment(store, monkeypatch):
+    monkeypatch.setenv("KEYSTROKE_STORAGE", store.root)
+    x, ids = load_typenet_sequences(VERSION)
+    assert x.shape == (4, 3, 5) and len(ids) == 4
+
+
+def test_missing_asset_says_what_to_do(tmp_path):
+    with pytest.raises(FileNotFoundError, match="materialize features/typenet_sequences for 2025-09-07"):
+        load_typenet_sequences(VERSION, LocalObjectStore(root=str(tmp_path)))
+
+
+def load(path):
+    return np.load(path, allow_pickle=True).item()
+
+
+def test_kvc_layout_and_leave_one_platform_out(store, tmp_path):
+    paths = export_kvc(VERSION, tmp_path / "kvc", store)
+    everything = load(paths["all"])
+    assert set(everything) == {U1, "100003"}
+    assert set(everything[U1]) == {"1_1_1", "2_1_1", "3_2_2"}
+    # facebook video 1 session 1 starts at t0 = 1000: a 1000-1100, b 1200-1260
+    first = everything[U1]["1_1_1"]
+    assert first.dtype == np.int64 and first.tolist() == [[1000, 1100, 65], [1200, 1260, 66]]
+    assert everything["100003"]["5"].tolist() == [[10, 90, 88], [120, 200, 89], [300, 310, 90]]
+    for platform, prefix in [("facebook", "1_"), ("instagram", "2_"), ("twitter", "3_")]:
+        train, test = load(paths[f"leave_out_{platform}/train"]), load(paths[f"leave_out_{platform}/test"])
+        assert set(test) == set(train) == {U1}  # Aalto sections have no platform
+        assert {t for t in test[U1]} == {t for t in everything[U1] if t.startswith(prefix)}
+        assert {t for t in train[U1]} == {t for t in everything[U1] if not t.startswith(prefix)}
+        np.testing.assert_array_equal(test[U1][next(iter(test[U1]))], everything[U1][next(iter(test[U1]))])
+
+
+def test_real_exports(real_data, tmp_path_factory, tmp_path):
+    real = real_version(real_data, tmp_path_factory)
+    x, ids = load_typenet_sequences(VERSION, real.store)
+    assert x.shape == (126, 50, 5) and len(ids) == 126
+    paths = export_kvc(VERSION, tmp_path / "kvc", real.store)
+    everything = load(paths["all"])
+    # 2 web-app users with 18 tasks, 6 Aalto participants with 15 sections
+    assert sorted(len(tasks) for tasks in everything.values()) == [15] * 6 + [18] * 2
+    test = load(paths["leave_out_twitter/test"])
+    assert set(test) == {"090e14f795db6d9fad9fc4ddd6ff5094", "1a8939f78d8fd33068520f598b6bb6b8"}
+    assert all(len(tasks) == 6 and all(t.startswith("3_") for t in tasks) for tasks in test.values())

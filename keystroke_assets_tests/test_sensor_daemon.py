@@ -1,0 +1,148 @@
+"""The upload sensor and automation with the real daemon: uploads dropped into a local folder or a
+bucket of fake-gcs-server become a fully materialized version by themselves, one version per
+burst, even when the daemon is killed and restarted on the way; and the README's first command
+(`keystroke-assets demo`, i.e. `dagster dev`) does the same for a participant copied in."""
+
+import math
+import time
+from datetime import datetime, timezone
+
+import dagster as dg
+import pytest
+from dagster._core.scheduler.instigation import InstigatorType
+
+from keystroke_assets.definitions import defs
+from keystroke_assets.partitions import dataset_versions, make_version_id
+from keystroke_assets.resources import object_store
+from keystroke_assets.sensors import UploadCursor, listing_digest
+from keystroke_assets.synthetic import web_app_uploads
+
+from .servers import dagster_servers, demo, instance_at
+
+ASSETS = list(defs.resolve_asset_graph().toposorted_asset_keys)
+# seconds from the last upload of a burst to its version fully materialized: about a minute on an
+# idle 2-core machine, room for a loaded one
+BOUND = 300
+
+
+def wait_for(condition, timeout: float, what: str, servers):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.5)
+    pytest.fail(f"not within {timeout} s: {what}\n{servers.log_tails()}")
+
+
+def drop(store, participants: range, chunks: int = 3) -> str:
+    """Upload the participants' objects in a few chunks a second apart (less than the quiet
+    period); return the version id the burst must get: its newest object's time."""
+    objects = list(web_app_uploads(len(participants), seed=9, first_index=participants.start, broken_every=0))
+    for i in range(chunks):
+        for name, data in objects[i::chunks]:
+            store.write_bytes(name, data)
+        time.sleep(1)
+    newest = max(s.modified for s in store.list_stamps().values())
+    return make_version_id("sensor", datetime.fromtimestamp(math.floor(newest), timezone.utc))
+
+
+def sensor_cursor(instance) -> UploadCursor | None:
+    for state in instance.all_instigator_state(instigator_type=InstigatorType.SENSOR):
+        if state.origin.instigator_name == "upload_sensor" and state.instigator_data:
+            return UploadCursor.from_json(state.instigator_data.cursor)
+    return None
+
+
+def missing(instance, version: str) -> list[str]:
+    return [k.to_user_string() for k in ASSETS if version not in instance.get_materialized_partitions(k)]
+
+
+def versions(instance) -> list[str]:
+    return instance.get_dynamic_partitions(dataset_versions.name)
+
+
+def participants_in(instance, version: str) -> int:
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey("web_app_data"), asset_partitions=[version]), limit=1
+    ).records
+    return records[0].asset_materialization.metadata["participants"].value
+
+
+def sensors_status(servers) -> dict:
+    data = servers.graphql(
+        '{ sensorsOrError(repositorySelector: {repositoryName: "__repository__", '
+        'repositoryLocationName: "keystroke_assets"}) { ... on Sensors { results { name sensorState { status } } } } }'
+    )
+    return {s["name"]: s["sensorState"]["status"] for s in data["sensorsOrError"]["results"]}
+
+
+def test_local_uploads_with_the_daemon_killed_twice(tmp_path):
+    env = {"KEYSTROKE_UPLOADS": str(tmp_path / "uploads"), "KEYSTROKE_STORAGE": str(tmp_path / "storage")}
+    store = object_store(env["KEYSTROKE_UPLOADS"])
+    with dagster_servers(tmp_path / "home", env, tmp_path / "logs") as servers, instance_at(servers.home) as instance:
+        # nobody switched them on
+        assert sensors_status(servers) == {"upload_sensor": "RUNNING", "keep_versions_complete": "RUNNING"}
+
+        expected = drop(store, range(0, 1))
+        dropped = time.monotonic()
+        # killed in the quiet period: the sensor has seen the burst, no version is made yet
+        listing = listing_digest(store.list_stamps())
+        wait_for(lambda: (c := sensor_cursor(instance)) and c.listing == listing and c.complete != c.versioned,
+                 60, "the sensor to see the burst", servers)
+        assert versions(instance) == []
+        servers.kill_daemon()
+        servers.start_daemon()
+
+        # killed again as soon as the version exists, its snapshot queued or running
+        wait_for(lambda: versions(instance), BOUND, "the sensor to add the version", servers)
+        servers.kill_daemon()
+        servers.start_daemon()
+
+        wait_for(lambda: versions(instance) and not missing(instance, versions(instance)[0]),
+                 BOUND, "the version fully materialized", servers)
+        took = time.monotonic() - dropped
+        assert versions(instance) == [expected]
+        assert participants_in(instance, expected) == 1
+        assert [r for r in instance.get_runs() if r.status == dg.DagsterRunStatus.FAILURE] == []
+        # and nothing more comes of it
+        time.sleep(4)
+        assert versions(instance) == [expected]
+        print(f"local folder, daemon killed twice: burst → complete version in {took:.0f} s")
+
+
+def test_gcs_uploads_make_a_version(tmp_path, gcs_bucket):
+    env = {
+        "KEYSTROKE_UPLOADS": f"gs://{gcs_bucket.name}/uploads",
+        "KEYSTROKE_STORAGE": f"gs://{gcs_bucket.name}/datasets",
+    }
+    store = object_store(env["KEYSTROKE_UPLOADS"])
+    with dagster_servers(tmp_path / "home", env, tmp_path / "logs") as servers, instance_at(servers.home) as instance:
+        expected = drop(store, range(0, 2))
+        dropped = time.monotonic()
+        wait_for(lambda: versions(instance) and not missing(instance, versions(instance)[0]),
+                 BOUND, "the version fully materialized", servers)
+        took = time.monotonic() - dropped
+        assert versions(instance) == [expected]
+        assert participants_in(instance, expected) == 2
+        assert gcs_bucket.get_blob(f"datasets/keypairs/{expected}.parquet") is not None
+        print(f"GCS: burst → complete version in {took:.0f} s")
+
+
+def test_demo_then_a_copied_participant_becomes_a_complete_version(tmp_path):
+    """The README's first command, then a participant's files copied into the upload folder."""
+    with demo(tmp_path, {}, tmp_path / "logs") as servers, instance_at(servers.home) as instance:
+        (demo_version,) = versions(instance)
+        assert demo_version.endswith("_demo")
+        # automation takes the demo version's snapshot by itself; then a participant arrives
+        wait_for(lambda: "web_app_data" not in missing(instance, demo_version), BOUND, "the demo version's snapshot", servers)
+        store = object_store(str(tmp_path / "data" / "uploads"))
+        expected = drop(store, range(1, 2))
+        copied = time.monotonic()
+        wait_for(lambda: len(versions(instance)) == 2 and not missing(instance, versions(instance)[1]),
+                 BOUND, "the copied participant's version fully materialized", servers)
+        took = time.monotonic() - copied
+        assert versions(instance) == [demo_version, expected]
+        assert [participants_in(instance, v) for v in (demo_version, expected)] == [1, 2]
+        wait_for(lambda: not missing(instance, demo_version), BOUND, "the demo version fully materialized", servers)
+        print(f"demo (dagster dev): copied participant → complete version in {took:.0f} s")

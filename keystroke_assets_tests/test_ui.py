@@ -1,0 +1,308 @@
+"""The team's daily flows in the Dagster UI, in a real browser: Playwright driving Debian's Chromium
+(headless) against the webserver and daemon of `servers.py`, on two versions of synthetic uploads.
+
+Made beforehand, in process: both versions have the ingest chain and keypairs; version 1 has every
+feature asset but typenet_sequences (the "new feature asset"), version 2 also lacks kvc and
+statistical. The sensors are stopped so that only what a person launches runs. Then, in order:
+1. the asset graph shows every asset with its partitions and how full each is;
+2. a backfill of features/typenet_sequences over all versions, launched from its asset page;
+3. "Materialize unsynced" with the "Missing" partitions materializes what version 2 lacks;
+4. a feature asset's latest materialization shows its plots and its column schema.
+Each launch is checked through the instance: exactly the expected (asset, version) pairs ran.
+Screenshots of every step go to $KEYSTROKE_TEST_ARTIFACTS (default test-artifacts/ui).
+"""
+
+import os
+import re
+import time
+from collections import Counter
+from pathlib import Path
+
+import dagster as dg
+import pyarrow.parquet as pq
+import pytest
+from dagster._core.execution.backfill import BulkActionStatus
+
+from keystroke_assets.definitions import defs
+from keystroke_assets.synthetic import web_app_uploads, write_uploads
+
+from .conftest import REPO, materialize_version
+from .servers import dagster_home, dagster_servers, instance_at
+
+CHROMIUM = Path("/usr/bin/chromium")
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed")
+sync_api = pytest.importorskip("playwright.sync_api")
+expect = sync_api.expect
+
+ARTIFACTS = Path(os.environ.get("KEYSTROKE_TEST_ARTIFACTS", REPO / "test-artifacts" / "ui"))
+V1, V2 = "2025-09-01_10-00-00_lab-mac", "2025-09-02_10-00-00_lab-mac"
+VERSIONS = [V1, V2]
+NEW_FEATURE = dg.AssetKey(["features", "typenet_sequences"])
+MISSING_IN_V2 = [dg.AssetKey(["features", "kvc"]), dg.AssetKey(["features", "statistical"])]
+ALL_KEYS = sorted(defs.resolve_asset_graph().get_all_asset_keys(), key=lambda k: k.to_user_string())
+FEATURE_KEYS = [k for k in ALL_KEYS if k.path[0] == "features"]
+RUN_TIMEOUT_S = 420  # a run worker imports Dagster and the code location: slow on a loaded machine
+UI_TIMEOUT_MS = 60_000
+
+
+def user_string(key: dg.AssetKey) -> str:
+    return key.to_user_string()
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    """Uploads, both versions materialized as described above, then the webserver and the daemon
+    with the sensors stopped. Yields (servers, instance opened on the same DAGSTER_HOME)."""
+    root = tmp_path_factory.mktemp("ui")
+    env = {
+        "KEYSTROKE_UPLOADS": str(root / "uploads"),
+        "KEYSTROKE_STORAGE": str(root / "storage"),
+        # the sensors tick once at start-up, before they are stopped: not again
+        "KEYSTROKE_SENSOR_INTERVAL_SECONDS": "3600",
+        "KEYSTROKE_AUTOMATION_INTERVAL_SECONDS": "3600",
+        "KEYSTROKE_QUIET_SECONDS": "36000",
+    }
+    assert {NEW_FEATURE, *MISSING_IN_V2} <= set(FEATURE_KEYS)
+    write_uploads(root / "uploads", web_app_uploads(4, seed=7, broken_every=0))
+    home = dagster_home(root / "home")
+    everything_but = lambda keys: dg.AssetSelection.all() - dg.AssetSelection.assets(*keys)  # noqa: E731
+    with instance_at(home) as instance:
+        assert materialize_version(instance, env, V1, selection=everything_but([NEW_FEATURE])).success
+        assert materialize_version(instance, env, V2, selection=everything_but([NEW_FEATURE, *MISSING_IN_V2])).success
+    with dagster_servers(home, env, root / "logs") as servers, instance_at(home) as instance:
+        stop_sensors(servers)
+        yield servers, instance
+
+
+def stop_sensors(servers) -> None:
+    """Declarative automation would fill the missing partitions by itself: these tests are about
+    what a person launches."""
+    query = (
+        '{ sensorsOrError(repositorySelector: {repositoryName: "__repository__", repositoryLocationName: '
+        '"keystroke_assets"}) { ... on Sensors { results { name sensorState { id status } } } } }'
+    )
+    for sensor in servers.graphql(query)["sensorsOrError"]["results"]:
+        stopped = servers.graphql(
+            f'mutation {{ stopSensor(id: "{sensor["sensorState"]["id"]}") {{ ... on StopSensorMutationResult '
+            "{ instigationState { status } } } }"
+        )
+        assert stopped["stopSensor"]["instigationState"]["status"] == "STOPPED", sensor["name"]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    for old in ARTIFACTS.glob("*.png"):
+        old.unlink()
+    with sync_api.sync_playwright() as p:
+        chromium = p.chromium.launch(
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--no-first-run"],
+        )
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser, request):
+    """A fresh page; on failure its last state is saved as FAILED-<test>.png."""
+    expect.set_options(timeout=UI_TIMEOUT_MS)
+    context = browser.new_context(viewport={"width": 1600, "height": 1000})
+    page = context.new_page()
+    page.set_default_timeout(UI_TIMEOUT_MS)
+    failed_before = request.session.testsfailed
+    yield page
+    if request.session.testsfailed > failed_before:
+        page.screenshot(path=ARTIFACTS / f"FAILED-{request.node.name}.png")
+    context.close()
+
+
+def shot(page, name: str) -> None:
+    page.screenshot(path=ARTIFACTS / f"{name}.png")
+
+
+def materializations(instance) -> Counter:
+    """(asset, version) -> number of materializations."""
+    counts = Counter()
+    for key in ALL_KEYS:
+        for record in instance.fetch_materializations(key, limit=1000).records:
+            counts[(user_string(key), record.partition_key)] += 1
+    return counts
+
+
+def wait_for(condition, timeout_s: float, what: str, servers):
+    """Poll `condition()` until it returns a truthy value; fail after timeout_s with the daemon's log."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if value := condition():
+            return value
+        time.sleep(0.5)
+    logs = sorted(servers.logs.glob("daemon-*.log"))
+    pytest.fail(f"timed out after {timeout_s} s waiting for {what}\n{logs[-1].read_text()[-3000:] if logs else ''}")
+
+
+def graph_nodes(page):
+    """The 'N% filled' link of every expanded asset node in the graph."""
+    return page.locator('a[href^="/assets/"][href$="?view=partitions"]', has_text="% filled")
+
+
+def zoom_out_until_all_visible(page, n_nodes: int) -> None:
+    """Ctrl + wheel (a person's zoom) until every asset node lies inside the viewport."""
+    width, height = page.viewport_size["width"], page.viewport_size["height"]
+    slider = page.get_by_role("slider")
+    for _ in range(10):
+        expect(graph_nodes(page)).to_have_count(n_nodes)
+        boxes = [b for b in (n.bounding_box() for n in graph_nodes(page).all()) if b]
+        if len(boxes) == n_nodes and all(0 <= b["x"] and b["x"] + b["width"] <= width and 0 <= b["y"]
+                                         and b["y"] + b["height"] <= height for b in boxes):
+            return
+        zoom = slider.get_attribute("aria-valuenow")
+        page.mouse.move(width / 2, height / 2)
+        page.keyboard.down("Control")
+        page.mouse.wheel(0, 100)
+        page.keyboard.up("Control")
+        expect(slider).not_to_have_attribute("aria-valuenow", zoom)
+    pytest.fail("the asset graph does not fit the viewport")
+
+
+def test_asset_graph_shows_every_asset_with_its_partitions(stack, page):
+    servers, _ = stack
+    page.set_viewport_size({"width": 2400, "height": 1600})
+    page.goto(f"{servers.url}/asset-groups")
+    expect(page.get_by_role("button", name="asset_group features features")).to_be_visible()
+    page.get_by_role("button", name="settings", exact=True).click()  # the graph's own settings menu
+    page.get_by_role("menuitem", name="Expand all groups").click()
+    page.reload()  # the graph is laid out and fitted again, groups expanded
+    page.get_by_role("button", name="panel_show_right", exact=True).click()  # hide the asset tree
+    zoom_out_until_all_visible(page, len(ALL_KEYS))
+
+    # 2 versions: 2 materialized -> 100 %, 1 -> 50 %, 0 -> 0 % (the UI rounds down)
+    filled = {k: 100 for k in ALL_KEYS} | {k: 50 for k in MISSING_IN_V2} | {NEW_FEATURE: 0}
+    for key in ALL_KEYS:
+        links = page.locator(f'a[href="/assets/{user_string(key)}?view=partitions"]')
+        expect(links.filter(has_text="filled")).to_have_text(f"{filled[key]}% filled")
+        expect(links.filter(has_text="partitions")).to_have_text("2 partitions")
+        expect(links.filter(has_text="filled")).to_be_in_viewport()
+    shot(page, "1-asset-graph")
+
+
+def test_backfill_of_a_new_feature_over_all_versions(stack, page):
+    servers, instance = stack
+    before = materializations(instance)
+    assert not any(key == user_string(NEW_FEATURE) for key, _ in before)
+
+    page.goto(f"{servers.url}/assets/{user_string(NEW_FEATURE)}")
+    page.get_by_role("button", name="Materialize…").click()
+    dialog = page.get_by_role("dialog")
+    expect(dialog.get_by_text("Launch runs to materialize features / typenet_sequences")).to_be_visible()
+    dialog.get_by_role("button", name="All", exact=True).click()
+    expect(dialog.get_by_text("2 partitions", exact=True)).to_be_visible()
+    expect(dialog.locator('[title^="2025-"]')).to_have_count(2)
+    assert sorted(dialog.locator('[title^="2025-"]').evaluate_all("els => els.map(e => e.title)")) == VERSIONS
+    shot(page, "2a-backfill-dialog")
+    dialog.get_by_role("button", name="Launch backfill").click()
+    toast = page.get_by_text(re.compile(r"^Created backfill \w+$"))
+    backfill_id = toast.inner_text().split()[-1]
+
+    wait_for(lambda: instance.get_backfill(backfill_id).status != BulkActionStatus.REQUESTED,
+             RUN_TIMEOUT_S, f"backfill {backfill_id} to finish", servers)
+    backfill = instance.get_backfill(backfill_id)
+    assert backfill.status == BulkActionStatus.COMPLETED_SUCCESS
+    runs = instance.get_runs(dg.RunsFilter(tags={"dagster/backfill": backfill_id}))
+    assert sorted(r.tags["dagster/partition"] for r in runs) == VERSIONS  # one run per version
+    assert all(r.asset_selection == {NEW_FEATURE} and r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
+    # the new feature once per version, and nothing else: no upstream asset ran again
+    assert materializations(instance) - before == Counter({(user_string(NEW_FEATURE), v): 1 for v in VERSIONS})
+
+    page.goto(f"{servers.url}/runs/b/{backfill_id}")
+    expect(page.get_by_text("Succeeded").first).to_be_visible()
+    expect(page.get_by_text("100% completed")).to_be_visible()
+    shot(page, "2b-backfill-succeeded")
+
+
+def test_materialize_what_a_version_is_missing(stack, page):
+    servers, instance = stack
+    before = materializations(instance)
+    missing = {k for k in ALL_KEYS if before[(user_string(k), V2)] == 0}
+    assert missing == set(MISSING_IN_V2), "runs after the backfill test: typenet_sequences is complete"
+    runs_before = {r.run_id for r in instance.get_runs()}
+
+    page.goto(f"{servers.url}/asset-groups")
+    page.get_by_role("button", name="arrow_drop_down").last.click()  # beside "Materialize all…"
+    page.get_by_role("menuitem", name="Materialize unsynced").click()
+    dialog = page.get_by_role("dialog").filter(has_text="Materialize unsynced assets")
+    # partitioned assets are "unsynced" when one of their partitions is missing
+    for key in MISSING_IN_V2:
+        expect(dialog.get_by_text(" / ".join(key.path), exact=True).first).to_be_visible()
+    launch = dialog.get_by_role("button", name=f"Materialize {len(MISSING_IN_V2)} assets")
+    expect(launch).to_be_visible()  # and so no other asset is listed
+    shot(page, "3a-unsynced-assets")
+    launch.click()
+
+    dialog = page.get_by_role("dialog").filter(has_text="Launch runs to materialize")
+    dialog.get_by_role("button", name="Missing", exact=True).click()
+    expect(dialog.locator('[title^="2025-"]')).to_have_count(1)
+    expect(dialog.locator('[title^="2025-"]')).to_have_attribute("title", V2)
+    shot(page, "3b-missing-partitions")
+    dialog.get_by_role("button", name="Launch 1 run").click()
+    page.get_by_role("listitem").filter(has_text=re.compile(r"Launched run \w+")).get_by_role("link", name="View").click()
+    expect(page).to_have_url(re.compile(r"/runs/[0-9a-f-]{36}"))
+    run_id = re.search(r"/runs/([0-9a-f-]{36})", page.url).group(1)
+
+    run = wait_for(lambda: (r := instance.get_run_by_id(run_id)).is_finished and r,
+                   RUN_TIMEOUT_S, f"run {run_id} to finish", servers)
+    assert run.status == dg.DagsterRunStatus.SUCCESS
+    assert run.tags["dagster/partition"] == V2 and run.asset_selection == set(MISSING_IN_V2)
+    assert {r.run_id for r in instance.get_runs()} - runs_before == {run_id}
+    # exactly what version 2 lacked, nothing already there
+    assert materializations(instance) - before == Counter({(user_string(k), V2): 1 for k in MISSING_IN_V2})
+
+    expect(page.get_by_text("Success", exact=True).first).to_be_visible()
+    shot(page, "3c-run-succeeded")
+
+
+def plot_entries(materialization: dg.AssetMaterialization) -> dict[str, str]:
+    """Metadata entries holding an inline PNG: name -> the image's data URI."""
+    found = {}
+    for name, value in materialization.metadata.items():
+        if isinstance(value, dg.MarkdownMetadataValue) and (m := re.search(r"\((data:image/png;base64,[^)]+)\)", value.value)):
+            found[name] = m.group(1)
+    return found
+
+
+def test_latest_materialization_shows_plots_and_column_schema(stack, page):
+    servers, instance = stack
+    latest = {k: instance.get_latest_materialization_event(k) for k in FEATURE_KEYS}
+    with_plots = [k for k in FEATURE_KEYS if latest[k] and plot_entries(latest[k].asset_materialization)]
+    if not with_plots:
+        pytest.fail("no feature asset attaches a plot to its materializations")
+    key = next((k for k in MISSING_IN_V2 if k in with_plots), with_plots[0])  # one launched from the UI if it can
+    event = latest[key]
+    materialization = event.asset_materialization
+    columns = pq.read_schema(materialization.metadata["path"].value).names
+
+    # Overview: the column schema of the latest materialization, every column of the file
+    page.goto(f"{servers.url}/assets/{user_string(key)}")
+    table = page.get_by_role("table").filter(has=page.get_by_role("cell", name="Column name"))
+    expect(table.get_by_role("row")).to_have_count(len(columns) + 1)
+    assert table.locator("tbody tr td:first-child").all_inner_texts() == columns
+    table.scroll_into_view_if_needed()
+    shot(page, "4a-column-schema")
+
+    # Events: the latest materialization is the one shown; each plot opens as an image
+    page.get_by_role("tab", name="Events").click()
+    expect(page.get_by_role("link", name=event.run_id[:8])).to_be_visible()
+    expect(page.get_by_role("link", name=materialization.partition, exact=True)).to_be_visible()
+    shot(page, "4b-latest-materialization")
+    for name, uri in plot_entries(materialization).items():
+        page.get_by_role("row", name=re.compile(rf"^{re.escape(name)} ")).get_by_text("[Show Markdown]").click()
+        dialog = page.get_by_role("dialog").filter(has_text=name)
+        image = dialog.locator("img[src^='data:image/png']")
+        expect(image).to_have_attribute("src", uri)
+        image.wait_for(state="visible")
+        assert image.evaluate("img => img.complete && img.naturalWidth > 0")  # decoded, not a broken image
+        shot(page, f"4c-plot-{name}")
+        dialog.get_by_role("button", name="Close").click()
+        expect(dialog).to_have_count(0)
