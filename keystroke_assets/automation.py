@@ -25,11 +25,12 @@ DEFAULT_INTERVAL_SECONDS = 30
 def keep_complete() -> dg.AutomationCondition:
     reads_another_asset = AC.any_deps_match(AC.missing() | ~AC.missing()).with_label("reads another asset")
     requested_not_stored = AC.newly_requested().since(AC.newly_updated()).with_label("requested, not stored yet")
-    missing = (AC.missing() & ~AC.execution_failed()).with_label(
+    missing = (AC.missing() & ~AC.execution_failed() & ~requested_not_stored).with_label(
         "missing, last run not failed, not requested already"
     )
     return (
-        (missing | AC.any_deps_updated().since_last_handled())
+        reads_another_asset
+        & (missing | AC.any_deps_updated().since_last_handled())
         & ~AC.any_deps_missing()
         & ~AC.any_deps_in_progress()
         & ~AC.in_progress()

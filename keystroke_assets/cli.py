@@ -200,7 +200,7 @@ def run_in_process(instance, version: str, keys: Sequence) -> bool:
                     error = event.event_specific_data.error
                     message = (error.message if error else entry.message or "").strip().splitlines()
                     _say(f"  {now} FAILED   {event.step_key}: {message[0] if message else ''}")
-                if event.event_type != DagsterEventType.STEP_START:
+                if event.event_type in (DagsterEventType.ASSET_MATERIALIZATION, DagsterEventType.STEP_FAILURE):
                     running.pop(event.step_key, None)
                 last_line = time.monotonic()
         if finished:
@@ -451,10 +451,11 @@ def cmd_demo(args) -> int:
     url = f"http://127.0.0.1:{args.port}"
     _say(f"""
 Dagster UI: {url}   (DAGSTER_HOME={home})
-- Automation materializes every version without clicks (about a minute for a new one). To do it by
-  hand: Assets → Materialize all → pick the version.
-- A new version: copy a participant's files into {uploads.uri()} (the upload sensor makes one after
-  {os.environ['KEYSTROKE_QUIET_SECONDS']} s without new uploads), or run `keystroke-assets new-version`.
+- Materialize the demo version: Assets → Materialize all → pick the version. (A version's snapshot is
+  taken by whoever makes it; automation then keeps the rest of it complete.)
+- A new version: copy a participant's files into {uploads.uri()}; the upload sensor makes one after
+  {os.environ['KEYSTROKE_QUIET_SECONDS']} s without new uploads and it is materialized by itself. Or run
+  `keystroke-assets new-version`.
 - In another shell: `export DAGSTER_HOME={home}`, then `keystroke-assets versions`.
 """)
     dagster = Path(sys.executable).with_name("dagster")

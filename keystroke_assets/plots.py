@@ -8,16 +8,11 @@ Each function takes plain DataFrames and returns a `MetadataValue.md` holding on
 import base64
 import io
 
-import matplotlib
+import dagster as dg
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")  # no display: figures only become PNG bytes
-
-import dagster as dg  # noqa: E402
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from keystroke_assets.keystrokes import HL_MAX_MS, HL_MIN_MS, IL_ABS_MAX_MS  # noqa: E402
+from keystroke_assets.keystrokes import HL_MAX_MS, HL_MIN_MS, IL_ABS_MAX_MS
 
 LATENCIES = ["HL", "IL", "PL", "RL"]
 # Outlier thresholds drawn on the histograms (spec/features.md §2).
@@ -27,8 +22,20 @@ SIZE = (9, 6)  # inches at DPI: 900 x 600 px
 DEVICE_COLORS = {"desktop": "tab:blue", "mobile": "tab:orange"}
 
 
-def png_markdown(fig: plt.Figure, alt: str) -> dg.MetadataValue:
+def _pyplot():
+    """matplotlib, imported when a figure is drawn: every process that loads the code location
+    (code server, run workers, the CLI) would otherwise pay about a second for it."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display: figures only become PNG bytes
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def png_markdown(fig, alt: str) -> dg.MetadataValue:
     """The figure as an inline markdown image; the figure is closed."""
+    plt = _pyplot()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=DPI)
     plt.close(fig)
@@ -41,7 +48,7 @@ def latency_histograms(pairs: pd.DataFrame) -> dg.MetadataValue:
     Bottom row: every value; HL, PL, RL on a log time axis (they are positive with long tails;
     values below 1 ms count in the first bin), IL (negative when keys overlap) on a linear axis
     with log counts."""
-    fig, axes = plt.subplots(2, 4, figsize=SIZE, dpi=DPI)
+    fig, axes = _pyplot().subplots(2, 4, figsize=SIZE, dpi=DPI)
     device = pairs["device_type"].astype("category")  # compares by code, not string by string
     devices = {d: m for d in DEVICE_COLORS if (m := (device == d).to_numpy()).any()}
     for col, latency in enumerate(LATENCIES):
@@ -98,7 +105,7 @@ def participant_quality(pairs: pd.DataFrame, quality_per_user: pd.DataFrame) -> 
     """Left: every participant as a point (keypairs vs outlier share, size = dropped events); then
     the 15 participants with the most dropped events and the 15 with the highest outlier share."""
     table = quality_table(pairs, quality_per_user)
-    fig, (left, middle, right) = plt.subplots(
+    fig, (left, middle, right) = _pyplot().subplots(
         1, 3, figsize=SIZE, dpi=DPI, gridspec_kw={"width_ratios": [2.2, 1, 1]}
     )
     left.scatter(

@@ -5,7 +5,8 @@ dagster.yaml.
 Each process runs in its own session (process group): a non-interactive shell's background jobs
 ignore SIGTERM, a group leader of its own does not, and SIGTERM to the group also reaches the code
 servers and run workers it started. `kill_daemon` SIGKILLs the daemon process alone, as a crash
-would: the code server it started finishes the run in flight, then exits.
+would: the code server it started finishes the run in flight, then exits. Under `dagster dev`,
+`kill_dev_daemon` does the same, and `dagster dev` then stops everything, as it does.
 """
 
 import json
@@ -19,6 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
+import psutil
 
 from .conftest import REPO, _free_port
 
@@ -58,6 +60,7 @@ class Servers:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.groups: list[subprocess.Popen] = []
+        self.main: subprocess.Popen | None = None  # the webserver, or `dagster dev`
         self.daemon: subprocess.Popen | None = None
 
     def start(self, name: str, argv: list) -> subprocess.Popen:
@@ -77,11 +80,24 @@ class Servers:
         self.daemon.kill()
         self.daemon.wait(timeout=STOP_SECONDS)
 
+    def start_demo(self, participants: int = 1) -> None:
+        """`keystroke-assets demo` (which execs `dagster dev`) on a new port."""
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.main = self.start("demo", [BIN / "keystroke-assets", "demo", "--participants", participants, "--port", self.port])
+
+    def kill_dev_daemon(self) -> None:
+        """SIGKILL the daemon of `dagster dev`; `dagster dev` then shuts the rest down and exits."""
+        (daemon,) = [p for p in psutil.Process(self.main.pid).children(recursive=True)
+                     if "dagster._daemon" in p.cmdline()]
+        daemon.kill()
+        self.main.wait(timeout=60)
+
     def wait_until_up(self, timeout: float = 120) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.groups[0].poll() is not None:
-                raise RuntimeError(f"{self.groups[0].args[0]} exited: see {self.logs}")
+            if self.main.poll() is not None:
+                raise RuntimeError(f"{self.main.args[0]} exited: see {self.logs}")
             try:
                 with urllib.request.urlopen(f"{self.url}/server_info", timeout=2) as r:
                     if r.status == 200:
@@ -137,7 +153,7 @@ def dagster_servers(home: Path, env: dict, logs: Path):
     with instance_at(dagster_home(home)):
         pass  # storage created once, before two processes race to create it
     servers = Servers(home, server_env({**env, "DAGSTER_HOME": str(home)}), logs)
-    servers.start("webserver", [BIN / "dagster-webserver", "-h", "127.0.0.1", "-p", servers.port, "-w", WORKSPACE])
+    servers.main = servers.start("webserver", [BIN / "dagster-webserver", "-h", "127.0.0.1", "-p", servers.port, "-w", WORKSPACE])
     servers.start_daemon()
     with _running(servers):
         yield servers
@@ -150,7 +166,7 @@ def demo(folder: Path, env: dict, logs: Path, participants: int = 1):
     env = {k: v for k, v in server_env(env).items()
            if k not in ("DAGSTER_HOME", "KEYSTROKE_UPLOADS", "KEYSTROKE_STORAGE")}
     servers = Servers(folder / ".dagster", env, logs, cwd=folder)
-    servers.start("demo", [BIN / "keystroke-assets", "demo", "--participants", participants, "--port", servers.port])
+    servers.start_demo(participants)
     with _running(servers):
         yield servers
 

@@ -159,7 +159,9 @@ def hello_compute_logs() -> int:
     return 1
 
 
-def test_production_instance_runs_on_postgres_with_compute_logs_in_gcs(postgres, gcs_bucket, tmp_path, monkeypatch):  # noqa: F811
+def test_production_instance_runs_on_postgres_with_compute_logs_in_gcs(
+    postgres, gcs_bucket, tmp_path, monkeypatch  # noqa: F811 (the fixture imported above)
+):
     """deploy/dagster.yaml as written, on a real Postgres and fake GCS: a run is stored, found again by
     a second instance, and its captured stdout lands in the bucket. Only the run launcher (it needs a
     cluster) stays unused: the run executes in process."""
@@ -178,13 +180,14 @@ def test_production_instance_runs_on_postgres_with_compute_logs_in_gcs(postgres,
         assert again.get_run_by_id(result.run_id).status == dg.DagsterRunStatus.SUCCESS
         assert again.get_latest_materialization_event(dg.AssetKey("hello_compute_logs")).run_id == result.run_id
     logs = [b for b in gcs_bucket.list_blobs(prefix="dagster/compute-logs/") if b.name.endswith(".out")]
-    assert any("hello from a step on the production instance" in b.download_as_text() for b in logs), [b.name for b in logs]
+    printed = [b.name for b in logs if "hello from a step on the production instance" in b.download_as_text()]
+    assert printed, [b.name for b in logs]
     assert not list(home.rglob("*.db"))  # nothing went to SQLite
 
 
 def test_a_run_becomes_this_kubernetes_job(tmp_path, monkeypatch):
     """The K8sRunLauncher built from deploy/dagster.yaml launches a run; the Kubernetes Job it would
-    create (captured instead of sent) carries our namespace, resources, secrets and instance."""
+    create (captured instead of sent) carries our namespace, image, resources and secrets."""
     for name, value in PROD_ENV.items():
         monkeypatch.setenv(name, value)
     _, config = resolve(InstanceRef.from_dir(str(DEPLOY)).run_launcher_data)
@@ -208,8 +211,8 @@ def test_a_run_becomes_this_kubernetes_job(tmp_path, monkeypatch):
     deployment = user_deployment()
     image = f"{deployment['image']['repository']}:{deployment['image']['tag']}"
     origin = JobPythonOrigin("__ASSET_JOB", RepositoryPythonOrigin(
-        executable_path="/usr/local/bin/python", code_pointer=ModuleCodePointer("keystroke_assets.definitions", "defs", None),
-        container_image=image,
+        executable_path="/usr/local/bin/python", container_image=image,
+        code_pointer=ModuleCodePointer("keystroke_assets.definitions", "defs", None),
     ))
     with dg.instance_for_test() as instance:
         launcher.register_instance(instance)
@@ -229,8 +232,7 @@ def test_a_run_becomes_this_kubernetes_job(tmp_path, monkeypatch):
     assert [e.secret_ref.name for e in container.env_from if e.secret_ref] == ["keystroke-assets-env"]
     password = next(e for e in container.env if e.name == "DAGSTER_PG_PASSWORD").value_from.secret_key_ref
     assert (password.name, password.key) == ("dagster-postgresql-secret", "postgresql-password")
-    instance_volume = next(v for v in pod.volumes if v.config_map)
-    assert instance_volume.config_map.name == "dagster-instance"
+    assert next(e for e in container.env if e.name == "DAGSTER_HOME").value == "/opt/dagster/dagster_home"
 
 
 def test_helm_values_have_what_the_chart_needs():
@@ -244,7 +246,8 @@ def test_helm_values_have_what_the_chart_needs():
     # the chart's env is what the code location reads: GCS for both stores
     stores = resources_from_env(deployment["env"])
     assert isinstance(stores["uploads"], GCSObjectStore) and isinstance(stores["storage"], GCSObjectStore)
-    assert (stores["uploads"].bucket, stores["storage"].bucket) == ("keystroke-study-uploads", "keystroke-study-datasets")
+    buckets = (stores["uploads"].bucket, stores["storage"].bucket)
+    assert buckets == ("keystroke-study-uploads", "keystroke-study-datasets")
     assert [s["name"] for s in deployment["envSecrets"]] == ["keystroke-assets-env"]
 
     assert values["runLauncher"]["type"] == "K8sRunLauncher"
@@ -318,7 +321,7 @@ def test_dockerfile_builds_the_package_with_the_deploy_extra():
         f"dagster-k8s=={family}", f"dagster-postgres=={family}"]
 
 
-def test_dockerfile_command_serves_the_code_location():
+def test_dockerfile_command_serves_the_code_location(tmp_path):
     """The image's command, run here on 127.0.0.1 (host and port swapped): a code server that loads
     the definitions and answers gRPC. Its module and port are the ones the Helm values give."""
     instructions = dict(dockerfile())
@@ -332,15 +335,17 @@ def test_dockerfile_command_serves_the_code_location():
     port = _free_port()
     local = {**options, "-h": "127.0.0.1", "-p": str(port)}
     argv = [str(Path(sys.executable).parent / "dagster"), *command[1:3], *[x for kv in local.items() for x in kv]]
-    server = subprocess.Popen(argv, cwd=REPO, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE, start_new_session=True)
+    log = tmp_path / "code-server.log"
+    with log.open("wb") as out:
+        server = subprocess.Popen(argv, cwd=REPO, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                  start_new_session=True)
     try:
         client = DagsterGrpcClient(host="127.0.0.1", port=port)
         deadline = time.monotonic() + CODE_SERVER_START_S
         response = None
         while not isinstance(response, ListRepositoriesResponse):
-            assert server.poll() is None, f"{shlex.join(argv)} exited: {server.stderr.read().decode()[-3000:]}"
-            assert time.monotonic() < deadline, f"no definitions served on port {port} after {CODE_SERVER_START_S} s: {response}"
+            assert server.poll() is None, f"{shlex.join(argv)} exited: {log.read_text()[-3000:]}"
+            assert time.monotonic() < deadline, f"no definitions on port {port} after {CODE_SERVER_START_S} s: {response}"
             try:
                 response = deserialize_value(client.list_repositories())
             except DagsterUserCodeUnreachableError:  # not listening yet

@@ -20,7 +20,7 @@ from keystroke_assets.synthetic import web_app_uploads, write_uploads
 from .conftest import REPO, VERSION, _free_port, materialize_version
 
 CHAIN = [dg.AssetKey(k) for k in ["web_app_data", "raw_data", "cleaned_data", "keypairs"]]
-PASSWORD = "test-only-" + os.urandom(8).hex()  # a fresh one each run, never stored
+PASSWORD = os.urandom(12).hex()  # a fresh one each run, never stored
 
 
 def _bin() -> Path | None:

@@ -84,7 +84,7 @@ def test_object_names_never_leave_the_store(tmp_path):
             for call in (store.read_bytes, store.exists, lambda n: store.write_bytes(n, b"x")):
                 with pytest.raises(UnsafeObjectName):
                     call(name)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["store"] and not any(root.rglob("*"))
+    assert list(tmp_path.iterdir()) == []  # not even the root was made
     # names with dots that are no path step are ordinary names
     local.write_bytes("a/..b", b"1")
     local.write_bytes("a/b..", b"2")
@@ -93,8 +93,8 @@ def test_object_names_never_leave_the_store(tmp_path):
 
 def test_the_webserver_listens_on_loopback_unless_told_otherwise(capsys):
     with pytest.raises(SystemExit):
-        cli.main(["demo", "--help"])
-    assert "127.0.0.1" in capsys.readouterr().out
+        cli.main(["--help"])
+    assert "`dagster dev` on 127.0.0.1" in " ".join(capsys.readouterr().out.split())  # the demo command's line
     # Dagster's own default, which `dagster dev` and the repo's test servers rely on too
     webserver = Path(sys.executable).parent / "dagster-webserver"
     help_text = subprocess.run([str(webserver), "--help"], capture_output=True, text=True, check=True).stdout

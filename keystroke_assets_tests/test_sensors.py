@@ -6,14 +6,13 @@ import os
 from datetime import datetime, timezone
 
 import dagster as dg
-import pytest
+from dagster_gcp import GCSResource
 
 from keystroke_assets import sensors
 from keystroke_assets.partitions import dataset_versions, make_version_id
 from keystroke_assets.resources.object_store import GCSObjectStore, LocalObjectStore, ObjectStamp
 from keystroke_assets.sensors import UploadCursor, complete_participants, decide, upload_sensor
 from keystroke_assets.synthetic import participant_id, web_app_uploads, write_uploads
-from dagster_gcp import GCSResource
 
 T0 = 1_767_225_600.0  # 2026-01-01 00:00:00 UTC
 QUIET = 600

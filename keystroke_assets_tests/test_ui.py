@@ -16,6 +16,7 @@ import os
 import re
 import time
 from collections import Counter
+from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
@@ -27,7 +28,7 @@ from keystroke_assets.definitions import defs
 from keystroke_assets.synthetic import web_app_uploads, write_uploads
 
 from .conftest import REPO, materialize_version
-from .servers import dagster_home, dagster_servers, instance_at
+from .servers import BIN, WORKSPACE, Servers, dagster_home, instance_at, server_env
 
 CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed")
@@ -54,14 +55,7 @@ def stack(tmp_path_factory):
     """Uploads, both versions materialized as described above, then the webserver and the daemon
     with the sensors stopped. Yields (servers, instance opened on the same DAGSTER_HOME)."""
     root = tmp_path_factory.mktemp("ui")
-    env = {
-        "KEYSTROKE_UPLOADS": str(root / "uploads"),
-        "KEYSTROKE_STORAGE": str(root / "storage"),
-        # the sensors tick once at start-up, before they are stopped: not again
-        "KEYSTROKE_SENSOR_INTERVAL_SECONDS": "3600",
-        "KEYSTROKE_AUTOMATION_INTERVAL_SECONDS": "3600",
-        "KEYSTROKE_QUIET_SECONDS": "36000",
-    }
+    env = {"KEYSTROKE_UPLOADS": str(root / "uploads"), "KEYSTROKE_STORAGE": str(root / "storage")}
     assert {NEW_FEATURE, *MISSING_IN_V2} <= set(FEATURE_KEYS)
     write_uploads(root / "uploads", web_app_uploads(4, seed=7, broken_every=0))
     home = dagster_home(root / "home")
@@ -69,19 +63,40 @@ def stack(tmp_path_factory):
     with instance_at(home) as instance:
         assert materialize_version(instance, env, V1, selection=everything_but([NEW_FEATURE])).success
         assert materialize_version(instance, env, V2, selection=everything_but([NEW_FEATURE, *MISSING_IN_V2])).success
-    with dagster_servers(home, env, root / "logs") as servers, instance_at(home) as instance:
-        stop_sensors(servers)
+    with servers_with_sensors_stopped(home, env, root / "logs") as servers, instance_at(home) as instance:
         yield servers, instance
 
 
+@contextmanager
+def servers_with_sensors_stopped(home: Path, env: dict, logs: Path):
+    """servers.dagster_servers, but the daemon starts once the sensors are stopped: declarative
+    automation would fill the missing partitions at its first tick, and these tests are about what a
+    person launches."""
+    logs.mkdir(parents=True, exist_ok=True)
+    with instance_at(dagster_home(home)):
+        pass  # storage created once, before two processes race to create it
+    servers = Servers(home, server_env({**env, "DAGSTER_HOME": str(home)}), logs)
+    servers.start("webserver", [BIN / "dagster-webserver", "-h", "127.0.0.1", "-p", servers.port, "-w", WORKSPACE])
+    try:
+        servers.wait_until_up()
+        stop_sensors(servers)
+        servers.start_daemon()
+        yield servers
+    finally:
+        servers.stop()
+
+
 def stop_sensors(servers) -> None:
-    """Declarative automation would fill the missing partitions by itself: these tests are about
-    what a person launches."""
     query = (
         '{ sensorsOrError(repositorySelector: {repositoryName: "__repository__", repositoryLocationName: '
         '"keystroke_assets"}) { ... on Sensors { results { name sensorState { id status } } } } }'
     )
-    for sensor in servers.graphql(query)["sensorsOrError"]["results"]:
+    deadline = time.monotonic() + 90
+    while not (sensors := servers.graphql(query)["sensorsOrError"].get("results")):  # the location still loading
+        assert time.monotonic() < deadline, "the webserver never listed the sensors"
+        time.sleep(0.5)
+    assert {s["name"] for s in sensors} == {s.name for s in defs.sensors}
+    for sensor in sensors:
         stopped = servers.graphql(
             f'mutation {{ stopSensor(id: "{sensor["sensorState"]["id"]}") {{ ... on StopSensorMutationResult '
             "{ instigationState { status } } } }"
@@ -133,14 +148,13 @@ def materializations(instance) -> Counter:
 
 
 def wait_for(condition, timeout_s: float, what: str, servers):
-    """Poll `condition()` until it returns a truthy value; fail after timeout_s with the daemon's log."""
+    """Poll `condition()` until it returns a truthy value; fail after timeout_s with the servers' logs."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if value := condition():
             return value
         time.sleep(0.5)
-    logs = sorted(servers.logs.glob("daemon-*.log"))
-    pytest.fail(f"timed out after {timeout_s} s waiting for {what}\n{logs[-1].read_text()[-3000:] if logs else ''}")
+    pytest.fail(f"timed out after {timeout_s} s waiting for {what}\n{servers.log_tails()}")
 
 
 def graph_nodes(page):
@@ -247,7 +261,8 @@ def test_materialize_what_a_version_is_missing(stack, page):
     expect(dialog.locator('[title^="2025-"]')).to_have_attribute("title", V2)
     shot(page, "3b-missing-partitions")
     dialog.get_by_role("button", name="Launch 1 run").click()
-    page.get_by_role("listitem").filter(has_text=re.compile(r"Launched run \w+")).get_by_role("link", name="View").click()
+    toast = page.get_by_role("listitem").filter(has_text=re.compile(r"Launched run \w+"))
+    toast.get_by_role("link", name="View").click()
     expect(page).to_have_url(re.compile(r"/runs/[0-9a-f-]{36}"))
     run_id = re.search(r"/runs/([0-9a-f-]{36})", page.url).group(1)
 
@@ -267,8 +282,9 @@ def plot_entries(materialization: dg.AssetMaterialization) -> dict[str, str]:
     """Metadata entries holding an inline PNG: name -> the image's data URI."""
     found = {}
     for name, value in materialization.metadata.items():
-        if isinstance(value, dg.MarkdownMetadataValue) and (m := re.search(r"\((data:image/png;base64,[^)]+)\)", value.value)):
-            found[name] = m.group(1)
+        image = isinstance(value, dg.MarkdownMetadataValue) and re.search(r"\((data:image/png;base64,[^)]+)\)", value.value)
+        if image:
+            found[name] = image.group(1)
     return found
 
 
@@ -277,7 +293,7 @@ def test_latest_materialization_shows_plots_and_column_schema(stack, page):
     latest = {k: instance.get_latest_materialization_event(k) for k in FEATURE_KEYS}
     with_plots = [k for k in FEATURE_KEYS if latest[k] and plot_entries(latest[k].asset_materialization)]
     if not with_plots:
-        pytest.fail("no feature asset attaches a plot to its materializations")
+        pytest.fail("no feature asset attaches a plot to its materializations (keypairs is not a feature asset)")
     key = next((k for k in MISSING_IN_V2 if k in with_plots), with_plots[0])  # one launched from the UI if it can
     event = latest[key]
     materialization = event.asset_materialization

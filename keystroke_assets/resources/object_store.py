@@ -220,15 +220,20 @@ class GCSObjectStore(ObjectStore):
             if not b.name.endswith("/")
         }
 
+    def _blob(self, name: str):
+        blob_name = self._blob_name(name)  # an unsafe name is refused before any client or request
+        return self._client_bucket().blob(blob_name)
+
     def read_bytes(self, name: str) -> bytes:
-        return self._client_bucket().blob(self._blob_name(name)).download_as_bytes()
+        return self._blob(name).download_as_bytes()
 
     def write_bytes(self, name: str, data: bytes) -> None:
-        # A single-request upload: the object appears whole or not at all.
-        self._client_bucket().blob(self._blob_name(name)).upload_from_string(data)
+        # The object appears whole or not at all: GCS creates it when its upload completes (one
+        # request, or resumable chunks above 8 MB).
+        self._blob(name).upload_from_string(data)
 
     def exists(self, name: str) -> bool:
-        return self._client_bucket().blob(self._blob_name(name)).exists()
+        return self._blob(name).exists()
 
     def uri(self, name: str = "") -> str:
         return f"gs://{self.bucket}/{self._blob_name(name) if name else self.prefix}"

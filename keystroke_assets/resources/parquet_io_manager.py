@@ -7,7 +7,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from keystroke_assets.partitions import validate_version_id
+from keystroke_assets.partitions import InvalidVersionId, validate_version_id
 from keystroke_assets.resources.object_store import ObjectStore
 from keystroke_assets.schema import table_schema
 
@@ -27,11 +27,19 @@ def from_parquet_bytes(data: bytes) -> pd.DataFrame:
     return pq.read_table(io.BytesIO(data)).to_pandas()
 
 
+def _name(asset_key: dg.AssetKey, version: str) -> str:
+    """asset_object_name for a run: a bad version id (typed into the UI) fails once, no retry."""
+    try:
+        return asset_object_name(asset_key, version)
+    except InvalidVersionId as e:
+        raise dg.Failure(description=str(e), allow_retries=False) from e
+
+
 class ParquetIOManager(dg.ConfigurableIOManager):
     store: dg.ResourceDependency[ObjectStore]
 
     def handle_output(self, context: dg.OutputContext, obj: pd.DataFrame) -> None:
-        name = asset_object_name(context.asset_key, context.partition_key)
+        name = _name(context.asset_key, context.partition_key)
         self.store.write_bytes(name, to_parquet_bytes(obj))
         context.add_output_metadata(
             {
@@ -44,5 +52,5 @@ class ParquetIOManager(dg.ConfigurableIOManager):
         )
 
     def load_input(self, context: dg.InputContext) -> pd.DataFrame:
-        name = asset_object_name(context.upstream_output.asset_key, context.partition_key)
+        name = _name(context.upstream_output.asset_key, context.partition_key)
         return from_parquet_bytes(self.store.read_bytes(name))
