@@ -16,9 +16,9 @@ from dagster._core.execution.backfill import BulkActionStatus
 from keystroke_assets.backfills import launch_asset_backfill
 from keystroke_assets.definitions import defs
 from keystroke_assets.synthetic import web_app_uploads, write_uploads
-from keystroke_assets_tests.extra_feature_defs import KEY as NEW_KEY, hold_by_key_class_features
 
 from .conftest import REPO, materialize_version
+from .extra_feature_defs import KEY as NEW_KEY, hold_by_key_class_features
 from .feature_samples import make_pairs
 
 VERSIONS = ["2025-09-01_10-00-00_lab-mac", "2025-09-02_10-00-00_lab-mac", "2025-09-03_10-00-00_lab-mac"]
