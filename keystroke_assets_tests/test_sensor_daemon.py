@@ -20,8 +20,9 @@ from keystroke_assets.synthetic import web_app_uploads
 from .servers import dagster_servers, demo, instance_at
 
 ASSETS = list(defs.resolve_asset_graph().toposorted_asset_keys)
-# seconds from the last upload of a burst to its version fully materialized: about a minute on an
-# idle 2-core machine, room for a loaded one
+# seconds for each wait below. Measured on 2 cores shared with other work (load 3-4): a burst to
+# a complete version in 91 s (GCS) and 152 s (with dagster dev killed and started again); the
+# rest is room for a busier machine, where each step's subprocess starts slower.
 BOUND = 420
 
 

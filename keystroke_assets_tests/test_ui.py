@@ -76,7 +76,8 @@ def servers_with_sensors_stopped(home: Path, env: dict, logs: Path):
     with instance_at(dagster_home(home)):
         pass  # storage created once, before two processes race to create it
     servers = Servers(home, server_env({**env, "DAGSTER_HOME": str(home)}), logs)
-    servers.start("webserver", [BIN / "dagster-webserver", "-h", "127.0.0.1", "-p", servers.port, "-w", WORKSPACE])
+    servers.main = servers.start(
+        "webserver", [BIN / "dagster-webserver", "-h", "127.0.0.1", "-p", servers.port, "-w", WORKSPACE])
     try:
         servers.wait_until_up()
         stop_sensors(servers)
