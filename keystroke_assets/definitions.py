@@ -14,4 +14,7 @@ defs = dg.Definitions(
     ],
     sensors=[upload_sensor, automation_sensor],
     resources=resources_from_env(),
+    # A version's steps are a short chain of pandas work: one process per step would spend more
+    # time importing Dagster than computing.
+    executor=dg.in_process_executor,
 )

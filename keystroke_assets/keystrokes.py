@@ -16,6 +16,7 @@ KEYPAIR_COLUMNS = [
     "key1_press", "key1_release", "key2_press", "key2_release", "HL", "IL", "PL", "RL", "outlier",
 ]
 # The team's outlier thresholds, ms.
+LATENCIES = ["HL", "IL", "PL", "RL"]  # TypeNet latencies of a keypair (spec/features.md §2), ms
 HL_MIN_MS, HL_MAX_MS, IL_ABS_MAX_MS = 30, 2000, 1000
 QUALITY_COUNTS = ["duplicates", "auto_repeats", "orphans", "unreleased", "release_before_press"]
 _TIME_BITS = 44  # 13-digit ms < 2**44

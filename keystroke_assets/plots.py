@@ -12,9 +12,8 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from keystroke_assets.keystrokes import HL_MAX_MS, HL_MIN_MS, IL_ABS_MAX_MS
+from keystroke_assets.keystrokes import HL_MAX_MS, HL_MIN_MS, IL_ABS_MAX_MS, LATENCIES
 
-LATENCIES = ["HL", "IL", "PL", "RL"]
 # Outlier thresholds drawn on the histograms (spec/features.md §2).
 THRESHOLDS = {"HL": [HL_MIN_MS, HL_MAX_MS], "IL": [-IL_ABS_MAX_MS, IL_ABS_MAX_MS], "PL": [], "RL": []}
 DPI = 100
@@ -127,3 +126,18 @@ def participant_quality(pairs: pd.DataFrame, quality_per_user: pd.DataFrame) -> 
     fig.suptitle("Data quality per participant (ids shortened to 8 characters)", fontsize=10)
     fig.subplots_adjust(left=0.08, right=0.98, bottom=0.09, top=0.88, wspace=0.45)
     return png_markdown(fig, "participant quality")
+
+
+def user_medians(user_rows: pd.DataFrame) -> dg.MetadataValue:
+    """How participants differ: one histogram per latency of every user's median (ms), the
+    view in which a user typing unlike everyone else, or a whole version shifted, stands out."""
+    fig, axes = _pyplot().subplots(1, 4, figsize=(SIZE[0], SIZE[1] / 2), dpi=DPI)
+    for ax, latency in zip(axes, LATENCIES):
+        medians = user_rows[f"{latency}_median"].dropna().to_numpy()
+        ax.hist(medians, bins=30, color="tab:blue")
+        ax.set_title(f"{latency} median per user", fontsize=9)
+        ax.set_xlabel("ms", fontsize=8)
+        ax.tick_params(labelsize=7)
+    fig.suptitle(f"{len(user_rows)} participants, non-outlier pairs", fontsize=10)
+    fig.subplots_adjust(left=0.06, right=0.98, bottom=0.16, top=0.80, wspace=0.3)
+    return png_markdown(fig, "user medians")

@@ -63,4 +63,6 @@ def hold_by_key_class(context: dg.AssetExecutionContext, keypairs: pd.DataFrame)
     yield from feature_result(features, CHECKS)
 
 
-defs = dg.Definitions(assets=[*project.defs.assets, hold_by_key_class], resources=resources_from_env())
+defs = dg.Definitions(
+    assets=[*project.defs.assets, hold_by_key_class], resources=resources_from_env(), executor=project.defs.executor
+)

@@ -20,8 +20,9 @@ from keystroke_assets.features.common import (
     per_grain,
     tasks_of,
 )
+from keystroke_assets.keystrokes import LATENCIES
+from keystroke_assets.plots import user_medians
 
-LATENCIES = ["HL", "IL", "PL", "RL"]
 STATS = list(STAT_DESCRIPTIONS)
 # Order every row's statistics must respect (the mean lies between min and max too).
 ORDER = ["min", "p05", "q1", "median", "q3", "p95", "max"]
@@ -103,4 +104,5 @@ KEY = dg.AssetKey(["features", "statistical"])
 def statistical(context: dg.AssetExecutionContext, keypairs: pd.DataFrame):
     features = statistical_features(keypairs)
     features.attrs["column_descriptions"] = {"grain": "'task' or 'user'", **column_descriptions()}
-    yield from feature_result(features, CHECKS)
+    users = features[features["grain"] == "user"]
+    yield from feature_result(features, CHECKS, {"user_medians_plot": user_medians(users)})
