@@ -16,11 +16,13 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
 import psutil
+import pytest
 
 from .conftest import REPO, _free_port
 
@@ -33,6 +35,17 @@ FAST = {
     "KEYSTROKE_SENSOR_INTERVAL_SECONDS": "2",
     "KEYSTROKE_AUTOMATION_INTERVAL_SECONDS": "3",
 }
+
+
+def wait_for(condition: Callable, timeout_s: float, what: str, diagnostics: Callable[[], str] = str):
+    """Poll `condition()` until it returns a truthy value, which is returned; after timeout_s, fail
+    with `diagnostics()` (e.g. the servers' log tails)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if value := condition():
+            return value
+        time.sleep(0.5)
+    pytest.fail(f"timed out after {timeout_s} s waiting for {what}\n{diagnostics()}")
 
 
 def dagster_home(path: Path) -> Path:

@@ -3,7 +3,6 @@ broken uploads, determinism."""
 
 import pandas as pd
 import pyarrow.parquet as pq
-import pytest
 import dagster as dg
 
 from keystroke_assets.synthetic import web_app_uploads, write_uploads

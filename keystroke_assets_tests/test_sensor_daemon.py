@@ -8,7 +8,6 @@ import time
 from datetime import datetime, timezone
 
 import dagster as dg
-import pytest
 from dagster._core.scheduler.instigation import InstigatorType
 
 from keystroke_assets.definitions import defs
@@ -17,23 +16,13 @@ from keystroke_assets.resources import object_store
 from keystroke_assets.sensors import UploadCursor, listing_digest
 from keystroke_assets.synthetic import web_app_uploads
 
-from .servers import dagster_servers, demo, instance_at
+from .servers import dagster_servers, demo, instance_at, wait_for
 
 ASSETS = list(defs.resolve_asset_graph().toposorted_asset_keys)
 # seconds for each wait below. Measured on 2 cores shared with other work (load 3-4): a burst to
 # a complete version in 91 s (GCS) and 152 s (with dagster dev killed and started again); the
 # rest is room for a busier machine, where each step's subprocess starts slower.
 BOUND = 420
-
-
-def wait_for(condition, timeout: float, what: str, servers):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.5)
-    pytest.fail(f"not within {timeout} s: {what}\n{servers.log_tails()}")
 
 
 def drop(store, participants: range, chunks: int = 3) -> str:
@@ -95,14 +84,14 @@ def test_readme_demo_makes_a_version_of_a_copied_participant_across_a_daemon_cra
         store = object_store(str(tmp_path / "data" / "uploads"))
         expected = drop(store, range(1, 2))
         copied = time.monotonic()
-        wait_for(lambda: seen_by_the_sensor(instance, store), BOUND, "the sensor to see the participant", servers)
+        wait_for(lambda: seen_by_the_sensor(instance, store), BOUND, "the sensor to see the participant", servers.log_tails)
         assert versions(instance) == [demo_version]
         servers.kill_dev_daemon()
         servers.start_demo()
         servers.wait_until_up()
 
         wait_for(lambda: len(versions(instance)) == 2 and not missing(instance, versions(instance)[1]),
-                 BOUND, "the copied participant's version fully materialized", servers)
+                 BOUND, "the copied participant's version fully materialized", servers.log_tails)
         took = time.monotonic() - copied
         assert versions(instance) == [demo_version, expected]
         assert participants_in(instance, expected) == 2
@@ -123,11 +112,11 @@ def test_gcs_uploads_make_one_version_across_a_daemon_crash(tmp_path, gcs_bucket
     with dagster_servers(tmp_path / "home", env, tmp_path / "logs") as servers, instance_at(servers.home) as instance:
         expected = drop(store, range(0, 2))
         dropped = time.monotonic()
-        wait_for(lambda: versions(instance), BOUND, "the sensor to add the version", servers)
+        wait_for(lambda: versions(instance), BOUND, "the sensor to add the version", servers.log_tails)
         servers.kill_daemon()
         servers.start_daemon()
 
-        wait_for(lambda: not missing(instance, versions(instance)[0]), BOUND, "the version fully materialized", servers)
+        wait_for(lambda: not missing(instance, versions(instance)[0]), BOUND, "the version fully materialized", servers.log_tails)
         took = time.monotonic() - dropped
         assert versions(instance) == [expected]
         assert participants_in(instance, expected) == 2

@@ -28,7 +28,7 @@ from keystroke_assets.definitions import defs
 from keystroke_assets.synthetic import web_app_uploads, write_uploads
 
 from .conftest import REPO, materialize_version
-from .servers import BIN, WORKSPACE, Servers, dagster_home, instance_at, server_env
+from .servers import BIN, WORKSPACE, Servers, dagster_home, instance_at, server_env, wait_for
 
 CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed")
@@ -148,16 +148,6 @@ def materializations(instance) -> Counter:
     return counts
 
 
-def wait_for(condition, timeout_s: float, what: str, servers):
-    """Poll `condition()` until it returns a truthy value; fail after timeout_s with the servers' logs."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if value := condition():
-            return value
-        time.sleep(0.5)
-    pytest.fail(f"timed out after {timeout_s} s waiting for {what}\n{servers.log_tails()}")
-
-
 def graph_nodes(page):
     """The 'N% filled' link of every expanded asset node in the graph."""
     return page.locator('a[href^="/assets/"][href$="?view=partitions"]', has_text="% filled")
@@ -222,7 +212,7 @@ def test_backfill_of_a_new_feature_over_all_versions(stack, page):
     backfill_id = toast.inner_text().split()[-1]
 
     wait_for(lambda: instance.get_backfill(backfill_id).status != BulkActionStatus.REQUESTED,
-             RUN_TIMEOUT_S, f"backfill {backfill_id} to finish", servers)
+             RUN_TIMEOUT_S, f"backfill {backfill_id} to finish", servers.log_tails)
     backfill = instance.get_backfill(backfill_id)
     assert backfill.status == BulkActionStatus.COMPLETED_SUCCESS
     runs = instance.get_runs(dg.RunsFilter(tags={"dagster/backfill": backfill_id}))
@@ -268,7 +258,7 @@ def test_materialize_what_a_version_is_missing(stack, page):
     run_id = re.search(r"/runs/([0-9a-f-]{36})", page.url).group(1)
 
     run = wait_for(lambda: (r := instance.get_run_by_id(run_id)).is_finished and r,
-                   RUN_TIMEOUT_S, f"run {run_id} to finish", servers)
+                   RUN_TIMEOUT_S, f"run {run_id} to finish", servers.log_tails)
     assert run.status == dg.DagsterRunStatus.SUCCESS
     assert run.tags["dagster/partition"] == V2 and run.asset_selection == set(MISSING_IN_V2)
     assert {r.run_id for r in instance.get_runs()} - runs_before == {run_id}
