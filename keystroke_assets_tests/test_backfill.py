@@ -6,7 +6,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import dagster as dg
@@ -18,8 +17,9 @@ from keystroke_assets.definitions import defs
 from keystroke_assets.synthetic import web_app_uploads, write_uploads
 
 from .conftest import REPO, materialize_version
-from .extra_feature_defs import KEY as NEW_KEY, hold_by_key_class_features
+from .hold_by_key_class import KEY as NEW_KEY, hold_by_key_class_features
 from .feature_samples import make_pairs
+from .servers import wait_for
 
 VERSIONS = ["2025-09-01_10-00-00_lab-mac", "2025-09-02_10-00-00_lab-mac", "2025-09-03_10-00-00_lab-mac"]
 # the chain and one other feature: enough to see that nothing but the new asset runs, and quick
@@ -31,18 +31,6 @@ BACKFILL_TIMEOUT_S = 300  # a bound for a loaded machine; idle, the backfill fin
 
 def materialization_counts(instance, keys) -> dict:
     return {k.to_user_string(): len(instance.fetch_materializations(k, limit=1000).records) for k in keys}
-
-
-def wait_for(condition, timeout_s: float, what: str, log: Path | None = None):
-    """Poll `condition()` until it returns a truthy value; fail after timeout_s."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.5)
-    tail = log.read_text()[-3000:] if log and log.exists() else ""
-    pytest.fail(f"timed out after {timeout_s} s waiting for {what}\n{tail}")
 
 
 @pytest.fixture
@@ -115,7 +103,7 @@ def test_new_feature_backfilled_over_every_version(daemon_instance):
     log = start_daemon()
     done = wait_for(
         lambda: (b := instance.get_backfill(backfill_id)).status != BulkActionStatus.REQUESTED and b,
-        BACKFILL_TIMEOUT_S, "the backfill to finish", log,
+        BACKFILL_TIMEOUT_S, "the backfill to finish", lambda: log.read_text()[-3000:],
     )
     assert done.status == BulkActionStatus.COMPLETED_SUCCESS, log.read_text()[-3000:]
 

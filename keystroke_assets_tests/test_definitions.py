@@ -49,3 +49,25 @@ def test_dagster_validates_the_definitions(tmp_path):
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Validation successful" in done.stdout + done.stderr
+
+
+def test_a_feature_module_dropped_into_features_becomes_an_asset(tmp_path):
+    """The README's "Adding a feature type": a copy of the package plus the worked example's module
+    in features/, and nothing else edited, defines features/hold_by_key_class, fed by keypairs."""
+    import shutil
+
+    package = tmp_path / "keystroke_assets"
+    shutil.copytree(REPO / "keystroke_assets", package, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(REPO / "keystroke_assets_tests" / "hold_by_key_class.py", package / "features")
+    probe = (
+        "import dagster as dg, keystroke_assets\n"
+        f"assert keystroke_assets.__file__.startswith({str(tmp_path)!r})\n"
+        "from keystroke_assets.definitions import defs\n"
+        "graph = defs.resolve_asset_graph()\n"
+        "node = graph.get(dg.AssetKey(['features', 'hold_by_key_class']))\n"
+        "print(sorted(p.to_user_string() for p in node.parent_keys), node.code_version)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(tmp_path)},
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split("\n")[0] == "['keypairs'] 1"

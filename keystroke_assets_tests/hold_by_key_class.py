@@ -1,0 +1,63 @@
+"""features/hold_by_key_class: median hold time of letters, the space bar and other keys, per task
+and per user. The README's worked example of "Adding a feature type": this file, copied as it is
+into keystroke_assets/features/, is a feature type of the project. The tests use it as a feature
+the project does not have (extra_feature_defs.py).
+"""
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+
+from keystroke_assets.assets.common import OutputCheck, check_specs
+from keystroke_assets.features.common import (
+    GRAIN_IDS,
+    feature_asset,
+    feature_checks,
+    feature_result,
+    grouped_stats,
+    per_grain,
+    task_keystrokes,
+    tasks_of,
+)
+
+KEY_CLASSES = ["letter", "space", "other"]
+COLUMNS = [f"HL_median_{c}" for c in KEY_CLASSES]
+
+
+def hold_by_key_class_features(pairs: pd.DataFrame) -> pd.DataFrame:
+    """Median hold (ms) of letter keys, the space bar and every other key, per task and per user."""
+    task, tasks = tasks_of(pairs)
+    strokes = task_keystrokes(pairs.assign(_task=task), ["_task"])
+    code = strokes["keycode"].to_numpy()
+    key_class = np.select([(code >= 65) & (code <= 90), code == 32], [0, 1], 2)
+
+    def compute(group_of_task: np.ndarray, n: int) -> dict[str, np.ndarray]:
+        cell = group_of_task[strokes["_task"].to_numpy()] * len(KEY_CLASSES) + key_class
+        median = grouped_stats(cell, strokes["HL"].to_numpy(), n * len(KEY_CLASSES), ["median"])["median"]
+        return dict(zip(COLUMNS, median.reshape(n, len(KEY_CLASSES)).T))
+
+    return per_grain(tasks, compute)
+
+
+def _holds_non_negative(df: pd.DataFrame) -> tuple[bool, dict]:
+    bad = int((df[COLUMNS] < 0).to_numpy().sum())
+    return bad == 0, {"negative_medians": bad}
+
+
+CHECKS = feature_checks(
+    [*GRAIN_IDS, *COLUMNS], OutputCheck("holds_non_negative", "Every median hold is >= 0 ms.", _holds_non_negative)
+)
+KEY = dg.AssetKey(["features", "hold_by_key_class"])
+
+
+@feature_asset(
+    "hold_by_key_class",
+    code_version="1",
+    check_specs=check_specs(KEY, CHECKS),
+    description="Median hold time (ms) of letters, the space bar and other keys, per task and per user.",
+)
+def hold_by_key_class(context: dg.AssetExecutionContext, keypairs: pd.DataFrame):
+    features = hold_by_key_class_features(keypairs)
+    features.attrs["column_descriptions"] = {c: f"median HL of {c} keys, ms" for c in COLUMNS}
+    yield from feature_result(features, CHECKS)
+
