@@ -350,14 +350,15 @@ def cmd_backfill(args) -> int:
             _say(f"skipping {v}: {', '.join(sorted(absent))} not materialized (`keystroke-assets materialize --version {v}`)")
         else:
             ready.append(v)
-    # one backfill per set of versions, so no asset runs again where it exists
+    wanted = "stale" if args.stale else "missing"
+    # one backfill per set of versions, so no asset runs again where it is up to date
     groups: dict[tuple, list] = {}
     for key in keys:
-        todo = tuple(v for v in ready if args.all_versions or states[key, v].status == "missing")
+        todo = tuple(v for v in ready if args.all_versions or states[key, v].status == wanted)
         if todo:
             groups.setdefault(todo, []).append(key)
     if not groups:
-        print("nothing to backfill: " + ("no version is ready" if args.all_versions else "no version misses these assets"))
+        print("nothing to backfill: " + ("no version is ready" if args.all_versions else f"no version has these assets {wanted}"))
         return EXIT_OK
     for todo, group in groups.items():
         names = ", ".join(k.to_user_string() for k in group)
@@ -496,6 +497,8 @@ def _parser() -> argparse.ArgumentParser:
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--all-versions", action="store_true", help="every version whose inputs exist")
     which.add_argument("--missing", action="store_true", help="only versions where the feature is missing")
+    which.add_argument("--stale", action="store_true",
+                       help="only versions where the feature is stale (its code_version or an input changed)")
     p.set_defaults(fn=cmd_backfill)
 
     p = sub.add_parser("export-versions-json", help="write the old versions.json, generated from the instance")

@@ -15,7 +15,7 @@ from keystroke_assets import cli
 from keystroke_assets.partitions import dataset_versions
 from keystroke_assets.synthetic import web_app_uploads, write_uploads
 
-from .conftest import REPO
+from .conftest import REPO, materialize_version
 from .servers import dagster_home
 
 V1 = "2026-01-01_00-00-00_lab-mac"
@@ -264,6 +264,31 @@ def test_backfill_missing_and_all_versions(env, instance, capsys):
     (backfill_id,) = out.split()
     assert backfill_targets(instance, backfill_id) == (FEATURES, [V1])
     assert len(instance.get_backfills()) == 2
+
+
+def test_backfill_stale_after_a_code_version_bump(env, instance, capsys, monkeypatch):
+    """statistical materialized for V1 and V2 at its code version, missing for V3; once the module's
+    code_version changes, `--stale` backfills V1 and V2 only and `--missing` V3 only."""
+    from keystroke_assets.definitions import defs
+
+    v3 = "2026-01-03_00-00-00_lab-mac"
+    stores = {k: os.environ[k] for k in ("KEYSTROKE_UPLOADS", "KEYSTROKE_STORAGE")}
+    statistical = dg.AssetKey(["features", "statistical"])
+    chain = [dg.AssetKey(k) for k in [*INGEST, "keypairs"]]
+    for version, selection in [(V1, [*chain, statistical]), (V2, [*chain, statistical]), (v3, chain)]:
+        assert materialize_version(instance, stores, version, selection=selection).success
+    code, out, _ = run(capsys, "backfill", "-f", "statistical", "--stale")
+    assert code == 0 and out.startswith("nothing to backfill: no version has these assets stale")
+
+    bumped = [a.map_asset_specs(lambda s: s.replace_attributes(code_version="2")) if statistical in a.keys else a
+              for a in defs.assets]
+    monkeypatch.setattr(cli, "_graph", lambda: dg.Definitions(assets=bumped, resources=defs.resources).resolve_asset_graph())
+    code, out, _ = run(capsys, "backfill", "-f", "statistical", "--stale")
+    (backfill_id,) = out.split()
+    assert backfill_targets(instance, backfill_id) == (["features/statistical"], [V1, V2])
+    code, out, _ = run(capsys, "backfill", "-f", "statistical", "--missing")
+    (backfill_id,) = out.split()
+    assert backfill_targets(instance, backfill_id) == (["features/statistical"], [v3])
 
 
 def test_backfill_without_versions(env, capsys):
