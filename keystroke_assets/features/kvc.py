@@ -89,4 +89,4 @@ def kvc(context: dg.AssetExecutionContext, keypairs: pd.DataFrame):
         "press_ms": "press time, ms on the file's own clock",
         "release_ms": "release time, ms on the file's own clock",
     }
-    yield from feature_result(features, CHECKS, {"tasks": int(features.groupby(["user_id", "task"]).ngroups)})
+    yield from feature_result(features, CHECKS, {"tasks": int(features.groupby(["user_id", "task"], observed=True).ngroups)})
