@@ -42,7 +42,6 @@ def launch(url: str, version: str) -> str:
             "assetSelection": [{"path": [k]} for k in CHAIN],
         },
         "executionMetadata": {"tags": [{"key": "dagster/partition", "value": version}]},
-        "runConfigData": {"execution": {"config": {"in_process": {}}}},  # one process per run, not per step
     }
     body = json.dumps({"query": LAUNCH, "variables": {"params": params}}).encode()
     request = urllib.request.Request(f"{url}/graphql", body, {"Content-Type": "application/json"})
