@@ -30,26 +30,40 @@ def _digraph_codes(pairs: pd.DataFrame) -> tuple[np.ndarray, pd.Index]:
     return id1 * len(identities) + id2, identities
 
 
+def digraph_counts(pairs: pd.DataFrame) -> pd.DataFrame:
+    """Pairs per (device type, user, digraph), keys by identity (a character lower-cased): all the
+    top-k choice needs, a few thousand rows per user, so it can be gathered over a whole version."""
+    code, identities = _digraph_codes(pairs)
+    n = len(identities)
+    user = pairs["user_id"].cat.codes.to_numpy().astype(np.int64)
+    device_of_user = np.zeros(len(pairs["user_id"].cat.categories), np.int64)
+    device_of_user[user] = pairs["device_type"].cat.codes.to_numpy()
+    found, count = np.unique(user * (n * n) + code, return_counts=True)
+    user, code = found // (n * n), found % (n * n)
+    return pd.DataFrame(
+        {"device_type": pairs["device_type"].cat.categories[device_of_user[user]].astype(str),
+         "user_id": pairs["user_id"].cat.categories[user], "key1": identities[code // n],
+         "key2": identities[code % n], "count": count}
+    )
+
+
+def choose_top_digraphs(counts: pd.DataFrame, k: int) -> pd.DataFrame:
+    """Per device type, the k most frequent digraphs (of `digraph_counts`) typed by every user of
+    that device type; ties broken by (key1, key2) in code-point order."""
+    users = counts.groupby("device_type")["user_id"].nunique().rename("users")
+    per = counts.groupby(["device_type", "key1", "key2"]).agg(count=("count", "sum"), typed_by=("user_id", "size"))
+    per = per.reset_index().join(users, on="device_type")
+    # Python string order is code-point order
+    per = per[per["typed_by"] == per["users"]].sort_values(
+        ["device_type", "count", "key1", "key2"], ascending=[True, False, True, True], kind="stable"
+    )
+    return per.groupby("device_type").head(k)[["device_type", "key1", "key2", "count"]].reset_index(drop=True)
+
+
 def top_digraphs(pairs: pd.DataFrame, k: int) -> pd.DataFrame:
     """Per device type, the k most frequent digraphs typed by every user of that device type;
     ties broken by (key1, key2) in code-point order. Keys by identity (a character lower-cased)."""
-    code, identities = _digraph_codes(pairs)
-    d = pd.DataFrame(
-        {"device_type": pairs["device_type"].astype(str).to_numpy(), "user": pairs["user_id"].cat.codes.to_numpy(), "code": code}
-    )
-    users = d.groupby("device_type")["user"].nunique().rename("users")
-    per = d.groupby(["device_type", "code"]).agg(count=("user", "size"), typed_by=("user", "nunique")).reset_index()
-    per = per.join(users, on="device_type")
-    # identities are sorted, so code order is (key1, key2) code-point order
-    per = per[per["typed_by"] == per["users"]].sort_values(
-        ["device_type", "count", "code"], ascending=[True, False, True], kind="stable"
-    )
-    top = per.groupby("device_type").head(k)
-    n = len(identities)
-    return pd.DataFrame(
-        {"device_type": top["device_type"].to_numpy(), "key1": identities[top["code"].to_numpy() // n],
-         "key2": identities[top["code"].to_numpy() % n], "count": top["count"].to_numpy()}
-    )
+    return choose_top_digraphs(digraph_counts(pairs), k)
 
 
 def _wide(codes, n_groups, column_ids, values, n_columns):
@@ -59,8 +73,8 @@ def _wide(codes, n_groups, column_ids, values, n_columns):
     return block.reshape(n_groups, n_columns * len(STATS))
 
 
-def typenet_ml_features(pairs: pd.DataFrame, grain: list[str], k: int) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
-    """(features, column dictionary, fill counts) for one grain."""
+def typenet_ml_features(pairs: pd.DataFrame, grain: list[str], top: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """(features, column dictionary, fill counts) for one grain; `top` = top_digraphs(pairs, k)."""
     codes, groups = group_codes(pairs, grain, [*grain, "device_type"])
     n_groups = len(groups)
 
@@ -71,7 +85,6 @@ def typenet_ml_features(pairs: pd.DataFrame, grain: list[str], k: int) -> tuple[
     keys = all_keys[seen]
     hl = _wide(strokes["_group"].to_numpy(), n_groups, np.searchsorted(seen, key_ids), strokes["HL"].to_numpy(), len(keys))
 
-    top = top_digraphs(pairs, k)
     digraph_code, identities = _digraph_codes(pairs)
     n = len(identities)
     chosen = np.unique(identities.get_indexer(top["key1"]) * n + identities.get_indexer(top["key2"]))
@@ -147,7 +160,8 @@ def build_typenet_ml_asset(grain_name: str) -> dg.AssetsDefinition:
         ),
     )
     def typenet_ml(context: dg.AssetExecutionContext, config: TypenetMLConfig, keypairs: pd.DataFrame):
-        features, dictionary, fills = typenet_ml_features(keypairs, grain, config.top_k)
+        top = top_digraphs(keypairs, config.top_k)  # once: it groups every pair of the version
+        features, dictionary, fills = typenet_ml_features(keypairs, grain, top)
         features.attrs["column_descriptions"] = {
             r.column: f"{r.statistic} of {r.latency} for {r.key1!r}" + (f" then {r.key2!r}" if r.key2 else "") + ", ms"
             for r in dictionary.itertuples()
@@ -156,7 +170,7 @@ def build_typenet_ml_asset(grain_name: str) -> dg.AssetsDefinition:
             features,
             metadata={
                 "top_k": config.top_k,
-                "digraphs": report_table(top_digraphs(keypairs, config.top_k)),
+                "digraphs": report_table(top),
                 "column_dictionary": report_table(dictionary, max_rows=5000),
                 **{f"fill/{k}": v for k, v in fills.items()},
             },
