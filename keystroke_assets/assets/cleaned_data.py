@@ -4,7 +4,6 @@ import json
 from functools import partial
 
 import dagster as dg
-import numpy as np
 import pandas as pd
 
 from keystroke_assets.assets.common import check_specs, has_columns, no_nulls, non_empty, report_table, run_checks, version_asset

@@ -1,7 +1,6 @@
 """keypairs: consecutive keystroke pairs of every task with TypeNet latencies (ms)."""
 
 import dagster as dg
-import numpy as np
 import pandas as pd
 from dagster_pandas import PandasColumn, create_dagster_pandas_dataframe_type
 from dagster_pandas.constraints import ColumnDTypeInSetConstraint, NonNullableColumnConstraint
