@@ -37,7 +37,8 @@ def classify(names: pd.Series) -> pd.DataFrame:
     return pd.DataFrame(
         {
             "kind": kind,
-            "user_id": m["user"].where(is_task).fillna(m["ruser"]).fillna(m["participant"]),
+            # combine_first keeps object dtype where every part is missing (fillna would downcast)
+            "user_id": m["user"].where(is_task).combine_first(m["ruser"]).combine_first(m["participant"]),
             "platform_id": platform.where(is_task),
             "video_id": (seq % 9 // 3 + 1).astype("Int64"),
             "session_id": (seq // 9 + 1).astype("Int64"),
