@@ -15,8 +15,8 @@ KEYPAIR_COLUMNS = [
     *TASK_COLUMNS[:5], "sequence_id", "task_id", "key1", "key2", "keycode1", "keycode2",
     "key1_press", "key1_release", "key2_press", "key2_release", "HL", "IL", "PL", "RL", "outlier",
 ]
-# The team's outlier thresholds, ms.
 LATENCIES = ["HL", "IL", "PL", "RL"]  # TypeNet latencies of a keypair (spec/features.md §2), ms
+# The team's outlier thresholds, ms.
 HL_MIN_MS, HL_MAX_MS, IL_ABS_MAX_MS = 30, 2000, 1000
 QUALITY_COUNTS = ["duplicates", "auto_repeats", "orphans", "unreleased", "release_before_press"]
 _TIME_BITS = 44  # 13-digit ms < 2**44
