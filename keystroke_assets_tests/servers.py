@@ -85,8 +85,8 @@ class Servers:
         self.groups.append(proc)
         return proc
 
-    def start_daemon(self) -> None:
-        self.daemon = self.start("daemon", [BIN / "dagster-daemon", "run", "-w", WORKSPACE])
+    def start_daemon(self, workspace: Path = WORKSPACE) -> None:
+        self.daemon = self.start("daemon", [BIN / "dagster-daemon", "run", "-w", workspace])
 
     def kill_daemon(self) -> None:
         """SIGKILL the daemon process alone, as a crash would."""

@@ -1,11 +1,6 @@
 """Item 4: a feature type added after three versions exist is backfilled over all of them by the
 real daemon, and nothing upstream (or any other feature) is materialized again."""
 
-import os
-import shutil
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import dagster as dg
@@ -19,7 +14,7 @@ from keystroke_assets.synthetic import web_app_uploads, write_uploads
 from .conftest import REPO, materialize_version
 from .hold_by_key_class import KEY as NEW_KEY, hold_by_key_class_features
 from .feature_samples import make_pairs
-from .servers import wait_for
+from .servers import Servers, dagster_home, server_env, wait_for
 
 VERSIONS = ["2025-09-01_10-00-00_lab-mac", "2025-09-02_10-00-00_lab-mac", "2025-09-03_10-00-00_lab-mac"]
 # the chain and one other feature: enough to see that nothing but the new asset runs, and quick
@@ -36,10 +31,8 @@ def materialization_counts(instance, keys) -> dict:
 @pytest.fixture
 def daemon_instance(tmp_path, monkeypatch):
     """A DAGSTER_HOME with the project's dagster.yaml (run queue on), the instance on it, the env
-    for the stores, and a function starting `dagster-daemon run` on the test code location."""
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
+    for the stores, and the servers, to start `dagster-daemon run` on the test code location."""
+    home = dagster_home(tmp_path / "dagster_home")
     env = {"KEYSTROKE_UPLOADS": str(tmp_path / "uploads"), "KEYSTROKE_STORAGE": str(tmp_path / "storage")}
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     workspace = tmp_path / "workspace.yaml"
@@ -47,29 +40,17 @@ def daemon_instance(tmp_path, monkeypatch):
         "load_from:\n  - python_module:\n      module_name: keystroke_assets_tests.extra_feature_defs\n"
         f"      attribute: defs\n      working_directory: {REPO}\n      location_name: keystroke_assets_test\n"
     )
-    procs, log = [], tmp_path / "daemon.log"
+    servers = Servers(home, server_env({**env, "DAGSTER_HOME": str(home)}), tmp_path, cwd=tmp_path)
 
-    def start_daemon():
-        with log.open("wb") as out:
-            procs.append(
-                subprocess.Popen(
-                    [Path(sys.executable).parent / "dagster-daemon", "run", "-w", str(workspace)],
-                    cwd=tmp_path, env={**os.environ, **env, "DAGSTER_HOME": str(home)},
-                    stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-                )
-            )
-        return log
+    def start_daemon() -> Servers:
+        servers.start_daemon(workspace)
+        return servers
 
     with dg.DagsterInstance.from_config(str(home)) as instance:
-        yield instance, env, start_daemon
-    for proc in procs:  # the daemon, its code server and run workers share one process group
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+        try:
+            yield instance, env, start_daemon
+        finally:
+            servers.stop()  # the daemon, its code server and run workers share one process group
 
 
 def test_the_new_feature_by_hand():
@@ -100,12 +81,12 @@ def test_new_feature_backfilled_over_every_version(daemon_instance):
     assert backfill.is_asset_backfill and backfill.title == "add hold_by_key_class"
     assert backfill.asset_selection == [NEW_KEY]
 
-    log = start_daemon()
+    servers = start_daemon()
     done = wait_for(
         lambda: (b := instance.get_backfill(backfill_id)).status != BulkActionStatus.REQUESTED and b,
-        BACKFILL_TIMEOUT_S, "the backfill to finish", lambda: log.read_text()[-3000:],
+        BACKFILL_TIMEOUT_S, "the backfill to finish", servers.log_tails,
     )
-    assert done.status == BulkActionStatus.COMPLETED_SUCCESS, log.read_text()[-3000:]
+    assert done.status == BulkActionStatus.COMPLETED_SUCCESS, servers.log_tails()
 
     assert instance.get_materialized_partitions(NEW_KEY) == set(VERSIONS)
     for version in VERSIONS:
