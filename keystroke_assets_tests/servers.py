@@ -160,15 +160,21 @@ def _running(servers: Servers):
 
 
 @contextmanager
-def dagster_servers(home: Path, env: dict, logs: Path):
-    """dagster-webserver and dagster-daemon on the repo's workspace, up and answering."""
+def dagster_servers(home: Path, env: dict, logs: Path, before_daemon: Callable[[Servers], None] | None = None):
+    """dagster-webserver and dagster-daemon on the repo's workspace, up and answering.
+    `before_daemon(servers)` runs once the webserver answers, before the daemon starts (e.g. to stop
+    the sensors); without it both start at once."""
     logs.mkdir(parents=True, exist_ok=True)
     with instance_at(dagster_home(home)):
         pass  # storage created once, before two processes race to create it
     servers = Servers(home, server_env({**env, "DAGSTER_HOME": str(home)}), logs)
     servers.main = servers.start("webserver", [BIN / "dagster-webserver", "-h", "127.0.0.1", "-p", servers.port, "-w", WORKSPACE])
-    servers.start_daemon()
+    if before_daemon is None:
+        servers.start_daemon()
     with _running(servers):
+        if before_daemon is not None:
+            before_daemon(servers)
+            servers.start_daemon()
         yield servers
 
 

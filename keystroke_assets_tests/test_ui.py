@@ -16,7 +16,6 @@ import os
 import re
 import time
 from collections import Counter
-from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
@@ -28,7 +27,7 @@ from keystroke_assets.definitions import defs
 from keystroke_assets.synthetic import web_app_uploads, write_uploads
 
 from .conftest import REPO, materialize_version
-from .servers import BIN, WORKSPACE, Servers, dagster_home, instance_at, server_env, wait_for
+from .servers import dagster_home, dagster_servers, instance_at, wait_for
 
 CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed")
@@ -63,28 +62,10 @@ def stack(tmp_path_factory):
     with instance_at(home) as instance:
         assert materialize_version(instance, env, V1, selection=everything_but([NEW_FEATURE])).success
         assert materialize_version(instance, env, V2, selection=everything_but([NEW_FEATURE, *MISSING_IN_V2])).success
-    with servers_with_sensors_stopped(home, env, root / "logs") as servers, instance_at(home) as instance:
+    # the daemon starts once the sensors are stopped: declarative automation would fill the missing
+    # partitions at its first tick, and these tests are about what a person launches
+    with dagster_servers(home, env, root / "logs", before_daemon=stop_sensors) as servers, instance_at(home) as instance:
         yield servers, instance
-
-
-@contextmanager
-def servers_with_sensors_stopped(home: Path, env: dict, logs: Path):
-    """servers.dagster_servers, but the daemon starts once the sensors are stopped: declarative
-    automation would fill the missing partitions at its first tick, and these tests are about what a
-    person launches."""
-    logs.mkdir(parents=True, exist_ok=True)
-    with instance_at(dagster_home(home)):
-        pass  # storage created once, before two processes race to create it
-    servers = Servers(home, server_env({**env, "DAGSTER_HOME": str(home)}), logs)
-    servers.main = servers.start(
-        "webserver", [BIN / "dagster-webserver", "-h", "127.0.0.1", "-p", servers.port, "-w", WORKSPACE])
-    try:
-        servers.wait_until_up()
-        stop_sensors(servers)
-        servers.start_daemon()
-        yield servers
-    finally:
-        servers.stop()
 
 
 def stop_sensors(servers) -> None:
