@@ -40,7 +40,7 @@ class ParquetIOManager(dg.ConfigurableIOManager):
     store: dg.ResourceDependency[ObjectStore]
 
     # Several steps of one run read the same table (every feature reads keypairs): within a run
-    # the last two tables read are kept parsed and handed out as copies (~10x cheaper than parsing).
+    # the last two tables read are kept parsed and handed out as copies (copy-on-write: free).
     _loaded: dict = PrivateAttr(default_factory=dict)
 
     def handle_output(self, context: dg.OutputContext, obj: pd.DataFrame) -> None:
@@ -63,4 +63,4 @@ class ParquetIOManager(dg.ConfigurableIOManager):
             recent = [k for k in self._loaded if k[0] == key[0]][-1:]
             self._loaded = {k: self._loaded[k] for k in recent}
             self._loaded[key] = from_parquet_bytes(self.store.read_bytes(name))
-        return self._loaded[key].copy()
+        return self._loaded[key].copy(deep=False)
