@@ -48,7 +48,7 @@ def table_schema(df: pd.DataFrame, extra: dict[str, str] | None = None) -> dg.Ta
     descriptions = {**COLUMN_DESCRIPTIONS, **(extra or {})}
     return dg.TableSchema(
         columns=[
-            dg.TableColumn(name=str(c), type=str(df[c].dtype), description=descriptions.get(str(c)))
-            for c in df.columns
+            dg.TableColumn(name=str(c), type=str(dtype), description=descriptions.get(str(c)))
+            for c, dtype in df.dtypes.items()
         ]
     )

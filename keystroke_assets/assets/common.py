@@ -53,6 +53,9 @@ def check_specs(key: dg.AssetKey | str, checks: Iterable[OutputCheck]) -> list[d
 
 
 def run_checks(df: pd.DataFrame, checks: Iterable[OutputCheck]) -> Iterator[dg.AssetCheckResult]:
+    # pandas deep-copies `attrs` (column descriptions) on every column access: checks read a view without
+    df = df.copy(deep=False)
+    df.attrs = {}
     for c in checks:
         passed, metadata = c.fn(df)
         yield dg.AssetCheckResult(check_name=c.name, passed=bool(passed), metadata=metadata)
