@@ -21,23 +21,19 @@ SIZE = (9, 6)  # inches at DPI: 900 x 600 px
 DEVICE_COLORS = {"desktop": "tab:blue", "mobile": "tab:orange"}
 
 
-def _pyplot():
-    """matplotlib, imported when a figure is drawn: every process that loads the code location
-    (code server, run workers, the CLI) would otherwise pay about a second for it."""
-    import matplotlib
+def _figure(**kwargs):
+    """A bare matplotlib Figure, imported when a figure is drawn: every process that loads the code
+    location (code server, run workers, the CLI) would otherwise pay for it. No pyplot: it sets up
+    a GUI backend and keeps figures alive, neither of which a PNG needs."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")  # no display: figures only become PNG bytes
-    import matplotlib.pyplot as plt
-
-    return plt
+    return Figure(figsize=kwargs.pop("figsize", SIZE), dpi=DPI)
 
 
 def png_markdown(fig, alt: str) -> dg.MetadataValue:
-    """The figure as an inline markdown image; the figure is closed."""
-    plt = _pyplot()
+    """The figure as an inline markdown image."""
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=DPI)
-    plt.close(fig)
     encoded = base64.b64encode(buffer.getvalue()).decode("ascii")
     return dg.MetadataValue.md(f"![{alt}](data:image/png;base64,{encoded})")
 
@@ -47,7 +43,10 @@ def latency_histograms(pairs: pd.DataFrame) -> dg.MetadataValue:
     Bottom row: every value; HL, PL, RL on a log time axis (they are positive with long tails;
     values below 1 ms count in the first bin), IL (negative when keys overlap) on a linear axis
     with log counts."""
-    fig, axes = _pyplot().subplots(2, 4, figsize=SIZE, dpi=DPI)
+    from matplotlib.ticker import NullLocator
+
+    fig = _figure()
+    axes = fig.subplots(2, 4)
     device = pairs["device_type"].astype("category")  # compares by code, not string by string
     devices = {d: m for d in DEVICE_COLORS if (m := (device == d).to_numpy()).any()}
     for col, latency in enumerate(LATENCIES):
@@ -76,9 +75,11 @@ def latency_histograms(pairs: pd.DataFrame) -> dg.MetadataValue:
                 ax.set_title(f"{latency}, 1st-95th percentile", fontsize=9)
             elif log_time:
                 ax.set_xscale("log")
+                ax.xaxis.set_minor_locator(NullLocator())  # minor log ticks cost ~0.5 s to draw
                 ax.set_title(f"{latency}, all (log time)", fontsize=9)
             else:
                 ax.set_yscale("log")
+                ax.yaxis.set_minor_locator(NullLocator())
                 ax.set_title(f"{latency}, all (log count)", fontsize=9)
             ax.set_xlabel("ms", fontsize=8)
             ax.tick_params(labelsize=7)
@@ -104,9 +105,8 @@ def participant_quality(pairs: pd.DataFrame, quality_per_user: pd.DataFrame) -> 
     """Left: every participant as a point (keypairs vs outlier share, size = dropped events); then
     the 15 participants with the most dropped events and the 15 with the highest outlier share."""
     table = quality_table(pairs, quality_per_user)
-    fig, (left, middle, right) = _pyplot().subplots(
-        1, 3, figsize=SIZE, dpi=DPI, gridspec_kw={"width_ratios": [2.2, 1, 1]}
-    )
+    fig = _figure()
+    left, middle, right = fig.subplots(1, 3, gridspec_kw={"width_ratios": [2.2, 1, 1]})
     left.scatter(
         table["keypairs"], table["outlier_share"], s=10 + 4 * np.sqrt(table["dropped_events"]), alpha=0.6,
         edgecolor="k", linewidth=0.3,
@@ -131,7 +131,8 @@ def participant_quality(pairs: pd.DataFrame, quality_per_user: pd.DataFrame) -> 
 def user_medians(user_rows: pd.DataFrame) -> dg.MetadataValue:
     """How participants differ: one histogram per latency of every user's median (ms), the
     view in which a user typing unlike everyone else, or a whole version shifted, stands out."""
-    fig, axes = _pyplot().subplots(1, 4, figsize=(SIZE[0], SIZE[1] / 2), dpi=DPI)
+    fig = _figure(figsize=(SIZE[0], SIZE[1] / 2))
+    axes = fig.subplots(1, 4)
     for ax, latency in zip(axes, LATENCIES):
         medians = user_rows[f"{latency}_median"].dropna().to_numpy()
         ax.hist(medians, bins=30, color="tab:blue")
