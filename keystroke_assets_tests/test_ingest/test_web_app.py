@@ -1,8 +1,9 @@
 """The web-app keystroke CSV parser: real quirks and broken uploads."""
 
+import pandas as pd
 import pytest
 
-from keystroke_assets.ingest.web_app import parse_web_app_csvs
+from keystroke_assets.ingest.web_app import BATCH_FILES, parse_web_app_csvs
 
 WEB = ("fpd_webapp_2025", "web_app_data")
 
@@ -91,3 +92,21 @@ def test_non_utf8_file_does_not_affect_others():
     parsed = parse_web_app_csvs([GOOD, "P,é,1735660013225\n".encode("latin-1"), GOOD])
     assert parsed.events.groupby("file").size().to_dict() == {0: 2, 2: 2}
     assert parsed.problems["problem"].str.contains("not UTF-8").tolist() == [True]
+
+
+def test_files_parsed_in_batches_keep_their_numbers_keys_and_problems():
+    # 1,203 files: three batches; a key names its file number mod 7 and its batch (1,003: 1,003 = 7 * 143 + 2, batch 2)
+    n = 2 * BATCH_FILES + 203
+    files = [f"P,k{i % 7}{i // BATCH_FILES},1735660013225\nR,k{i % 7}{i // BATCH_FILES},1735660013301\n".encode() for i in range(n)]
+    files[3], files[BATCH_FILES + 1], files[-1] = b"", b"P,a,1735660013225\nnot a line\nR,a,1735660013300\n", b"\x00"
+    parsed = parse_web_app_csvs(files)
+
+    events = parsed.events
+    good = [i for i in range(n) if i not in (3, BATCH_FILES + 1, n - 1)]
+    assert events.loc[events["line"] == 1, "file"].tolist() == sorted([*good, BATCH_FILES + 1])
+    assert events.loc[events["file"] == BATCH_FILES * 2 + 3, "key"].astype(str).tolist() == ["k22"] * 2
+    assert events.loc[events["file"] == BATCH_FILES + 1, "key"].astype(str).tolist() == ["a", "a"]
+    assert isinstance(events["key"].dtype, pd.CategoricalDtype)
+    assert len(events["key"].cat.categories) == 7 * 3 + 1
+    assert parsed.problems[["file", "quarantined"]].values.tolist() == [[3, True], [BATCH_FILES + 1, False], [n - 1, True]]
+    assert "line 2 'not a line'" in parsed.problems["problem"].iloc[1]
