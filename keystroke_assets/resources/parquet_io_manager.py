@@ -53,9 +53,14 @@ def _name(asset_key: dg.AssetKey, version: str) -> str:
 class ParquetIOManager(dg.ConfigurableIOManager):
     store: dg.ResourceDependency[ObjectStore]
 
-    # Several steps of one run read the same table (every feature reads keypairs): within a run
-    # the last two tables read are kept parsed and handed out as copies (copy-on-write: free).
-    _loaded: dict = PrivateAttr(default_factory=dict)
+    # Within a run the last table written or read is kept: a step's input is mostly what the step
+    # before wrote (raw_data -> cleaned_data -> keypairs) or what every feature reads (keypairs).
+    # Handed out as shallow copies (copy-on-write: free), indexed as read back from parquet.
+    _last: tuple = PrivateAttr(default=(None, None))
+
+    def _keep(self, context, name: str, df: pd.DataFrame) -> pd.DataFrame:
+        self._last = ((context.step_context.run_id, name), df)
+        return df
 
     def handle_output(self, context: dg.OutputContext, obj: pd.DataFrame) -> None:
         name = _name(context.asset_key, context.partition_key)
@@ -69,12 +74,14 @@ class ParquetIOManager(dg.ConfigurableIOManager):
                 ),
             }
         )
+        kept = obj.reset_index(drop=True)
+        kept.attrs = {}
+        self._keep(context, name, kept)
 
     def load_input(self, context: dg.InputContext) -> pd.DataFrame:
         name = _name(context.upstream_output.asset_key, context.partition_key)
-        key = (context.step_context.run_id, name)
-        if key not in self._loaded:
-            recent = [k for k in self._loaded if k[0] == key[0]][-1:]
-            self._loaded = {k: self._loaded[k] for k in recent}
-            self._loaded[key] = from_parquet_bytes(self.store.read_bytes(name))
-        return self._loaded[key].copy(deep=False)
+        key, df = self._last
+        if key != (context.step_context.run_id, name):
+            self._last = (None, None)  # the old table is freed before the new one is parsed
+            df = self._keep(context, name, from_parquet_bytes(self.store.read_bytes(name)))
+        return df.copy(deep=False)
