@@ -15,6 +15,7 @@ RAW_COLUMNS = [
     "file", "user_id", "platform_id", "video_id", "session_id", "task_id",
     "line", "event", "key", "time_ms", "release_ms", "keycode",
 ]
+EVENT_TYPE = pd.CategoricalDtype(["P", "R", "K"])  # one type for both sources, so concat keeps it
 CHECKS = [has_columns(RAW_COLUMNS), no_nulls(["file", "user_id", "line", "event", "key", "time_ms"]), non_empty()]
 
 
@@ -32,7 +33,9 @@ def parse_snapshot(sources: pd.DataFrame, contents: list[bytes]) -> tuple[pd.Dat
     ids = classify(sources["name"]).reset_index(drop=True)
     web = np.flatnonzero(sources["kind"].to_numpy() == "keystrokes")
     parsed = parse_web_app_csvs([contents[i] for i in web])
-    parts = [parsed.events.assign(file=web[parsed.events["file"].to_numpy()])]
+    web_events = parsed.events.assign(file=web[parsed.events["file"].to_numpy()])
+    web_events["event"] = web_events["event"].cat.set_categories(EVENT_TYPE.categories)
+    parts = [web_events]
     problems = [(names[web[f]], q, p) for f, q, p in parsed.problems.itertuples(index=False)]
     for i in np.flatnonzero(sources["kind"].to_numpy() == "aalto"):
         rows, notes, quarantine = parse_aalto_file(contents[i])
@@ -40,10 +43,12 @@ def parse_snapshot(sources: pd.DataFrame, contents: list[bytes]) -> tuple[pd.Dat
         if quarantine:
             problems.append((names[i], True, quarantine))
         else:
-            parts.append(rows.drop(columns="user_id").assign(file=i, event="K", task_id=rows["session_id"]))
+            parts.append(rows.drop(columns="user_id").assign(
+                file=i, event=pd.Categorical(["K"] * len(rows), dtype=EVENT_TYPE), task_id=rows["session_id"]
+            ))
     events = pd.concat(parts, ignore_index=True)
     file = events["file"].to_numpy()
-    web_rows = events["event"].astype(str).to_numpy() != "K"
+    web_rows = (events["event"] != "K").to_numpy()
     for column in ["platform_id", "video_id", "session_id", "task_id"]:
         # web-app ids come from the file name; Aalto rows carry their section
         from_name = ids[column].to_numpy(dtype=np.float64, na_value=np.nan)[file]
@@ -51,7 +56,6 @@ def parse_snapshot(sources: pd.DataFrame, contents: list[bytes]) -> tuple[pd.Dat
     user_codes, users = pd.factorize(ids["user_id"])
     events["user_id"] = pd.Categorical.from_codes(user_codes[file], categories=users)
     events["file"] = pd.Categorical.from_codes(file, categories=pd.Index(names))
-    events["event"] = pd.Categorical(events["event"].astype(str), categories=["P", "R", "K"])
     events["key"] = events["key"].astype("category")
     events = events.reindex(columns=RAW_COLUMNS)
     events["release_ms"] = _nullable_int(events["release_ms"])
