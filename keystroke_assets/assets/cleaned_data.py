@@ -9,6 +9,7 @@ import pandas as pd
 from keystroke_assets.assets.common import check_specs, has_columns, no_nulls, non_empty, report_table, run_checks, version_asset
 from keystroke_assets.assets.raw_data import RAW_COLUMNS
 from keystroke_assets.assets.web_app_data import read_kept
+from keystroke_assets.frames import drop_unused_categories
 from keystroke_assets.resources.object_store import ObjectStore
 
 CLEANED_COLUMNS = [*RAW_COLUMNS[:2], "device_type", *RAW_COLUMNS[2:]]
@@ -61,7 +62,11 @@ def web_app_participants(
     per_file = events["file"].value_counts()
     files = csvs.assign(events=csvs["name"].map(per_file).fillna(0).astype(int))
     files["task_id"] = files["name"].str.extract(r"_(\d+)\.csv$")[0].astype(int)
-    by_user = dict(iter(files.groupby("user_id")))
+    task_ids = files.groupby("user_id")["task_id"].agg(set).to_dict()
+    # per user, in one pass over the files rather than a filter per user
+    unusable = files[files["events"] == 0].groupby("user_id")["name"].agg(", ".join).to_dict()
+    few = files[(files["events"] > 0) & (files["events"] < min_events)]
+    short = (few["name"] + " (" + few["events"].astype(str) + ")").groupby(few["user_id"]).agg(", ".join).to_dict()
     metadata = manifest[manifest["kind"] == "task_metadata"].drop_duplicates("user_id").set_index("user_id")
 
     complete, broken = [], []
@@ -79,17 +84,13 @@ def web_app_participants(
             reasons.append(f"demographics record {error}")
         if (user, "start_time") not in blobs:
             reasons.append("start_time record missing")
-        mine = by_user.get(user, files.iloc[:0])
-        missing = sorted(set(range(TASKS_PER_PARTICIPANT)) - set(mine["task_id"]))
+        missing = sorted(set(range(TASKS_PER_PARTICIPANT)) - task_ids.get(user, set()))
         if missing:
             reasons.append(f"{len(missing)} task CSVs missing: {', '.join(map(str, missing))}")
-        unusable = mine[mine["events"] == 0]
-        if len(unusable):
-            reasons.append(f"task CSVs quarantined in raw_data: {', '.join(unusable['name'])}")
-        short = mine[(mine["events"] > 0) & (mine["events"] < min_events)]
-        if len(short):
-            detail = ", ".join(f"{n} ({e})" for n, e in zip(short["name"], short["events"]))
-            reasons.append(f"tasks with fewer than {min_events} events: {detail}")
+        if user in unusable:
+            reasons.append(f"task CSVs quarantined in raw_data: {unusable[user]}")
+        if user in short:
+            reasons.append(f"tasks with fewer than {min_events} events: {short[user]}")
         mobile = _is_mobile(demographics)
         if mobile is None and user in metadata.index:
             mobile = _is_mobile(_load_json(read([metadata.at[user, "kept_as"]])[0])[0])
@@ -131,7 +132,7 @@ def complete_events(events: pd.DataFrame, complete: pd.DataFrame) -> pd.DataFram
     cleaned = events[keep].reset_index(drop=True)
     cleaned["device_type"] = pd.Categorical.from_codes(device[keep], dtype=devices)
     for column in ["file", "user_id", "key"]:
-        cleaned[column] = cleaned[column].cat.remove_unused_categories()
+        cleaned[column] = drop_unused_categories(cleaned[column])
     return cleaned[CLEANED_COLUMNS]
 
 
