@@ -192,8 +192,8 @@ def test_failed_blocking_check_stops_downstream(instance, tmp_path):
 
 
 def test_one_run_and_a_run_per_asset_give_identical_tables(tmp_path):
-    """Within a run the IO manager hands a step the table the step before wrote, never read back:
-    each table must equal the one made when every asset runs alone and reads its inputs from storage."""
+    """Within a run the IO manager parses keypairs once and hands every feature step a shallow copy:
+    each table must equal the one made when every asset runs alone and parses its own inputs."""
     uploads = tmp_path / "uploads"
     write_uploads(uploads, web_app_uploads(6, seed=5, broken_every=3))
     features = sorted(k for a in defs.assets for k in a.keys if k.path[0] == "features")

@@ -53,14 +53,9 @@ def _name(asset_key: dg.AssetKey, version: str) -> str:
 class ParquetIOManager(dg.ConfigurableIOManager):
     store: dg.ResourceDependency[ObjectStore]
 
-    # Within a run the last table written or read is kept: a step's input is mostly what the step
-    # before wrote (raw_data -> cleaned_data -> keypairs) or what every feature reads (keypairs).
-    # Handed out as shallow copies (copy-on-write: free), indexed as read back from parquet.
+    # Within a run the last table read is kept: every feature step reads keypairs. Handed out as
+    # shallow copies (copy-on-write: free). One table only: the one before is freed before parsing.
     _last: tuple = PrivateAttr(default=(None, None))
-
-    def _keep(self, context, name: str, df: pd.DataFrame) -> pd.DataFrame:
-        self._last = ((context.step_context.run_id, name), df)
-        return df
 
     def handle_output(self, context: dg.OutputContext, obj: pd.DataFrame) -> None:
         name = _name(context.asset_key, context.partition_key)
@@ -74,14 +69,11 @@ class ParquetIOManager(dg.ConfigurableIOManager):
                 ),
             }
         )
-        kept = obj.reset_index(drop=True)
-        kept.attrs = {}
-        self._keep(context, name, kept)
 
     def load_input(self, context: dg.InputContext) -> pd.DataFrame:
         name = _name(context.upstream_output.asset_key, context.partition_key)
-        key, df = self._last
-        if key != (context.step_context.run_id, name):
-            self._last = (None, None)  # the old table is freed before the new one is parsed
-            df = self._keep(context, name, from_parquet_bytes(self.store.read_bytes(name)))
-        return df.copy(deep=False)
+        key = (context.step_context.run_id, name)
+        if self._last[0] != key:
+            self._last = (None, None)
+            self._last = (key, from_parquet_bytes(self.store.read_bytes(name)))
+        return self._last[1].copy(deep=False)
