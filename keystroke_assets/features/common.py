@@ -81,7 +81,8 @@ def grouped_stats(group: np.ndarray, values: np.ndarray, n_groups: int, stats: l
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = np.bincount(g, weights=v, minlength=n_groups) / n
         dev = v - mean[g]
-        m2 = np.bincount(g, weights=dev**2, minlength=n_groups)
+        dev2 = dev * dev  # products, not dev**3 or dev**4: numpy's pow() for those is ~10x slower
+        m2 = np.bincount(g, weights=dev2, minlength=n_groups)
 
         def quantile(q: float) -> np.ndarray:
             pos = (np.maximum(n, 1) - 1) * q
@@ -104,11 +105,11 @@ def grouped_stats(group: np.ndarray, values: np.ndarray, n_groups: int, stats: l
             elif stat == "iqr":
                 out[stat] = quantile(0.75) - quantile(0.25)
             elif stat == "skewness":
-                m3 = np.bincount(g, weights=dev**3, minlength=n_groups) / n
+                m3 = np.bincount(g, weights=dev2 * dev, minlength=n_groups) / n
                 g1 = m3 / (m2 / n) ** 1.5
                 out[stat] = np.where((n >= 3) & (m2 > 0), np.sqrt(n * (n - 1)) / (n - 2) * g1, np.nan)
             elif stat == "kurtosis":
-                m4 = np.bincount(g, weights=dev**4, minlength=n_groups) / n
+                m4 = np.bincount(g, weights=dev2 * dev2, minlength=n_groups) / n
                 g2 = m4 / (m2 / n) ** 2 - 3
                 out[stat] = np.where(
                     (n >= 4) & (m2 > 0), ((n + 1) * g2 + 6) * (n - 1) / ((n - 2) * (n - 3)), np.nan
