@@ -3,7 +3,7 @@
 import numpy as np
 import pandas as pd
 
-from keystroke_assets.frames import drop_unused_categories
+from keystroke_assets.frames import drop_unused_categories, group_codes
 
 
 def test_drop_unused_categories_matches_pandas():
@@ -15,3 +15,24 @@ def test_drop_unused_categories_matches_pandas():
         dropped = drop_unused_categories(values)
         pd.testing.assert_series_equal(dropped, values.cat.remove_unused_categories())
         assert len(dropped.cat.categories) == len(set(codes) - {-1})
+
+
+def test_group_codes_match_a_sorted_pandas_groupby_with_nulls_last():
+    rng = np.random.default_rng(1)
+    n = 5000
+    df = pd.DataFrame({
+        "user_id": pd.Categorical.from_codes(rng.integers(-1, 6, n), categories=list("fedcba")),  # category order, not alphabetical
+        "platform_id": pd.array(rng.integers(1, 4, n), dtype="Int64"),
+        "key": rng.choice(["a", "B", ",", "Shift"], n),
+        "time_ms": rng.integers(0, 10**12, n),
+    })
+    df.loc[rng.random(n) < 0.1, "platform_id"] = pd.NA
+    for by in (["user_id"], ["user_id", "platform_id"], ["platform_id", "key"], ["key", "user_id", "platform_id"]):
+        codes, groups = group_codes(df, by, [*by, "time_ms"])
+        expected = df.groupby(by, sort=True, dropna=False, observed=True).ngroup().to_numpy()
+        np.testing.assert_array_equal(codes, expected)
+        first_rows = pd.Series(np.arange(n)).groupby(expected).first().to_numpy()
+        pd.testing.assert_frame_equal(groups, df.iloc[first_rows][[*by, "time_ms"]].reset_index(drop=True))
+    # by hand: nulls are the last group, categories in their own order
+    small = pd.DataFrame({"u": pd.Categorical(["b", None, "a", "b"], categories=["b", "a"])})
+    assert group_codes(small, ["u"])[0].tolist() == [0, 2, 1, 0]
