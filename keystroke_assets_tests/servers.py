@@ -130,17 +130,22 @@ class Servers:
         return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-chars:]}" for p in sorted(self.logs.glob("*.log")))
 
     def stop(self) -> None:
-        """SIGTERM every group, SIGKILL what is left after STOP_SECONDS."""
-        for proc in self.groups:
-            _signal_group(proc, signal.SIGTERM)
-        deadline = time.monotonic() + STOP_SECONDS
-        for proc in self.groups:
-            try:
-                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                pass
-            _signal_group(proc, signal.SIGKILL)  # code servers and run workers left in the group
-            proc.wait(timeout=STOP_SECONDS)
+        stop_groups(self.groups)
+
+
+def stop_groups(groups: list[subprocess.Popen]) -> None:
+    """SIGTERM every process group, SIGKILL what is left after STOP_SECONDS (once seen: a code server
+    and its gRPC child, both sent SIGTERM, each waiting on the other with further signals ignored)."""
+    for proc in groups:
+        _signal_group(proc, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_SECONDS
+    for proc in groups:
+        try:
+            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            pass
+        _signal_group(proc, signal.SIGKILL)  # code servers and run workers left in the group
+        proc.wait(timeout=STOP_SECONDS)
 
 
 def _signal_group(proc: subprocess.Popen, sig: int) -> None:

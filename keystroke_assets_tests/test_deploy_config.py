@@ -37,6 +37,7 @@ from keystroke_assets.resources import resources_from_env
 from keystroke_assets.resources.object_store import GCSObjectStore
 
 from .conftest import REPO, _free_port
+from .servers import stop_groups
 from .test_postgres import PASSWORD as PG_PASSWORD
 from .test_postgres import postgres  # noqa: F401 (fixture: a private Postgres cluster on 127.0.0.1)
 
@@ -353,5 +354,4 @@ def test_dockerfile_command_serves_the_code_location(tmp_path):
         assert [s.repository_name for s in response.repository_symbols] == ["__repository__"]
         assert response.executable_path == sys.executable or os.path.samefile(response.executable_path, sys.executable)
     finally:
-        os.killpg(server.pid, 15)
-        server.wait(timeout=30)
+        stop_groups([server])
