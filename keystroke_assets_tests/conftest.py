@@ -3,6 +3,7 @@ instance, fake-gcs-server on loopback, and materializing a version end to end.""
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -22,6 +23,12 @@ warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 REPO = Path(__file__).resolve().parents[1]
 REAL = REPO.parent / "shared" / "data" / "real"
 VERSION = "2025-09-07_00-27-43_lab-mac"
+
+# A background job of a non-interactive shell starts with SIGINT ignored, and Dagster maps SIGTERM
+# onto SIGINT's handler: every server, `tail` and run worker the tests start would then ignore
+# SIGTERM (each compute-log tail cost 30 s to give up on). Python's own handler puts it right.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")
