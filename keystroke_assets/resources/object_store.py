@@ -92,17 +92,17 @@ class LocalObjectStore(ObjectStore):
 
     root: str
 
-    def _path(self, name: str) -> Path:
-        return Path(self.root, safe_name(name))
+    def _path(self, name: str) -> str:
+        # plain strings, not pathlib: tens of thousands of uploads are listed and read per snapshot
+        return os.path.join(self.root, safe_name(name))
 
     def list_objects(self, prefix: str = "") -> list[ObjectInfo]:
         found = [self._info(path, name) for path, name in self._walk(prefix)]
         return sorted(found, key=lambda o: o.name)
 
     def _walk(self, prefix: str = ""):
-        """(path, name) of every file under prefix. Plain strings: tens of thousands of uploads
-        made pathlib's parsing a second of a snapshot."""
-        base = os.path.join(self.root, safe_name(prefix)) if prefix else self.root
+        """(path, name) of every file under prefix."""
+        base = self._path(prefix) if prefix else self.root
         skip = len(os.path.join(self.root, ""))
         for dirpath, _, filenames in os.walk(base):
             for filename in filenames:
@@ -138,13 +138,13 @@ class LocalObjectStore(ObjectStore):
         return [self.read_bytes(n) for n in names]
 
     def read_bytes(self, name: str) -> bytes:
-        with open(os.path.join(self.root, safe_name(name)), "rb") as f:
+        with open(self._path(name), "rb") as f:
             return f.read()
 
     def write_bytes(self, name: str, data: bytes) -> None:
         path = self._path(name)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-")
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
@@ -154,10 +154,10 @@ class LocalObjectStore(ObjectStore):
             raise
 
     def exists(self, name: str) -> bool:
-        return self._path(name).is_file()
+        return os.path.isfile(self._path(name))
 
     def uri(self, name: str = "") -> str:
-        return str(self._path(name)) if name else str(Path(self.root))
+        return os.path.normpath(self._path(name) if name else self.root)
 
 
 def _b64_to_hex(value: str | None) -> str | None:
