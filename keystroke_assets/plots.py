@@ -21,13 +21,13 @@ SIZE = (9, 6)  # inches at DPI: 900 x 600 px
 DEVICE_COLORS = {"desktop": "tab:blue", "mobile": "tab:orange"}
 
 
-def _figure(**kwargs):
+def _figure(figsize: tuple[float, float] = SIZE):
     """A bare matplotlib Figure, imported when a figure is drawn: every process that loads the code
     location (code server, run workers, the CLI) would otherwise pay for it. No pyplot: it sets up
     a GUI backend and keeps figures alive, neither of which a PNG needs."""
     from matplotlib.figure import Figure
 
-    return Figure(figsize=kwargs.pop("figsize", SIZE), dpi=DPI)
+    return Figure(figsize=figsize, dpi=DPI)
 
 
 def png_markdown(fig, alt: str) -> dg.MetadataValue:
