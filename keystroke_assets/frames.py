@@ -4,6 +4,14 @@ import numpy as np
 import pandas as pd
 
 
+def without_attrs(df: pd.DataFrame) -> pd.DataFrame:
+    """A view of df without `attrs` (column descriptions): pandas deep-copies attrs on every column
+    access, which cost seconds for a feature table of a thousand described columns."""
+    df = df.copy(deep=False)
+    df.attrs = {}
+    return df
+
+
 def group_codes(df: pd.DataFrame, by: list[str], columns: list[str] | None = None) -> tuple[np.ndarray, pd.DataFrame]:
     """Group number of every row (groups sorted, nulls kept as a group after the others) and one
     row per group with `columns` (default: `by`) taken from the group's first row.

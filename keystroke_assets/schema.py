@@ -44,8 +44,13 @@ COLUMN_DESCRIPTIONS = {
 }
 
 
-def table_schema(df: pd.DataFrame, extra: dict[str, str] | None = None) -> dg.TableSchema:
-    descriptions = {**COLUMN_DESCRIPTIONS, **(extra or {})}
+def column_descriptions(df: pd.DataFrame) -> dict[str, str]:
+    """Meaning and unit of df's columns: the shared ones, then those of `attrs["column_descriptions"]`."""
+    return {**COLUMN_DESCRIPTIONS, **df.attrs.get("column_descriptions", {})}
+
+
+def table_schema(df: pd.DataFrame) -> dg.TableSchema:
+    descriptions = column_descriptions(df)
     return dg.TableSchema(
         columns=[
             dg.TableColumn(name=str(c), type=str(dtype), description=descriptions.get(str(c)))

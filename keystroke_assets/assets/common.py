@@ -7,6 +7,7 @@ import dagster as dg
 import pandas as pd
 
 from keystroke_assets.automation import keep_complete
+from keystroke_assets.frames import without_attrs
 from keystroke_assets.partitions import InvalidVersionId, dataset_versions, validate_version_id
 
 OWNERS = ["team:keystroke-research"]
@@ -53,9 +54,7 @@ def check_specs(key: dg.AssetKey | str, checks: Iterable[OutputCheck]) -> list[d
 
 
 def run_checks(df: pd.DataFrame, checks: Iterable[OutputCheck]) -> Iterator[dg.AssetCheckResult]:
-    # pandas deep-copies `attrs` (column descriptions) on every column access: checks read a view without
-    df = df.copy(deep=False)
-    df.attrs = {}
+    df = without_attrs(df)
     for c in checks:
         passed, metadata = c.fn(df)
         yield dg.AssetCheckResult(check_name=c.name, passed=bool(passed), metadata=metadata)

@@ -9,9 +9,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pydantic import PrivateAttr
 
+from keystroke_assets.frames import without_attrs
 from keystroke_assets.partitions import InvalidVersionId, validate_version_id
 from keystroke_assets.resources.object_store import ObjectStore
-from keystroke_assets.schema import table_schema
+from keystroke_assets.schema import column_descriptions, table_schema
 
 
 def asset_object_name(asset_key: dg.AssetKey, version: str) -> str:
@@ -25,7 +26,13 @@ def _mostly_distinct(column: pa.ChunkedArray, sample: int = 4096) -> bool:
 
 
 def to_parquet_bytes(df: pd.DataFrame) -> bytes:
-    table = pa.Table.from_pandas(df, preserve_index=False)
+    """df as parquet. Column meanings and units (as in `dagster/column_schema`) go in each field's
+    "description" metadata, so the file describes itself to any reader; df.attrs is left out, so a
+    DataFrame read back has none (pandas deep-copies attrs on every column access)."""
+    descriptions = column_descriptions(df)
+    table = pa.Table.from_pandas(without_attrs(df), preserve_index=False)
+    fields = [f.with_metadata({"description": descriptions[f.name]}) if f.name in descriptions else f for f in table.schema]
+    table = pa.Table.from_arrays(table.columns, schema=pa.schema(fields, metadata=table.schema.metadata))
     # Integer columns of nearly distinct values (times in ms) are delta-encoded instead of trying a
     # dictionary: keypairs writes ~2x faster, reads ~1.5x faster and is smaller.
     wide = {f.name for f in table.schema if pa.types.is_integer(f.type) and _mostly_distinct(table[f.name])}
@@ -65,7 +72,7 @@ class ParquetIOManager(dg.ConfigurableIOManager):
                 "path": dg.MetadataValue.path(self.store.uri(name)),
                 "dagster/row_count": dg.MetadataValue.int(len(obj)),
                 "dagster/column_schema": dg.MetadataValue.table_schema(
-                    table_schema(obj, obj.attrs.get("column_descriptions"))
+                    table_schema(obj)
                 ),
             }
         )

@@ -2,6 +2,7 @@
 
 import dagster as dg
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 
 from keystroke_assets.partitions import dataset_versions
@@ -14,7 +15,9 @@ VERSION = "2025-01-02_03-04-05_test"
 
 @dg.asset(partitions_def=dataset_versions, key_prefix=["features", "demo"])
 def tiny() -> pd.DataFrame:
-    return pd.DataFrame({"HL": [1, 2], "key1": ["a", "b"]})
+    df = pd.DataFrame({"HL": [1, 2], "key1": ["a", "b"], "taps": [3, 4]})
+    df.attrs["column_descriptions"] = {"taps": "taps per task, count"}
+    return df
 
 
 def test_writes_the_exact_path_with_metadata(instance, tmp_path):
@@ -23,12 +26,18 @@ def test_writes_the_exact_path_with_metadata(instance, tmp_path):
     result = dg.materialize([tiny], partition_key=VERSION, instance=instance, resources={"io_manager": ParquetIOManager(store=store)})
     path = tmp_path / "store" / "features" / "demo" / "tiny" / f"{VERSION}.parquet"
     assert sorted(p for p in (tmp_path / "store").rglob("*") if p.is_file()) == [path]
-    pd.testing.assert_frame_equal(pd.read_parquet(path), pd.DataFrame({"HL": [1, 2], "key1": ["a", "b"]}))
+    read = pd.read_parquet(path)
+    pd.testing.assert_frame_equal(read, pd.DataFrame({"HL": [1, 2], "key1": ["a", "b"], "taps": [3, 4]}))
+    assert read.attrs == {}  # descriptions live in the file's fields, not in pandas attrs
+    fields = pq.read_schema(path)
+    assert fields.field("taps").metadata == {b"description": b"taps per task, count"}
+    assert b"hold latency" in fields.field("HL").metadata[b"description"]
     md = result.asset_materializations_for_node("features__demo__tiny")[0].metadata
     assert md["path"].value == str(path)
     assert md["dagster/row_count"].value == 2
     hl = md["dagster/column_schema"].value.columns[0]
     assert (hl.name, hl.type) == ("HL", "int64") and "ms" in hl.description
+    assert md["dagster/column_schema"].value.columns[2].description == "taps per task, count"
 
 
 def test_store_refuses_names_escaping_its_root(tmp_path):
