@@ -50,6 +50,21 @@ def keystroke_count(storage: Path, version: str) -> int:
     return int((events != "R").sum())
 
 
+PAIRING = "keypairs: pairing alone"
+
+
+def time_pairing(storage: Path, version: str) -> tuple[float, float]:
+    """(start, end) of `keystrokes.keypairs` on the version's cleaned_data: the keypairs step
+    without reading, writing, plots or checks (the issue's keypairs throughput)."""
+    from keystroke_assets.keystrokes import keypairs
+    from keystroke_assets.resources.parquet_io_manager import from_parquet_bytes
+
+    events = from_parquet_bytes((storage / "cleaned_data" / f"{version}.parquet").read_bytes())
+    start = time.time()
+    keypairs(events)
+    return start, time.time()
+
+
 def run(participants: int, fmt: str, workdir: Path, seed: int = 0) -> list[tuple]:
     uploads, storage, home = workdir / "uploads", workdir / "storage", workdir / "dagster_home"
     generated, wanted = workdir / "uploads.json", json.dumps([participants, fmt, seed])
@@ -83,8 +98,9 @@ def run(participants: int, fmt: str, workdir: Path, seed: int = 0) -> list[tuple
         )
         wall = time.time() - start
         entries = [e for e in instance.all_logs(result.run_id) if e.dagster_event]
-    sampler.running = False
     keystrokes = keystroke_count(storage, version)
+    pairing = time_pairing(storage, version)
+    sampler.running = False
     rows, begun = [], {}
     for entry in entries:
         event = entry.dagster_event
@@ -94,6 +110,7 @@ def run(participants: int, fmt: str, workdir: Path, seed: int = 0) -> list[tuple
             seconds = event.event_specific_data.duration_ms / 1000
             rows.append((event.step_key.replace("__", "/"), seconds, keystrokes / seconds,
                          sampler.peak(begun[event.step_key], entry.timestamp)))
+    rows.append((PAIRING, pairing[1] - pairing[0], keystrokes / (pairing[1] - pairing[0]), sampler.peak(*pairing)))
     rows.append(("whole chain (wall, with Dagster)", wall, keystrokes / wall, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024))
     print(f"\nversion {version}: {keystrokes:,} keystrokes, load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
     print(f"{'asset':40} {'seconds':>8} {'keystrokes/s':>14} {'peak RSS MB':>12}")
