@@ -117,7 +117,7 @@ def participant_quality(pairs: pd.DataFrame, quality_per_user: pd.DataFrame) -> 
     )
     left.set_xlabel("keypairs", fontsize=8)
     left.set_ylabel("outlier share", fontsize=8)
-    left.set_title(f"{len(table)} participants (size: dropped events)", fontsize=9)
+    _title(left, f"{len(table)} participants (size: dropped events)")
     left.tick_params(labelsize=7)
     for ax, column, title in [
         (middle, "dropped_events", "most dropped events"),
@@ -125,7 +125,7 @@ def participant_quality(pairs: pd.DataFrame, quality_per_user: pd.DataFrame) -> 
     ]:
         top = table[column].fillna(0).sort_values(ascending=True).tail(15)
         ax.barh([u[:8] for u in top.index.astype(str)], top.to_numpy(), color="tab:red")
-        ax.set_title(title, fontsize=9)
+        _title(ax, title)
         ax.tick_params(labelsize=6)
     fig.suptitle("Data quality per participant (ids shortened to 8 characters)", fontsize=10)
     fig.subplots_adjust(left=0.08, right=0.98, bottom=0.09, top=0.88, wspace=0.45)
@@ -140,8 +140,7 @@ def user_medians(user_rows: pd.DataFrame) -> dg.MetadataValue:
     for ax, latency in zip(axes, LATENCIES):
         medians = user_rows[f"{latency}_median"].dropna().to_numpy()
         ax.hist(medians, bins=30, color="tab:blue")
-        ax.set_title(f"{latency} median per user", fontsize=9)
-        ax.set_xlabel("ms", fontsize=8)
+        _title(ax, f"{latency} median per user (ms)")
         ax.tick_params(labelsize=7)
     fig.suptitle(f"{len(user_rows)} participants, non-outlier pairs", fontsize=10)
     fig.subplots_adjust(left=0.06, right=0.98, bottom=0.16, top=0.80, wspace=0.3)
