@@ -6,7 +6,7 @@ import pandas as pd
 
 from keystroke_assets.assets.common import check_specs, has_columns, no_nulls, non_empty, report_table, run_checks, version_asset
 from keystroke_assets.assets.web_app_data import read_kept
-from keystroke_assets.ingest.aalto import parse_aalto_file
+from keystroke_assets.ingest.aalto import parse_aalto_files
 from keystroke_assets.ingest.names import classify
 from keystroke_assets.ingest.web_app import parse_web_app_csvs
 from keystroke_assets.resources.object_store import ObjectStore
@@ -37,15 +37,14 @@ def parse_snapshot(sources: pd.DataFrame, contents: list[bytes]) -> tuple[pd.Dat
     web_events["event"] = web_events["event"].cat.set_categories(EVENT_TYPE.categories)
     parts = [web_events]
     problems = [(names[web[f]], q, p) for f, q, p in parsed.problems.itertuples(index=False)]
-    for i in np.flatnonzero(sources["kind"].to_numpy() == "aalto"):
-        rows, notes, quarantine = parse_aalto_file(contents[i])
-        problems += [(names[i], False, n) for n in notes]
-        if quarantine:
-            problems.append((names[i], True, quarantine))
-        else:
-            parts.append(rows.drop(columns="user_id").assign(
-                file=i, event=pd.Categorical(["K"] * len(rows), dtype=EVENT_TYPE), task_id=rows["session_id"]
-            ))
+    aalto = np.flatnonzero(sources["kind"].to_numpy() == "aalto")
+    parsed = parse_aalto_files([contents[i] for i in aalto])
+    rows = parsed.events
+    if len(rows):
+        parts.append(rows.drop(columns="user_id").assign(
+            file=aalto[rows["file"].to_numpy()], event=pd.Categorical(["K"] * len(rows), dtype=EVENT_TYPE), task_id=rows["session_id"]
+        ))
+    problems += [(names[aalto[f]], q, p) for f, q, p in parsed.problems.itertuples(index=False)]
     events = pd.concat(parts, ignore_index=True)
     file = events["file"].to_numpy()
     web_rows = (events["event"] != "K").to_numpy()

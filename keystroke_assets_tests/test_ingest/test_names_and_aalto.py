@@ -1,9 +1,17 @@
 import pandas as pd
 
-from keystroke_assets.ingest.aalto import parse_aalto_file
+from keystroke_assets.ingest.aalto import parse_aalto_files
 from keystroke_assets.ingest.names import classify
 
 U = "090e14f795db6d9fad9fc4ddd6ff5094"
+
+
+def parse_aalto_file(data: bytes) -> tuple[pd.DataFrame, list[str], str | None]:
+    """One file's rows, its problems and its quarantine reason (None if kept)."""
+    parsed = parse_aalto_files([data])
+    quarantine = parsed.problems.loc[parsed.problems["quarantined"], "problem"].tolist()
+    notes = parsed.problems.loc[~parsed.problems["quarantined"], "problem"].tolist()
+    return parsed.events.drop(columns="file"), notes, (quarantine or [None])[0]
 
 
 def test_classify_names():
@@ -61,3 +69,4 @@ def test_aalto_broken_row_drops_its_section_and_float_times_parse():
 def test_aalto_wrong_header_quarantined():
     rows, problems, quarantine = parse_aalto_file(b"a\tb\n1\t2\n")
     assert rows.empty and "unexpected header" in quarantine
+
