@@ -1,5 +1,7 @@
+import numpy as np
 import pandas as pd
 
+from keystroke_assets.ingest import aalto
 from keystroke_assets.ingest.aalto import parse_aalto_files
 from keystroke_assets.ingest.names import classify
 
@@ -70,3 +72,88 @@ def test_aalto_wrong_header_quarantined():
     rows, problems, quarantine = parse_aalto_file(b"a\tb\n1\t2\n")
     assert rows.empty and "unexpected header" in quarantine
 
+
+def aalto_row(user="7", section="1", press="1473278000000", release="1473278000100", letter="a", keycode="65") -> str:
+    return "\t".join([user, section, "ab", "ab", "1", press, release, letter, keycode]) + "\n"
+
+
+def batch_of_files() -> list[bytes]:
+    return [
+        # 0: two good rows, a blank line between them still counts as a line
+        (HEADER + aalto_row(press="1473278000000") + "\n" + aalto_row(section="2", press="1473278000500")).encode(),
+        # 1: Latin-1 with Windows newlines; user id padded with spaces
+        (HEADER + aalto_row(user=" 8 ", letter="é", keycode="233")).replace("\n", "\r\n").encode("latin-1"),
+        # 2: not this format
+        b"id,section\n1,2\n",
+        # 3: empty
+        b"",
+        # 4: a broken row in section 01 drops section 01 but not section 1; a row with no tab at all
+        (HEADER + aalto_row(section="01") + "7\t01\tab\n" + aalto_row(section="1", press="1473278000900")
+         + "garbage\n" + aalto_row(section="3", press="soon")).encode(),
+        # 5: every row dropped
+        (HEADER + "7\t5\tab\n").encode(),
+        # 6: NUL bytes
+        b"\x00\x01",
+        # 7: one good row, no newline at the end
+        (HEADER + aalto_row(user="9", section="4", keycode="-3")).rstrip("\n").encode(),
+    ]
+
+
+EXPECTED_PROBLEMS = [
+    (2, True, "unexpected header 'id,section': expected " + " TAB ".join(aalto.COLUMNS)),
+    (3, True, "empty file"),
+    (4, False, "section 01: 1 rows with a wrong number of fields; section dropped"),
+    (4, False, "1 rows without a section id dropped"),
+    (4, False, "1 rows with a non-numeric or out-of-range time (0 to 9999999999999 ms) or section dropped"),
+    (5, False, "section 5: 1 rows with a wrong number of fields; section dropped"),
+    (5, True, "no valid keystroke row"),
+    (6, True, "binary content (NUL bytes)"),
+]
+
+
+def test_aalto_batch_keeps_each_files_rows_and_problems_apart():
+    parsed = parse_aalto_files(batch_of_files())
+    events = parsed.events
+    assert events["file"].tolist() == [0, 0, 1, 4, 7]
+    assert events["user_id"].tolist() == ["7", "7", "8", "7", "9"]
+    assert events["session_id"].tolist() == [1, 2, 1, 1, 4]
+    assert events["line"].tolist() == [2, 4, 2, 4, 2]  # the header is line 1, blank lines count
+    assert events["key"].tolist() == ["a", "a", "é", "a", "a"]
+    assert events["time_ms"].tolist() == [1473278000000, 1473278000500, 1473278000000, 1473278000900, 1473278000000]
+    assert events["keycode"].tolist() == [65, 65, 233, 65, 0]  # -3 is no keycode
+    assert list(parsed.problems.itertuples(index=False, name=None)) == EXPECTED_PROBLEMS
+
+
+def test_aalto_batches_number_files_globally(monkeypatch):
+    monkeypatch.setattr(aalto, "BATCH_FILES", 3)  # files 0-2, 3-5 and 6-7 in separate passes
+    parsed = parse_aalto_files(batch_of_files())
+    assert parsed.events["file"].tolist() == [0, 0, 1, 4, 7]
+    assert parsed.events["line"].tolist() == [2, 4, 2, 4, 2]
+    assert list(parsed.problems.itertuples(index=False, name=None)) == EXPECTED_PROBLEMS
+
+
+def test_aalto_numbers_as_pandas_reads_them():
+    text = HEADER + "".join([
+        aalto_row(press="1473278000000.5", release="1473278000101.5"),  # halves round to even
+        aalto_row(press="1.4732780001e+12", keycode="65.9"),  # keycode truncated like an int cast
+        aalto_row(press="0001473278000200", keycode="2147483648"),  # leading zeros; keycode too large
+        aalto_row(section="2.0", keycode=""),
+        aalto_row(press="1e300"), aalto_row(release="nan"), aalto_row(press="-1"),
+        aalto_row(press="10000000000000"), aalto_row(section="x"), aalto_row(section=""),
+    ])
+    rows, problems, quarantine = parse_aalto_file(text.encode())
+    assert quarantine is None
+    assert rows["time_ms"].tolist() == [1473278000000, 1473278000100, 1473278000200, 1473278000000]
+    assert rows["release_ms"].tolist() == [1473278000102, 1473278000100, 1473278000100, 1473278000100]
+    assert rows["keycode"].tolist() == [65, 65, 0, 0]
+    assert rows["session_id"].tolist() == [1, 1, 1, 2]
+    assert rows.dtypes.to_dict() == {
+        "user_id": np.dtype(object), "session_id": np.int64, "line": np.int32, "key": np.dtype(object),
+        "time_ms": np.int64, "release_ms": np.int64, "keycode": np.int32,
+    }
+    assert problems == ["6 rows with a non-numeric or out-of-range time (0 to 9999999999999 ms) or section dropped"]
+
+
+def test_aalto_no_files():
+    parsed = parse_aalto_files([])
+    assert parsed.events.empty and "time_ms" in parsed.events and parsed.problems.empty
