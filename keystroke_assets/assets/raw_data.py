@@ -16,6 +16,7 @@ RAW_COLUMNS = [
     "line", "event", "key", "time_ms", "release_ms", "keycode",
 ]
 EVENT_TYPE = pd.CategoricalDtype(["P", "R", "K"])  # one type for both sources, so concat keeps it
+_AALTO_EVENT = EVENT_TYPE.categories.get_loc("K")
 CHECKS = [has_columns(RAW_COLUMNS), no_nulls(["file", "user_id", "line", "event", "key", "time_ms"]), non_empty()]
 
 
@@ -42,7 +43,7 @@ def parse_snapshot(sources: pd.DataFrame, contents: list[bytes]) -> tuple[pd.Dat
     rows = parsed.events
     if len(rows):
         parts.append(rows.drop(columns="user_id").assign(
-            file=aalto[rows["file"].to_numpy()], event=pd.Categorical(["K"] * len(rows), dtype=EVENT_TYPE), task_id=rows["session_id"]
+            file=aalto[rows["file"].to_numpy()], event=pd.Categorical.from_codes(np.full(len(rows), _AALTO_EVENT), dtype=EVENT_TYPE), task_id=rows["session_id"]
         ))
     problems += [(names[aalto[f]], q, p) for f, q, p in parsed.problems.itertuples(index=False)]
     events = pd.concat(parts, ignore_index=True)

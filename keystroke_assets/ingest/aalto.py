@@ -12,7 +12,7 @@ to_numeric. Python loops over files and broken sections only, never over rows.
 import numpy as np
 import pandas as pd
 
-from keystroke_assets.ingest.web_app import ParsedFiles, _string_array
+from keystroke_assets.ingest.web_app import ParsedFiles, string_array
 
 COLUMNS = [
     "PARTICIPANT_ID", "TEST_SECTION_ID", "SENTENCE", "USER_INPUT", "KEYSTROKE_ID",
@@ -65,7 +65,7 @@ def _rows(data: bytes) -> tuple[bytes, str | None]:
 
 def _distinct(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> tuple[pd.Index, np.ndarray]:
     """The byte ranges as (distinct strings, code of each range): one Python string per value, not per row."""
-    codes = _string_array(buf, starts, ends).dictionary_encode()
+    codes = string_array(buf, starts, ends).dictionary_encode()
     return pd.Index(codes.dictionary.to_pandas(), dtype=object), codes.indices.to_numpy()
 
 

@@ -24,7 +24,7 @@ _NL, _CR, _COMMA, _P, _R, _ZERO = (ord(c) for c in "\n\r,PR0")
 
 @dataclass
 class ParsedFiles:
-    events: pd.DataFrame  # file (index into the input), line, event, key, time_ms
+    events: pd.DataFrame  # file (index into the input), line, then the format's columns (web app: event, key, time_ms)
     problems: pd.DataFrame  # file, quarantined, problem
 
 
@@ -67,7 +67,7 @@ def _decode_problem(data: bytes) -> str | None:
     return None
 
 
-def _string_array(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> pa.Array:
+def string_array(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> pa.Array:
     """The byte ranges [starts, ends) of buf as one Arrow string array, without Python strings."""
     lengths = ends - starts
     offsets = np.r_[0, np.cumsum(lengths)].astype(np.int64)
@@ -172,7 +172,7 @@ def _parse_batch(contents: list[bytes]) -> ParsedFiles:
     quarantined = [f for f, q, _ in problems if q]
     keep = valid & ~np.isin(owner_file, quarantined)
     starts, ends = line_start[keep], end[keep]
-    keys = _string_array(buf, starts + 2, ends - TIME_DIGITS - 1).dictionary_encode()
+    keys = string_array(buf, starts + 2, ends - TIME_DIGITS - 1).dictionary_encode()
     events = pd.DataFrame(
         {
             "file": owner_file[keep].astype(np.int32),
