@@ -4,6 +4,7 @@ import json
 from functools import partial
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 
 from keystroke_assets.assets.common import check_specs, has_columns, no_nulls, non_empty, report_table, run_checks, version_asset
@@ -128,12 +129,13 @@ def complete_events(events: pd.DataFrame, complete: pd.DataFrame) -> pd.DataFram
         events["user_id"].cat.categories.map(dict(zip(complete["user_id"], complete["device_type"]))), dtype=devices
     ).codes
     device = device_of_user[events["user_id"].cat.codes.to_numpy()]
-    keep = device >= 0
-    cleaned = events[keep].reset_index(drop=True)
-    cleaned["device_type"] = pd.Categorical.from_codes(device[keep], dtype=devices)
+    rows = np.flatnonzero(device >= 0)
+    # a take per column: a boolean filter of the whole frame took ~2x as long
+    cleaned = {column: events[column].array.take(rows) for column in RAW_COLUMNS}
+    cleaned["device_type"] = pd.Categorical.from_codes(device[rows], dtype=devices)
     for column in ["file", "user_id", "key"]:
-        cleaned[column] = drop_unused_categories(cleaned[column])
-    return cleaned[CLEANED_COLUMNS]
+        cleaned[column] = drop_unused_categories(pd.Series(cleaned[column]))
+    return pd.DataFrame(cleaned, columns=CLEANED_COLUMNS, copy=False)
 
 
 @version_asset(
