@@ -131,33 +131,34 @@ def pairs_from_keystrokes(strokes: dict, tasks: pd.DataFrame) -> pd.DataFrame:
     Keystrokes are ordered by press, then release, then file order."""
     order = _stable_order(_task_time(strokes["task"], strokes["press_ms"]), strokes["release_ms"], strokes["line"])
     task = strokes["task"][order]
-    press, release = strokes["press_ms"][order], strokes["release_ms"][order]
-    key, code = strokes["key"][order], strokes["keycode"][order]
-    first = np.flatnonzero(task[1:] == task[:-1])  # key1 of every pair
-    second = first + 1
+    first = np.flatnonzero(task[1:] == task[:-1])  # key1 of every pair, in the order
+    pair_task = task[first]
     task_start = np.r_[0, np.flatnonzero(task[1:] != task[:-1]) + 1] if len(task) else np.zeros(0, np.int64)
     start_of = np.repeat(task_start, np.diff(np.r_[task_start, len(task)]))
-
-    ids = tasks.iloc[task[first]].reset_index(drop=True)
+    one, two = order[first], order[first + 1]  # the pairs' keystrokes
+    press1, release1 = strokes["press_ms"][one], strokes["release_ms"][one]
+    press2, release2 = strokes["press_ms"][two], strokes["release_ms"][two]
+    hl, il = release1 - press1, press2 - release1
     categories = strokes["categories"]
-    pairs = ids[TASK_COLUMNS[:5]].assign(
-        sequence_id=(first - start_of[first]).astype(np.int32),
-        task_id=ids["task_id"],
-        key1=pd.Categorical.from_codes(key[first], categories=categories),
-        key2=pd.Categorical.from_codes(key[second], categories=categories),
-        keycode1=code[first].astype(np.int32),
-        keycode2=code[second].astype(np.int32),
-        key1_press=press[first],
-        key1_release=release[first],
-        key2_press=press[second],
-        key2_release=release[second],
-    )
-    pairs["HL"] = pairs["key1_release"] - pairs["key1_press"]
-    pairs["IL"] = pairs["key2_press"] - pairs["key1_release"]
-    pairs["PL"] = pairs["key2_press"] - pairs["key1_press"]
-    pairs["RL"] = pairs["key2_release"] - pairs["key1_release"]
-    pairs["outlier"] = (pairs["HL"] > HL_MAX_MS) | (pairs["HL"] < HL_MIN_MS) | (pairs["IL"].abs() > IL_ABS_MAX_MS)
-    return pairs[KEYPAIR_COLUMNS]
+    pairs = {
+        # the task's columns taken from the tasks' arrays (categorical codes, not objects)
+        **{column: tasks[column].array.take(pair_task) for column in TASK_COLUMNS},
+        "sequence_id": (first - start_of[first]).astype(np.int32),
+        "key1": pd.Categorical.from_codes(strokes["key"][one], categories=categories),
+        "key2": pd.Categorical.from_codes(strokes["key"][two], categories=categories),
+        "keycode1": strokes["keycode"][one].astype(np.int32, copy=False),
+        "keycode2": strokes["keycode"][two].astype(np.int32, copy=False),
+        "key1_press": press1,
+        "key1_release": release1,
+        "key2_press": press2,
+        "key2_release": release2,
+        "HL": hl,
+        "IL": il,
+        "PL": press2 - press1,
+        "RL": release2 - release1,
+        "outlier": (hl > HL_MAX_MS) | (hl < HL_MIN_MS) | (np.abs(il) > IL_ABS_MAX_MS),
+    }
+    return pd.DataFrame(pairs, columns=KEYPAIR_COLUMNS, copy=False)
 
 
 def keypairs(events: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
