@@ -1,7 +1,10 @@
 """Events → keystrokes → keypairs (spec/features.md §1–2), vectorized over a whole version.
 
-Every step is a sort plus comparisons of neighbours; there is no loop over events, keys or tasks.
-Sorts use one int64 key: the task number in the high bits and the time (ms, < 2**44) below.
+Every step is a sort or a scatter plus comparisons of neighbours; there is no loop over events,
+keys or tasks. Web-app events take two sorts: by time within a task (nearly sorted already, so
+about linear), then by key within a task. Keystrokes come out in press order by a scatter into
+the time order, so the sort that pairs them is about linear too. Time sorts use one int64 key: the
+task number in the high bits and the time (ms, < 2**44) below.
 """
 
 import numpy as np
@@ -23,7 +26,7 @@ _TIME_BITS = 44  # 13-digit ms < 2**44
 
 
 def _task_time(task: np.ndarray, time: np.ndarray) -> np.ndarray:
-    return (task.astype(np.int64) << _TIME_BITS) | np.clip(time, 0, (1 << _TIME_BITS) - 1)
+    return (task.astype(np.int64, copy=False) << _TIME_BITS) | np.clip(time, 0, (1 << _TIME_BITS) - 1)
 
 
 def _stable_order(primary: np.ndarray, *tiebreaks: np.ndarray) -> np.ndarray:
@@ -41,7 +44,7 @@ def _stable_order(primary: np.ndarray, *tiebreaks: np.ndarray) -> np.ndarray:
 
 def _codes(values: pd.Series) -> tuple[np.ndarray, pd.Index]:
     cat = values.astype("category")
-    return cat.cat.codes.to_numpy().astype(np.int64), cat.cat.categories
+    return cat.cat.codes.to_numpy(), cat.cat.categories  # int8 for up to 127 keys: cheap to gather
 
 
 def web_app_keystrokes(events: pd.DataFrame, task: np.ndarray, n_tasks: int) -> tuple[dict, dict]:
@@ -56,54 +59,61 @@ def web_app_keystrokes(events: pd.DataFrame, task: np.ndarray, n_tasks: int) -> 
     line = events["line"].to_numpy()
     key, categories = _codes(events["key"])
 
-    # Sort by time within a task; the stable sort keeps file order for equal times.
-    order = np.argsort(_task_time(task, time), kind="stable")
-    task, is_press, time, line, key = task[order], is_press[order], time[order], line[order], key[order]
+    # Sort by time within a task; the stable sort keeps file order for equal times. A file's events
+    # are nearly in time order already, which the stable sort (timsort) takes in linear time.
+    task_time = _task_time(task, time)
+    order = np.argsort(task_time, kind="stable")
 
     # Exact duplicates (same type, key and time) share a (task, time) run; only such runs are checked.
-    sort_key = _task_time(task, time)
-    tied = np.zeros(len(task), dtype=bool)
+    sort_key = task_time[order]
+    tied = np.zeros(len(order), dtype=bool)
     tied[1:] = sort_key[1:] == sort_key[:-1]
     tied[:-1] |= tied[1:]
-    dup = np.zeros(len(task), dtype=bool)
-    dup[tied] = pd.DataFrame({"t": sort_key[tied], "k": key[tied] * 2 + is_press[tied]}).duplicated().to_numpy()
-    counts = {"duplicates": np.bincount(task[dup], minlength=n_tasks)}
-    keep = ~dup
-    task, is_press, time, line, key = task[keep], is_press[keep], time[keep], line[keep], key[keep]
+    dup = np.zeros(len(order), dtype=bool)
+    in_run = order[tied]
+    dup[tied] = pd.DataFrame({"t": sort_key[tied], "k": key[in_run], "p": is_press[in_run]}).duplicated().to_numpy()
+    counts = {"duplicates": np.bincount(task[order[dup]], minlength=n_tasks)}
+    order = order[~dup]
 
     # Group each task's events by key identity (a character case-insensitive), time order inside.
-    identity = pd.factorize(key_identity(pd.Series(categories)))[0][key]
-    order = np.argsort(task * (identity.max(initial=0) + 1) + identity, kind="stable")
-    task, is_press, time, line, key, identity = (
-        task[order], is_press[order], time[order], line[order], key[order], identity[order]
-    )
-    same_group = np.zeros(len(task), dtype=bool)
-    same_group[1:] = (task[1:] == task[:-1]) & (identity[1:] == identity[:-1])
+    identity = pd.factorize(key_identity(pd.Series(categories)))[0][key[order]]
+    n_identities = identity.max(initial=0) + 1
+    group = task[order] * n_identities + identity
+    grouped = np.argsort(group, kind="stable")  # places in the time order, group by group
+    group, is_press = group[grouped], is_press[order][grouped]
+    same_group = np.zeros(len(group), dtype=bool)
+    same_group[1:] = group[1:] == group[:-1]
     # A key is down before an event exactly when the previous event of its group is a press.
-    down_before = np.zeros(len(task), dtype=bool)
+    down_before = np.zeros(len(group), dtype=bool)
     down_before[1:] = same_group[1:] & is_press[:-1]
 
     auto_repeat = is_press & down_before
     new_press = is_press & ~down_before
     matched = ~is_press & down_before
     orphan = ~is_press & ~down_before
+    # A key still down at the end of its group was never released.
+    unreleased = is_press & ~np.r_[same_group[1:], False]
     # The press a release closes is the first press of the run right before it.
-    run_start = np.maximum.accumulate(np.where(new_press, np.arange(len(task)), 0))
+    run_start = np.maximum.accumulate(np.where(new_press, np.arange(len(group)), 0))
     release_at = np.flatnonzero(matched)
     press_at = run_start[release_at - 1]
 
-    counts["auto_repeats"] = np.bincount(task[auto_repeat], minlength=n_tasks)
-    counts["orphans"] = np.bincount(task[orphan], minlength=n_tasks)
-    counts["unreleased"] = np.bincount(task[new_press], minlength=n_tasks) - np.bincount(
-        task[release_at], minlength=n_tasks
-    )
+    for name, dropped in (("auto_repeats", auto_repeat), ("orphans", orphan), ("unreleased", unreleased)):
+        counts[name] = np.bincount(group[dropped] // n_identities, minlength=n_tasks)  # a group's task
+    # Keystrokes in press order (task, time, file order), without a sort: each press marks its place
+    # in the time order with its release's place, and the marks are read back in order.
+    release_of = np.full(len(order), -1)
+    release_of[grouped[press_at]] = grouped[release_at]
+    pressed = np.flatnonzero(release_of >= 0)
+    press_event, release_event = order[pressed], order[release_of[pressed]]
+    key = key[press_event]  # as typed in the press event
     strokes = {
-        "task": task[press_at],
-        "key": key[press_at],  # as typed in the press event
-        "press_ms": time[press_at],
-        "release_ms": time[release_at],
-        "line": line[press_at],
-        "keycode": keycodes(pd.Series(categories))[key[press_at]] if len(categories) else np.zeros(0, np.int32),
+        "task": task[press_event],
+        "key": key,
+        "press_ms": time[press_event],
+        "release_ms": time[release_event],
+        "line": line[press_event],
+        "keycode": keycodes(pd.Series(categories))[key] if len(categories) else np.zeros(0, np.int32),
     }
     return {**strokes, "categories": categories}, counts
 

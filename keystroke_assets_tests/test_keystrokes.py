@@ -115,3 +115,25 @@ def test_aalto_rows_and_release_before_press():
     assert pairs[["HL", "IL", "PL", "RL"]].values.tolist() == [[100, 50, 150, 130], [80, -30, 50, 60]]
     assert pairs["keycode2"].tolist() == [73, 49]
     assert quality.loc["7", "release_before_press"] == 1
+
+
+def test_equal_presses_ordered_by_release():
+    # a and b pressed at the same ms: keystrokes ordered by release, so b (0..50) comes before a (0..100)
+    pairs, _ = pairs_of("P,a,1000000000000\nP,b,1000000000000\nR,b,1000000000050\nR,a,1000000000100\n")
+    (p,) = pairs.itertuples()
+    # HL 50, IL 0 - 50 = -50, PL 0, RL 100 - 50 = 50
+    assert (p.key1, p.key2, p.HL, p.IL, p.PL, p.RL) == ("b", "a", 50, -50, 0, 50)
+
+
+def test_key_down_at_the_end_is_unreleased_even_after_a_release_or_repeats():
+    pairs, quality = pairs_of(
+        "P,a,1000000000000\nR,a,1000000000100\n"  # keystroke a 0..100
+        "P,b,1000000000200\nR,b,1000000000260\n"  # keystroke b 200..260
+        "P,a,1000000000300\n"  # a pressed again, never released
+        "P,c,1000000000400\nP,c,1000000000900\nP,c,1000000000930\n"  # c held with two repeats, never released
+    )
+    (p,) = pairs.itertuples()
+    assert (p.key1, p.key2, p.HL, p.IL, p.PL, p.RL) == ("a", "b", 100, 100, 200, 160)
+    q = quality.iloc[0]
+    assert (q.unreleased, q.auto_repeats, q.orphans, q.duplicates) == (2, 2, 0, 0)
+
