@@ -137,3 +137,17 @@ def test_key_down_at_the_end_is_unreleased_even_after_a_release_or_repeats():
     q = quality.iloc[0]
     assert (q.unreleased, q.auto_repeats, q.orphans, q.duplicates) == (2, 2, 0, 0)
 
+
+def test_interleaved_rows_of_two_tasks():
+    # rows of two files alternate, so each task's rows form several runs
+    a = events_of("P,a,1000000000000\nR,a,1000000000100\nP,b,1000000000200\nR,b,1000000000300\n", "f_1.csv")
+    b = events_of("P,c,1000000000000\nR,c,1000000000050\nP,d,1000000000500\nR,d,1000000000600\n", "f_2.csv")
+    b = b.assign(user_id="v" * 32, task_id=1)
+    events = pd.concat([a, b], ignore_index=True).iloc[[0, 4, 1, 5, 6, 2, 3, 7]].reset_index(drop=True)
+    pairs, quality = keypairs(events)
+    # f_1: a 0..100, b 200..300 → HL 100, IL 100, PL 200, RL 200; f_2: c 0..50, d 500..600 → 50, 450, 500, 550
+    assert pairs[["user_id", "task_id", "sequence_id", "key1", "key2", "HL", "IL", "PL", "RL"]].values.tolist() == [
+        ["u" * 32, 0, 0, "a", "b", 100, 100, 200, 200],
+        ["v" * 32, 1, 0, "c", "d", 50, 450, 500, 550],
+    ]
+    assert quality.index.tolist() == ["u" * 32, "v" * 32] and quality.to_numpy().sum() == 0
