@@ -93,10 +93,10 @@ def web_app_keystrokes(events: pd.DataFrame, task: np.ndarray, n_tasks: int) -> 
     orphan = ~is_press & ~down_before
     # A key still down at the end of its group was never released.
     unreleased = is_press & ~np.r_[same_group[1:], False]
-    # The press a release closes is the first press of the run right before it.
-    run_start = np.maximum.accumulate(np.where(new_press, np.arange(len(group)), 0))
+    # The press a release closes is the first press of the run right before it, i.e. the last new
+    # press before the release: the count of new presses up to the release numbers it.
     release_at = np.flatnonzero(matched)
-    press_at = run_start[release_at - 1]
+    press_at = np.flatnonzero(new_press)[np.cumsum(new_press)[release_at] - 1]
 
     for name, dropped in (("auto_repeats", auto_repeat), ("orphans", orphan), ("unreleased", unreleased)):
         counts[name] = np.bincount(group[dropped] // n_identities, minlength=n_tasks)  # a group's task
