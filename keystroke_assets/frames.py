@@ -17,16 +17,26 @@ def group_codes(df: pd.DataFrame, by: list[str], columns: list[str] | None = Non
     row per group with `columns` (default: `by`) taken from the group's first row.
 
     The columns' sorted codes are packed into one int64 key, grouped by hashing: ~2x faster than
-    a pandas groupby over several columns."""
-    key, size = np.zeros(len(df), np.int64), 1
+    a pandas groupby over several columns. Rows of a group mostly come together (a task's events,
+    a user's pairs), so only the first row of each run of equal values is keyed and hashed."""
+    codes = []
+    size = 1
     for column in by:
-        codes, n = _sorted_codes(df[column])
+        column_codes, n = _sorted_codes(df[column])
         size *= n
         if size >= 2**62:  # too many combinations for one int64: pandas groups them
-            codes = df.groupby(by, sort=True, dropna=False, observed=True).ngroup().to_numpy()
-            firsts = pd.Series(np.arange(len(df))).groupby(codes).first().to_numpy()
-            return codes, df.iloc[firsts][columns or by].reset_index(drop=True)
-        key = key * n + codes
+            groups = df.groupby(by, sort=True, dropna=False, observed=True).ngroup().to_numpy()
+            firsts = pd.Series(np.arange(len(df))).groupby(groups).first().to_numpy()
+            return groups, df.iloc[firsts][columns or by].reset_index(drop=True)
+        codes.append((column_codes, n))
+    new_run = np.zeros(len(df), dtype=bool)
+    new_run[:1] = True
+    for column_codes, _ in codes:
+        new_run[1:] |= column_codes[1:] != column_codes[:-1]
+    starts = np.flatnonzero(new_run)
+    key = np.zeros(len(starts), np.int64)
+    for column_codes, n in codes:
+        key = key * n + column_codes[starts]
     # keys numbered by hashing in order of first appearance, then renumbered in key order: no sort
     # of all rows. A key is new where its number exceeds every number before it.
     seen, uniques = pd.factorize(key)
@@ -35,7 +45,8 @@ def group_codes(df: pd.DataFrame, by: list[str], columns: list[str] | None = Non
     order = np.argsort(uniques)
     rank = np.empty_like(order)
     rank[order] = np.arange(len(order))
-    return rank[seen], df.iloc[np.flatnonzero(first)[order]][columns or by].reset_index(drop=True)
+    group_rows = starts[np.flatnonzero(first)[order]]
+    return np.repeat(rank[seen], np.diff(np.r_[starts, len(df)])), df.iloc[group_rows][columns or by].reset_index(drop=True)
 
 
 def _sorted_codes(values: pd.Series) -> tuple[np.ndarray, int]:

@@ -10,7 +10,7 @@ task number in the high bits and the time (ms, < 2**44) below.
 import numpy as np
 import pandas as pd
 
-from keystroke_assets.frames import _sorted_codes, group_codes
+from keystroke_assets.frames import group_codes
 from keystroke_assets.keycodes import key_identity, keycodes
 
 TASK_COLUMNS = ["user_id", "device_type", "platform_id", "video_id", "session_id", "task_id"]
@@ -171,20 +171,6 @@ def pairs_from_keystrokes(strokes: dict, tasks: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(pairs, columns=KEYPAIR_COLUMNS, copy=False)
 
 
-def task_codes(rows: pd.DataFrame, by: list[str]) -> tuple[np.ndarray, pd.DataFrame]:
-    """`group_codes(rows, by, TASK_COLUMNS)` with one row per run of equal `by` values hashed instead
-    of every row: a task's rows come together (one run per file or section), so a few hundred
-    times fewer rows."""
-    new_run = np.zeros(len(rows), dtype=bool)
-    new_run[:1] = True
-    for column in by:
-        codes = _sorted_codes(rows[column])[0]
-        new_run[1:] |= codes[1:] != codes[:-1]
-    starts = np.flatnonzero(new_run)
-    run_task, tasks = group_codes(rows.iloc[starts], by, TASK_COLUMNS)
-    return np.repeat(run_task, np.diff(np.r_[starts, len(rows)])), tasks
-
-
 def keypairs(events: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Keypairs of cleaned events (web app and Aalto), and per-user counts of what was dropped."""
     parts, quality = [], []
@@ -194,7 +180,7 @@ def keypairs(events: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
         if rows.empty:
             continue
         # A web-app task is one file; an Aalto task is one section of a file.
-        task, tasks = task_codes(rows, ["file", "session_id"] if aalto else ["file"])
+        task, tasks = group_codes(rows, ["file", "session_id"] if aalto else ["file"], TASK_COLUMNS)
         strokes, counts = build(rows, task, len(tasks))
         parts.append(pairs_from_keystrokes(strokes, tasks))
         quality.append(pd.DataFrame({"user_id": tasks["user_id"].astype(str), **counts}))

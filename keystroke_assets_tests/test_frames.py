@@ -27,12 +27,21 @@ def test_group_codes_match_a_sorted_pandas_groupby_with_nulls_last():
         "time_ms": rng.integers(0, 10**12, n),
     })
     df.loc[rng.random(n) < 0.1, "platform_id"] = pd.NA
-    for by in (["user_id"], ["user_id", "platform_id"], ["platform_id", "key"], ["key", "user_id", "platform_id"]):
-        codes, groups = group_codes(df, by, [*by, "time_ms"])
-        expected = df.groupby(by, sort=True, dropna=False, observed=True).ngroup().to_numpy()
-        np.testing.assert_array_equal(codes, expected)
-        first_rows = pd.Series(np.arange(n)).groupby(expected).first().to_numpy()
-        pd.testing.assert_frame_equal(groups, df.iloc[first_rows][[*by, "time_ms"]].reset_index(drop=True))
+    # rows in random order, and in runs (a group's rows together, some groups in several runs)
+    runs = df.sort_values(["user_id", "key"], kind="stable").reset_index(drop=True)
+    runs = pd.concat([runs.iloc[: n // 2], runs.iloc[n // 4:], runs.iloc[:10]], ignore_index=True)
+    for rows in (df, runs):
+        for by in (["user_id"], ["user_id", "platform_id"], ["platform_id", "key"], ["key", "user_id", "platform_id"]):
+            codes, groups = group_codes(rows, by, [*by, "time_ms"])
+            expected = rows.groupby(by, sort=True, dropna=False, observed=True).ngroup().to_numpy()
+            np.testing.assert_array_equal(codes, expected)
+            first_rows = pd.Series(np.arange(len(rows))).groupby(expected).first().to_numpy()
+            pd.testing.assert_frame_equal(groups, rows.iloc[first_rows][[*by, "time_ms"]].reset_index(drop=True))
     # by hand: nulls are the last group, categories in their own order
     small = pd.DataFrame({"u": pd.Categorical(["b", None, "a", "b"], categories=["b", "a"])})
     assert group_codes(small, ["u"])[0].tolist() == [0, 2, 1, 0]
+    runs = pd.DataFrame({"u": ["b", "b", "a", "a", "a", "b", None, None], "t": range(8)})
+    codes, groups = group_codes(runs, ["u"], ["u", "t"])
+    assert codes.tolist() == [1, 1, 0, 0, 0, 1, 2, 2]
+    assert groups["t"].tolist() == [2, 0, 6]  # each group's first row
+    assert len(group_codes(runs.iloc[:0], ["u"])[0]) == 0
