@@ -97,6 +97,7 @@ def run(participants: int, fmt: str, workdir: Path, seed: int = 0) -> list[tuple
             run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
         )
         wall = time.time() - start
+        chain_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # before the pairing below
         entries = [e for e in instance.all_logs(result.run_id) if e.dagster_event]
     keystrokes = keystroke_count(storage, version)
     pairing = time_pairing(storage, version)
@@ -111,7 +112,7 @@ def run(participants: int, fmt: str, workdir: Path, seed: int = 0) -> list[tuple
             rows.append((event.step_key.replace("__", "/"), seconds, keystrokes / seconds,
                          sampler.peak(begun[event.step_key], entry.timestamp)))
     rows.append((PAIRING, pairing[1] - pairing[0], keystrokes / (pairing[1] - pairing[0]), sampler.peak(*pairing)))
-    rows.append(("whole chain (wall, with Dagster)", wall, keystrokes / wall, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024))
+    rows.append(("whole chain (wall, with Dagster)", wall, keystrokes / wall, chain_rss))
     print(f"\nversion {version}: {keystrokes:,} keystrokes, load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
     print(f"{'asset':40} {'seconds':>8} {'keystrokes/s':>14} {'peak RSS MB':>12}")
     for name, seconds, rate, rss in rows:
