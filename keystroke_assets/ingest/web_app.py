@@ -9,6 +9,7 @@ line is an extra field. Python loops over files only, never over lines.
 
 import codecs
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -67,6 +68,27 @@ def _decode_problem(data: bytes) -> str | None:
     return None
 
 
+class Lines(NamedTuple):
+    buf: np.ndarray  # the texts' bytes, one after the other
+    start: np.ndarray  # every line's first byte
+    end: np.ndarray  # every line's end, "\n" or "\r\n" left out
+    text: np.ndarray  # the text each line is in (index into texts)
+    index: np.ndarray  # the line's number within its text, from 0
+
+
+def split_lines(texts: list[bytes]) -> Lines:
+    """Every line of texts that each end with a newline, located in their concatenated bytes."""
+    buf = np.frombuffer(b"".join(texts), dtype=np.uint8)
+    sizes = np.fromiter((len(t) for t in texts), dtype=np.int64, count=len(texts))
+    text_start = np.cumsum(sizes) - sizes
+    line_end = np.flatnonzero(buf == _NL)
+    start = np.r_[0, line_end[:-1] + 1].astype(np.int64)[: len(line_end)]
+    end = line_end - (buf[np.maximum(line_end - 1, 0)] == _CR)  # drop Windows' \r
+    text = np.searchsorted(text_start, start, side="right") - 1
+    index = np.arange(len(start)) - np.searchsorted(start, text_start)[text]
+    return Lines(buf, start, end, text, index)
+
+
 def string_array(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> pa.Array:
     """The byte ranges [starts, ends) of buf as one Arrow string array, without Python strings."""
     lengths = ends - starts
@@ -109,16 +131,9 @@ def _parse_batch(contents: list[bytes]) -> ParsedFiles:
         file_ids.append(i)
         had_header.append(header)
 
-    buf = np.frombuffer(b"".join(texts), dtype=np.uint8)
+    buf, line_start, end, owner, line_index = split_lines(texts)
     file_ids = np.asarray(file_ids, dtype=np.int64)
-    sizes = np.fromiter((len(t) for t in texts), dtype=np.int64, count=len(texts))
-    file_start = np.cumsum(sizes) - sizes
-    line_end = np.flatnonzero(buf == _NL)  # every line ends with a newline
-    line_start = np.r_[0, line_end[:-1] + 1].astype(np.int64)[: len(line_end)]
-    end = line_end - (buf[np.maximum(line_end - 1, 0)] == _CR)  # drop Windows' \r
-    owner = np.searchsorted(file_start, line_start, side="right") - 1
-    first_line = np.searchsorted(line_start, file_start)
-    line_no = np.arange(len(line_start)) - first_line[owner] + 1 + np.asarray(had_header, dtype=np.int64)[owner]
+    line_no = line_index + 1 + np.asarray(had_header, dtype=np.int64)[owner]
     length = end - line_start
 
     valid = length >= 2 + 1 + 1 + TIME_DIGITS  # "P," key "," digits
