@@ -12,7 +12,7 @@ to_numeric. Python loops over files and broken sections only, never over rows.
 import numpy as np
 import pandas as pd
 
-from keystroke_assets.ingest.web_app import ParsedFiles, split_lines, string_array
+from keystroke_assets.ingest.web_app import ParsedFiles, parse_in_batches, split_lines, string_array
 
 COLUMNS = [
     "PARTICIPANT_ID", "TEST_SECTION_ID", "SENTENCE", "USER_INPUT", "KEYSTROKE_ID",
@@ -35,12 +35,7 @@ def parse_aalto_files(contents: list[bytes]) -> ParsedFiles:
     Rows: file, user_id, session_id, line, key, time_ms (press), release_ms, keycode, in file and
     line order. A section with a row of the wrong number of fields is dropped whole and reported.
     """
-    batches = [_parse_batch(contents[i: i + BATCH_FILES], i) for i in range(0, max(len(contents), 1), BATCH_FILES)]
-
-    def joined(parts: list[pd.DataFrame]) -> pd.DataFrame:  # empty parts left out: concat warns on them
-        return pd.concat([p for p in parts if len(p)] or parts[:1], ignore_index=True)
-
-    return ParsedFiles(events=joined([b.events for b in batches]), problems=joined([b.problems for b in batches]))
+    return parse_in_batches(contents, BATCH_FILES, _parse_batch)
 
 
 def _rows(data: bytes) -> tuple[bytes, str | None]:
@@ -87,10 +82,10 @@ def _numbers(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray, max_digits: 
     return numbers
 
 
-def _parse_batch(contents: list[bytes], first_file: int) -> ParsedFiles:
+def _parse_batch(contents: list[bytes]) -> ParsedFiles:
     problems: list[tuple[int, bool, str]] = []
     texts, file_ids = [], []
-    for i, data in enumerate(contents, start=first_file):
+    for i, data in enumerate(contents):
         rows, quarantine = _rows(data)
         if quarantine:
             problems.append((i, True, quarantine))
@@ -126,7 +121,7 @@ def _parse_batch(contents: list[bytes], first_file: int) -> ParsedFiles:
         for (f, s), n in broken_sections.items()
     ]
     good[at] &= ~pd.MultiIndex.from_frame(sections[["file", "section"]]).isin(broken_sections.index)
-    no_section = np.bincount(file[broken & (n_tabs == 0)], minlength=first_file + len(contents))
+    no_section = np.bincount(file[broken & (n_tabs == 0)], minlength=len(contents))
     problems += [(f, False, f"{no_section[f]} rows without a section id dropped") for f in np.flatnonzero(no_section).tolist()]
 
     at = np.flatnonzero(good)
@@ -138,13 +133,13 @@ def _parse_batch(contents: list[bytes], first_file: int) -> ParsedFiles:
         return (x >= 0) & (x <= high)  # False for NaN too; bounds keep the int casts below exact
 
     numeric = between(press, _MAX_MS) & between(release, _MAX_MS) & between(section, _MAX_SECTION)
-    dropped = np.bincount(file[at][~numeric], minlength=first_file + len(contents))
+    dropped = np.bincount(file[at][~numeric], minlength=len(contents))
     problems += [
         (f, False, f"{dropped[f]} rows with a non-numeric or out-of-range time (0 to {_MAX_MS} ms) or section dropped")
         for f in np.flatnonzero(dropped).tolist()
     ]
     at, press, release, section = at[numeric], press[numeric], release[numeric], section[numeric]
-    kept = np.bincount(file[at], minlength=first_file + len(contents))
+    kept = np.bincount(file[at], minlength=len(contents))
     problems += [(f, True, "no valid keystroke row") for f in file_ids.tolist() if kept[f] == 0]
 
     users, user_codes = _distinct(buf, *field(_USER, at))

@@ -8,6 +8,7 @@ line is an extra field. Python loops over files only, never over lines.
 """
 
 import codecs
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -100,14 +101,23 @@ def string_array(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> pa.Ar
 
 def parse_web_app_csvs(contents: list[bytes]) -> ParsedFiles:
     """Events and problems of every file; `file` is the index into contents."""
-    batches = [(i, _parse_batch(contents[i: i + BATCH_FILES])) for i in range(0, max(len(contents), 1), BATCH_FILES)]
+    return parse_in_batches(contents, BATCH_FILES, _parse_batch)
 
-    def joined(table: str) -> pd.DataFrame:  # file numbers made global; empty parts left out
+
+def parse_in_batches(contents: list[bytes], batch_files: int, parse_batch: Callable[[list[bytes]], ParsedFiles]) -> ParsedFiles:
+    """`parse_batch` over batches of `batch_files` files, joined: `file` made the index into
+    contents, categorical columns given the union of the batches' categories."""
+    batches = [(i, parse_batch(contents[i: i + batch_files])) for i in range(0, max(len(contents), 1), batch_files)]
+
+    def joined(table: str) -> pd.DataFrame:  # empty parts left out: concat warns on them
         parts = [getattr(b, table).assign(file=lambda df: df["file"] + i) for i, b in batches]
         return pd.concat([p for p in parts if len(p)] or parts[:1], ignore_index=True)
 
     events = joined("events")
-    events["key"] = pd.api.types.union_categoricals([b.events["key"] for _, b in batches if len(b.events)] or [events["key"]])
+    filled = [b.events for _, b in batches if len(b.events)]
+    for column in events.columns:
+        if filled and isinstance(filled[0][column].dtype, pd.CategoricalDtype):
+            events[column] = pd.api.types.union_categoricals([part[column] for part in filled])
     return ParsedFiles(events=events, problems=joined("problems"))
 
 
