@@ -2,6 +2,7 @@
 
 import hashlib
 import io
+from datetime import datetime, timezone
 
 import dagster as dg
 import numpy as np
@@ -19,7 +20,7 @@ from keystroke_assets.assets.common import (
 )
 from keystroke_assets.ingest.names import classify, ignored_reason
 from keystroke_assets.partitions import version_created_at, version_creator
-from keystroke_assets.resources.object_store import ObjectStore
+from keystroke_assets.resources.object_store import EarlierListing, ObjectInfo, ObjectStore
 from keystroke_assets.resources.parquet_io_manager import asset_object_name, from_parquet_bytes
 
 PACKS = "web_app_data/packs"
@@ -54,22 +55,40 @@ def read_kept(storage: ObjectStore, addresses: list[str]) -> list[bytes]:
     return out
 
 
-def earlier_addresses(storage: ObjectStore, version: str) -> dict[str, str]:
-    """md5 → where an earlier version's snapshot already keeps those bytes."""
+def earlier_manifests(storage: ObjectStore, version: str) -> dict[str, pd.DataFrame]:
+    """Every other version's manifest (the listing and where its bytes are kept), by version."""
     own = asset_object_name(dg.AssetKey("web_app_data"), version)
-    manifests = sorted(n for n in storage.list_names("web_app_data") if n.endswith(".parquet") and n.count("/") == 1 and n != own)
-    found: dict[str, str] = {}
-    for data in storage.read_many(manifests):
-        kept = pq.read_table(io.BytesIO(data), columns=["md5", "kept_as"]).to_pandas().dropna()
-        found.update(zip(kept["md5"], kept["kept_as"]))
-    return found
+    names = sorted(n for n in storage.list_names("web_app_data") if n.endswith(".parquet") and n.count("/") == 1 and n != own)
+    columns = [*MANIFEST_COLUMNS[:5], "kept_as"]
+    return {
+        name.removeprefix("web_app_data/").removesuffix(".parquet"): pq.read_table(io.BytesIO(data), columns=columns).to_pandas()
+        for name, data in zip(names, storage.read_many(names))
+    }
 
 
-def keep_objects(uploads: ObjectStore, storage: ObjectStore, manifest: pd.DataFrame, version: str) -> int:
-    """Fill `kept_as` for every object the stages read. Bytes an earlier version kept are pointed
-    at; the others are copied into one pack per kind for this version. Returns the new bytes."""
+def earlier_listing(manifests: dict[str, pd.DataFrame]) -> EarlierListing | None:
+    """The upload store as the latest earlier version listed it. Its listing began after the
+    version was named; a version dated in the future tells nothing of when it was listed."""
+    dated = [(created.timestamp(), v) for v in manifests if (created := version_created_at(v)) <= datetime.now(timezone.utc)]
+    if not dated:
+        return None
+    began, latest = max(dated)
+    m = manifests[latest]
+    objects = map(ObjectInfo, m["name"], m["size"].tolist(), m["md5"], m["crc32c"], m["generation"])
+    return EarlierListing({o.name: o for o in objects}, began)
+
+
+def keep_objects(
+    uploads: ObjectStore, storage: ObjectStore, manifest: pd.DataFrame, version: str, earlier: dict[str, pd.DataFrame]
+) -> int:
+    """Fill `kept_as` for every object the stages read. Bytes an `earlier` version kept are
+    pointed at; the others are copied into one pack per kind for this version. Returns the new bytes."""
     keep = manifest["kind"].isin(KEPT_KINDS)
-    manifest.loc[keep, "kept_as"] = manifest.loc[keep, "md5"].map(earlier_addresses(storage, version))
+    addresses: dict[str, str] = {}
+    for m in earlier.values():
+        kept = m.dropna(subset=["kept_as"])
+        addresses.update(zip(kept["md5"], kept["kept_as"]))
+    manifest.loc[keep, "kept_as"] = manifest.loc[keep, "md5"].map(addresses)
     new_bytes = 0
     for kind in KEPT_KINDS:
         todo = manifest[(manifest["kind"] == kind) & manifest["kept_as"].isna()].drop_duplicates("md5")
@@ -97,7 +116,8 @@ def keep_objects(uploads: ObjectStore, storage: ObjectStore, manifest: pd.DataFr
     description=(
         "The version's snapshot of the upload store: a manifest of every object (name, size, MD5, "
         "CRC32C, generation) with the bytes kept in packs (bytes an earlier version kept are not stored "
-        "again), so every later stage reads the snapshot, never the live bucket. Taken once: materializing "
+        "again; a local upload unchanged since the previous version is not read again to checksum it), so "
+        "every later stage reads the snapshot, never the live bucket. Taken once: materializing "
         "the version again keeps its object set. Holds personal objects (demographics, typed text) as uploaded."
     ),
 )
@@ -108,8 +128,9 @@ def web_app_data(context: dg.AssetExecutionContext, uploads: ObjectStore, storag
         # A version never changes: materializing it again keeps the object set it was made with.
         manifest, new_bytes, snapshot = from_parquet_bytes(storage.read_bytes(taken)), 0, "kept from its first materialization"
     else:
-        manifest, snapshot = snapshot_manifest(uploads.list_objects()), "taken now"
-        new_bytes = keep_objects(uploads, storage, manifest, version)
+        earlier = earlier_manifests(storage, version)
+        manifest, snapshot = snapshot_manifest(uploads.list_objects(earlier=earlier_listing(earlier))), "taken now"
+        new_bytes = keep_objects(uploads, storage, manifest, version, earlier)
     ignored = manifest[~manifest["kind"].isin(KEPT_KINDS)]
     kinds = manifest["kind"].value_counts()
     yield dg.Output(

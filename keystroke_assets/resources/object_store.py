@@ -37,6 +37,14 @@ class ObjectStamp:
     modified: float  # seconds since the epoch: local mtime, GCS `updated`
 
 
+@dataclass(frozen=True)
+class EarlierListing:
+    """What an earlier listing found, for a store that must read an object to checksum it."""
+
+    objects: dict[str, ObjectInfo]  # by name
+    began_after: float  # seconds since the epoch: the listing began at or after this
+
+
 class UnsafeObjectName(ValueError):
     pass
 
@@ -57,8 +65,9 @@ def safe_name(name: str) -> str:
 
 class ObjectStore(dg.ConfigurableResource, ABC):
     @abstractmethod
-    def list_objects(self, prefix: str = "") -> list[ObjectInfo]:
-        """Every object under prefix with size and checksum, sorted by name."""
+    def list_objects(self, prefix: str = "", earlier: EarlierListing | None = None) -> list[ObjectInfo]:
+        """Every object under prefix with size and checksum, sorted by name. A store whose listing
+        has no checksums takes an unchanged object's checksum from `earlier` instead of reading it."""
 
     @abstractmethod
     def list_names(self, prefix: str = "") -> set[str]:
@@ -87,8 +96,12 @@ class ObjectStore(dg.ConfigurableResource, ABC):
     def uri(self, name: str = "") -> str: ...
 
 
+RACY_SECONDS = 2.0
+
+
 class LocalObjectStore(ObjectStore):
-    """Objects are files under `root`."""
+    """Objects are files under `root`. Files have no stored checksum: a listing reads every file
+    it cannot take from an earlier listing (by size and mtime)."""
 
     root: str
 
@@ -96,9 +109,26 @@ class LocalObjectStore(ObjectStore):
         # plain strings, not pathlib: tens of thousands of uploads are listed and read per snapshot
         return os.path.join(self.root, safe_name(name))
 
-    def list_objects(self, prefix: str = "") -> list[ObjectInfo]:
-        found = [self._info(path, name) for path, name in self._walk(prefix)]
+    def list_objects(self, prefix: str = "", earlier: EarlierListing | None = None) -> list[ObjectInfo]:
+        known = earlier.objects if earlier else {}
+        found = []
+        for path, name in self._walk(prefix):
+            if (info := known.get(name)) is None or not self._unchanged(path, info, earlier.began_after):
+                info = self._info(path, name)
+            found.append(info)
         return sorted(found, key=lambda o: o.name)
+
+    @staticmethod
+    def _unchanged(path: str, known: ObjectInfo, began_after: float) -> bool:
+        """Same size and mtime as when listed, and last written well before that listing began:
+        a rewrite within one tick of the file system's clock (1 s on some) keeps size and mtime,
+        so a file written just before a listing is checksummed again (git's "racy" rule)."""
+        stat = os.stat(path)
+        return (
+            stat.st_size == known.size
+            and str(stat.st_mtime_ns) == known.generation
+            and stat.st_mtime < began_after - RACY_SECONDS
+        )
 
     def _walk(self, prefix: str = ""):
         """(path, name) of every file under prefix."""
@@ -181,7 +211,8 @@ class GCSObjectStore(ObjectStore):
     def _blob_name(self, name: str) -> str:
         return posixpath.join(self.prefix, safe_name(name)) if self.prefix else safe_name(name)
 
-    def list_objects(self, prefix: str = "") -> list[ObjectInfo]:
+    def list_objects(self, prefix: str = "", earlier: EarlierListing | None = None) -> list[ObjectInfo]:
+        # GCS lists every object's MD5 and CRC32C: `earlier` is not needed
         root = f"{self.prefix.rstrip('/')}/" if self.prefix else ""
         found = []
         for blob in self._client_bucket().list_blobs(prefix=root + prefix):

@@ -1,0 +1,74 @@
+"""A new version made after more uploads arrive reuses what an earlier version already has (upload
+checksums, kept bytes) and gives exactly what a from-scratch build of it gives."""
+
+import os
+import time
+from datetime import datetime, timedelta, timezone
+
+import dagster as dg
+import pandas as pd
+import pyarrow.parquet as pq
+
+from keystroke_assets.definitions import defs
+from keystroke_assets.partitions import make_version_id
+from keystroke_assets.resources.object_store import LocalObjectStore
+from keystroke_assets.synthetic import aalto_uploads, participant_id, web_app_uploads, write_uploads
+
+from .conftest import materialize_version
+
+
+def outputs(result: dg.ExecuteInProcessResult) -> dict[str, pd.DataFrame]:
+    """Every asset's table, read from the path its materialization reports."""
+    return {
+        e.asset_key.to_user_string(): pq.read_table(e.materialization.metadata["path"].value).to_pandas()
+        for e in result.get_asset_materialization_events()
+    }
+
+
+def test_a_new_version_reads_only_new_uploads_and_equals_a_full_rebuild(tmp_path, monkeypatch):
+    uploads = tmp_path / "uploads"
+    write_uploads(uploads, web_app_uploads(4))
+    write_uploads(uploads, aalto_uploads(2))
+    an_hour_ago = time.time() - 3600
+    for path in uploads.iterdir():
+        os.utime(path, (an_hour_ago, an_hour_ago))
+    now = datetime.now(timezone.utc)
+    first_version, version = make_version_id("lab", now - timedelta(minutes=1)), make_version_id("lab", now)
+    env = {"KEYSTROKE_UPLOADS": str(uploads), "KEYSTROKE_STORAGE": str(tmp_path / "storage")}
+
+    with dg.instance_for_test() as instance:
+        # what the new version can reuse so far is the snapshot's: the first needs no more
+        first = outputs(materialize_version(instance, env, first_version, selection=["web_app_data", "raw_data"]))
+        # then: two new participants, and one task CSV uploaded again without its last line
+        new = write_uploads(uploads, web_app_uploads(2, first_index=4))
+        changed = uploads / f"f_{participant_id(1)}_3.csv"
+        changed.write_bytes(changed.read_bytes().rsplit(b"\n", 2)[0] + b"\n")
+        checksummed = []
+        read_to_checksum = LocalObjectStore._info
+
+        def spy(path, name):
+            checksummed.append(name)
+            return read_to_checksum(path, name)
+
+        monkeypatch.setattr(LocalObjectStore, "_info", staticmethod(spy))
+        incremental = materialize_version(instance, env, version)
+        monkeypatch.undo()
+    with dg.instance_for_test() as instance:
+        scratch = materialize_version(instance, {**env, "KEYSTROKE_STORAGE": str(tmp_path / "scratch")}, version)
+
+    # only the new and the changed uploads were read to checksum them, and only their bytes kept
+    added = {p.name for p in uploads.iterdir() if p.stat().st_mtime > an_hour_ago + 1} - {changed.name}
+    assert len(added) == new and sorted(checksummed) == sorted(added | {changed.name})
+    kept = incremental.asset_materializations_for_node("web_app_data")[0].metadata["bytes_new"].value
+    assert kept == sum((uploads / name).stat().st_size for name in added | {changed.name})
+
+    got, want = outputs(incremental), outputs(scratch)
+    assert got.keys() == want.keys() == {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
+    for key in want:
+        drop = ["kept_as"] if key == "web_app_data" else []  # where the bytes are kept differs, by design
+        pd.testing.assert_frame_equal(got[key].drop(columns=drop), want[key].drop(columns=drop), obj=key)
+    # and the new version does hold the new participants and the changed upload
+    users = set(got["raw_data"]["user_id"])
+    assert {participant_id(4), participant_id(5)} <= users and not {participant_id(4), participant_id(5)} & set(first["raw_data"]["user_id"])
+    events = lambda tables: int((tables["raw_data"]["file"] == changed.name).sum())  # noqa: E731
+    assert events(got) == events(first) - 1
