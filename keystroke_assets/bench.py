@@ -3,12 +3,12 @@ in-process, print per asset wall seconds, keystrokes per second and peak RSS.
 
     python -m keystroke_assets.bench --participants 600
     python -m keystroke_assets.bench --participants 600 --format aalto
+    python -m keystroke_assets.bench --participants 600 --incremental   # then a version with 1 % more
 """
 
 import argparse
 import json
 import os
-import resource
 import shutil
 import tempfile
 import threading
@@ -51,6 +51,7 @@ def keystroke_count(storage: Path, version: str) -> int:
 
 
 PAIRING = "keypairs: pairing alone"
+GENERATORS = {"web_app": web_app_uploads, "aalto": aalto_uploads}
 
 
 def time_pairing(storage: Path, version: str) -> tuple[float, float]:
@@ -65,40 +66,26 @@ def time_pairing(storage: Path, version: str) -> tuple[float, float]:
     return start, time.time()
 
 
-def run(participants: int, fmt: str, workdir: Path, seed: int = 0) -> list[tuple]:
-    uploads, storage, home = workdir / "uploads", workdir / "storage", workdir / "dagster_home"
-    generated, wanted = workdir / "uploads.json", json.dumps([participants, fmt, seed])
-    reuse = generated.exists() and generated.read_text() == wanted  # same arguments: same bytes
-    for folder in (storage, home) if reuse else (uploads, storage, home):
-        shutil.rmtree(folder, ignore_errors=True)
-    home.mkdir(parents=True)
-    if reuse:
-        print(f"reusing the {fmt} uploads for {participants} participants in {uploads}")
-    else:
-        t0 = time.time()
-        generate = aalto_uploads if fmt == "aalto" else web_app_uploads
-        files = write_uploads(uploads, generate(participants, seed))
-        generated.write_text(wanted)
-        print(f"generated {files} {fmt} upload objects for {participants} participants in {time.time() - t0:.1f} s")
-
+def build(instance: dg.DagsterInstance, uploads: Path, storage: Path, creator: str) -> tuple[str, list[tuple]]:
+    """Materialize every asset of a new version; return it and its rows (asset, seconds,
+    keystrokes/s, peak RSS): every step, the pairing alone, the whole chain."""
     from keystroke_assets.definitions import defs
 
-    version = make_version_id("bench")
+    version = make_version_id(creator)
     sampler = RssSampler()
     sampler.start()
-    with dg.instance_for_test(temp_dir=str(home)) as instance:
-        instance.add_dynamic_partitions(dataset_versions.name, [version])
-        start = time.time()
-        result = dg.materialize(
-            list(defs.assets),
-            partition_key=version,
-            instance=instance,
-            resources=resources_from_env({"KEYSTROKE_UPLOADS": str(uploads), "KEYSTROKE_STORAGE": str(storage)}),
-            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
-        )
-        wall = time.time() - start
-        chain_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # before the pairing below
-        entries = [e for e in instance.all_logs(result.run_id) if e.dagster_event]
+    instance.add_dynamic_partitions(dataset_versions.name, [version])
+    start = time.time()
+    result = dg.materialize(
+        list(defs.assets),
+        partition_key=version,
+        instance=instance,
+        resources=resources_from_env({"KEYSTROKE_UPLOADS": str(uploads), "KEYSTROKE_STORAGE": str(storage)}),
+        run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+    )
+    wall = time.time() - start
+    chain_rss = max(rss for _, rss in sampler.samples)  # before the pairing below
+    entries = [e for e in instance.all_logs(result.run_id) if e.dagster_event]
     keystrokes = keystroke_count(storage, version)
     pairing = time_pairing(storage, version)
     sampler.running = False
@@ -117,7 +104,47 @@ def run(participants: int, fmt: str, workdir: Path, seed: int = 0) -> list[tuple
     print(f"{'asset':40} {'seconds':>8} {'keystrokes/s':>14} {'peak RSS MB':>12}")
     for name, seconds, rate, rss in rows:
         print(f"{name:40} {seconds:8.2f} {rate:14,.0f} {rss / 2**20:12.0f}")
-    return rows
+    return version, rows
+
+
+def prepare(participants: int, fmt: str, workdir: Path, seed: int = 0) -> None:
+    """An empty data store and instance, and the uploads in `workdir/uploads`: generated, or
+    kept from the last run with the same arguments (same bytes)."""
+    uploads, generated, wanted = workdir / "uploads", workdir / "uploads.json", json.dumps([participants, fmt, seed])
+    reuse = generated.exists() and generated.read_text() == wanted
+    for folder in ["storage", "dagster_home"] if reuse else ["uploads", "storage", "dagster_home"]:
+        shutil.rmtree(workdir / folder, ignore_errors=True)
+    (workdir / "dagster_home").mkdir(parents=True)
+    if reuse:
+        print(f"reusing the {fmt} uploads for {participants} participants in {uploads}")
+    else:
+        t0 = time.time()
+        files = write_uploads(uploads, GENERATORS[fmt](participants, seed))
+        generated.write_text(wanted)
+        print(f"generated {files} {fmt} upload objects for {participants} participants in {time.time() - t0:.1f} s")
+
+
+def run(participants: int, fmt: str, workdir: Path, seed: int = 0, incremental: bool = False) -> list[tuple]:
+    """Build one version of `participants` participants; with `incremental`, then a second one
+    in the same instance and data store with 1 % more participants (at least one), as a version
+    made after new uploads arrive. Returns the rows of the last build."""
+    prepare(participants, fmt, workdir, seed)
+    uploads, storage, home = workdir / "uploads", workdir / "storage", workdir / "dagster_home"
+    with dg.instance_for_test(temp_dir=str(home)) as instance:
+        _, rows = build(instance, uploads, storage, "bench")
+        if not incremental:
+            return rows
+        more = max(1, participants // 100)
+        added = dict(GENERATORS[fmt](more, seed, first_index=participants))
+        write_uploads(uploads, added.items())
+        try:
+            print(f"\nadded {len(added)} upload objects of {more} more participants")
+            _, again = build(instance, uploads, storage, "bench-more")
+        finally:  # the folder keeps what uploads.json says it holds
+            for name in added:
+                (uploads / name).unlink()
+    print(f"\nthe version with {more} more participants took {again[-1][1] / rows[-1][1]:.0%} of the first build's time")
+    return again
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -127,13 +154,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workdir", type=Path, help="keep generated data here and reuse its uploads on the next run with the same "
                         "participants, format and seed (default: a temporary folder)")
+    parser.add_argument("--incremental", action="store_true", help="then build a second version with 1 %% more "
+                        "participants in the same instance and data store, and compare its time with the first")
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore")
     if args.workdir:
-        run(args.participants, args.format, args.workdir, args.seed)
+        run(args.participants, args.format, args.workdir, args.seed, args.incremental)
     else:
         with tempfile.TemporaryDirectory(prefix="keystroke-bench-") as tmp:
-            run(args.participants, args.format, Path(tmp), args.seed)
+            run(args.participants, args.format, Path(tmp), args.seed, args.incremental)
 
 
 if __name__ == "__main__":

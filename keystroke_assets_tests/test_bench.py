@@ -5,10 +5,17 @@ from pathlib import Path
 
 from keystroke_assets import bench
 from keystroke_assets.definitions import defs
+from keystroke_assets.synthetic import web_app_uploads
+
+
+def presses(objects) -> int:
+    """Keystrokes in web-app uploads: every press line of their CSVs."""
+    return sum(line.startswith(b"P,") for name, data in objects if name.endswith(".csv") for line in data.splitlines())
 
 
 def test_benchmark_reports_every_asset_and_counts_keystrokes_from_the_files(tmp_path, capsys):
-    rows = bench.run(3, "web_app", tmp_path)  # 3 participants: none of them broken
+    # 3 participants (none of them broken), then a version with one more
+    rows = bench.run(3, "web_app", tmp_path, incremental=True)
     out = capsys.readouterr().out
 
     every_asset = {key.to_user_string() for a in defs.assets for key in a.keys}
@@ -16,17 +23,22 @@ def test_benchmark_reports_every_asset_and_counts_keystrokes_from_the_files(tmp_
     assert rows[-2][0] == bench.PAIRING
     assert rows[-1][0].startswith("whole chain")
     assert all(seconds > 0 and rss > 100 * 2**20 for _, seconds, _, rss in rows)
-    # every press line of the uploaded CSVs is one keystroke
-    presses = sum(
-        line.startswith(b"P,") for csv in Path(tmp_path, "uploads").rglob("*.csv") for line in csv.read_bytes().splitlines()
-    )
-    assert presses > 3 * 18 * 100
-    assert f"{presses:,} keystrokes" in out
+    uploads = Path(tmp_path, "uploads")
+    first = presses((p.name, p.read_bytes()) for p in uploads.rglob("*"))
+    more = presses(web_app_uploads(1, first_index=3))
+    assert first > 3 * 18 * 100 and more > 18 * 100
+    assert f"{first:,} keystrokes" in out and f"{first + more:,} keystrokes" in out
+    assert "added 58 upload objects of 1 more participants" in out
+    assert "the version with 1 more participants took" in out
     for name, seconds, rate, _ in rows:
         assert f"{name:40} {seconds:8.2f} {rate:14,.0f}" in out
+    second = next(Path(tmp_path, "storage", "raw_data").glob("*_bench-more.parquet")).stem
+    assert bench.keystroke_count(tmp_path / "storage", second) == first + more
 
-    # the same arguments again: the generated uploads are reused, the results are the same
-    again = bench.run(3, "web_app", tmp_path)
+    # the added participant's files are gone again, and the same arguments reuse the uploads
+    before = {p.name: p.read_bytes() for p in uploads.iterdir()}
+    assert len(before) == 3 * 58
+    bench.prepare(3, "web_app", tmp_path)
     assert "reusing the web_app uploads for 3 participants" in capsys.readouterr().out
-    assert [r[0] for r in again] == [r[0] for r in rows]
-    assert bench.keystroke_count(tmp_path / "storage", next(Path(tmp_path, "storage", "raw_data").glob("*.parquet")).stem) == presses
+    assert {p.name: p.read_bytes() for p in uploads.iterdir()} == before
+    assert not Path(tmp_path, "storage").exists()
