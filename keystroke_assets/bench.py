@@ -4,6 +4,7 @@ in-process, print per asset wall seconds, keystrokes per second and peak RSS.
     python -m keystroke_assets.bench --participants 600
     python -m keystroke_assets.bench --participants 600 --format aalto
     python -m keystroke_assets.bench --participants 600 --incremental   # then a version with 1 % more
+    python -m keystroke_assets.bench --participants 600 --instance DIR  # on DIR/dagster.yaml's instance
 """
 
 import argparse
@@ -124,13 +125,16 @@ def prepare(participants: int, fmt: str, workdir: Path, seed: int = 0) -> None:
         print(f"generated {files} {fmt} upload objects for {participants} participants in {time.time() - t0:.1f} s")
 
 
-def run(participants: int, fmt: str, workdir: Path, seed: int = 0, incremental: bool = False) -> list[tuple]:
+def run(
+    participants: int, fmt: str, workdir: Path, seed: int = 0, incremental: bool = False, instance_home: Path | None = None
+) -> list[tuple]:
     """Build one version of `participants` participants; with `incremental`, then a second one
     in the same instance and data store with 1 % more participants (at least one), as a version
-    made after new uploads arrive. Returns the rows of the last build."""
+    made after new uploads arrive. The instance is a new SQLite one unless `instance_home` names
+    a folder with a dagster.yaml (e.g. Postgres storage). Returns the rows of the last build."""
     prepare(participants, fmt, workdir, seed)
     uploads, storage, home = workdir / "uploads", workdir / "storage", workdir / "dagster_home"
-    with dg.instance_for_test(temp_dir=str(home)) as instance:
+    with (dg.DagsterInstance.from_config(str(instance_home)) if instance_home else dg.instance_for_test(temp_dir=str(home))) as instance:
         _, rows = build(instance, uploads, storage, "bench")
         if not incremental:
             return rows
@@ -156,13 +160,15 @@ def main(argv: list[str] | None = None) -> None:
                         "participants, format and seed (default: a temporary folder)")
     parser.add_argument("--incremental", action="store_true", help="then build a second version with 1 %% more "
                         "participants in the same instance and data store, and compare its time with the first")
+    parser.add_argument("--instance", type=Path, help="a folder with the dagster.yaml of the instance to run on, "
+                        "e.g. Postgres storage as in production (default: a new SQLite instance, as `dagster dev` keeps)")
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore")
     if args.workdir:
-        run(args.participants, args.format, args.workdir, args.seed, args.incremental)
+        run(args.participants, args.format, args.workdir, args.seed, args.incremental, args.instance)
     else:
         with tempfile.TemporaryDirectory(prefix="keystroke-bench-") as tmp:
-            run(args.participants, args.format, Path(tmp), args.seed, args.incremental)
+            run(args.participants, args.format, Path(tmp), args.seed, args.incremental, args.instance)
 
 
 if __name__ == "__main__":
