@@ -67,16 +67,15 @@ def time_pairing(storage: Path, version: str) -> tuple[float, float]:
     return start, time.time()
 
 
-def every_asset() -> dg.JobDefinition:
-    """Every asset as one job on the environment's resources and the code location's executor (in
-    this process), as a run worker runs it. Not `dg.materialize`: that keeps every step's output
-    in memory for its result."""
+def every_asset(uploads: str, storage: str) -> dg.JobDefinition:
+    """Every asset as one job on these stores and the code location's executor (in this process),
+    run by `execute_job` as a run worker runs it. Not `dg.materialize`: that keeps every step's
+    output in memory for its result."""
     from keystroke_assets.definitions import defs
 
     job = dg.define_asset_job("bench", selection=dg.AssetSelection.all())
-    return dg.Definitions(
-        assets=list(defs.assets), resources=resources_from_env(), jobs=[job], executor=defs.executor
-    ).resolve_job_def("bench")
+    resources = resources_from_env({"KEYSTROKE_UPLOADS": uploads, "KEYSTROKE_STORAGE": storage})
+    return dg.Definitions(assets=list(defs.assets), resources=resources, jobs=[job], executor=defs.executor).resolve_job_def("bench")
 
 
 def build(instance: dg.DagsterInstance, uploads: Path, storage: Path, creator: str) -> tuple[str, list[tuple]]:
@@ -86,21 +85,18 @@ def build(instance: dg.DagsterInstance, uploads: Path, storage: Path, creator: s
     sampler = RssSampler()
     sampler.start()
     instance.add_dynamic_partitions(dataset_versions.name, [version])
-    saved = {k: os.environ.get(k) for k in ("KEYSTROKE_UPLOADS", "KEYSTROKE_STORAGE")}
-    os.environ.update(KEYSTROKE_UPLOADS=str(uploads), KEYSTROKE_STORAGE=str(storage))
-    try:
-        start = time.time()
-        result = dg.execute_job(
-            dg.reconstructable(every_asset),
-            instance,
-            tags={"dagster/partition": version},
-            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
-            raise_on_error=True,
-        )
-        wall = time.time() - start
-    finally:
-        for k, v in saved.items():
-            os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
+    job = dg.build_reconstructable_job(  # by module name: run as `-m`, this module is __main__
+        "keystroke_assets.bench", "every_asset", reconstructable_kwargs={"uploads": str(uploads), "storage": str(storage)}
+    )
+    start = time.time()
+    result = dg.execute_job(
+        job,
+        instance,
+        tags={"dagster/partition": version},
+        run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+        raise_on_error=True,
+    )
+    wall = time.time() - start
     chain_rss = max(rss for _, rss in sampler.samples)  # before the pairing below
     entries = [e for e in instance.all_logs(result.run_id) if e.dagster_event]
     keystrokes = keystroke_count(storage, version)
