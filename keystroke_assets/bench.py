@@ -97,7 +97,7 @@ def build(instance: dg.DagsterInstance, uploads: Path, storage: Path, creator: s
         raise_on_error=True,
     )
     wall = time.time() - start
-    chain_rss = max(rss for _, rss in sampler.samples)  # before the pairing below
+    chain_rss = sampler.peak(start, start + wall)  # the run's, not the pairing's below
     entries = [e for e in instance.all_logs(result.run_id) if e.dagster_event]
     keystrokes = keystroke_count(storage, version)
     pairing = time_pairing(storage, version)
@@ -120,14 +120,15 @@ def build(instance: dg.DagsterInstance, uploads: Path, storage: Path, creator: s
     return version, rows
 
 
-def prepare(participants: int, fmt: str, workdir: Path, seed: int = 0) -> None:
-    """An empty data store and instance, and the uploads in `workdir/uploads`: generated, or
-    kept from the last run with the same arguments (same bytes)."""
-    uploads, generated, wanted = workdir / "uploads", workdir / "uploads.json", json.dumps([participants, fmt, seed])
+def prepare(participants: int, fmt: str, workdir: Path, seed: int = 0) -> tuple[Path, Path, Path]:
+    """An empty data store and instance, and the uploads: generated, or kept from the last run
+    with the same arguments (same bytes). Returns (uploads, data store, instance) folders."""
+    uploads, storage, home = workdir / "uploads", workdir / "storage", workdir / "dagster_home"
+    generated, wanted = workdir / "uploads.json", json.dumps([participants, fmt, seed])
     reuse = generated.exists() and generated.read_text() == wanted
-    for folder in ["storage", "dagster_home"] if reuse else ["uploads", "storage", "dagster_home"]:
-        shutil.rmtree(workdir / folder, ignore_errors=True)
-    (workdir / "dagster_home").mkdir(parents=True)
+    for folder in (storage, home) if reuse else (uploads, storage, home):
+        shutil.rmtree(folder, ignore_errors=True)
+    home.mkdir(parents=True)
     if reuse:
         print(f"reusing the {fmt} uploads for {participants} participants in {uploads}")
     else:
@@ -135,6 +136,7 @@ def prepare(participants: int, fmt: str, workdir: Path, seed: int = 0) -> None:
         files = write_uploads(uploads, GENERATORS[fmt](participants, seed))
         generated.write_text(wanted)
         print(f"generated {files} {fmt} upload objects for {participants} participants in {time.time() - t0:.1f} s")
+    return uploads, storage, home
 
 
 def run(
@@ -144,8 +146,7 @@ def run(
     in the same instance and data store with 1 % more participants (at least one), as a version
     made after new uploads arrive. The instance is a new SQLite one unless `instance_home` names
     a folder with a dagster.yaml (e.g. Postgres storage). Returns the rows of the last build."""
-    prepare(participants, fmt, workdir, seed)
-    uploads, storage, home = workdir / "uploads", workdir / "storage", workdir / "dagster_home"
+    uploads, storage, home = prepare(participants, fmt, workdir, seed)
     with (dg.DagsterInstance.from_config(str(instance_home)) if instance_home else dg.instance_for_test(temp_dir=str(home))) as instance:
         _, rows = build(instance, uploads, storage, "bench")
         if not incremental:
