@@ -172,15 +172,18 @@ def pairs_from_keystrokes(strokes: dict, tasks: pd.DataFrame) -> pd.DataFrame:
 
 
 def keypairs(events: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Keypairs of cleaned events (web app and Aalto), and per-user counts of what was dropped."""
+    """Keypairs of cleaned events (web app and Aalto), in participant (user_id code), task and
+    sequence order, and per-user counts of what was dropped."""
     parts, quality = [], []
     is_aalto = (events["event"] == "K").to_numpy()
     for aalto, build in ((False, web_app_keystrokes), (True, aalto_keystrokes)):
         rows = events[is_aalto == aalto]
         if rows.empty:
             continue
-        # A web-app task is one file; an Aalto task is one section of a file.
-        task, tasks = group_codes(rows, ["file", "session_id"] if aalto else ["file"], TASK_COLUMNS)
+        # A web-app task is one file; an Aalto task is one section of a file. Tasks in participant
+        # order, so a participant's pairs come together (stored in row groups of whole participants).
+        by = ["user_id", "file", "session_id"] if aalto else ["user_id", "file"]
+        task, tasks = group_codes(rows, by, TASK_COLUMNS)
         strokes, counts = build(rows, task, len(tasks))
         parts.append(pairs_from_keystrokes(strokes, tasks))
         quality.append(pd.DataFrame({"user_id": tasks["user_id"].astype(str), **counts}))
@@ -191,6 +194,9 @@ def keypairs(events: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     for column in ["user_id", "device_type"]:
         if not isinstance(pairs[column].dtype, pd.CategoricalDtype):
             pairs[column] = pairs[column].astype("category")  # concat of two sources' categories
+    user = pairs["user_id"].cat.codes.to_numpy()
+    if (user[1:] < user[:-1]).any():  # web-app and Aalto participants interleave in participant order
+        pairs = pairs.take(np.argsort(user, kind="stable")).reset_index(drop=True)
     # key1 and key2 share one set of categories, so a key has the same code on both sides
     keys = pd.api.types.union_categoricals([pairs["key1"].astype("category"), pairs["key2"].astype("category")]).categories
     pairs["key1"] = pairs["key1"].astype(pd.CategoricalDtype(keys))

@@ -6,6 +6,7 @@ object stores; asset code only sees this interface, never where it lives.
 
 import base64
 import hashlib
+import io
 import os
 import posixpath
 import tempfile
@@ -13,6 +14,7 @@ from abc import ABC, abstractmethod
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import dagster as dg
 from dagster_gcp import GCSResource
@@ -84,6 +86,10 @@ class ObjectStore(dg.ConfigurableResource, ABC):
 
     @abstractmethod
     def read_bytes(self, name: str) -> bytes: ...
+
+    def open(self, name: str) -> BinaryIO:
+        """The object as a seekable binary file, for readers that take only the parts they need."""
+        return io.BytesIO(self.read_bytes(name))
 
     @abstractmethod
     def write_bytes(self, name: str, data: bytes) -> None:
@@ -170,6 +176,9 @@ class LocalObjectStore(ObjectStore):
     def read_bytes(self, name: str) -> bytes:
         with open(self._path(name), "rb") as f:
             return f.read()
+
+    def open(self, name: str) -> BinaryIO:
+        return open(self._path(name), "rb")  # the caller closes it
 
     def write_bytes(self, name: str, data: bytes) -> None:
         path = self._path(name)

@@ -1,8 +1,11 @@
 """One parquet IO manager for local and GCS storage: `<asset key path>/<version>.parquet`."""
 
 import io
+from collections.abc import Iterator
+from typing import BinaryIO
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -25,28 +28,77 @@ def _mostly_distinct(column: pa.ChunkedArray, sample: int = 4096) -> bool:
     return len(head) > 0 and pc.count_distinct(head).as_py() > len(head) // 2
 
 
-def to_parquet_bytes(df: pd.DataFrame) -> bytes:
+# Row groups of a table ordered by participant hold whole participants, about this many rows each:
+# a reader then takes one participant shard at a time (ParticipantShards) in bounded memory.
+SHARD_ROWS = 2**19
+_WHOLE_PARTICIPANTS = {b"keystroke_assets.row_groups": b"whole participants"}
+
+
+def participant_row_groups(df: pd.DataFrame, rows: int = SHARD_ROWS) -> np.ndarray | None:
+    """Where row groups start so that each holds whole participants (~`rows` rows), or None when
+    the table is not ordered by participant (a user_id in several runs) or has no user_id."""
+    if "user_id" not in df or not isinstance(df["user_id"].dtype, pd.CategoricalDtype):
+        return None
+    codes = df["user_id"].cat.codes.to_numpy()
+    runs = np.r_[0, np.flatnonzero(codes[1:] != codes[:-1]) + 1] if len(codes) else np.zeros(0, np.int64)
+    if len(runs) != len(np.unique(codes[runs])):
+        return None
+    # the first participant starting at or after each multiple of `rows`
+    return np.unique(runs[np.minimum(np.searchsorted(runs, np.arange(0, len(codes), rows)), len(runs) - 1)])
+
+
+def to_parquet_bytes(df: pd.DataFrame, shard_rows: int = SHARD_ROWS) -> bytes:
     """df as parquet. Column meanings and units (as in `dagster/column_schema`) go in each field's
     "description" metadata, so the file describes itself to any reader; df.attrs is left out, so a
-    DataFrame read back has none (pandas deep-copies attrs on every column access)."""
+    DataFrame read back has none (pandas deep-copies attrs on every column access). A table
+    ordered by participant is written in row groups of whole participants."""
     descriptions = column_descriptions(df)
     table = pa.Table.from_pandas(without_attrs(df), preserve_index=False)
+    starts = participant_row_groups(df, shard_rows)
     fields = [f.with_metadata({"description": descriptions[f.name]}) if f.name in descriptions else f for f in table.schema]
-    table = pa.Table.from_arrays(table.columns, schema=pa.schema(fields, metadata=table.schema.metadata))
+    metadata = {**(table.schema.metadata or {}), **(_WHOLE_PARTICIPANTS if starts is not None else {})}
+    table = pa.Table.from_arrays(table.columns, schema=pa.schema(fields, metadata=metadata))
     # Integer columns of nearly distinct values (times in ms) are delta-encoded instead of trying a
     # dictionary: keypairs writes ~2x faster, reads ~1.5x faster and is smaller.
     wide = {f.name for f in table.schema if pa.types.is_integer(f.type) and _mostly_distinct(table[f.name])}
     sink = io.BytesIO()
-    pq.write_table(
-        table, sink, compression="zstd",
+    with pq.ParquetWriter(
+        sink, table.schema, compression="zstd",
         use_dictionary=[n for n in table.column_names if n not in wide],
         column_encoding={n: "DELTA_BINARY_PACKED" for n in wide},
-    )
+    ) as writer:
+        if starts is None or len(starts) == 0:
+            writer.write_table(table)  # an empty table too: one (empty) row group, so one shard
+        else:
+            for start, stop in zip(starts, [*starts[1:], len(table)]):
+                writer.write_table(table.slice(start, stop - start), row_group_size=stop - start)
     return sink.getvalue()
 
 
 def from_parquet_bytes(data: bytes) -> pd.DataFrame:
     return pq.read_table(io.BytesIO(data)).to_pandas()
+
+
+class ParticipantShards:
+    """A stored table read one row group of whole participants at a time: an asset that takes its
+    input as `ParticipantShards` never holds the whole version in memory."""
+
+    def __init__(self, source: BinaryIO):
+        self._file = pq.ParquetFile(source)
+        marked = (self._file.schema_arrow.metadata or {}).items() >= _WHOLE_PARTICIPANTS.items()
+        if self._file.num_row_groups > 1 and not marked:
+            raise ValueError("this table's row groups do not hold whole participants: read it as a DataFrame")
+
+    def __len__(self) -> int:
+        return self._file.num_row_groups
+
+    @property
+    def rows(self) -> int:
+        return self._file.metadata.num_rows
+
+    def shards(self, columns: list[str] | None = None) -> Iterator[pd.DataFrame]:
+        for i in range(self._file.num_row_groups):
+            yield self._file.read_row_group(i, columns=columns).to_pandas()
 
 
 def _name(asset_key: dg.AssetKey, version: str) -> str:
@@ -59,6 +111,8 @@ def _name(asset_key: dg.AssetKey, version: str) -> str:
 
 class ParquetIOManager(dg.ConfigurableIOManager):
     store: dg.ResourceDependency[ObjectStore]
+    # rows per participant shard: what a step reading its input shard by shard holds at once
+    shard_rows: int = SHARD_ROWS
 
     # Within a run the last table read is kept: every feature step reads keypairs. Handed out as
     # shallow copies (copy-on-write: free). One table only: the one before is freed before parsing.
@@ -66,7 +120,7 @@ class ParquetIOManager(dg.ConfigurableIOManager):
 
     def handle_output(self, context: dg.OutputContext, obj: pd.DataFrame) -> None:
         name = _name(context.asset_key, context.partition_key)
-        self.store.write_bytes(name, to_parquet_bytes(obj))
+        self.store.write_bytes(name, to_parquet_bytes(obj, self.shard_rows))
         context.add_output_metadata(
             {
                 "path": dg.MetadataValue.path(self.store.uri(name)),
@@ -77,8 +131,10 @@ class ParquetIOManager(dg.ConfigurableIOManager):
             }
         )
 
-    def load_input(self, context: dg.InputContext) -> pd.DataFrame:
+    def load_input(self, context: dg.InputContext) -> pd.DataFrame | ParticipantShards:
         name = _name(context.upstream_output.asset_key, context.partition_key)
+        if context.dagster_type.typing_type is ParticipantShards:
+            return ParticipantShards(self.store.open(name))
         key = (context.step_context.run_id, name)
         if self._last[0] != key:
             self._last = (None, None)

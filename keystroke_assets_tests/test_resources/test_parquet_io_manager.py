@@ -1,14 +1,18 @@
-"""The parquet IO manager writes exactly `<storage>/<asset key path>/<version>.parquet`."""
+"""The parquet IO manager writes exactly `<storage>/<asset key path>/<version>.parquet`, in row groups
+of whole participants when the table is ordered by participant."""
+
+import io
 
 import dagster as dg
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from keystroke_assets.partitions import dataset_versions
 from keystroke_assets.resources import object_store, resources_from_env
 from keystroke_assets.resources.object_store import LocalObjectStore, UnsafeObjectName
-from keystroke_assets.resources.parquet_io_manager import ParquetIOManager
+from keystroke_assets.resources.parquet_io_manager import ParquetIOManager, ParticipantShards, from_parquet_bytes, to_parquet_bytes
 
 VERSION = "2025-01-02_03-04-05_test"
 
@@ -55,3 +59,24 @@ def test_environment_chooses_the_store(tmp_path):
     assert (gcs.bucket, gcs.prefix, gcs.uri("keypairs/x.parquet")) == (
         "lab-bucket", "datasets/v1", "gs://lab-bucket/datasets/v1/keypairs/x.parquet"
     )
+
+
+def test_a_table_ordered_by_participant_is_read_back_one_participant_shard_at_a_time():
+    users = pd.Categorical(["u2"] * 3 + ["u0"] * 4 + ["u1"] * 2)
+    table = pd.DataFrame({"user_id": users, "HL": range(9)})
+    shards = ParticipantShards(io.BytesIO(to_parquet_bytes(table, shard_rows=3)))
+    # a shard starts at the first participant starting at or after every 3rd row: rows 0, 3, 7
+    assert [s["user_id"].tolist() for s in shards.shards()] == [["u2"] * 3, ["u0"] * 4, ["u1"] * 2]
+    assert [s.columns.tolist() for s in shards.shards(["HL"])] == [["HL"]] * 3
+    # nothing lost, and as one table the same as before
+    pd.testing.assert_frame_equal(from_parquet_bytes(to_parquet_bytes(table, shard_rows=3)), table)
+
+
+def test_row_groups_that_split_a_participant_are_refused_as_shards():
+    # u0 in two runs: not ordered by participant, so written without the whole-participants mark
+    table = pd.DataFrame({"user_id": pd.Categorical(["u0", "u1", "u0"]), "HL": [1, 2, 3]})
+    assert ParticipantShards(io.BytesIO(to_parquet_bytes(table, shard_rows=1))).rows == 3  # one row group
+    sink = io.BytesIO()
+    pq.write_table(pa.Table.from_pandas(table), sink, row_group_size=1)
+    with pytest.raises(ValueError, match="whole participants"):
+        ParticipantShards(io.BytesIO(sink.getvalue()))
