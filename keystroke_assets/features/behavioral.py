@@ -27,11 +27,13 @@ from keystroke_assets.assets.common import OutputCheck, check_specs
 from keystroke_assets.assets.web_app_data import read_kept
 from keystroke_assets.features.common import (
     GRAIN_IDS,
+    ParticipantShards,
     feature_asset,
     feature_checks,
     feature_result,
     grouped_stats,
     per_grain,
+    stack_shards,
     task_keystrokes,
     tasks_of,
 )
@@ -188,11 +190,14 @@ KEY = dg.AssetKey(["features", "behavioral"])
     ),
 )
 def behavioral(
-    context: dg.AssetExecutionContext, keypairs: pd.DataFrame, web_app_data: pd.DataFrame, storage: ObjectStore
+    context: dg.AssetExecutionContext, keypairs: ParticipantShards, web_app_data: pd.DataFrame, storage: ObjectStore
 ):
-    # only the texts of participants who made it into keypairs are counted
-    manifest = web_app_data[web_app_data["user_id"].isin(keypairs["user_id"].unique())]
-    features = behavioral_features(keypairs, typed_characters(manifest, partial(read_kept, storage)))
+    def of_shard(pairs: pd.DataFrame) -> pd.DataFrame:
+        # only the texts of the shard's participants (who made it into keypairs) are read
+        manifest = web_app_data[web_app_data["user_id"].isin(pairs["user_id"].unique())]
+        return behavioral_features(pairs, typed_characters(manifest, partial(read_kept, storage)))
+
+    features = stack_shards(map(of_shard, keypairs.shards()))
     features.attrs["column_descriptions"] = {"grain": "'task' or 'user'", **COLUMN_DESCRIPTIONS}
     yield from feature_result(
         features,

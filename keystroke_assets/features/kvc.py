@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from keystroke_assets.assets.common import OutputCheck, check_specs
-from keystroke_assets.features.common import TASK_IDS, feature_asset, feature_checks, feature_result, task_keystrokes, tasks_of
+from keystroke_assets.features.common import TASK_IDS, ParticipantShards, feature_asset, stack_shards, feature_checks, feature_result, task_keystrokes, tasks_of
 
 VALUES = ["press_ms", "release_ms", "keycode"]
 COLUMNS = [*TASK_IDS, "task", "sequence_id", *VALUES]
@@ -81,8 +81,8 @@ KEY = dg.AssetKey(["features", "kvc"])
         "(Aalto: the section id). Export with keystroke_assets.export.export_kvc(version, out_dir)."
     ),
 )
-def kvc(context: dg.AssetExecutionContext, keypairs: pd.DataFrame):
-    features = kvc_keystrokes(keypairs)
+def kvc(context: dg.AssetExecutionContext, keypairs: ParticipantShards):
+    features = stack_shards(map(kvc_keystrokes, keypairs.shards()))
     features.attrs["column_descriptions"] = {
         "task": "KVC task name: <platform_id>_<video_id>_<session_id>; Aalto: the section id",
         "sequence_id": "index of the keystroke within its task, from 0",

@@ -12,12 +12,14 @@ import pandas as pd
 from keystroke_assets.assets.common import OutputCheck, check_specs
 from keystroke_assets.features.common import (
     GRAIN_IDS,
+    ParticipantShards,
     STAT_DESCRIPTIONS,
     feature_asset,
     feature_checks,
     feature_result,
     grouped_stats,
     per_grain,
+    stack_shards,
     tasks_of,
 )
 from keystroke_assets.keystrokes import LATENCIES
@@ -101,8 +103,8 @@ KEY = dg.AssetKey(["features", "statistical"])
         "task are null."
     ),
 )
-def statistical(context: dg.AssetExecutionContext, keypairs: pd.DataFrame):
-    features = statistical_features(keypairs)
+def statistical(context: dg.AssetExecutionContext, keypairs: ParticipantShards):
+    features = stack_shards(map(statistical_features, keypairs.shards()))
     features.attrs["column_descriptions"] = {"grain": "'task' or 'user'", **column_descriptions()}
     users = features[features["grain"] == "user"]
     yield from feature_result(features, CHECKS, {"user_medians_plot": user_medians(users)})

@@ -8,7 +8,9 @@ import numpy as np
 import pandas as pd
 
 from keystroke_assets.assets.common import OutputCheck, check_specs, has_columns, non_empty, report_table, run_checks
-from keystroke_assets.features.common import feature_asset, group_codes, grouped_stats, key_identity_codes, task_keystrokes
+from keystroke_assets.features.common import (
+    ParticipantShards, feature_asset, group_codes, grouped_stats, key_identity_codes, stack_shards, task_keystrokes,
+)
 from keystroke_assets.keystrokes import HL_MAX_MS, HL_MIN_MS
 
 GRAINS = {
@@ -17,6 +19,7 @@ GRAINS = {
     "video": ["user_id", "platform_id", "session_id", "video_id"],
 }
 STATS = ["median", "mean", "std", "q1", "q3"]
+COLUMN_LEVELS = ("latency", "key1", "key2", "statistic")
 
 
 class TypenetMLConfig(dg.Config):
@@ -28,6 +31,9 @@ def _digraph_codes(pairs: pd.DataFrame) -> tuple[np.ndarray, pd.Index]:
     id1, identities = key_identity_codes(pairs["key1"])
     id2, _ = key_identity_codes(pairs["key2"])  # key1 and key2 share categories, so identities too
     return id1 * len(identities) + id2, identities
+
+
+DIGRAPH_COUNT_COLUMNS = ["user_id", "device_type", "key1", "key2"]
 
 
 def digraph_counts(pairs: pd.DataFrame) -> pd.DataFrame:
@@ -73,39 +79,51 @@ def _wide(codes, n_groups, column_ids, values, n_columns):
     return block.reshape(n_groups, n_columns * len(STATS))
 
 
-def typenet_ml_features(pairs: pd.DataFrame, grain: list[str], top: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
-    """(features, column dictionary, fill counts) for one grain; `top` = top_digraphs(pairs, k)."""
+def typenet_ml_statistics(pairs: pd.DataFrame, grain: list[str], top: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(ids, statistics) per group of the grain, not yet filled. ids: the grain and device_type.
+    A statistics column per (latency, key1, key2, statistic), COLUMN_LEVELS: HL for every key with
+    an HL in range in `pairs`, IL for every digraph of `top`. A group holds one participant's
+    pairs, so the tables of participant shards, stacked, are those of the whole version."""
     codes, groups = group_codes(pairs, grain, [*grain, "device_type"])
     n_groups = len(groups)
 
     strokes = task_keystrokes(pairs.assign(_group=codes), ["_group"])
     strokes = strokes[(strokes["HL"] >= HL_MIN_MS) & (strokes["HL"] <= HL_MAX_MS)]
     key_ids, all_keys = key_identity_codes(strokes["key"])
-    seen = np.unique(key_ids)  # keys seen in the version, in code-point order
+    seen = np.unique(key_ids)  # keys seen, in code-point order
     keys = all_keys[seen]
     hl = _wide(strokes["_group"].to_numpy(), n_groups, np.searchsorted(seen, key_ids), strokes["HL"].to_numpy(), len(keys))
 
     digraph_code, identities = _digraph_codes(pairs)
     n = len(identities)
-    chosen = np.unique(identities.get_indexer(top["key1"]) * n + identities.get_indexer(top["key2"]))
-    digraphs = [(identities[c // n], identities[c % n]) for c in chosen]
-    column = np.searchsorted(chosen, digraph_code)
-    use = ~pairs["outlier"].to_numpy() & (column < len(chosen))
-    use[use] = chosen[column[use]] == digraph_code[use]
-    il = _wide(codes[use], n_groups, column[use], pairs["IL"].to_numpy()[use], len(chosen))
+    digraphs = sorted(set(zip(top["key1"], top["key2"])))  # code-point order, as the identities
+    first, second = identities.get_indexer([a for a, _ in digraphs]), identities.get_indexer([b for _, b in digraphs])
+    known = (first >= 0) & (second >= 0)  # a digraph of keys these pairs never had matches none
+    chosen = first[known] * n + second[known]  # increasing
+    at = np.minimum(np.searchsorted(chosen, digraph_code), max(len(chosen) - 1, 0))
+    use = ~pairs["outlier"].to_numpy() & (chosen[at] == digraph_code if len(chosen) else False)
+    il = _wide(codes[use], n_groups, np.flatnonzero(known)[at[use]], pairs["IL"].to_numpy()[use], len(digraphs))
 
-    dictionary = pd.DataFrame(
-        [("HL", key, None, s) for key in keys for s in STATS]
-        + [("IL", a, b, s) for a, b in digraphs for s in STATS],
-        columns=["latency", "key1", "key2", "statistic"],
-    )
+    names = [("HL", key, "", s) for key in keys for s in STATS] + [("IL", a, b, s) for a, b in digraphs for s in STATS]
+    return groups, pd.DataFrame(np.hstack([hl, il]), columns=pd.MultiIndex.from_tuples(names, names=COLUMN_LEVELS))
+
+
+def fill_statistics(groups: pd.DataFrame, statistics: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """(features, column dictionary, fill counts) from typenet_ml_statistics, of one shard or of
+    several stacked: columns in order (HL per key, then IL per digraph, both in code-point order;
+    statistics in STATS order), a missing cell filled with the user's mean, then the column mean
+    over the version, then 0."""
+    stat_order = {s: i for i, s in enumerate(STATS)}
+    names = sorted(statistics.columns, key=lambda c: (c[0], c[1], c[2], stat_order[c[3]]))
+    dictionary = pd.DataFrame(names, columns=list(COLUMN_LEVELS))
+    dictionary["key2"] = dictionary["key2"].replace("", None)
     dictionary.insert(
         0, "column",
         [f"HL__{r.key1}__{r.statistic}" if r.latency == "HL" else f"IL__{r.key1}__{r.key2}__{r.statistic}"
          for r in dictionary.itertuples()],
     )
     dictionary["unit"] = "ms"
-    values = pd.DataFrame(np.hstack([hl, il]), columns=dictionary["column"])
+    values = pd.DataFrame(statistics[names].to_numpy(dtype=np.float64), columns=dictionary["column"])
     missing = values.isna()
     user_mean = values.groupby(groups["user_id"].to_numpy()).transform("mean")
     values = values.fillna(user_mean)
@@ -121,9 +139,14 @@ def typenet_ml_features(pairs: pd.DataFrame, grain: list[str], top: pd.DataFrame
         "filled_with_column_mean": int((after_user & ~after_column).to_numpy().sum()),
         "filled_with_zero": int(after_column.to_numpy().sum()),
     }
-    features = pd.concat([groups, values], axis=1)
+    features = pd.concat([groups.reset_index(drop=True), values], axis=1)
     features["device_type"] = features["device_type"].astype(str)
     return features, dictionary, fills
+
+
+def typenet_ml_features(pairs: pd.DataFrame, grain: list[str], top: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """(features, column dictionary, fill counts) for one grain; `top` = top_digraphs(pairs, k)."""
+    return fill_statistics(*typenet_ml_statistics(pairs, grain, top))
 
 
 def _quartiles_ordered(df: pd.DataFrame) -> tuple[bool, dict]:
@@ -160,9 +183,12 @@ def build_typenet_ml_asset(grain_name: str) -> dg.AssetsDefinition:
             "user's mean, then the column mean, then 0. The column dictionary is in the metadata."
         ),
     )
-    def typenet_ml(context: dg.AssetExecutionContext, config: TypenetMLConfig, keypairs: pd.DataFrame):
-        top = top_digraphs(keypairs, config.top_k)  # once: it groups every pair of the version
-        features, dictionary, fills = typenet_ml_features(keypairs, grain, top)
+    def typenet_ml(context: dg.AssetExecutionContext, config: TypenetMLConfig, keypairs: ParticipantShards):
+        # two passes over the shards: the top-k choice needs every participant's digraph counts
+        counts = pd.concat(map(digraph_counts, keypairs.shards(DIGRAPH_COUNT_COLUMNS)), ignore_index=True)
+        top = choose_top_digraphs(counts, config.top_k)
+        parts = [typenet_ml_statistics(pairs, grain, top) for pairs in keypairs.shards()]
+        features, dictionary, fills = fill_statistics(*(stack_shards(p) for p in zip(*parts)))
         features.attrs["column_descriptions"] = {
             r.column: f"{r.statistic} of {r.latency} for {r.key1!r}" + (f" then {r.key2!r}" if r.key2 else "") + ", ms"
             for r in dictionary.itertuples()

@@ -13,7 +13,7 @@ import pandas as pd
 import pyarrow as pa
 
 from keystroke_assets.assets.common import OutputCheck, check_specs
-from keystroke_assets.features.common import TASK_IDS, feature_asset, feature_checks, feature_result, task_keystrokes, tasks_of
+from keystroke_assets.features.common import TASK_IDS, ParticipantShards, feature_asset, stack_shards, feature_checks, feature_result, task_keystrokes, tasks_of
 
 STEP = ["HL_s", "IL_s", "PL_s", "RL_s", "keycode_255"]
 
@@ -124,8 +124,8 @@ KEY = dg.AssetKey(["features", "typenet_sequences"])
         "Load as an (n, M, 5) array with keystroke_assets.export.load_typenet_sequences(version)."
     ),
 )
-def typenet_sequences(context: dg.AssetExecutionContext, config: SequenceConfig, keypairs: pd.DataFrame):
-    features = sequence_features(keypairs, config.sequence_length)
+def typenet_sequences(context: dg.AssetExecutionContext, config: SequenceConfig, keypairs: ParticipantShards):
+    features = stack_shards(sequence_features(pairs, config.sequence_length) for pairs in keypairs.shards())
     features.attrs["column_descriptions"] = {
         "length": f"steps recorded (keystrokes of the task, at most M = {config.sequence_length})",
         "steps": f"M * 5 = {config.sequence_length * len(STEP)} float32, step-major: "

@@ -1,0 +1,51 @@
+"""Features computed participant shard by participant shard (keypairs read one row group at a
+time) equal the same pure functions applied to the whole version's keypairs."""
+
+from functools import partial
+
+import pandas as pd
+import pyarrow.parquet as pq
+
+from keystroke_assets.assets.web_app_data import read_kept
+from keystroke_assets.features.behavioral import behavioral_features, typed_characters
+from keystroke_assets.features.kvc import kvc_keystrokes
+from keystroke_assets.features.statistical import statistical_features
+from keystroke_assets.features.typenet_ml import GRAINS, top_digraphs, typenet_ml_features
+from keystroke_assets.features.typenet_sequences import sequence_features
+from keystroke_assets.resources import object_store
+from keystroke_assets.resources.parquet_io_manager import from_parquet_bytes, to_parquet_bytes
+from keystroke_assets.synthetic import aalto_uploads, web_app_uploads, write_uploads
+
+from .conftest import VERSION, materialize_version
+
+
+def test_features_of_participant_shards_equal_features_of_the_whole_version(instance, tmp_path):
+    uploads = tmp_path / "uploads"
+    write_uploads(uploads, web_app_uploads(8, seed=5, broken_every=4))
+    write_uploads(uploads, aalto_uploads(3, seed=5))
+    storage = tmp_path / "storage"
+    # ~3,000 pairs per web-app participant: shards of one or two participants
+    env = {"KEYSTROKE_UPLOADS": str(uploads), "KEYSTROKE_STORAGE": str(storage), "KEYSTROKE_SHARD_ROWS": "4000"}
+    assert materialize_version(instance, env).success
+
+    def stored(key: str) -> pd.DataFrame:
+        return pq.read_table(storage / key / f"{VERSION}.parquet").to_pandas()
+
+    file = pq.ParquetFile(storage / "keypairs" / f"{VERSION}.parquet")
+    users = [set(file.read_row_group(i, columns=["user_id"]).column(0).to_pylist()) for i in range(file.num_row_groups)]
+    assert file.num_row_groups >= 5
+    assert sum(map(len, users)) == len(set().union(*users)) == 6 + 3  # every participant in one shard only
+
+    pairs = stored("keypairs")
+    manifest = stored("web_app_data")
+    manifest = manifest[manifest["user_id"].isin(pairs["user_id"].unique())]
+    whole = {
+        "features/statistical": statistical_features(pairs),
+        "features/kvc": kvc_keystrokes(pairs),
+        "features/typenet_sequences": sequence_features(pairs, 50),
+        "features/behavioral": behavioral_features(pairs, typed_characters(manifest, partial(read_kept, object_store(str(storage))))),
+        **{f"features/typenet_ml/{g}": typenet_ml_features(pairs, GRAINS[g], top_digraphs(pairs, 10))[0] for g in GRAINS},
+    }
+    for key, want in whole.items():
+        # both through parquet, as the asset's table is stored
+        pd.testing.assert_frame_equal(stored(key), from_parquet_bytes(to_parquet_bytes(want)), obj=key)
