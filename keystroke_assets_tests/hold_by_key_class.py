@@ -11,11 +11,13 @@ import pandas as pd
 from keystroke_assets.assets.common import OutputCheck, check_specs
 from keystroke_assets.features.common import (
     GRAIN_IDS,
+    ParticipantShards,
     feature_asset,
     feature_checks,
     feature_result,
     grouped_stats,
     per_grain,
+    stack_shards,
     task_keystrokes,
     tasks_of,
 )
@@ -56,8 +58,8 @@ KEY = dg.AssetKey(["features", "hold_by_key_class"])
     check_specs=check_specs(KEY, CHECKS),
     description="Median hold time (ms) of letters, the space bar and other keys, per task and per user.",
 )
-def hold_by_key_class(context: dg.AssetExecutionContext, keypairs: pd.DataFrame):
-    features = hold_by_key_class_features(keypairs)
+def hold_by_key_class(context: dg.AssetExecutionContext, keypairs: ParticipantShards):
+    features = stack_shards(map(hold_by_key_class_features, keypairs.shards()))
     features.attrs["column_descriptions"] = {c: f"median HL of {c} keys, ms" for c in COLUMNS}
     yield from feature_result(features, CHECKS)
 

@@ -10,7 +10,6 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from pydantic import PrivateAttr
 
 from keystroke_assets.frames import without_attrs
 from keystroke_assets.partitions import InvalidVersionId, validate_version_id
@@ -114,10 +113,6 @@ class ParquetIOManager(dg.ConfigurableIOManager):
     # rows per participant shard: what a step reading its input shard by shard holds at once
     shard_rows: int = SHARD_ROWS
 
-    # Within a run the last table read is kept: every feature step reads keypairs. Handed out as
-    # shallow copies (copy-on-write: free). One table only: the one before is freed before parsing.
-    _last: tuple = PrivateAttr(default=(None, None))
-
     def handle_output(self, context: dg.OutputContext, obj: pd.DataFrame) -> None:
         name = _name(context.asset_key, context.partition_key)
         self.store.write_bytes(name, to_parquet_bytes(obj, self.shard_rows))
@@ -135,8 +130,4 @@ class ParquetIOManager(dg.ConfigurableIOManager):
         name = _name(context.upstream_output.asset_key, context.partition_key)
         if context.dagster_type.typing_type is ParticipantShards:
             return ParticipantShards(self.store.open(name))
-        key = (context.step_context.run_id, name)
-        if self._last[0] != key:
-            self._last = (None, None)
-            self._last = (key, from_parquet_bytes(self.store.read_bytes(name)))
-        return self._last[1].copy(deep=False)
+        return from_parquet_bytes(self.store.read_bytes(name))
