@@ -60,6 +60,46 @@ def run_checks(df: pd.DataFrame, checks: Iterable[OutputCheck]) -> Iterator[dg.A
         yield dg.AssetCheckResult(check_name=c.name, passed=bool(passed), metadata=metadata)
 
 
+class ShardChecks:
+    """Checks of a table seen shard by shard (a TableSpool's), with the results they would have on
+    the whole table. Every check used this way holds row by row or on the columns, so it passes
+    when it passes on every non-empty shard (on the empty table when all are empty); its counts
+    add up and its lists of names unite."""
+
+    def __init__(self, checks: Iterable[OutputCheck]):
+        self._checks = list(checks)
+        self._results: dict[str, tuple[bool, dict]] = {}
+        self._empty: pd.DataFrame | None = None
+
+    def add(self, df: pd.DataFrame) -> None:
+        if not len(df):
+            self._empty = without_attrs(df)
+            return
+        df = without_attrs(df)
+        for c in self._checks:
+            passed, metadata = c.fn(df)
+            if c.name in self._results:
+                before, merged = self._results[c.name]
+                passed, metadata = before and passed, {k: _merged(merged[k], v) for k, v in metadata.items()}
+            self._results[c.name] = (bool(passed), metadata)
+
+    def results(self) -> Iterator[dg.AssetCheckResult]:
+        if not self._results:
+            yield from run_checks(self._empty, self._checks)
+            return
+        for name, (passed, metadata) in self._results.items():
+            yield dg.AssetCheckResult(check_name=name, passed=passed, metadata=metadata)
+
+
+def _merged(a, b):
+    if isinstance(a, int) and isinstance(b, int) and not isinstance(a, bool):
+        return a + b
+    if isinstance(a, str) and isinstance(b, str):  # "none" or names joined by ", "
+        names = dict.fromkeys(n for n in [*a.split(", "), *b.split(", ")] if n != "none")
+        return ", ".join(names) or "none"
+    raise TypeError(f"no rule to merge check metadata {a!r} and {b!r} over shards")
+
+
 def non_empty() -> OutputCheck:
     return OutputCheck("non_empty", "The output has at least one row.", lambda df: (len(df) > 0, {"rows": len(df)}))
 

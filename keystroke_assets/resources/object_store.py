@@ -9,6 +9,7 @@ import hashlib
 import io
 import os
 import posixpath
+import shutil
 import tempfile
 from abc import ABC, abstractmethod
 from concurrent.futures import ThreadPoolExecutor
@@ -94,6 +95,11 @@ class ObjectStore(dg.ConfigurableResource, ABC):
     @abstractmethod
     def write_bytes(self, name: str, data: bytes) -> None:
         """Write atomically: readers see the old object or the whole new one, never a part."""
+
+    def write_file(self, name: str, path: str) -> None:
+        """The local file at `path` as object `name`, atomically as write_bytes."""
+        with open(path, "rb") as f:
+            self.write_bytes(name, f.read())
 
     @abstractmethod
     def exists(self, name: str) -> bool: ...
@@ -192,6 +198,18 @@ class LocalObjectStore(ObjectStore):
             Path(tmp).unlink(missing_ok=True)
             raise
 
+    def write_file(self, name: str, path: str) -> None:
+        target = self._path(name)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(target), prefix=".tmp-")
+        os.close(fd)
+        try:
+            shutil.copyfile(path, tmp)
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
     def exists(self, name: str) -> bool:
         return os.path.isfile(self._path(name))
 
@@ -265,6 +283,9 @@ class GCSObjectStore(ObjectStore):
         # The object appears whole or not at all: GCS creates it when its upload completes (one
         # request, or resumable chunks above 8 MB).
         self._blob(name).upload_from_string(data)
+
+    def write_file(self, name: str, path: str) -> None:
+        self._blob(name).upload_from_filename(path)  # whole or not at all, as write_bytes
 
     def exists(self, name: str) -> bool:
         return self._blob(name).exists()
