@@ -1,5 +1,7 @@
 """Small DataFrame helpers used by several stages."""
 
+from collections.abc import Iterable
+
 import numpy as np
 import pandas as pd
 
@@ -73,3 +75,17 @@ def drop_unused_categories(values: pd.Series) -> pd.Series:
             values.cat.categories[used], ordered=values.cat.ordered)),
         index=values.index, name=values.name,
     )
+
+
+def stack_shards(tables: Iterable[pd.DataFrame]) -> pd.DataFrame:
+    """Tables computed per participant shard as the whole version's table: stacked, task rows
+    before user rows where there is a feature `grain` (as per_grain orders them), a categorical column
+    still categorical when the shards' categories differ (pd.concat would make it object)."""
+    tables = list(tables)
+    stacked = pd.concat(tables, ignore_index=True)
+    for column in tables[0].columns:
+        if isinstance(tables[0][column].dtype, pd.CategoricalDtype) and stacked[column].dtype == object:
+            stacked[column] = pd.api.types.union_categoricals([t[column] for t in tables])
+    if "grain" in stacked and len(tables) > 1:
+        stacked = stacked.sort_values("grain", kind="stable", ignore_index=True)  # "task" < "user"
+    return stacked

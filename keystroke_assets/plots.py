@@ -43,8 +43,9 @@ def _title(ax, text: str) -> None:
     ax.set_title(text, fontsize=9, y=1.0, pad=4)
 
 
-def latency_histograms(pairs: pd.DataFrame) -> dg.MetadataValue:
-    """HL, IL, PL, RL histograms per device type. Top row: linear, 1st to 95th percentile (the bulk).
+def latency_histograms(pairs: pd.DataFrame, total: int | None = None) -> dg.MetadataValue:
+    """HL, IL, PL, RL histograms per device type of `pairs`: every pair, or an even sample of
+    `total` pairs (the counts in the legend are the sample's). Top row: linear, 1st to 95th percentile (the bulk).
     Bottom row: every value; HL, PL, RL on a log time axis (they are positive with long tails;
     values below 1 ms count in the first bin), IL (negative when keys overlap) on a linear axis
     with log counts."""
@@ -90,7 +91,8 @@ def latency_histograms(pairs: pd.DataFrame) -> dg.MetadataValue:
     handles, labels = axes[0, 0].get_legend_handles_labels()
     if handles:
         fig.legend(handles, labels, loc="upper right", fontsize=8)
-    fig.suptitle(f"Keypair latencies, {len(pairs):,} pairs (dotted: outlier thresholds)", fontsize=10)
+    drawn = f"{len(pairs):,} pairs" if total in (None, len(pairs)) else f"a sample of {len(pairs):,} of {total:,} pairs"
+    fig.suptitle(f"Keypair latencies, {drawn} (dotted: outlier thresholds)", fontsize=10)
     # fixed margins: tight_layout measures every tick label and takes seconds
     fig.subplots_adjust(left=0.06, right=0.98, bottom=0.06, top=0.86, wspace=0.3, hspace=0.35)
     return png_markdown(fig, "latency histograms")
@@ -105,10 +107,10 @@ def quality_table(pairs: pd.DataFrame, quality_per_user: pd.DataFrame) -> pd.Dat
     return per_user.join(dropped, how="outer").fillna({"keypairs": 0, "dropped_events": 0})
 
 
-def participant_quality(pairs: pd.DataFrame, quality_per_user: pd.DataFrame) -> dg.MetadataValue:
-    """Left: every participant as a point (keypairs vs outlier share, size = dropped events); then
-    the 15 participants with the most dropped events and the 15 with the highest outlier share."""
-    table = quality_table(pairs, quality_per_user)
+def participant_quality(table: pd.DataFrame) -> dg.MetadataValue:
+    """Of a quality_table: left, every participant as a point (keypairs vs outlier share, size =
+    dropped events); then the 15 participants with the most dropped events and the 15 with the
+    highest outlier share."""
     fig = _figure()
     left, middle, right = fig.subplots(1, 3, gridspec_kw={"width_ratios": [2.2, 1, 1]})
     left.scatter(

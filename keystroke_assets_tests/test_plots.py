@@ -47,7 +47,7 @@ def test_quality_table_by_hand():
     assert (table.loc["u3", "keypairs"], table.loc["u3", "dropped_events"]) == (0, 4)
 
 
-@pytest.mark.parametrize("plot", [lambda: latency_histograms(PAIRS), lambda: participant_quality(PAIRS, QUALITY)])
+@pytest.mark.parametrize("plot", [lambda: latency_histograms(PAIRS), lambda: participant_quality(quality_table(PAIRS, QUALITY))])
 def test_images_are_small_inline_pngs(plot):
     value = plot()
     data = png_of(value.value)

@@ -1,5 +1,6 @@
-"""Features computed participant shard by participant shard (keypairs read one row group at a
-time) equal the same pure functions applied to the whole version's keypairs."""
+"""Stages and features computed participant shard by participant shard (their input read one row
+group at a time, their output written so) equal the same pure functions applied to the whole
+version's table."""
 
 from functools import partial
 
@@ -12,6 +13,7 @@ from keystroke_assets.features.kvc import kvc_keystrokes
 from keystroke_assets.features.statistical import statistical_features
 from keystroke_assets.features.typenet_ml import GRAINS, top_digraphs, typenet_ml_features
 from keystroke_assets.features.typenet_sequences import sequence_features
+from keystroke_assets.keystrokes import keypairs as build_keypairs
 from keystroke_assets.resources import object_store
 from keystroke_assets.resources.parquet_io_manager import from_parquet_bytes, to_parquet_bytes
 from keystroke_assets.synthetic import aalto_uploads, web_app_uploads, write_uploads
@@ -37,6 +39,9 @@ def test_features_of_participant_shards_equal_features_of_the_whole_version(inst
     assert sum(map(len, users)) == len(set().union(*users)) == 6 + 3  # every participant in one shard only
 
     pairs = stored("keypairs")
+    # keypairs, computed shard by shard, as computed from the whole cleaned_data
+    whole_pairs, _ = build_keypairs(stored("cleaned_data"))
+    pd.testing.assert_frame_equal(pairs, from_parquet_bytes(to_parquet_bytes(whole_pairs)), check_categorical=False)
     manifest = stored("web_app_data")
     manifest = manifest[manifest["user_id"].isin(pairs["user_id"].unique())]
     whole = {

@@ -5,9 +5,11 @@ import pandas as pd
 from dagster_pandas import PandasColumn, create_dagster_pandas_dataframe_type
 from dagster_pandas.constraints import ColumnDTypeInSetConstraint, NonNullableColumnConstraint
 
-from keystroke_assets.assets.common import OutputCheck, check_specs, has_columns, no_nulls, non_empty, report_table, run_checks, version_asset
-from keystroke_assets.keystrokes import KEYPAIR_COLUMNS, QUALITY_COUNTS, keypairs as build_keypairs
-from keystroke_assets.plots import latency_histograms, participant_quality
+from keystroke_assets.assets.common import OutputCheck, ShardChecks, check_specs, has_columns, no_nulls, non_empty, report_table, version_asset
+from keystroke_assets.frames import stack_shards
+from keystroke_assets.keystrokes import KEYPAIR_COLUMNS, LATENCIES, QUALITY_COUNTS, keypairs as build_keypairs
+from keystroke_assets.plots import latency_histograms, participant_quality, quality_table
+from keystroke_assets.resources.parquet_io_manager import ParticipantShards, TableSpool
 
 _MS = 10**13  # bound on any latency: more than 300 years in ms means a broken time
 
@@ -52,34 +54,56 @@ CHECKS = [
 ]
 
 
+# The histograms draw every pair up to about this many, an even sample beyond.
+PLOT_PAIRS = 2_000_000
+
+
+def valid_keypairs(pairs: pd.DataFrame) -> None:
+    """KeypairsDataFrame's validation of one shard: a failure stops the step, with its reason."""
+    check = dg.check_dagster_type(KeypairsDataFrame, pairs)
+    if not check.success:
+        raise dg.Failure(description=f"keypairs not valid: {check.description}", allow_retries=False)
+
+
 @version_asset(
     group_name="keystrokes",
     code_version="1",
-    dagster_type=KeypairsDataFrame,
     check_specs=check_specs("keypairs", CHECKS),
     description=(
         "Consecutive keystrokes of every task as pairs (spec/features.md §1-2): HL = release1 - press1, "
         "IL = press2 - release1, PL = press2 - press1, RL = release2 - release1, all in ms; "
         "outlier = HL > 2000 or HL < 30 or |IL| > 1000. Exact duplicate events, auto-repeat presses, "
-        "orphan releases and unreleased presses are dropped and counted."
+        "orphan releases and unreleased presses are dropped and counted. Computed and stored one "
+        "participant shard at a time (KeypairsDataFrame checked on each)."
     ),
 )
-def keypairs(context: dg.AssetExecutionContext, cleaned_data: pd.DataFrame):
-    pairs, quality = build_keypairs(cleaned_data)
+def keypairs(context: dg.AssetExecutionContext, cleaned_data: ParticipantShards):
+    checks, quality, per_user, sample, outliers = ShardChecks(CHECKS), [], [], [], 0
+    every = 1 + cleaned_data.rows // (2 * PLOT_PAIRS)  # a web-app keystroke is two events
+    with TableSpool() as out:
+        for events in cleaned_data.shards():
+            pairs, shard_quality = build_keypairs(events)
+            valid_keypairs(pairs)
+            out.write(pairs)
+            checks.add(pairs)
+            outliers += int(pairs["outlier"].sum())
+            quality.append(shard_quality)
+            per_user.append(quality_table(pairs, shard_quality))
+            sample.append(pairs[["device_type", *LATENCIES]].iloc[::every])
+    quality, per_user = pd.concat(quality), pd.concat(per_user)
     totals = quality.sum()
-    outlier_share = pairs.groupby("user_id", observed=True)["outlier"].mean()
     yield dg.Output(
-        pairs,
+        out,
         metadata={
             **{f"dropped/{k}": int(totals.get(k, 0)) for k in QUALITY_COUNTS},
-            "outliers": int(pairs["outlier"].sum()),
-            "outlier_share": float(pairs["outlier"].mean()) if len(pairs) else 0.0,
-            "participants": int(pairs["user_id"].nunique()),
+            "outliers": outliers,
+            "outlier_share": outliers / out.rows if out.rows else 0.0,
+            "participants": int((per_user["keypairs"] > 0).sum()),
             "quality_per_participant": report_table(
-                quality.join(outlier_share.rename("outlier_share").round(4)).reset_index()
+                quality.join(per_user["outlier_share"].dropna().round(4)).reset_index()
             ),
-            "latency_histograms": latency_histograms(pairs),
-            "participant_quality_plot": participant_quality(pairs, quality),
+            "latency_histograms": latency_histograms(stack_shards(sample), total=out.rows),
+            "participant_quality_plot": participant_quality(per_user),
         },
     )
-    yield from run_checks(pairs, CHECKS)
+    yield from checks.results()

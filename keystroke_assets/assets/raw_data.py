@@ -83,7 +83,12 @@ class RawDataConfig(dg.Config):
 def raw_data(context: dg.AssetExecutionContext, config: RawDataConfig, web_app_data: pd.DataFrame, storage: ObjectStore):
     files = web_app_data[web_app_data["kind"].isin(["keystrokes", "aalto"])]
     oversized = files["size"] > config.max_file_mb * 1e6
-    sources = files[~oversized].reset_index(drop=True)
+    # In participant order, web-app files first as parse_snapshot stacks them: participants then
+    # come one after the other in category order, and raw_data and cleaned_data are stored in
+    # participant shards.
+    sources = files[~oversized].sort_values(
+        ["kind", "user_id", "name"], ascending=[False, True, True], kind="stable", ignore_index=True
+    )
     events, problems = parse_snapshot(sources, read_kept(storage, sources["kept_as"].tolist()))
     if oversized.any():
         limit = f"over the {config.max_file_mb:g} MB limit for one file: not parsed"

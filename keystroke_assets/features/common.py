@@ -9,14 +9,14 @@ participants, bounded memory), `stack_shards` joining the results.
 """
 
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 
 import dagster as dg
 import numpy as np
 import pandas as pd
 
 from keystroke_assets.assets.common import OutputCheck, has_columns, non_empty, run_checks, version_asset
-from keystroke_assets.frames import group_codes
+from keystroke_assets.frames import group_codes, stack_shards
 from keystroke_assets.keycodes import key_identity
 from keystroke_assets.resources.parquet_io_manager import ParticipantShards
 
@@ -151,20 +151,6 @@ def task_keystrokes(pairs: pd.DataFrame, carry: list[str]) -> pd.DataFrame:
         strokes[column] = pairs[column].to_numpy()[source]
     strokes["HL"] = strokes["release_ms"] - strokes["press_ms"]
     return strokes
-
-
-def stack_shards(tables: Iterable[pd.DataFrame]) -> pd.DataFrame:
-    """Feature tables of participant shards as the whole version's table: stacked, task rows
-    before user rows where there is a `grain` (as per_grain orders them), a categorical column
-    still categorical when the shards' categories differ (pd.concat would make it object)."""
-    tables = list(tables)
-    stacked = pd.concat(tables, ignore_index=True)
-    for column in tables[0].columns:
-        if isinstance(tables[0][column].dtype, pd.CategoricalDtype) and stacked[column].dtype == object:
-            stacked[column] = pd.api.types.union_categoricals([t[column] for t in tables])
-    if "grain" in stacked and len(tables) > 1:
-        stacked = stacked.sort_values("grain", kind="stable", ignore_index=True)  # "task" < "user"
-    return stacked
 
 
 def tasks_of(pairs: pd.DataFrame) -> tuple[np.ndarray, pd.DataFrame]:

@@ -11,11 +11,18 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from keystroke_assets.assets.common import OutputCheck, check_specs
-from keystroke_assets.features.common import TASK_IDS, ParticipantShards, feature_asset, stack_shards, feature_checks, feature_result, task_keystrokes, tasks_of
+from keystroke_assets.assets.common import OutputCheck, ShardChecks, check_specs
+from keystroke_assets.features.common import TASK_IDS, ParticipantShards, feature_asset, feature_checks, task_keystrokes, tasks_of
+from keystroke_assets.resources.parquet_io_manager import TableSpool
 
 VALUES = ["press_ms", "release_ms", "keycode"]
 COLUMNS = [*TASK_IDS, "task", "sequence_id", *VALUES]
+COLUMN_DESCRIPTIONS = {
+    "task": "KVC task name: <platform_id>_<video_id>_<session_id>; Aalto: the section id",
+    "sequence_id": "index of the keystroke within its task, from 0",
+    "press_ms": "press time, ms on the file's own clock",
+    "release_ms": "release time, ms on the file's own clock",
+}
 
 
 def task_names(tasks: pd.DataFrame) -> pd.Series:
@@ -82,11 +89,15 @@ KEY = dg.AssetKey(["features", "kvc"])
     ),
 )
 def kvc(context: dg.AssetExecutionContext, keypairs: ParticipantShards):
-    features = stack_shards(map(kvc_keystrokes, keypairs.shards()))
-    features.attrs["column_descriptions"] = {
-        "task": "KVC task name: <platform_id>_<video_id>_<session_id>; Aalto: the section id",
-        "sequence_id": "index of the keystroke within its task, from 0",
-        "press_ms": "press time, ms on the file's own clock",
-        "release_ms": "release time, ms on the file's own clock",
-    }
-    yield from feature_result(features, CHECKS, {"tasks": int(features.groupby(["user_id", "task"], observed=True).ngroups)})
+    # a row per keystroke, as large as keypairs: written shard by shard, never held whole
+    checks, participants, tasks = ShardChecks(CHECKS), 0, 0
+    with TableSpool() as out:
+        for pairs in keypairs.shards():
+            strokes = kvc_keystrokes(pairs)
+            strokes.attrs["column_descriptions"] = COLUMN_DESCRIPTIONS
+            out.write(strokes)
+            checks.add(strokes)
+            participants += strokes["user_id"].nunique()
+            tasks += strokes.groupby(["user_id", "task"], observed=True).ngroups
+    yield dg.Output(out, metadata={"participants": participants, "tasks": tasks})
+    yield from checks.results()
