@@ -62,6 +62,16 @@ def _sorted_codes(values: pd.Series) -> tuple[np.ndarray, int]:
     return np.where(codes < 0, n, codes), n + 1
 
 
+def shard_starts(run_starts: np.ndarray, offsets: np.ndarray, total: float, size: float) -> np.ndarray:
+    """Which runs (a participant's rows, in order) begin a shard of about `size`: the first run at
+    or after every multiple of `size`, where `offsets` is the measure (rows, bytes) before each
+    run and `total` the whole measure. Returns the starts of those runs."""
+    if not len(run_starts):
+        return run_starts
+    first = np.searchsorted(offsets, np.arange(0, max(total, 1), size))
+    return run_starts[np.unique(np.minimum(first, len(run_starts) - 1))]
+
+
 def drop_unused_categories(values: pd.Series) -> pd.Series:
     """`.cat.remove_unused_categories()` by a count and a lookup of the codes (pandas' own finds the
     unique codes by hashing: ~0.2 s per column of 4M rows)."""

@@ -7,6 +7,8 @@ from functools import partial
 import pandas as pd
 import pyarrow.parquet as pq
 
+from keystroke_assets.assets.cleaned_data import aalto_participants, complete_events, web_app_participants
+from keystroke_assets.assets.raw_data import parse_snapshot
 from keystroke_assets.assets.web_app_data import read_kept
 from keystroke_assets.features.behavioral import behavioral_features, typed_characters
 from keystroke_assets.features.kvc import kvc_keystrokes
@@ -28,27 +30,43 @@ def test_features_of_participant_shards_equal_features_of_the_whole_version(inst
     storage = tmp_path / "storage"
     # ~3,000 pairs per web-app participant: shards of one or two participants
     env = {"KEYSTROKE_UPLOADS": str(uploads), "KEYSTROKE_STORAGE": str(storage), "KEYSTROKE_SHARD_ROWS": "4000"}
-    assert materialize_version(instance, env).success
+    # raw_data parses ~0.2 MB of uploads at a time: one participant (~1 MB) per batch
+    run_config = {"ops": {"raw_data": {"config": {"batch_mb": 0.2}}}}
+    assert materialize_version(instance, env, run_config=run_config).success
 
     def stored(key: str) -> pd.DataFrame:
         return pq.read_table(storage / key / f"{VERSION}.parquet").to_pandas()
 
-    file = pq.ParquetFile(storage / "keypairs" / f"{VERSION}.parquet")
-    users = [set(file.read_row_group(i, columns=["user_id"]).column(0).to_pylist()) for i in range(file.num_row_groups)]
-    assert file.num_row_groups >= 5
-    assert sum(map(len, users)) == len(set().union(*users)) == 6 + 3  # every participant in one shard only
+    for key in ["raw_data", "cleaned_data", "keypairs"]:
+        file = pq.ParquetFile(storage / key / f"{VERSION}.parquet")
+        users = [set(file.read_row_group(i, columns=["user_id"]).column(0).to_pylist()) for i in range(file.num_row_groups)]
+        assert file.num_row_groups >= 5, key
+        assert sum(map(len, users)) == len(set().union(*users)), key  # every participant in one shard only
+
+    # raw_data, parsed participant batch by batch, holds what one parse of every file gives
+    manifest = stored("web_app_data")
+    files = manifest[manifest["kind"].isin(["keystrokes", "aalto"])].reset_index(drop=True)
+    read = partial(read_kept, object_store(str(storage)))
+    raw, _ = parse_snapshot(files, read(files["kept_as"].tolist()))
+    by_line = lambda df: df.assign(f=df["file"].astype(str)).sort_values(["f", "line"], ignore_index=True).drop(columns="f")  # noqa: E731
+    pd.testing.assert_frame_equal(by_line(stored("raw_data")), by_line(raw), check_categorical=False)
+    # cleaned_data, judged shard by shard, as judged on the whole raw_data
+    raw = stored("raw_data")
+    web, _ = web_app_participants(manifest, raw[raw["event"] != "K"], read, 290)
+    aalto, _ = aalto_participants(raw, 15)
+    cleaned = complete_events(raw, pd.concat([web, aalto]))
+    pd.testing.assert_frame_equal(stored("cleaned_data"), from_parquet_bytes(to_parquet_bytes(cleaned)), check_categorical=False)
 
     pairs = stored("keypairs")
     # keypairs, computed shard by shard, as computed from the whole cleaned_data
     whole_pairs, _ = build_keypairs(stored("cleaned_data"))
     pd.testing.assert_frame_equal(pairs, from_parquet_bytes(to_parquet_bytes(whole_pairs)), check_categorical=False)
-    manifest = stored("web_app_data")
     manifest = manifest[manifest["user_id"].isin(pairs["user_id"].unique())]
     whole = {
         "features/statistical": statistical_features(pairs),
         "features/kvc": kvc_keystrokes(pairs),
         "features/typenet_sequences": sequence_features(pairs, 50),
-        "features/behavioral": behavioral_features(pairs, typed_characters(manifest, partial(read_kept, object_store(str(storage))))),
+        "features/behavioral": behavioral_features(pairs, typed_characters(manifest, read)),
         **{f"features/typenet_ml/{g}": typenet_ml_features(pairs, GRAINS[g], top_digraphs(pairs, 10))[0] for g in GRAINS},
     }
     for key, want in whole.items():

@@ -7,11 +7,12 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from keystroke_assets.assets.common import check_specs, has_columns, no_nulls, non_empty, report_table, run_checks, version_asset
+from keystroke_assets.assets.common import ShardChecks, check_specs, has_columns, no_nulls, non_empty, report_table, version_asset
 from keystroke_assets.assets.raw_data import RAW_COLUMNS
 from keystroke_assets.assets.web_app_data import read_kept
 from keystroke_assets.frames import drop_unused_categories
 from keystroke_assets.resources.object_store import ObjectStore
+from keystroke_assets.resources.parquet_io_manager import ParticipantShards, TableSpool
 
 CLEANED_COLUMNS = [*RAW_COLUMNS[:2], "device_type", *RAW_COLUMNS[2:]]
 CHECKS = [
@@ -153,18 +154,32 @@ def cleaned_data(
     context: dg.AssetExecutionContext,
     config: CleaningConfig,
     web_app_data: pd.DataFrame,
-    raw_data: pd.DataFrame,
+    raw_data: ParticipantShards,
     storage: ObjectStore,
 ):
-    web_complete, web_broken = web_app_participants(
-        web_app_data, raw_data[raw_data["event"] != "K"], partial(read_kept, storage), config.min_events_per_task
-    )
-    aalto_complete, aalto_broken = aalto_participants(raw_data, config.min_aalto_sections)
+    read = partial(read_kept, storage)
+    checks, seen = ShardChecks(CHECKS), set()
+    judged = {"web": [], "aalto": []}  # (complete, broken) per shard, by source
+    with TableSpool() as out:
+        for events in raw_data.shards():
+            users = events["user_id"].unique()
+            seen.update(users)
+            manifest = web_app_data[web_app_data["user_id"].isin(users)]
+            judged["web"].append(web_app_participants(manifest, events[events["event"] != "K"], read, config.min_events_per_task))
+            judged["aalto"].append(aalto_participants(events, config.min_aalto_sections))
+            complete = [judged[source][-1][0] for source in judged if len(judged[source][-1][0])]
+            cleaned = complete_events(events, pd.concat(complete) if complete else judged["web"][-1][0])
+            out.write(cleaned)
+            checks.add(cleaned)
+    # web-app participants without a single parsed event are judged too (all broken)
+    no_events = web_app_data[~web_app_data["user_id"].isin(seen)]
+    judged["web"].append(web_app_participants(no_events, pd.DataFrame(columns=RAW_COLUMNS), read, config.min_events_per_task))
+    web_complete, web_broken = (pd.concat(parts, ignore_index=True) for parts in zip(*judged["web"]))
+    aalto_complete, aalto_broken = (pd.concat(parts, ignore_index=True) for parts in zip(*judged["aalto"]))
     complete = pd.concat([web_complete, aalto_complete], ignore_index=True)
-    broken = pd.concat([web_broken, aalto_broken], ignore_index=True)
-    cleaned = complete_events(raw_data, complete)
+    broken = pd.concat([web_broken.sort_values("user_id", kind="stable"), aalto_broken], ignore_index=True)
     yield dg.Output(
-        cleaned,
+        out,
         metadata={
             "participants_complete": len(complete),
             "participants_complete/desktop": int((complete["device_type"] == "desktop").sum()),
@@ -175,4 +190,4 @@ def cleaned_data(
             "min_aalto_sections": config.min_aalto_sections,
         },
     )
-    yield from run_checks(cleaned, CHECKS)
+    yield from checks.results()

@@ -4,12 +4,14 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from keystroke_assets.assets.common import check_specs, has_columns, no_nulls, non_empty, report_table, run_checks, version_asset
+from keystroke_assets.assets.common import ShardChecks, check_specs, has_columns, no_nulls, non_empty, report_table, version_asset
 from keystroke_assets.assets.web_app_data import read_kept
 from keystroke_assets.ingest.aalto import parse_aalto_files
 from keystroke_assets.ingest.names import classify
 from keystroke_assets.ingest.web_app import parse_web_app_csvs
+from keystroke_assets.frames import shard_starts
 from keystroke_assets.resources.object_store import ObjectStore
+from keystroke_assets.resources.parquet_io_manager import TableSpool
 
 RAW_COLUMNS = [
     "file", "user_id", "platform_id", "video_id", "session_id", "task_id",
@@ -64,10 +66,23 @@ def parse_snapshot(sources: pd.DataFrame, contents: list[bytes]) -> tuple[pd.Dat
     return events, pd.DataFrame(problems, columns=["file", "quarantined", "problem"])
 
 
+def participant_batches(sources: pd.DataFrame, max_bytes: float) -> list[pd.DataFrame]:
+    """`sources` (in participant order) cut into batches of whole participants, about `max_bytes`
+    of uploads each (at least one batch, maybe empty)."""
+    users = sources["user_id"].to_numpy()
+    runs = np.flatnonzero(np.r_[True, users[1:] != users[:-1]]) if len(users) else np.zeros(0, np.int64)
+    before = np.r_[0, np.cumsum(sources["size"].to_numpy())]
+    starts = shard_starts(runs, before[runs], before[-1], max_bytes)
+    return [sources.iloc[a:b].reset_index(drop=True) for a, b in zip(starts, [*starts[1:], len(sources)])] or [sources]
+
+
 class RawDataConfig(dg.Config):
     # A real task CSV is ~20 KB and an Aalto file ~130 KB. A far larger object is no typing record,
     # and parsing costs ~15 times its size in memory: it is quarantined unread.
     max_file_mb: float = 32.0
+    # Uploads parsed at once: parsing holds several times their size, so a step's memory is
+    # bounded by this, not by the version.
+    batch_mb: float = 32.0
 
 
 @version_asset(
@@ -89,7 +104,15 @@ def raw_data(context: dg.AssetExecutionContext, config: RawDataConfig, web_app_d
     sources = files[~oversized].sort_values(
         ["kind", "user_id", "name"], ascending=[False, True, True], kind="stable", ignore_index=True
     )
-    events, problems = parse_snapshot(sources, read_kept(storage, sources["kept_as"].tolist()))
+    checks, problems, files_parsed = ShardChecks(CHECKS), [], 0
+    with TableSpool() as out:
+        for batch in participant_batches(sources, config.batch_mb * 1e6):
+            events, batch_problems = parse_snapshot(batch, read_kept(storage, batch["kept_as"].tolist()))
+            out.write(events)
+            checks.add(events)
+            files_parsed += events["file"].nunique()
+            problems.append(batch_problems)
+    problems = pd.concat(problems, ignore_index=True)
     if oversized.any():
         limit = f"over the {config.max_file_mb:g} MB limit for one file: not parsed"
         too_big = pd.DataFrame({"file": files.loc[oversized, "name"], "quarantined": True,
@@ -97,14 +120,14 @@ def raw_data(context: dg.AssetExecutionContext, config: RawDataConfig, web_app_d
         problems = pd.concat([problems, too_big], ignore_index=True)
     quarantined = problems[problems["quarantined"]]
     yield dg.Output(
-        events,
+        out,
         metadata={
             "files": len(files),
-            "files_parsed": int(events["file"].nunique()),
+            "files_parsed": files_parsed,
             "quarantined_files": len(quarantined),
             "files_with_problems": int(problems["file"].nunique()),
             "parse_problems": report_table(problems[["file", "quarantined", "problem"]]),
-            "events": len(events),
+            "events": out.rows,
         },
     )
-    yield from run_checks(events, CHECKS)
+    yield from checks.results()

@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from keystroke_assets.frames import without_attrs
+from keystroke_assets.frames import shard_starts, without_attrs
 from keystroke_assets.partitions import InvalidVersionId, validate_version_id
 from keystroke_assets.resources.object_store import ObjectStore
 from keystroke_assets.schema import column_descriptions, table_schema
@@ -44,8 +44,7 @@ def participant_row_groups(df: pd.DataFrame, rows: int = SHARD_ROWS) -> np.ndarr
     runs = np.r_[0, np.flatnonzero(codes[1:] != codes[:-1]) + 1] if len(codes) else np.zeros(0, np.int64)
     if len(runs) != len(np.unique(codes[runs])):
         return None
-    # the first participant starting at or after each multiple of `rows`
-    return np.unique(runs[np.minimum(np.searchsorted(runs, np.arange(0, len(codes), rows)), len(runs) - 1)])
+    return shard_starts(runs, runs, len(codes), rows)
 
 
 class TableWriter:
