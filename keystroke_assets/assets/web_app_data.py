@@ -2,6 +2,9 @@
 
 import hashlib
 import io
+import os
+import tempfile
+from collections import defaultdict
 from datetime import datetime, timezone
 
 import dagster as dg
@@ -26,6 +29,7 @@ from keystroke_assets.resources.parquet_io_manager import asset_object_name, fro
 PACKS = "web_app_data/packs"
 # Objects the later stages read; the rest are listed in the report, never processed.
 KEPT_KINDS = ["keystrokes", "aalto", "record", "task_metadata", "raw_text"]
+PACK_CHUNK = 2000  # uploads read at once into a pack (a task CSV is ~20 KB)
 MANIFEST_COLUMNS = ["name", "size", "md5", "crc32c", "generation", "kind", "user_id", "kept_as"]
 CHECKS = [has_columns(MANIFEST_COLUMNS), non_empty()]
 
@@ -44,14 +48,18 @@ def _address(pack: str, offset: int, size: int) -> str:
 
 
 def read_kept(storage: ObjectStore, addresses: list[str]) -> list[bytes]:
-    """The bytes the snapshot kept at `addresses` (manifest's kept_as); each pack is read once."""
-    located = [a.rsplit("@", 1) for a in addresses]
-    packs = sorted({pack for pack, _ in located})
-    content = dict(zip(packs, storage.read_many(packs)))
-    out = []
-    for pack, span in located:
+    """The bytes the snapshot kept at `addresses` (manifest's kept_as): only those parts of each
+    pack are read (a version's pack holds all its uploads of a kind, gigabytes at 10,000
+    participants)."""
+    wanted = defaultdict(list)  # pack -> [(position in addresses, (offset, size))]
+    for i, address in enumerate(addresses):
+        pack, span = address.rsplit("@", 1)
         offset, size = map(int, span.split(":"))
-        out.append(content[pack][offset: offset + size])
+        wanted[pack].append((i, (offset, size)))
+    out = [b""] * len(addresses)
+    for pack, parts in wanted.items():
+        for (i, _), data in zip(parts, storage.read_ranges(pack, [span for _, span in parts])):
+            out[i] = data
     return out
 
 
@@ -94,13 +102,23 @@ def keep_objects(
         todo = manifest[(manifest["kind"] == kind) & manifest["kept_as"].isna()].drop_duplicates("md5")
         if todo.empty:
             continue
-        contents = uploads.read_many(todo["name"].tolist())
-        for name, md5, data in zip(todo["name"], todo["md5"], contents):
-            if hashlib.md5(data).hexdigest() != md5:
-                raise RuntimeError(f"upload {name!r} changed while it was snapshotted; materialize again")
-        pack = f"{PACKS}/{version}/{kind}.pack"
-        storage.write_bytes(pack, b"".join(contents))
-        sizes = np.fromiter(map(len, contents), dtype=np.int64, count=len(contents))
+        pack, sizes = f"{PACKS}/{version}/{kind}.pack", []
+        # spooled through a local file a few thousand uploads at a time: a pack holds all of a
+        # version's new uploads of a kind, gigabytes at 10,000 participants
+        fd, path = tempfile.mkstemp(prefix="keystroke-assets-", suffix=".pack")
+        try:
+            with os.fdopen(fd, "wb") as spool:
+                for start in range(0, len(todo), PACK_CHUNK):
+                    chunk = todo.iloc[start: start + PACK_CHUNK]
+                    for name, md5, data in zip(chunk["name"], chunk["md5"], uploads.read_many(chunk["name"].tolist())):
+                        if hashlib.md5(data).hexdigest() != md5:
+                            raise RuntimeError(f"upload {name!r} changed while it was snapshotted; materialize again")
+                        spool.write(data)
+                        sizes.append(len(data))
+            storage.write_file(pack, path)
+        finally:
+            os.unlink(path)
+        sizes = np.array(sizes, dtype=np.int64)
         offsets = np.cumsum(sizes) - sizes
         address = {m: _address(pack, o, n) for m, o, n in zip(todo["md5"], offsets.tolist(), sizes.tolist())}
         rows = (manifest["kind"] == kind) & manifest["kept_as"].isna()

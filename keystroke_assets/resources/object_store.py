@@ -92,6 +92,11 @@ class ObjectStore(dg.ConfigurableResource, ABC):
         """The object as a seekable binary file, for readers that take only the parts they need."""
         return io.BytesIO(self.read_bytes(name))
 
+    def read_ranges(self, name: str, spans: list[tuple[int, int]]) -> list[bytes]:
+        """The bytes at each (offset, size) of one object, read in offset order."""
+        with self.open(name) as f:
+            return _read_spans(f, spans)
+
     @abstractmethod
     def write_bytes(self, name: str, data: bytes) -> None:
         """Write atomically: readers see the old object or the whole new one, never a part."""
@@ -109,6 +114,14 @@ class ObjectStore(dg.ConfigurableResource, ABC):
 
 
 RACY_SECONDS = 2.0
+
+
+def _read_spans(f: BinaryIO, spans: list[tuple[int, int]]) -> list[bytes]:
+    out = {}
+    for offset, size in sorted(set(spans)):
+        f.seek(offset)
+        out[offset, size] = f.read(size)
+    return [out[span] for span in spans]
 
 
 class LocalObjectStore(ObjectStore):
@@ -229,6 +242,8 @@ class GCSObjectStore(ObjectStore):
     prefix: str = ""
 
     _bucket = PrivateAttr(default=None)
+    _folder = PrivateAttr(default=None)  # local copies of objects read_ranges downloaded
+    _copies: dict = PrivateAttr(default_factory=dict)
 
     def _client_bucket(self):
         if self._bucket is None:
@@ -278,6 +293,18 @@ class GCSObjectStore(ObjectStore):
 
     def read_bytes(self, name: str) -> bytes:
         return self._blob(name).download_as_bytes()
+
+    def read_ranges(self, name: str, spans: list[tuple[int, int]]) -> list[bytes]:
+        # Ranged downloads are not checksummed, so the object (an immutable pack) is downloaded
+        # whole once per process to a local file, which the client verifies, and read from there.
+        if name not in self._copies:
+            if self._folder is None:
+                self._folder = tempfile.TemporaryDirectory(prefix="keystroke-assets-gcs-")
+            path = os.path.join(self._folder.name, hashlib.sha256(name.encode()).hexdigest())
+            self._blob(name).download_to_filename(path)
+            self._copies[name] = path
+        with open(self._copies[name], "rb") as f:
+            return _read_spans(f, spans)
 
     def write_bytes(self, name: str, data: bytes) -> None:
         # The object appears whole or not at all: GCS creates it when its upload completes (one
