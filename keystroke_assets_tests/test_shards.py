@@ -28,9 +28,9 @@ def test_features_of_participant_shards_equal_features_of_the_whole_version(inst
     write_uploads(uploads, web_app_uploads(8, seed=5, broken_every=4))
     write_uploads(uploads, aalto_uploads(3, seed=5))
     storage = tmp_path / "storage"
-    # ~3,000 pairs per web-app participant: shards of one or two participants
-    env = {"KEYSTROKE_UPLOADS": str(uploads), "KEYSTROKE_STORAGE": str(storage), "KEYSTROKE_SHARD_ROWS": "4000"}
-    # raw_data parses ~0.2 MB of uploads at a time: one participant (~1 MB) per batch
+    env = {"KEYSTROKE_UPLOADS": str(uploads), "KEYSTROKE_STORAGE": str(storage)}
+    # raw_data parses ~0.2 MB of uploads at a time: one participant (~1 MB) per batch, and so per
+    # shard of every later stage
     run_config = {"ops": {"raw_data": {"config": {"batch_mb": 0.2}}}}
     assert materialize_version(instance, env, run_config=run_config).success
 

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dagster_gcp import GCSResource
 
 from keystroke_assets.resources.object_store import GCSObjectStore, LocalObjectStore, ObjectStore
-from keystroke_assets.resources.parquet_io_manager import SHARD_ROWS, ParquetIOManager
+from keystroke_assets.resources.parquet_io_manager import ParquetIOManager
 
 DEFAULT_UPLOADS = "./data/uploads"
 DEFAULT_STORAGE = "./data/storage"
@@ -25,5 +25,4 @@ def object_store(location: str) -> ObjectStore:
 def resources_from_env(env: Mapping[str, str] = os.environ) -> dict:
     uploads = object_store(env.get("KEYSTROKE_UPLOADS", DEFAULT_UPLOADS))
     storage = object_store(env.get("KEYSTROKE_STORAGE", DEFAULT_STORAGE))
-    io_manager = ParquetIOManager(store=storage, shard_rows=int(env.get("KEYSTROKE_SHARD_ROWS", SHARD_ROWS)))
-    return {"uploads": uploads, "storage": storage, "io_manager": io_manager}
+    return {"uploads": uploads, "storage": storage, "io_manager": ParquetIOManager(store=storage)}

@@ -128,10 +128,10 @@ class TableSpool:
         yield dg.Output(out, ...)
     """
 
-    def __init__(self, shard_rows: int = SHARD_ROWS):
+    def __init__(self):
         fd, self.path = tempfile.mkstemp(prefix="keystroke-assets-", suffix=".parquet")
         self._file = os.fdopen(fd, "wb")
-        self._writer = TableWriter(self._file, shard_rows)
+        self._writer = TableWriter(self._file)
 
     def write(self, df: pd.DataFrame) -> None:
         self._writer.write(df)
@@ -190,8 +190,6 @@ def _name(asset_key: dg.AssetKey, version: str) -> str:
 
 class ParquetIOManager(dg.ConfigurableIOManager):
     store: dg.ResourceDependency[ObjectStore]
-    # rows per participant shard: what a step reading its input shard by shard holds at once
-    shard_rows: int = SHARD_ROWS
 
     def handle_output(self, context: dg.OutputContext, obj: pd.DataFrame | TableSpool) -> None:
         name = _name(context.asset_key, context.partition_key)
@@ -202,7 +200,7 @@ class ParquetIOManager(dg.ConfigurableIOManager):
                 os.unlink(obj.path)
             rows, head = obj.rows, obj.head
         else:
-            self.store.write_bytes(name, to_parquet_bytes(obj, self.shard_rows))
+            self.store.write_bytes(name, to_parquet_bytes(obj))
             rows, head = len(obj), obj
         context.add_output_metadata(
             {
