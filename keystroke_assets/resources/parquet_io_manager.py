@@ -65,7 +65,7 @@ class TableWriter:
         self.rows = 0
         self.head: pd.DataFrame | None = None  # no rows: the columns, dtypes and descriptions
 
-    def _open(self, df: pd.DataFrame, table: pa.Table) -> pa.Table:
+    def _open(self, df: pd.DataFrame, table: pa.Table) -> None:
         descriptions = column_descriptions(df)
         # dictionary indices as int32: a later shard with more categories still fits
         fields = [
@@ -91,10 +91,8 @@ class TableWriter:
         if self._writer is None:
             self._by_participant = starts is not None
             self._open(df, table)
-        elif self._by_participant and len(df):
-            users = set(df["user_id"].unique()) if starts is not None else None
-            if users is None or users & self._users:
-                raise ValueError("a shard written after the first must hold whole participants of its own")
+        elif self._by_participant and len(df) and (starts is None or not self._users.isdisjoint(df["user_id"].unique())):
+            raise ValueError("a shard written after the first must hold whole participants of its own")
         table = table.cast(self._writer.schema)
         if self._by_participant and len(starts):
             self._users.update(df["user_id"].unique())
@@ -167,9 +165,6 @@ class ParticipantShards:
         marked = (self._file.schema_arrow.metadata or {}).items() >= _WHOLE_PARTICIPANTS.items()
         if self._file.num_row_groups > 1 and not marked:
             raise ValueError("this table's row groups do not hold whole participants: read it as a DataFrame")
-
-    def __len__(self) -> int:
-        return self._file.num_row_groups
 
     @property
     def rows(self) -> int:

@@ -12,7 +12,7 @@ import pytest
 from keystroke_assets.partitions import dataset_versions
 from keystroke_assets.resources import object_store, resources_from_env
 from keystroke_assets.resources.object_store import LocalObjectStore, UnsafeObjectName
-from keystroke_assets.resources.parquet_io_manager import ParquetIOManager, ParticipantShards, from_parquet_bytes, to_parquet_bytes
+from keystroke_assets.resources.parquet_io_manager import ParquetIOManager, ParticipantShards, TableWriter, from_parquet_bytes, to_parquet_bytes
 
 VERSION = "2025-01-02_03-04-05_test"
 
@@ -80,3 +80,12 @@ def test_row_groups_that_split_a_participant_are_refused_as_shards():
     pq.write_table(pa.Table.from_pandas(table), sink, row_group_size=1)
     with pytest.raises(ValueError, match="whole participants"):
         ParticipantShards(io.BytesIO(sink.getvalue()))
+
+
+def test_a_table_written_shard_by_shard_refuses_a_participant_in_two_shards():
+    writer = TableWriter(io.BytesIO())
+    writer.write(pd.DataFrame({"user_id": pd.Categorical(["u0", "u0", "u1"]), "HL": [1, 2, 3]}))
+    with pytest.raises(ValueError, match="whole participants of its own"):
+        writer.write(pd.DataFrame({"user_id": pd.Categorical(["u1"]), "HL": [4]}))
+    writer.write(pd.DataFrame({"user_id": pd.Categorical(["u2"]), "HL": [5]}))
+    assert writer.rows == 4
