@@ -62,6 +62,11 @@ def _sorted_codes(values: pd.Series) -> tuple[np.ndarray, int]:
     return np.where(codes < 0, n, codes), n + 1
 
 
+def run_starts(values: np.ndarray) -> np.ndarray:
+    """Where each run of equal neighbouring values begins (a participant's rows, when ordered)."""
+    return np.flatnonzero(np.r_[True, values[1:] != values[:-1]]) if len(values) else np.zeros(0, np.int64)
+
+
 def shard_starts(run_starts: np.ndarray, offsets: np.ndarray, total: float, size: float) -> np.ndarray:
     """Which runs (a participant's rows, in order) begin a shard of about `size`: the first run at
     or after every multiple of `size`, where `offsets` is the measure (rows, bytes) before each

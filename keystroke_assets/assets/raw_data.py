@@ -9,7 +9,7 @@ from keystroke_assets.assets.web_app_data import read_kept
 from keystroke_assets.ingest.aalto import parse_aalto_files
 from keystroke_assets.ingest.names import classify
 from keystroke_assets.ingest.web_app import parse_web_app_csvs
-from keystroke_assets.frames import shard_starts
+from keystroke_assets.frames import run_starts, shard_starts
 from keystroke_assets.resources.object_store import ObjectStore
 from keystroke_assets.resources.parquet_io_manager import TableSpool
 
@@ -69,8 +69,7 @@ def parse_snapshot(sources: pd.DataFrame, contents: list[bytes]) -> tuple[pd.Dat
 def participant_batches(sources: pd.DataFrame, max_bytes: float) -> list[pd.DataFrame]:
     """`sources` (in participant order) cut into batches of whole participants, about `max_bytes`
     of uploads each (at least one batch, maybe empty)."""
-    users = sources["user_id"].to_numpy()
-    runs = np.flatnonzero(np.r_[True, users[1:] != users[:-1]]) if len(users) else np.zeros(0, np.int64)
+    runs = run_starts(sources["user_id"].to_numpy())
     before = np.r_[0, np.cumsum(sources["size"].to_numpy())]
     starts = shard_starts(runs, before[runs], before[-1], max_bytes)
     return [sources.iloc[a:b].reset_index(drop=True) for a, b in zip(starts, [*starts[1:], len(sources)])] or [sources]

@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from keystroke_assets.frames import shard_starts, without_attrs
+from keystroke_assets.frames import run_starts, shard_starts, without_attrs
 from keystroke_assets.partitions import InvalidVersionId, validate_version_id
 from keystroke_assets.resources.object_store import ObjectStore
 from keystroke_assets.schema import column_descriptions, table_schema
@@ -41,7 +41,7 @@ def participant_row_groups(df: pd.DataFrame, rows: int = SHARD_ROWS) -> np.ndarr
     if "user_id" not in df or not isinstance(df["user_id"].dtype, pd.CategoricalDtype):
         return None
     codes = df["user_id"].cat.codes.to_numpy()
-    runs = np.r_[0, np.flatnonzero(codes[1:] != codes[:-1]) + 1] if len(codes) else np.zeros(0, np.int64)
+    runs = run_starts(codes)
     if len(runs) != len(np.unique(codes[runs])):
         return None
     return shard_starts(runs, runs, len(codes), rows)
