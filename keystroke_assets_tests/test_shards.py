@@ -54,7 +54,7 @@ def test_features_of_participant_shards_equal_features_of_the_whole_version(inst
     raw = stored("raw_data")
     web, _ = web_app_participants(manifest, raw[raw["event"] != "K"], read, 290)
     aalto, _ = aalto_participants(raw, 15)
-    cleaned = complete_events(raw, pd.concat([web, aalto]))
+    cleaned = complete_events(raw, web, aalto)
     pd.testing.assert_frame_equal(stored("cleaned_data"), from_parquet_bytes(to_parquet_bytes(cleaned)), check_categorical=False)
 
     pairs = stored("keypairs")

@@ -122,13 +122,12 @@ def aalto_participants(events: pd.DataFrame, min_sections: int) -> tuple[pd.Data
     return complete, broken
 
 
-def complete_events(events: pd.DataFrame, complete: pd.DataFrame) -> pd.DataFrame:
-    """Events of the complete participants, with their device type."""
+def complete_events(events: pd.DataFrame, *complete: pd.DataFrame) -> pd.DataFrame:
+    """Events of the complete participants (tables of user_id and device_type), with their device type."""
     devices = pd.CategoricalDtype(["desktop", "mobile"])
+    device_of = {user: device for c in complete for user, device in zip(c["user_id"], c["device_type"])}
     # device code of every user category (-1: not complete), then of every event
-    device_of_user = pd.Categorical(
-        events["user_id"].cat.categories.map(dict(zip(complete["user_id"], complete["device_type"]))), dtype=devices
-    ).codes
+    device_of_user = pd.Categorical(events["user_id"].cat.categories.map(device_of), dtype=devices).codes
     device = device_of_user[events["user_id"].cat.codes.to_numpy()]
     rows = np.flatnonzero(device >= 0)
     # a take per column: a boolean filter of the whole frame took ~2x as long
@@ -158,24 +157,22 @@ def cleaned_data(
     storage: ObjectStore,
 ):
     read = partial(read_kept, storage)
-    checks, seen = ShardChecks(CHECKS), set()
-    judged = {"web": [], "aalto": []}  # (complete, broken) per shard, by source
+    checks, seen, web, aalto = ShardChecks(CHECKS), set(), [], []  # (complete, broken) per shard, by source
     with TableSpool() as out:
         for events in raw_data.shards():
             users = events["user_id"].unique()
             seen.update(users)
             manifest = web_app_data[web_app_data["user_id"].isin(users)]
-            judged["web"].append(web_app_participants(manifest, events[events["event"] != "K"], read, config.min_events_per_task))
-            judged["aalto"].append(aalto_participants(events, config.min_aalto_sections))
-            complete = [judged[source][-1][0] for source in judged if len(judged[source][-1][0])]
-            cleaned = complete_events(events, pd.concat(complete) if complete else judged["web"][-1][0])
+            web.append(web_app_participants(manifest, events[events["event"] != "K"], read, config.min_events_per_task))
+            aalto.append(aalto_participants(events, config.min_aalto_sections))
+            cleaned = complete_events(events, web[-1][0], aalto[-1][0])
             out.write(cleaned)
             checks.add(cleaned)
     # web-app participants without a single parsed event are judged too (all broken)
     no_events = web_app_data[~web_app_data["user_id"].isin(seen)]
-    judged["web"].append(web_app_participants(no_events, pd.DataFrame(columns=RAW_COLUMNS), read, config.min_events_per_task))
-    web_complete, web_broken = (pd.concat(parts, ignore_index=True) for parts in zip(*judged["web"]))
-    aalto_complete, aalto_broken = (pd.concat(parts, ignore_index=True) for parts in zip(*judged["aalto"]))
+    web.append(web_app_participants(no_events, pd.DataFrame(columns=RAW_COLUMNS), read, config.min_events_per_task))
+    web_complete, web_broken = (pd.concat(parts, ignore_index=True) for parts in zip(*web))
+    aalto_complete, aalto_broken = (pd.concat(parts, ignore_index=True) for parts in zip(*aalto))
     complete = pd.concat([web_complete, aalto_complete], ignore_index=True)
     broken = pd.concat([web_broken.sort_values("user_id", kind="stable"), aalto_broken], ignore_index=True)
     yield dg.Output(
