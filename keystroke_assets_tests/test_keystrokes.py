@@ -1,7 +1,10 @@
 """Events → keystrokes → keypairs, against hand-computed values (spec/features.md §1-2)."""
 
+import dagster as dg
 import pandas as pd
+import pytest
 
+from keystroke_assets.assets.keypairs import valid_keypairs
 from keystroke_assets.ingest.web_app import parse_web_app_csvs
 from keystroke_assets.keystrokes import keypairs
 
@@ -151,3 +154,20 @@ def test_interleaved_rows_of_two_tasks():
         ["v" * 32, 1, 0, "c", "d", 50, 450, 500, 550],
     ]
     assert quality.index.tolist() == ["u" * 32, "v" * 32] and quality.to_numpy().sum() == 0
+
+
+def test_keypair_constraints_pass_real_pairs_and_stop_the_step_with_the_reason(real_data):
+    data = (real_data / "fpd_webapp_2025" / "web_app_data" / "f_090e14f795db6d9fad9fc4ddd6ff5094_0.csv").read_text()
+    pairs, _ = keypairs(events_of(data))
+    valid_keypairs(pairs)
+    row = pairs.index == 3
+    broken = {
+        "InRangeColumnConstraint.*HL": pairs.assign(HL=pairs["HL"].where(~row, -1)),
+        "NonNullableColumnConstraint.*key1": pairs.assign(key1=pairs["key1"].where(~row)),
+        "CategoricalColumnConstraint.*device_type": pairs.assign(
+            device_type=pairs["device_type"].cat.add_categories(["tablet"]).where(~row, "tablet")
+        ),
+    }
+    for reason, frame in broken.items():
+        with pytest.raises(dg.Failure, match=f"keypairs not valid: Violated .{reason}"):
+            valid_keypairs(frame)
