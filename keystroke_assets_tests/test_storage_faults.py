@@ -73,6 +73,19 @@ def test_wrong_bytes_from_storage_make_dagster_retry_the_step_with_backoff(insta
     assert len(parquet(gcs_bucket, "raw_data")) == EVENTS
 
 
+def test_a_stage_table_opened_from_gcs_is_a_checked_local_file(gcs_bucket, proxy):
+    # how a step reads its input shard by shard: the download goes to a local file, checksummed
+    store = GCSObjectStore(gcs=GCSResource(project="test"), bucket=gcs_bucket.name, prefix="datasets")
+    data = os.urandom(3 * 2**20)
+    store.write_bytes("raw_data/v.parquet", data)
+    proxy.add(Rule(lambda method, path, body: method == "GET" and "raw_data%2Fv.parquet" in path, "corrupt"))
+    with pytest.raises(Exception) as refused:
+        store.open("raw_data/v.parquet")
+    assert refused.typename == "DataCorruption"
+    with store.open("raw_data/v.parquet") as f:
+        assert os.fstat(f.fileno()).st_size == len(data) and f.read() == data
+
+
 def test_storage_down_answering_errors_and_slow_mid_run_the_run_still_succeeds(instance, gcs_bucket, proxy):
     outage = proxy.add(Rule(body_has(b"datasets/raw_data/"), "outage", seconds=3))  # down for 3 s when raw_data writes
     errors = proxy.add(Rule(lambda m, path, body: m == "GET" and "/o/uploads%2F" in path, "503", times=5))  # snapshot reads

@@ -6,7 +6,6 @@ object stores; asset code only sees this interface, never where it lives.
 
 import base64
 import hashlib
-import io
 import os
 import posixpath
 import shutil
@@ -88,9 +87,10 @@ class ObjectStore(dg.ConfigurableResource, ABC):
     @abstractmethod
     def read_bytes(self, name: str) -> bytes: ...
 
+    @abstractmethod
     def open(self, name: str) -> BinaryIO:
-        """The object as a seekable binary file, for readers that take only the parts they need."""
-        return io.BytesIO(self.read_bytes(name))
+        """The object as a seekable binary file, for readers that take only the parts they need:
+        a local file, never the object in memory."""
 
     def read_ranges(self, name: str, spans: list[tuple[int, int]]) -> list[bytes]:
         """The bytes at each (offset, size) of one object, read in offset order."""
@@ -293,6 +293,18 @@ class GCSObjectStore(ObjectStore):
 
     def read_bytes(self, name: str) -> bytes:
         return self._blob(name).download_as_bytes()
+
+    def open(self, name: str) -> BinaryIO:
+        # a local temporary file, not memory: its reader takes a row group at a time (the whole
+        # download is checksummed, as in read_ranges)
+        f = tempfile.TemporaryFile(prefix="keystroke-assets-gcs-")
+        try:
+            self._blob(name).download_to_file(f)
+        except BaseException:
+            f.close()
+            raise
+        f.seek(0)
+        return f  # the caller closes it; the file goes with it
 
     def read_ranges(self, name: str, spans: list[tuple[int, int]]) -> list[bytes]:
         # Ranged downloads are not checksummed, so the object (an immutable pack) is downloaded
