@@ -67,14 +67,15 @@ def run_starts(values: np.ndarray) -> np.ndarray:
     return np.flatnonzero(np.r_[True, values[1:] != values[:-1]]) if len(values) else np.zeros(0, np.int64)
 
 
-def shard_starts(run_starts: np.ndarray, offsets: np.ndarray, total: float, size: float) -> np.ndarray:
+def shard_starts(runs: np.ndarray, offsets: np.ndarray, total: float, size: float) -> np.ndarray:
     """Which runs (a participant's rows, in order) begin a shard of about `size`: the first run at
     or after every multiple of `size`, where `offsets` is the measure (rows, bytes) before each
-    run and `total` the whole measure. Returns the starts of those runs."""
-    if not len(run_starts):
-        return run_starts
+    run and `total` the whole measure. `runs` are the runs' first rows (`run_starts`); returns
+    those of the shards' first runs."""
+    if not len(runs):
+        return runs
     first = np.searchsorted(offsets, np.arange(0, max(total, 1), size))
-    return run_starts[np.unique(np.minimum(first, len(run_starts) - 1))]
+    return runs[np.unique(np.minimum(first, len(runs) - 1))]
 
 
 def drop_unused_categories(values: pd.Series) -> pd.Series:

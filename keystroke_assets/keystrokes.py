@@ -10,7 +10,7 @@ task number in the high bits and the time (ms, < 2**44) below.
 import numpy as np
 import pandas as pd
 
-from keystroke_assets.frames import group_codes
+from keystroke_assets.frames import group_codes, run_starts
 from keystroke_assets.keycodes import key_identity, keycodes
 
 TASK_COLUMNS = ["user_id", "device_type", "platform_id", "video_id", "session_id", "task_id"]
@@ -143,7 +143,7 @@ def pairs_from_keystrokes(strokes: dict, tasks: pd.DataFrame) -> pd.DataFrame:
     task = strokes["task"][order]
     first = np.flatnonzero(task[1:] == task[:-1])  # key1 of every pair, in the order
     pair_task = task[first]
-    task_start = np.r_[0, np.flatnonzero(task[1:] != task[:-1]) + 1] if len(task) else np.zeros(0, np.int64)
+    task_start = run_starts(task)
     start_of = np.repeat(task_start, np.diff(np.r_[task_start, len(task)]))
     one, two = order[first], order[first + 1]  # the pairs' keystrokes
     press1, release1 = strokes["press_ms"][one], strokes["release_ms"][one]
