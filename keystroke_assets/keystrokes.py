@@ -7,6 +7,8 @@ the time order, so the sort that pairs them is about linear too. Time sorts use 
 task number in the high bits and the time (ms, < 2**44) below.
 """
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
@@ -19,7 +21,24 @@ KEYPAIR_COLUMNS = [
     "key1_press", "key1_release", "key2_press", "key2_release", "HL", "IL", "PL", "RL", "outlier",
 ]
 LATENCIES = ["HL", "IL", "PL", "RL"]  # TypeNet latencies of a keypair (spec/features.md §2), ms
-# The team's outlier thresholds, ms.
+
+
+@dataclass(frozen=True)
+class OutlierThresholds:
+    """A pair is an outlier when HL > hl_max_ms or HL < hl_min_ms or |IL| > il_abs_max_ms (ms)."""
+
+    hl_min_ms: int
+    hl_max_ms: int
+    il_abs_max_ms: int
+
+
+# The team's thresholds by device type (spec/features.md §2): a phone's virtual keyboard fires press
+# and release together, so mobile has no lower bound on HL.
+DEFAULT_OUTLIER_THRESHOLDS = {
+    "desktop": OutlierThresholds(hl_min_ms=30, hl_max_ms=2000, il_abs_max_ms=1000),
+    "mobile": OutlierThresholds(hl_min_ms=0, hl_max_ms=2000, il_abs_max_ms=1000),
+}
+# Desktop's, for the consumers not yet reading OutlierRules.
 HL_MIN_MS, HL_MAX_MS, IL_ABS_MAX_MS = 30, 2000, 1000
 QUALITY_COUNTS = ["duplicates", "auto_repeats", "orphans", "unreleased", "release_before_press"]
 _TIME_BITS = 44  # 13-digit ms < 2**44

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dagster_gcp import GCSResource
 
 from keystroke_assets.resources.object_store import GCSObjectStore, LocalObjectStore, ObjectStore
+from keystroke_assets.resources.outlier_rules import OutlierRules
 from keystroke_assets.resources.parquet_io_manager import ParquetIOManager
 
 DEFAULT_UPLOADS = "./data/uploads"
@@ -25,4 +26,9 @@ def object_store(location: str) -> ObjectStore:
 def resources_from_env(env: Mapping[str, str] = os.environ) -> dict:
     uploads = object_store(env.get("KEYSTROKE_UPLOADS", DEFAULT_UPLOADS))
     storage = object_store(env.get("KEYSTROKE_STORAGE", DEFAULT_STORAGE))
-    return {"uploads": uploads, "storage": storage, "io_manager": ParquetIOManager(store=storage)}
+    return {
+        "uploads": uploads,
+        "storage": storage,
+        "io_manager": ParquetIOManager(store=storage),
+        "outlier_rules": OutlierRules(),
+    }
