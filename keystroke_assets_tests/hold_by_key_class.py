@@ -4,17 +4,14 @@ into keystroke_assets/features/, is a feature type of the project. The tests use
 the project does not have (extra_feature_defs.py).
 """
 
-import dagster as dg
 import numpy as np
 import pandas as pd
 
-from keystroke_assets.assets.common import OutputCheck, check_specs
 from keystroke_assets.features.common import (
     GRAIN_IDS,
+    Feature,
+    OutputCheck,
     ParticipantShards,
-    feature_asset,
-    feature_checks,
-    feature_result,
     grouped_stats,
     per_grain,
     stack_shards,
@@ -46,20 +43,18 @@ def _holds_non_negative(df: pd.DataFrame) -> tuple[bool, dict]:
     return bad == 0, {"negative_medians": bad}
 
 
-CHECKS = feature_checks(
-    [*GRAIN_IDS, *COLUMNS], OutputCheck("holds_non_negative", "Every median hold is >= 0 ms.", _holds_non_negative)
-)
-KEY = dg.AssetKey(["features", "hold_by_key_class"])
-
-
-@feature_asset(
+HOLD_BY_KEY_CLASS = Feature(
     "hold_by_key_class",
+    [*GRAIN_IDS, *COLUMNS],
+    checks=(OutputCheck("holds_non_negative", "Every median hold is >= 0 ms.", _holds_non_negative),),
+)
+
+
+@HOLD_BY_KEY_CLASS.asset(
     code_version="1",
-    check_specs=check_specs(KEY, CHECKS),
     description="Median hold time (ms) of letters, the space bar and other keys, per task and per user.",
 )
-def hold_by_key_class(context: dg.AssetExecutionContext, keypairs: ParticipantShards):
+def hold_by_key_class(keypairs: ParticipantShards):
     features = stack_shards(map(hold_by_key_class_features, keypairs.shards()))
     features.attrs["column_descriptions"] = {c: f"median HL of {c} keys, ms" for c in COLUMNS}
-    yield from feature_result(features, CHECKS)
-
+    yield from HOLD_BY_KEY_CLASS.result(features)

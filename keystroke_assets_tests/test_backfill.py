@@ -12,7 +12,7 @@ from keystroke_assets.definitions import defs
 from keystroke_assets.synthetic import web_app_uploads, write_uploads
 
 from .conftest import REPO, materialize_version
-from .hold_by_key_class import KEY as NEW_KEY, hold_by_key_class_features
+from .hold_by_key_class import HOLD_BY_KEY_CLASS, hold_by_key_class_features
 from .feature_samples import make_pairs
 from .servers import Servers, dagster_home, server_env, wait_for
 
@@ -73,13 +73,13 @@ def test_new_feature_backfilled_over_every_version(daemon_instance):
     before = materialization_counts(instance, PROJECT_KEYS)
     # the chain and another feature exist for every version; the other features for none
     assert before == {k.to_user_string(): 3 if k in MATERIALIZED else 0 for k in PROJECT_KEYS}
-    assert instance.get_materialized_partitions(NEW_KEY) == set()
+    assert instance.get_materialized_partitions(HOLD_BY_KEY_CLASS.key) == set()
 
-    backfill_id = launch_asset_backfill(instance, [NEW_KEY], VERSIONS, title="add hold_by_key_class")
+    backfill_id = launch_asset_backfill(instance, [HOLD_BY_KEY_CLASS.key], VERSIONS, title="add hold_by_key_class")
     # the UI's Backfills page lists exactly these
     backfill = instance.get_backfill(backfill_id)
     assert backfill.is_asset_backfill and backfill.title == "add hold_by_key_class"
-    assert backfill.asset_selection == [NEW_KEY]
+    assert backfill.asset_selection == [HOLD_BY_KEY_CLASS.key]
 
     servers = start_daemon()
     done = wait_for(
@@ -88,11 +88,11 @@ def test_new_feature_backfilled_over_every_version(daemon_instance):
     )
     assert done.status == BulkActionStatus.COMPLETED_SUCCESS, servers.log_tails()
 
-    assert instance.get_materialized_partitions(NEW_KEY) == set(VERSIONS)
+    assert instance.get_materialized_partitions(HOLD_BY_KEY_CLASS.key) == set(VERSIONS)
     for version in VERSIONS:
         assert (Path(env["KEYSTROKE_STORAGE"]) / "features" / "hold_by_key_class" / f"{version}.parquet").is_file()
     runs = instance.get_runs(dg.RunsFilter(tags={"dagster/backfill": backfill_id}))
     assert sorted(r.tags["dagster/partition"] for r in runs) == sorted(VERSIONS)
-    assert all(r.asset_selection == {NEW_KEY} for r in runs)
+    assert all(r.asset_selection == {HOLD_BY_KEY_CLASS.key} for r in runs)
     # no upstream asset and no other feature was materialized (again)
     assert materialization_counts(instance, PROJECT_KEYS) == before

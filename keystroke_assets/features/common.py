@@ -1,29 +1,32 @@
-"""What every feature type shares: the asset decorator, tasks and grains, grouped statistics,
-keystrokes rebuilt from keypairs, the output with its metadata, and the checks every feature runs.
+"""The one surface of a feature type: everything a feature module needs comes from here.
 
-A feature module (see the README, "Adding a feature type") defines its asset(s) with
-`feature_asset`, computes a DataFrame with a pure function of keypairs, and returns it with
-`feature_result(df, checks, metadata)` where `checks = feature_checks(id_columns, *its own)`. The
-asset takes `keypairs: ParticipantShards` and applies the function shard by shard (whole
-participants, bounded memory), `stack_shards` joining the results.
+A feature module (docs/adding-a-feature.md) declares itself once, `FEATURE = Feature(name,
+id_columns, checks)`, writes a pure function from one participant segment's keypairs (or
+keystrokes) to a DataFrame, and wraps it in `@FEATURE.asset(...)`, whose body maps the function
+over the segments (`shards()`), combines the results (`stack_shards`, or a small combine step over
+per-segment partial results where the feature needs the whole version) and ends with
+`yield from FEATURE.result(df, metadata)`, which runs the checks every feature shares and its own.
 """
 
 import re
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 import dagster as dg
 import numpy as np
 import pandas as pd
 
-from keystroke_assets.assets.common import OutputCheck, has_columns, non_empty, run_checks, version_asset
+from keystroke_assets.assets.common import (
+    OutputCheck, ShardChecks, check_specs, has_columns, non_empty, report_table, run_checks, version_asset,
+)
 from keystroke_assets.frames import group_codes, stack_shards
 from keystroke_assets.keycodes import key_identity
-from keystroke_assets.resources.parquet_io_manager import ParticipantShards
+from keystroke_assets.resources.parquet_io_manager import ParticipantShards, TableSpool
 
 __all__ = [
-    "feature_asset", "ParticipantShards", "stack_shards", "grouped_stats", "group_codes", "key_identity", "key_identity_codes", "task_keystrokes",
-    "STAT_DESCRIPTIONS",
-    "TASK", "TASK_IDS", "GRAIN_IDS", "tasks_of", "per_grain", "feature_checks", "feature_result",
+    "Feature", "feature_asset", "feature_checks", "feature_result", "OutputCheck", "ShardChecks", "ParticipantShards", "TableSpool", "report_table",
+    "stack_shards", "grouped_stats", "group_codes", "key_identity", "key_identity_codes", "task_keystrokes",
+    "STAT_DESCRIPTIONS", "TASK", "TASK_IDS", "GRAIN_IDS", "tasks_of", "per_grain",
     "no_personal_data", "PERSONAL_FIELDS", "string_values",
 ]
 
@@ -223,6 +226,37 @@ def feature_result(features: pd.DataFrame, checks: list[OutputCheck], metadata: 
         counts.update({f"rows/{g}": int(n) for g, n in features["grain"].value_counts(sort=False).items()})
     yield dg.Output(features, metadata={**counts, **(metadata or {})})
     yield from run_checks(features, checks)
+
+
+@dataclass(frozen=True)
+class Feature:
+    """A feature type, declared once: its name (asset key `features/<name>`), the id columns every
+    row carries and its own checks, which run after the ones every feature shares (columns present,
+    non-empty, no personal data)."""
+
+    name: str
+    id_columns: list[str]
+    checks: tuple[OutputCheck, ...] = ()
+
+    @property
+    def key(self) -> dg.AssetKey:
+        return dg.AssetKey(["features", *self.name.split("/")])
+
+    @property
+    def all_checks(self) -> list[OutputCheck]:
+        return feature_checks(self.id_columns, *self.checks)
+
+    def asset(self, **kwargs):
+        """@asset of this feature type: its key, group `features` and its checks."""
+        *prefix, last = self.key.path
+        return version_asset(
+            name=last, key_prefix=prefix, group_name="features", check_specs=check_specs(self.key, self.all_checks),
+            **kwargs,
+        )
+
+    def result(self, features: pd.DataFrame, metadata: dict | None = None) -> Iterator:
+        """The asset's Output and its check results (feature_result)."""
+        return feature_result(features, self.all_checks, metadata)
 
 
 def key_identity_codes(keys: pd.Series) -> tuple[np.ndarray, pd.Index]:

@@ -5,18 +5,15 @@ both grains come from the same pairs and the same statistics, so they share one 
 backfill and one check; `df[df.grain == "user"]` is the per-user table.
 """
 
-import dagster as dg
 import numpy as np
 import pandas as pd
 
-from keystroke_assets.assets.common import OutputCheck, check_specs
 from keystroke_assets.features.common import (
     GRAIN_IDS,
-    ParticipantShards,
     STAT_DESCRIPTIONS,
-    feature_asset,
-    feature_checks,
-    feature_result,
+    Feature,
+    OutputCheck,
+    ParticipantShards,
     grouped_stats,
     per_grain,
     stack_shards,
@@ -76,26 +73,25 @@ def _user_counts_add_up(df: pd.DataFrame) -> tuple[bool, dict]:
     return differ == 0, {"users_whose_counts_differ": differ}
 
 
-CHECKS = feature_checks(
+STATISTICAL = Feature(
+    "statistical",
     [*GRAIN_IDS, *column_descriptions()],
-    OutputCheck(
-        "statistics_ordered",
-        "On every row and latency: min <= p05 <= q1 <= median <= q3 <= p95 <= max, min <= mean <= max, iqr = q3 - q1.",
-        _statistics_ordered,
-    ),
-    OutputCheck(
-        "user_counts_add_up",
-        "Each user's pair counts equal the sum over the user's tasks.",
-        _user_counts_add_up,
+    checks=(
+        OutputCheck(
+            "statistics_ordered",
+            "On every row and latency: min <= p05 <= q1 <= median <= q3 <= p95 <= max, min <= mean <= max, "
+            "iqr = q3 - q1.",
+            _statistics_ordered,
+        ),
+        OutputCheck(
+            "user_counts_add_up", "Each user's pair counts equal the sum over the user's tasks.", _user_counts_add_up
+        ),
     ),
 )
-KEY = dg.AssetKey(["features", "statistical"])
 
 
-@feature_asset(
-    "statistical",
+@STATISTICAL.asset(
     code_version="1",
-    check_specs=check_specs(KEY, CHECKS),
     description=(
         "Distribution of every latency per task and per user (column `grain`): for HL, IL, PL and RL over "
         "non-outlier pairs, count, mean, std, min, p05, q1, median, q3, p95, max, IQR, skewness and excess "
@@ -103,8 +99,8 @@ KEY = dg.AssetKey(["features", "statistical"])
         "task are null."
     ),
 )
-def statistical(context: dg.AssetExecutionContext, keypairs: ParticipantShards):
+def statistical(keypairs: ParticipantShards):
     features = stack_shards(map(statistical_features, keypairs.shards()))
     features.attrs["column_descriptions"] = {"grain": "'task' or 'user'", **column_descriptions()}
     users = features[features["grain"] == "user"]
-    yield from feature_result(features, CHECKS, {"user_medians_plot": user_medians(users)})
+    yield from STATISTICAL.result(features, {"user_medians_plot": user_medians(users)})
