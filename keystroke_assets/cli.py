@@ -195,7 +195,8 @@ def run_in_process(instance, version: str, keys: Sequence) -> bool:
                 elif event.event_type == DagsterEventType.ASSET_CHECK_EVALUATION:
                     check = event.event_specific_data
                     if not check.passed:
-                        _say(f"  {now} check failed: {check.asset_key.to_user_string()} {check.check_name}")
+                        rules = check.metadata["failed_rules"].value
+                        _say(f"  {now} check failed: {check.asset_key.to_user_string()} {rules}")
                 elif event.event_type == DagsterEventType.STEP_FAILURE:
                     error = event.event_specific_data.error
                     message = (error.message if error else entry.message or "").strip().splitlines()

@@ -74,6 +74,16 @@ def materialize_version(
     )
 
 
+def failed_rules_of(result) -> list[tuple[str, str]]:
+    """(asset, rule) of every rule that failed in a run: an asset's one check lists its failed rules."""
+    return [
+        (e.asset_key.to_user_string(), rule)
+        for e in result.get_asset_check_evaluations()
+        if not e.passed
+        for rule in e.metadata["failed_rules"].value.split(", ")
+    ]
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

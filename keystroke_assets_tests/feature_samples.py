@@ -10,7 +10,7 @@ import pandas as pd
 
 from keystroke_assets.resources.object_store import LocalObjectStore
 
-from .conftest import VERSION, materialize_version
+from .conftest import VERSION, failed_rules_of, materialize_version
 
 FEATURE_KEYS = [dg.AssetKey(["features", name]) for name in ["statistical", "typenet_sequences", "kvc", "behavioral"]]
 CHAIN_KEYS = [dg.AssetKey(k) for k in ["web_app_data", "raw_data", "cleaned_data", "keypairs"]]
@@ -78,6 +78,6 @@ def real_version(real_data: Path, tmp_path_factory) -> RealVersion:
                 k.to_user_string(): instance.get_latest_materialization_event(k).asset_materialization.metadata
                 for k in [*CHAIN_KEYS, *FEATURE_KEYS]
             }
-            failed = [(e.asset_key.to_user_string(), e.check_name) for e in result.get_asset_check_evaluations() if not e.passed]
+            failed = failed_rules_of(result)
         _materialized["real"] = RealVersion(root / "storage", metadata, failed)
     return _materialized["real"]

@@ -9,7 +9,7 @@ from keystroke_assets.definitions import defs
 from keystroke_assets.partitions import dataset_versions
 from keystroke_assets.synthetic import web_app_uploads, write_uploads
 
-from .conftest import materialize_version
+from .conftest import failed_rules_of, materialize_version
 
 V1, V2 = "2026-02-01_00-00-00_lab", "2026-02-02_00-00-00_lab"
 GRAPH = defs.resolve_asset_graph()
@@ -81,7 +81,7 @@ def test_nothing_runs_downstream_of_a_failed_blocking_check(instance, tmp_path):
     for path in uploads.glob("*.csv"):
         path.write_bytes(b"")  # every keystroke file empty: raw_data's blocking non_empty check fails
     result = materialize_version(instance, env, V1, selection=["web_app_data", "raw_data"], raise_on_error=False)
-    assert [(e.asset_key.to_user_string(), e.check_name) for e in result.get_asset_check_evaluations() if not e.passed] == [
+    assert failed_rules_of(result) == [
         ("raw_data", "non_empty")
     ]
     assert tick(instance).total_requested == 0  # cleaned_data would read raw_data: held back

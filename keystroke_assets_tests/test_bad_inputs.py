@@ -23,7 +23,7 @@ import pytest
 
 from keystroke_assets.synthetic import web_app_uploads
 
-from .conftest import VERSION, materialize_version
+from .conftest import VERSION, failed_rules_of, materialize_version
 
 T0 = 1_735_660_000_000
 KEYS = "abcdefghij"
@@ -564,7 +564,7 @@ def rows_per_file(df: pd.DataFrame) -> dict[str, int]:
 
 def test_the_version_materializes_with_every_check_passing(corpus):
     assert corpus.result.success
-    failed = [(e.asset_key.to_user_string(), e.check_name) for e in corpus.result.get_asset_check_evaluations() if not e.passed]
+    failed = failed_rules_of(corpus.result)
     assert failed == []
 
 

@@ -8,8 +8,8 @@ import pyarrow.parquet as pq
 
 from keystroke_assets.synthetic import web_app_uploads
 
-from .conftest import VERSION, materialize_version
-from .test_pipeline import CHAIN, CHAIN_KEYS, failed_checks
+from .conftest import VERSION, failed_rules_of, materialize_version
+from .test_pipeline import CHAIN, CHAIN_KEYS
 
 
 def test_chain_in_gcs(instance, gcs_bucket):
@@ -18,7 +18,7 @@ def test_chain_in_gcs(instance, gcs_bucket):
     gcs_bucket.blob("uploads/f_" + "a" * 32 + "_0.csv.gstmp").upload_from_string(b"P,a,1")
     env = {"KEYSTROKE_UPLOADS": f"gs://{gcs_bucket.name}/uploads", "KEYSTROKE_STORAGE": f"gs://{gcs_bucket.name}/datasets"}
     result = materialize_version(instance, env, selection=CHAIN_KEYS)
-    assert result.success and failed_checks(result) == []
+    assert result.success and failed_rules_of(result) == []
 
     for key in CHAIN:
         blob = gcs_bucket.blob(f"datasets/{key}/{VERSION}.parquet")

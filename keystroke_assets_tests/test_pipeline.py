@@ -8,7 +8,7 @@ import dagster as dg
 from keystroke_assets.definitions import defs
 from keystroke_assets.synthetic import web_app_uploads, write_uploads
 
-from .conftest import VERSION, materialize_version
+from .conftest import VERSION, failed_rules_of, materialize_version
 
 CHAIN = [
     "web_app_data", "raw_data", "cleaned_data", "keypairs",
@@ -31,13 +31,9 @@ def metadata(instance, key: str, version: str = VERSION) -> dict:
     return event.asset_materialization.metadata
 
 
-def failed_checks(result) -> list:
-    return [(e.asset_key.to_user_string(), e.check_name) for e in result.get_asset_check_evaluations() if not e.passed]
-
-
 def test_real_samples_end_to_end(instance, real_uploads, tmp_path):
     result = materialize_version(instance, env_for(real_uploads, tmp_path), selection=CHAIN_KEYS)
-    assert result.success and failed_checks(result) == []
+    assert result.success and failed_rules_of(result) == []
     for key in CHAIN:
         md = metadata(instance, key)
         assert md["dagster/row_count"].value == len(read(tmp_path, key)) > 0
@@ -75,7 +71,7 @@ def test_generated_uploads_end_to_end(instance, tmp_path):
     uploads = tmp_path / "uploads"
     write_uploads(uploads, web_app_uploads(8, seed=3, broken_every=4))
     result = materialize_version(instance, env_for(uploads, tmp_path), selection=CHAIN_KEYS)
-    assert result.success and failed_checks(result) == []
+    assert result.success and failed_rules_of(result) == []
     md = metadata(instance, "cleaned_data")
     # every 4th participant (indices 3 and 7) is generated broken
     assert md["participants_broken"].value == 2
@@ -105,7 +101,7 @@ def test_broken_uploads_never_sink_the_version(instance, real_data, tmp_path):
         (uploads / name).write_bytes(data)
 
     result = materialize_version(instance, env_for(uploads, tmp_path), selection=CHAIN_KEYS)
-    assert result.success and failed_checks(result) == []
+    assert result.success and failed_rules_of(result) == []
 
     problems = {r.data["file"]: r.data["problem"] for r in metadata(instance, "raw_data")["parse_problems"].value.records}
     assert problems[f"f_{victim_user}_0.csv"] == "empty file"
@@ -187,7 +183,7 @@ def test_failed_blocking_check_stops_downstream(instance, tmp_path):
     uploads.mkdir()
     (uploads / "readme.txt").write_bytes(b"nothing to see")  # no keystroke file at all
     result = materialize_version(instance, env_for(uploads, tmp_path), selection=CHAIN_KEYS, raise_on_error=False)
-    assert ("raw_data", "non_empty") in failed_checks(result)
+    assert ("raw_data", "non_empty") in failed_rules_of(result)
     assert instance.get_latest_materialization_event(dg.AssetKey("keypairs")) is None
 
 
@@ -203,7 +199,7 @@ def test_one_run_and_a_run_per_asset_give_identical_tables(tmp_path):
         with dg.instance_for_test(temp_dir=str(tmp_path / mode / "dagster_home")) as instance:
             for selection in runs:
                 result = materialize_version(instance, env_for(uploads, tmp_path / mode), selection=selection)
-                assert result.success and failed_checks(result) == []
+                assert result.success and failed_rules_of(result) == []
         storage = tmp_path / mode / "storage"
         stored[mode] = {p.relative_to(storage): pq.read_table(p).to_pandas() for p in storage.rglob("*.parquet")}
     assert sorted(stored["one_run"]) == sorted(stored["run_per_asset"])

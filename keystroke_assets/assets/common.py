@@ -38,57 +38,76 @@ def partition_version(context: dg.AssetExecutionContext) -> str:
 
 @dataclass(frozen=True)
 class OutputCheck:
-    """A check of an asset's output, computed on the DataFrame by a plain function.
+    """A rule an asset's output must hold, computed on the DataFrame by a plain function.
 
-    fn returns (passed, metadata). Blocking checks stop everything downstream in the run.
+    fn returns (passed, metadata). An asset's rules are reported together by its one blocking
+    check, RULES_CHECK: every rule's verdict and counts in its metadata, one event per asset.
     """
 
     name: str
     description: str
     fn: Callable[[pd.DataFrame], tuple[bool, dict]]
-    blocking: bool = True
+
+
+# One check per asset (its metadata lists every rule): a check per rule stored two events each,
+# which made most of a small version's run.
+RULES_CHECK = "rules"
 
 
 def check_specs(key: dg.AssetKey | str, checks: Iterable[OutputCheck]) -> list[dg.AssetCheckSpec]:
-    return [dg.AssetCheckSpec(c.name, asset=key, description=c.description, blocking=c.blocking) for c in checks]
+    """The asset's one blocking check; its description names every rule. A failed rule stops
+    everything downstream of the asset."""
+    rules = "\n".join(f"- {c.name}: {c.description}" for c in checks)
+    return [dg.AssetCheckSpec(RULES_CHECK, asset=key, blocking=True, description=f"Every rule holds:\n{rules}")]
+
+
+def rule_outcomes(df: pd.DataFrame, checks: Iterable[OutputCheck]) -> dict[str, tuple[bool, dict]]:
+    """(passed, metadata) of every rule on df."""
+    df = without_attrs(df)
+    return {c.name: (bool(passed), metadata) for c in checks for passed, metadata in [c.fn(df)]}
+
+
+def failed_rules(df: pd.DataFrame, checks: Iterable[OutputCheck]) -> set[str]:
+    return {name for name, (passed, _) in rule_outcomes(df, checks).items() if not passed}
+
+
+def rules_result(outcomes: dict[str, tuple[bool, dict]]) -> dg.AssetCheckResult:
+    """The asset's check result: passed when every rule holds; per rule its verdict and counts."""
+    failed = [name for name, (passed, _) in outcomes.items() if not passed]
+    metadata = {"failed_rules": ", ".join(failed) or "none"}
+    for name, (passed, values) in outcomes.items():
+        metadata[f"{name}/passed"] = passed
+        metadata.update({f"{name}/{k}": v for k, v in values.items()})
+    return dg.AssetCheckResult(check_name=RULES_CHECK, passed=not failed, metadata=metadata)
 
 
 def run_checks(df: pd.DataFrame, checks: Iterable[OutputCheck]) -> Iterator[dg.AssetCheckResult]:
-    df = without_attrs(df)
-    for c in checks:
-        passed, metadata = c.fn(df)
-        yield dg.AssetCheckResult(check_name=c.name, passed=bool(passed), metadata=metadata)
+    yield rules_result(rule_outcomes(df, checks))
 
 
 class ShardChecks:
-    """Checks of a table seen shard by shard (a TableSpool's), with the results they would have on
-    the whole table. Every check used this way holds row by row or on the columns, so it passes
+    """Rules of a table seen shard by shard (a TableSpool's), with the outcomes they would have on
+    the whole table. Every rule used this way holds row by row or on the columns, so it passes
     when it passes on every non-empty shard (on the empty table when all are empty); its counts
     add up and its lists of names unite."""
 
     def __init__(self, checks: Iterable[OutputCheck]):
         self._checks = list(checks)
-        self._results: dict[str, tuple[bool, dict]] = {}
+        self._outcomes: dict[str, tuple[bool, dict]] = {}
         self._empty: pd.DataFrame | None = None
 
     def add(self, df: pd.DataFrame) -> None:
         if not len(df):
-            self._empty = without_attrs(df)
+            self._empty = df
             return
-        df = without_attrs(df)
-        for c in self._checks:
-            passed, metadata = c.fn(df)
-            if c.name in self._results:
-                before, merged = self._results[c.name]
+        for name, (passed, metadata) in rule_outcomes(df, self._checks).items():
+            if name in self._outcomes:
+                before, merged = self._outcomes[name]
                 passed, metadata = before and passed, {k: _merged(merged[k], v) for k, v in metadata.items()}
-            self._results[c.name] = (bool(passed), metadata)
+            self._outcomes[name] = (passed, metadata)
 
     def results(self) -> Iterator[dg.AssetCheckResult]:
-        if not self._results:
-            yield from run_checks(self._empty, self._checks)
-            return
-        for name, (passed, metadata) in self._results.items():
-            yield dg.AssetCheckResult(check_name=name, passed=passed, metadata=metadata)
+        yield rules_result(self._outcomes or rule_outcomes(self._empty, self._checks))
 
 
 def _merged(a, b):
