@@ -150,7 +150,6 @@ def complete_events(events: pd.DataFrame, *complete: pd.DataFrame) -> pd.DataFra
     ),
 )
 def cleaned_data(
-    context: dg.AssetExecutionContext,
     config: CleaningConfig,
     web_app_data: pd.DataFrame,
     raw_data: ParticipantShards,

@@ -94,7 +94,7 @@ class RawDataConfig(dg.Config):
         "A file that cannot be parsed is quarantined with its reason; the version goes on."
     ),
 )
-def raw_data(context: dg.AssetExecutionContext, config: RawDataConfig, web_app_data: pd.DataFrame, storage: ObjectStore):
+def raw_data(config: RawDataConfig, web_app_data: pd.DataFrame, storage: ObjectStore):
     files = web_app_data[web_app_data["kind"].isin(["keystrokes", "aalto"])]
     oversized = files["size"] > config.max_file_mb * 1e6
     # In participant order, web-app files first as parse_snapshot stacks them: participants then
