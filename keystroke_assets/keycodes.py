@@ -80,8 +80,9 @@ KEY_CLASSES = {0: "other", 1: "letter", 2: "digit", 3: "space", 4: "punctuation"
 _CLASS_OF_CODE = np.zeros(256, np.int32)  # 0 = other (Unidentified, Dead, unknown)
 _CLASS_OF_CODE[65:91] = 1
 _CLASS_OF_CODE[48:58] = 2
+_CLASS_OF_CODE[96:106] = 2  # numpad digits (Aalto records them)
 _CLASS_OF_CODE[32] = 3
-_CLASS_OF_CODE[[186, 187, 188, 189, 190, 191, 192, 219, 220, 221, 222]] = 4
+_CLASS_OF_CODE[[106, 107, 108, 109, 110, 111, 186, 187, 188, 189, 190, 191, 192, 219, 220, 221, 222]] = 4
 _CLASS_OF_CODE[[16, 17, 18, 20, 91, 92, 93, 224]] = 5
 # editing and moving: backspace, tab, enter, esc, page up/down, end, home, arrows, insert, delete
 _CLASS_OF_CODE[[8, 9, 13, 27, 33, 34, 35, 36, 37, 38, 39, 40, 45, 46]] = 6
