@@ -8,7 +8,7 @@ import struct
 import pandas as pd
 import pytest
 
-from keystroke_assets.keystrokes import QUALITY_COUNTS
+from keystroke_assets.keystrokes import DEFAULT_OUTLIER_THRESHOLDS, QUALITY_COUNTS
 from keystroke_assets.plots import latency_histograms, participant_quality, quality_table
 
 from .feature_samples import make_pairs, real_version
@@ -47,7 +47,8 @@ def test_quality_table_by_hand():
     assert (table.loc["u3", "keypairs"], table.loc["u3", "dropped_events"]) == (0, 4)
 
 
-@pytest.mark.parametrize("plot", [lambda: latency_histograms(PAIRS), lambda: participant_quality(quality_table(PAIRS, QUALITY))])
+@pytest.mark.parametrize("plot", [lambda: latency_histograms(PAIRS, DEFAULT_OUTLIER_THRESHOLDS),
+                                  lambda: participant_quality(quality_table(PAIRS, QUALITY))])
 def test_images_are_small_inline_pngs(plot):
     value = plot()
     data = png_of(value.value)

@@ -27,6 +27,22 @@ def version_asset(**kwargs):
     )
 
 
+def version_multi_asset(outs: dict[str, dict], **kwargs):
+    """@multi_asset of several assets made in one step, each with version_asset's settings (`outs`:
+    asset name -> AssetOut arguments). Subsettable: the step stores only the selected assets."""
+    return dg.multi_asset(
+        outs={
+            name: dg.AssetOut(owners=OWNERS, automation_condition=keep_complete(), kinds={"pandas", "parquet"},
+                              is_required=False, **out)
+            for name, out in outs.items()
+        },
+        partitions_def=dataset_versions,
+        retry_policy=STORAGE_RETRY,
+        can_subset=True,
+        **kwargs,
+    )
+
+
 def partition_version(context: dg.AssetExecutionContext) -> str:
     """The run's version id, validated before anything is read or written (a key typed into the
     UI is not checked by Dagster). A bad id is final: no retry."""
@@ -53,21 +69,25 @@ def check_specs(key: dg.AssetKey | str, checks: Iterable[OutputCheck]) -> list[d
     return [dg.AssetCheckSpec(c.name, asset=key, description=c.description, blocking=c.blocking) for c in checks]
 
 
-def run_checks(df: pd.DataFrame, checks: Iterable[OutputCheck]) -> Iterator[dg.AssetCheckResult]:
+def run_checks(
+    df: pd.DataFrame, checks: Iterable[OutputCheck], asset_key: dg.AssetKey | None = None
+) -> Iterator[dg.AssetCheckResult]:
     df = without_attrs(df)
     for c in checks:
         passed, metadata = c.fn(df)
-        yield dg.AssetCheckResult(check_name=c.name, passed=bool(passed), metadata=metadata)
+        yield dg.AssetCheckResult(asset_key=asset_key, check_name=c.name, passed=bool(passed), metadata=metadata)
 
 
 class ShardChecks:
     """Checks of a table seen shard by shard (a TableSpool's), with the results they would have on
     the whole table. Every check used this way holds row by row or on the columns, so it passes
     when it passes on every non-empty shard (on the empty table when all are empty); its counts
-    add up and its lists of names unite."""
+    add up and its lists of names unite. `asset_key` names the checked asset where a step makes
+    several."""
 
-    def __init__(self, checks: Iterable[OutputCheck]):
+    def __init__(self, checks: Iterable[OutputCheck], asset_key: dg.AssetKey | None = None):
         self._checks = list(checks)
+        self._asset_key = asset_key
         self._results: dict[str, tuple[bool, dict]] = {}
         self._empty: pd.DataFrame | None = None
 
@@ -85,10 +105,10 @@ class ShardChecks:
 
     def results(self) -> Iterator[dg.AssetCheckResult]:
         if not self._results:
-            yield from run_checks(self._empty, self._checks)
+            yield from run_checks(self._empty, self._checks, self._asset_key)
             return
         for name, (passed, metadata) in self._results.items():
-            yield dg.AssetCheckResult(check_name=name, passed=passed, metadata=metadata)
+            yield dg.AssetCheckResult(asset_key=self._asset_key, check_name=name, passed=passed, metadata=metadata)
 
 
 def _merged(a, b):
