@@ -61,3 +61,13 @@ def test_keypairs_materialization_shows_both_plots(real_data, tmp_path_factory):
     for name in ["latency_histograms", "participant_quality_plot"]:
         data = png_of(md[name].value)
         assert png_size(data) == (900, 600), name
+
+
+def test_dotted_thresholds_per_device_type_from_the_setting():
+    from keystroke_assets.keystrokes import OutlierThresholds
+    from keystroke_assets.plots import _threshold_lines
+
+    # desktop defaults: HL < 30 or > 2000, |IL| > 1000; a phone has no lower HL bound, so no line at 0
+    assert _threshold_lines(DEFAULT_OUTLIER_THRESHOLDS["desktop"]) == {"HL": [30, 2000], "IL": [-1000, 1000], "PL": [], "RL": []}
+    assert _threshold_lines(DEFAULT_OUTLIER_THRESHOLDS["mobile"])["HL"] == [2000]
+    assert _threshold_lines(OutlierThresholds(hl_min_ms=1, hl_max_ms=800, il_abs_max_ms=600))["IL"] == [-600, 600]
