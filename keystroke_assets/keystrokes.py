@@ -188,7 +188,7 @@ def has_next(sequence_id: np.ndarray) -> np.ndarray:
     return np.r_[sequence_id[1:] != 0, False] if len(sequence_id) else np.zeros(0, bool)
 
 
-def outliers(device_type: pd.Series, hl: np.ndarray, il: np.ndarray, thresholds: dict[str, OutlierThresholds]) -> np.ndarray:
+def outliers(device_type: pd.api.extensions.ExtensionArray | np.ndarray, hl: np.ndarray, il: np.ndarray, thresholds: dict[str, OutlierThresholds]) -> np.ndarray:
     """The outlier flag of pairs by their device type's thresholds (docs/features.md §2)."""
     codes, devices = pd.factorize(device_type)
     unknown = [d for d in devices if d not in thresholds]
@@ -208,10 +208,8 @@ def pairs_from_keystrokes(strokes: pd.DataFrame, thresholds: dict[str, OutlierTh
     press, release = strokes["press_ms"].to_numpy(), strokes["release_ms"].to_numpy()
     press1, release1, press2, release2 = press[first], release[first], press[second], release[second]
     hl, il = release1 - press1, press2 - release1
-    device = strokes["device_type"].array.take(first)
     pairs = {
-        **{column: strokes[column].array.take(first) for column in TASK_COLUMNS if column != "device_type"},
-        "device_type": device,
+        **{column: strokes[column].array.take(first) for column in TASK_COLUMNS},
         "sequence_id": strokes["sequence_id"].to_numpy()[first],
         # key1 and key2 share the keystrokes' categories, so a key has the same code on both sides
         "key1": strokes["key"].array.take(first),
@@ -226,8 +224,8 @@ def pairs_from_keystrokes(strokes: pd.DataFrame, thresholds: dict[str, OutlierTh
         "IL": il,
         "PL": press2 - press1,
         "RL": release2 - release1,
-        "outlier": outliers(pd.Series(device), hl, il, thresholds),
     }
+    pairs["outlier"] = outliers(pairs["device_type"], hl, il, thresholds)
     return pd.DataFrame(pairs, columns=KEYPAIR_COLUMNS, copy=False)
 
 

@@ -8,8 +8,8 @@ import struct
 import pandas as pd
 import pytest
 
-from keystroke_assets.keystrokes import DEFAULT_OUTLIER_THRESHOLDS, QUALITY_COUNTS
-from keystroke_assets.plots import latency_histograms, participant_quality, quality_table
+from keystroke_assets.keystrokes import DEFAULT_OUTLIER_THRESHOLDS, QUALITY_COUNTS, OutlierThresholds
+from keystroke_assets.plots import _threshold_lines, latency_histograms, participant_quality, quality_table
 
 from .feature_samples import make_pairs, real_version
 
@@ -64,9 +64,6 @@ def test_keypairs_materialization_shows_both_plots(real_data, tmp_path_factory):
 
 
 def test_dotted_thresholds_per_device_type_from_the_setting():
-    from keystroke_assets.keystrokes import OutlierThresholds
-    from keystroke_assets.plots import _threshold_lines
-
     # desktop defaults: HL < 30 or > 2000, |IL| > 1000; a phone has no lower HL bound, so no line at 0
     assert _threshold_lines(DEFAULT_OUTLIER_THRESHOLDS["desktop"]) == {"HL": [30, 2000], "IL": [-1000, 1000], "PL": [], "RL": []}
     assert _threshold_lines(DEFAULT_OUTLIER_THRESHOLDS["mobile"])["HL"] == [2000]
