@@ -24,22 +24,25 @@ _MS = 10**13  # bound on any latency: more than 300 years in ms means a broken t
 KEYSTROKES, KEYPAIRS = dg.AssetKey("keystrokes"), dg.AssetKey("keypairs")
 
 # dagster-pandas column constraints of keystrokes and keypairs: types, nulls, ranges (ms, docs/features.md §1-2)
-KEYSTROKE_CONSTRAINTS = [
-    *[PandasColumn(c, constraints=[ColumnDTypeInSetConstraint({"category"}), NonNullableColumnConstraint()])
-      for c in ["user_id", "key"]],
+def _categorical(*columns: str) -> list[PandasColumn]:
+    return [PandasColumn(c, constraints=[ColumnDTypeInSetConstraint({"category"}), NonNullableColumnConstraint()])
+            for c in columns]
+
+
+def _times(*columns: str) -> list[PandasColumn]:
+    return [PandasColumn.integer_column(c, min_value=0, non_nullable=True) for c in columns]
+
+
+_SHARED_CONSTRAINTS = [
     PandasColumn.categorical_column("device_type", categories={"desktop", "mobile"}, non_nullable=True),
     PandasColumn.integer_column("sequence_id", min_value=0, non_nullable=True),
-    *[PandasColumn.integer_column(c, min_value=0, non_nullable=True) for c in ["press_ms", "release_ms"]],
     PandasColumn.integer_column("HL", min_value=0, max_value=_MS, non_nullable=True),
 ]
+KEYSTROKE_CONSTRAINTS = [*_categorical("user_id", "key"), *_SHARED_CONSTRAINTS, *_times("press_ms", "release_ms")]
 KEYPAIR_CONSTRAINTS = [
-    *[PandasColumn(c, constraints=[ColumnDTypeInSetConstraint({"category"}), NonNullableColumnConstraint()])
-      for c in ["user_id", "key1", "key2"]],
-    PandasColumn.categorical_column("device_type", categories={"desktop", "mobile"}, non_nullable=True),
-    PandasColumn.integer_column("sequence_id", min_value=0, non_nullable=True),
-    *[PandasColumn.integer_column(c, min_value=0, non_nullable=True)
-      for c in ["key1_press", "key1_release", "key2_press", "key2_release"]],
-    PandasColumn.integer_column("HL", min_value=0, max_value=_MS, non_nullable=True),
+    *_categorical("user_id", "key1", "key2"),
+    *_SHARED_CONSTRAINTS,
+    *_times("key1_press", "key1_release", "key2_press", "key2_release"),
     *[PandasColumn.integer_column(c, min_value=-_MS, max_value=_MS, non_nullable=True) for c in ["IL", "PL", "RL"]],
     PandasColumn.boolean_column("outlier", non_nullable=True),
 ]
