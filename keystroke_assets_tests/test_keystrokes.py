@@ -296,3 +296,9 @@ def test_outlier_rules_run_config_changes_the_flag_in_a_materialization(real_dat
     shown = instance.get_latest_materialization_event(dg.AssetKey("keypairs")).asset_materialization.metadata
     assert shown["outlier_thresholds"].value == (
         "desktop: HL < 30 or HL > 2000 or |IL| > 1000 ms; mobile: HL > 20 or |IL| > 1000 ms")
+    # and so does the stored column's description
+    columns = {c.name: c.description for c in shown["dagster/column_schema"].value.columns}
+    assert columns["outlier"].endswith("mobile: HL > 20 or |IL| > 1000 ms")
+    strokes = instance.get_latest_materialization_event(dg.AssetKey("keystrokes")).asset_materialization.metadata
+    columns = {c.name: c.description for c in strokes["dagster/column_schema"].value.columns}
+    assert columns["HL"] == "hold latency = release_ms - press_ms, ms"

@@ -93,6 +93,15 @@ CHECKS = [
 ]
 
 
+# Column meanings of keystrokes where they differ from the shared ones (schema.py), units included.
+KEYSTROKE_DESCRIPTIONS = {
+    "sequence_id": "index of the keystroke within its task in press order, from 0",
+    "key": "key as typed in the press event; an empty key name (`P,,<t>`) is `Unidentified`",
+    "press_ms": "press time, ms on the file's own clock",
+    "release_ms": "release time, ms on the file's own clock",
+    "HL": "hold latency = release_ms - press_ms, ms",
+}
+
 # The histograms draw every pair up to about this many, an even sample beyond.
 PLOT_PAIRS = 2_000_000
 
@@ -155,6 +164,7 @@ def describe_thresholds(thresholds: dict[str, OutlierThresholds]) -> str:
 )
 def keypairs(context: dg.AssetExecutionContext, cleaned_data: ParticipantShards, outlier_rules: OutlierRules):
     thresholds = outlier_rules.thresholds()
+    outlier_description = {"outlier": f"by the pair's device type (outlier_rules): {describe_thresholds(thresholds)}"}
     selected = context.selected_asset_keys
     stroke_checks, pair_checks = ShardChecks(KEYSTROKE_CHECKS, KEYSTROKES), ShardChecks(CHECKS, KEYPAIRS)
     quality, per_user, sample, outliers = [], [], [], 0
@@ -167,11 +177,13 @@ def keypairs(context: dg.AssetExecutionContext, cleaned_data: ParticipantShards,
             strokes, shard_quality = build_keystrokes(events)
             if strokes_out is not None:
                 valid_keystrokes(strokes)
+                strokes.attrs["column_descriptions"] = KEYSTROKE_DESCRIPTIONS
                 strokes_out.write(strokes)
                 stroke_checks.add(strokes)
             if pairs_out is not None:
                 pairs = pairs_from_keystrokes(strokes, thresholds)
                 valid_keypairs(pairs)
+                pairs.attrs["column_descriptions"] = outlier_description
                 pairs_out.write(pairs)
                 pair_checks.add(pairs)
                 outliers += int(pairs["outlier"].sum())
