@@ -1,4 +1,4 @@
-"""Events → keystrokes → keypairs (spec/features.md §1–2), vectorized over a whole version.
+"""Events → keystrokes → keypairs (docs/features.md §1–2), vectorized over a whole version.
 
 Every step is a sort or a scatter plus comparisons of neighbours; there is no loop over events,
 keys or tasks. Web-app events take two sorts: by time within a task (nearly sorted already, so
@@ -13,9 +13,10 @@ import numpy as np
 import pandas as pd
 
 from keystroke_assets.frames import group_codes, run_starts
-from keystroke_assets.keycodes import key_identity, keycodes
+from keystroke_assets.keycodes import UNIDENTIFIED, key_identity, keycodes
 
 TASK_COLUMNS = ["user_id", "device_type", "platform_id", "video_id", "session_id", "task_id"]
+KEYSTROKE_COLUMNS = [*TASK_COLUMNS, "sequence_id", "key", "keycode", "press_ms", "release_ms", "HL"]
 KEYPAIR_COLUMNS = [
     *TASK_COLUMNS[:5], "sequence_id", "task_id", "key1", "key2", "keycode1", "keycode2",
     "key1_press", "key1_release", "key2_press", "key2_release", "HL", "IL", "PL", "RL", "outlier",
@@ -38,9 +39,10 @@ DEFAULT_OUTLIER_THRESHOLDS = {
     "desktop": OutlierThresholds(hl_min_ms=30, hl_max_ms=2000, il_abs_max_ms=1000),
     "mobile": OutlierThresholds(hl_min_ms=0, hl_max_ms=2000, il_abs_max_ms=1000),
 }
-# Desktop's, for the consumers not yet reading OutlierRules.
+# Desktop's, for the consumers not yet reading OutlierRules (transitional: features/typenet_ml).
 HL_MIN_MS, HL_MAX_MS, IL_ABS_MAX_MS = 30, 2000, 1000
-QUALITY_COUNTS = ["duplicates", "auto_repeats", "orphans", "unreleased", "release_before_press"]
+QUALITY_COUNTS = ["duplicates", "auto_repeats", "orphans", "unreleased", "release_before_press"]  # dropped
+RENAMED_COUNTS = ["empty_keys"]  # kept, as `Unidentified` keystrokes (docs/features.md §1)
 _TIME_BITS = 44  # 13-digit ms < 2**44
 
 
@@ -68,7 +70,7 @@ def _codes(values: pd.Series) -> tuple[np.ndarray, pd.Index]:
 
 def web_app_keystrokes(events: pd.DataFrame, task: np.ndarray, n_tasks: int) -> tuple[dict, dict]:
     """Keystrokes of web-app events (event P/R, in file order; `task` numbers each event's task),
-    with per-task counts of what was dropped.
+    with per-task counts of what was dropped and of empty key names (made `Unidentified`).
 
     Returns keystroke arrays (task, key code, press_ms, release_ms, line of the press) with the
     key categories, and the counts (arrays indexed by task).
@@ -126,6 +128,12 @@ def web_app_keystrokes(events: pd.DataFrame, task: np.ndarray, n_tasks: int) -> 
     pressed = np.flatnonzero(release_of >= 0)
     press_event, release_event = order[pressed], order[release_of[pressed]]
     key = key[press_event]  # as typed in the press event
+    # An empty key name is a keystroke the browser could not name: `Unidentified`, counted.
+    empty = np.asarray(categories == "", dtype=bool)
+    counts["empty_keys"] = np.bincount(task[press_event][empty[key]], minlength=n_tasks)
+    if empty.any():
+        renamed, categories = pd.factorize(categories.where(~empty, UNIDENTIFIED))
+        key = renamed[key]
     strokes = {
         "task": task[press_event],
         "key": key,
@@ -154,29 +162,60 @@ def aalto_keystrokes(rows: pd.DataFrame, task: np.ndarray, n_tasks: int) -> tupl
     return strokes, {"release_before_press": np.bincount(task[bad], minlength=n_tasks)}
 
 
-def pairs_from_keystrokes(strokes: dict, tasks: pd.DataFrame) -> pd.DataFrame:
-    """Consecutive keystrokes of each task as keypairs with HL, IL, PL, RL in ms.
-
-    Keystrokes are ordered by press, then release, then file order."""
+def _keystroke_table(strokes: dict, tasks: pd.DataFrame) -> pd.DataFrame:
+    """The keystrokes of a source as KEYSTROKE_COLUMNS, task by task in press order (by press,
+    then release, then file order; docs/features.md §1), `sequence_id` their index in the task."""
     order = _stable_order(_task_time(strokes["task"], strokes["press_ms"]), strokes["release_ms"], strokes["line"])
     task = strokes["task"][order]
-    first = np.flatnonzero(task[1:] == task[:-1])  # key1 of every pair, in the order
-    pair_task = task[first]
     task_start = run_starts(task)
-    start_of = np.repeat(task_start, np.diff(np.r_[task_start, len(task)]))
-    one, two = order[first], order[first + 1]  # the pairs' keystrokes
-    press1, release1 = strokes["press_ms"][one], strokes["release_ms"][one]
-    press2, release2 = strokes["press_ms"][two], strokes["release_ms"][two]
-    hl, il = release1 - press1, press2 - release1
-    categories = strokes["categories"]
-    pairs = {
+    press, release = strokes["press_ms"][order], strokes["release_ms"][order]
+    table = {
         # the task's columns taken from the tasks' arrays (categorical codes, not objects)
-        **{column: tasks[column].array.take(pair_task) for column in TASK_COLUMNS},
-        "sequence_id": (first - start_of[first]).astype(np.int32),
-        "key1": pd.Categorical.from_codes(strokes["key"][one], categories=categories),
-        "key2": pd.Categorical.from_codes(strokes["key"][two], categories=categories),
-        "keycode1": strokes["keycode"][one].astype(np.int32, copy=False),
-        "keycode2": strokes["keycode"][two].astype(np.int32, copy=False),
+        **{column: tasks[column].array.take(task) for column in TASK_COLUMNS},
+        "sequence_id": (np.arange(len(task)) - np.repeat(task_start, np.diff(np.r_[task_start, len(task)]))).astype(np.int32),
+        "key": pd.Categorical.from_codes(strokes["key"][order], categories=strokes["categories"]),
+        "keycode": strokes["keycode"][order].astype(np.int32, copy=False),
+        "press_ms": press,
+        "release_ms": release,
+        "HL": release - press,
+    }
+    return pd.DataFrame(table, columns=KEYSTROKE_COLUMNS, copy=False)
+
+
+def has_next(sequence_id: np.ndarray) -> np.ndarray:
+    """Which keystrokes of a keystroke table (task by task, in press order) have a next keystroke
+    in their task: every one but a task's last, after which a new task starts at 0."""
+    return np.r_[sequence_id[1:] != 0, False] if len(sequence_id) else np.zeros(0, bool)
+
+
+def outliers(device_type: pd.api.extensions.ExtensionArray | np.ndarray, hl: np.ndarray, il: np.ndarray, thresholds: dict[str, OutlierThresholds]) -> np.ndarray:
+    """The outlier flag of pairs by their device type's thresholds (docs/features.md §2)."""
+    codes, devices = pd.factorize(device_type)
+    unknown = [d for d in devices if d not in thresholds]
+    if unknown:
+        raise ValueError(f"no outlier thresholds for device type {unknown[0]!r}: known {', '.join(thresholds)}")
+    by_device = [thresholds[d] for d in devices]
+    hl_min, hl_max, il_max = (np.array([getattr(t, f) for t in by_device], dtype=np.int64)[codes]
+                              for f in ("hl_min_ms", "hl_max_ms", "il_abs_max_ms"))
+    return (hl > hl_max) | (hl < hl_min) | (np.abs(il) > il_max)
+
+
+def pairs_from_keystrokes(strokes: pd.DataFrame, thresholds: dict[str, OutlierThresholds]) -> pd.DataFrame:
+    """Consecutive keystrokes of each task of a keystroke table as keypairs with HL, IL, PL, RL in
+    ms and the outlier flag by device type (docs/features.md §2)."""
+    first = np.flatnonzero(has_next(strokes["sequence_id"].to_numpy()))  # key1 of every pair
+    second = first + 1
+    press, release = strokes["press_ms"].to_numpy(), strokes["release_ms"].to_numpy()
+    press1, release1, press2, release2 = press[first], release[first], press[second], release[second]
+    hl, il = release1 - press1, press2 - release1
+    pairs = {
+        **{column: strokes[column].array.take(first) for column in TASK_COLUMNS},
+        "sequence_id": strokes["sequence_id"].to_numpy()[first],
+        # key1 and key2 share the keystrokes' categories, so a key has the same code on both sides
+        "key1": strokes["key"].array.take(first),
+        "key2": strokes["key"].array.take(second),
+        "keycode1": strokes["keycode"].to_numpy()[first],
+        "keycode2": strokes["keycode"].to_numpy()[second],
         "key1_press": press1,
         "key1_release": release1,
         "key2_press": press2,
@@ -185,14 +224,14 @@ def pairs_from_keystrokes(strokes: dict, tasks: pd.DataFrame) -> pd.DataFrame:
         "IL": il,
         "PL": press2 - press1,
         "RL": release2 - release1,
-        "outlier": (hl > HL_MAX_MS) | (hl < HL_MIN_MS) | (np.abs(il) > IL_ABS_MAX_MS),
     }
+    pairs["outlier"] = outliers(pairs["device_type"], hl, il, thresholds)
     return pd.DataFrame(pairs, columns=KEYPAIR_COLUMNS, copy=False)
 
 
-def keypairs(events: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Keypairs of cleaned events (web app and Aalto), in participant (user_id code), task and
-    sequence order, and per-user counts of what was dropped."""
+def keystrokes(events: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Keystrokes of cleaned events (web app and Aalto) in participant (user_id code), task and
+    press order, and per-user counts of what was dropped (QUALITY_COUNTS) or renamed (empty keys)."""
     parts, quality = [], []
     is_aalto = (events["event"] == "K").to_numpy()
     for aalto, build in ((False, web_app_keystrokes), (True, aalto_keystrokes)):
@@ -200,27 +239,33 @@ def keypairs(events: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
         if rows.empty:
             continue
         # A web-app task is one file; an Aalto task is one section of a file. Tasks in participant
-        # order, so a participant's pairs come together (stored in row groups of whole participants).
+        # order, so a participant's keystrokes come together (stored in row groups of whole participants).
         by = ["user_id", "file", "session_id"] if aalto else ["user_id", "file"]
         task, tasks = group_codes(rows, by, TASK_COLUMNS)
         strokes, counts = build(rows, task, len(tasks))
-        parts.append(pairs_from_keystrokes(strokes, tasks))
+        parts.append(_keystroke_table(strokes, tasks))
         quality.append(pd.DataFrame({"user_id": tasks["user_id"].astype(str), **counts}))
     if not parts:
         empty = {k: np.zeros(0, np.int64) for k in ["task", "key", "press_ms", "release_ms", "line", "keycode"]}
-        parts.append(pairs_from_keystrokes({**empty, "categories": pd.Index([], dtype=object)}, pd.DataFrame(columns=TASK_COLUMNS)))
-    pairs = pd.concat(parts, ignore_index=True)
+        parts.append(_keystroke_table({**empty, "categories": pd.Index([], dtype=object)}, pd.DataFrame(columns=TASK_COLUMNS)))
+    table = pd.concat(parts, ignore_index=True)
     for column in ["user_id", "device_type"]:
-        if not isinstance(pairs[column].dtype, pd.CategoricalDtype):
-            pairs[column] = pairs[column].astype("category")  # concat of two sources' categories
-    user = pairs["user_id"].cat.codes.to_numpy()
+        if not isinstance(table[column].dtype, pd.CategoricalDtype):
+            table[column] = table[column].astype("category")  # concat of two sources' categories
+    if not isinstance(table["key"].dtype, pd.CategoricalDtype):
+        table["key"] = pd.api.types.union_categoricals([p["key"] for p in parts])
+    user = table["user_id"].cat.codes.to_numpy()
     if (user[1:] < user[:-1]).any():  # web-app and Aalto participants interleave in participant order
-        pairs = pairs.take(np.argsort(user, kind="stable")).reset_index(drop=True)
-    # key1 and key2 share one set of categories, so a key has the same code on both sides
-    keys = pd.api.types.union_categoricals([pairs["key1"].astype("category"), pairs["key2"].astype("category")]).categories
-    pairs["key1"] = pairs["key1"].astype(pd.CategoricalDtype(keys))
-    pairs["key2"] = pairs["key2"].astype(pd.CategoricalDtype(keys))
+        table = table.take(np.argsort(user, kind="stable")).reset_index(drop=True)
     per_user = (
         pd.concat(quality, ignore_index=True).groupby("user_id", sort=True).sum() if quality else pd.DataFrame()
-    ).reindex(columns=QUALITY_COUNTS, fill_value=0).fillna(0).astype(np.int64)
-    return pairs, per_user
+    ).reindex(columns=[*QUALITY_COUNTS, *RENAMED_COUNTS], fill_value=0).fillna(0).astype(np.int64)
+    return table, per_user
+
+
+def keypairs(
+    events: pd.DataFrame, thresholds: dict[str, OutlierThresholds] = DEFAULT_OUTLIER_THRESHOLDS
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Keypairs of cleaned events (`keystrokes`, then `pairs_from_keystrokes`) and the per-user counts."""
+    strokes, per_user = keystrokes(events)
+    return pairs_from_keystrokes(strokes, thresholds), per_user

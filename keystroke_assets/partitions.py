@@ -10,8 +10,10 @@ import dagster as dg
 dataset_versions = dg.DynamicPartitionsDefinition(name="dataset_versions")
 
 VERSION_FORMAT = "YYYY-MM-DD_HH-MM-SS_<creator>"
-_VERSION_RE = re.compile(r"^(\d{4}-\d{2}-\d{2})_(\d{2}-\d{2}-\d{2})_([a-z0-9]+(?:-[a-z0-9]+)*)$")
-_CREATOR_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
+# Matched with fullmatch: `$` would also accept a trailing newline. ASCII: `\d` would take any
+# script's digits, and strptime reads them.
+_VERSION_RE = re.compile(r"(\d{4}-\d{2}-\d{2})_(\d{2}-\d{2}-\d{2})_([a-z0-9]+(?:-[a-z0-9]+)*)", re.ASCII)
+_CREATOR_RE = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
 
 
 class InvalidVersionId(ValueError):
@@ -26,7 +28,7 @@ def default_creator() -> str:
 
 def make_version_id(creator: str, when: datetime | None = None) -> str:
     """The partition key of a new version: UTC creation time and creator."""
-    if not _CREATOR_RE.match(creator or ""):
+    if not _CREATOR_RE.fullmatch(creator or ""):
         raise InvalidVersionId(
             f"invalid creator {creator!r}: use lower-case letters, digits and single '-' "
             "(e.g. 'lab-mac-alice' or 'sensor')"
@@ -37,7 +39,7 @@ def make_version_id(creator: str, when: datetime | None = None) -> str:
 
 def validate_version_id(version: str) -> str:
     """Return the id unchanged, or raise InvalidVersionId explaining the expected form."""
-    match = _VERSION_RE.match(version) if isinstance(version, str) else None
+    match = _VERSION_RE.fullmatch(version) if isinstance(version, str) else None
     if match:
         try:
             datetime.strptime(f"{match[1]}_{match[2]}", "%Y-%m-%d_%H-%M-%S")

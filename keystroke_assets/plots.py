@@ -12,10 +12,8 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from keystroke_assets.keystrokes import HL_MAX_MS, HL_MIN_MS, IL_ABS_MAX_MS, LATENCIES
+from keystroke_assets.keystrokes import LATENCIES, QUALITY_COUNTS, OutlierThresholds
 
-# Outlier thresholds drawn on the histograms (spec/features.md §2).
-THRESHOLDS = {"HL": [HL_MIN_MS, HL_MAX_MS], "IL": [-IL_ABS_MAX_MS, IL_ABS_MAX_MS], "PL": [], "RL": []}
 DPI = 100
 SIZE = (9, 6)  # inches at DPI: 900 x 600 px
 DEVICE_COLORS = {"desktop": "tab:blue", "mobile": "tab:orange"}
@@ -43,12 +41,22 @@ def _title(ax, text: str) -> None:
     ax.set_title(text, fontsize=9, y=1.0, pad=4)
 
 
-def latency_histograms(pairs: pd.DataFrame, total: int | None = None) -> dg.MetadataValue:
+def _threshold_lines(t: OutlierThresholds) -> dict[str, list[int]]:
+    """Where a device type's outlier thresholds lie on each latency's axis (ms); HL's lower bound
+    only where there is one (mobile has none: 0)."""
+    return {"HL": ([t.hl_min_ms] if t.hl_min_ms > 0 else []) + [t.hl_max_ms], "IL": [-t.il_abs_max_ms, t.il_abs_max_ms],
+            "PL": [], "RL": []}
+
+
+def latency_histograms(
+    pairs: pd.DataFrame, thresholds: dict[str, OutlierThresholds], total: int | None = None
+) -> dg.MetadataValue:
     """HL, IL, PL, RL histograms per device type of `pairs`: every pair, or an even sample of
     `total` pairs (the counts in the legend are the sample's). Top row: linear, 1st to 95th percentile (the bulk).
     Bottom row: every value; HL, PL, RL on a log time axis (they are positive with long tails;
     values below 1 ms count in the first bin), IL (negative when keys overlap) on a linear axis
-    with log counts."""
+    with log counts. Dotted lines: each device type's outlier thresholds (`thresholds`, the
+    outlier_rules setting; docs/features.md §2), in its colour."""
     from matplotlib.ticker import NullLocator
 
     fig = _figure()
@@ -74,9 +82,10 @@ def latency_histograms(pairs: pd.DataFrame, total: int | None = None) -> dg.Meta
                 ax.stairs(counts, 10**edges if row and log_time else edges, color=DEVICE_COLORS[name],
                           label=f"{name} ({int(mask.sum()):,})")
             span = (10 ** edges[[0, -1]]) if row and log_time else edges[[0, -1]]
-            for t in THRESHOLDS[latency]:
-                if span[0] <= t <= span[1]:
-                    ax.axvline(t, color="grey", linestyle=":", linewidth=1)
+            for name in devices:
+                for t in _threshold_lines(thresholds[name])[latency]:
+                    if span[0] <= t <= span[1]:
+                        ax.axvline(t, color=DEVICE_COLORS[name], linestyle=":", linewidth=1)
             if row == 0:
                 _title(ax, f"{latency} (ms), 1st-95th percentile")
             elif log_time:
@@ -92,18 +101,18 @@ def latency_histograms(pairs: pd.DataFrame, total: int | None = None) -> dg.Meta
     if handles:
         fig.legend(handles, labels, loc="upper right", fontsize=8)
     drawn = f"{len(pairs):,} pairs" if total in (None, len(pairs)) else f"a sample of {len(pairs):,} of {total:,} pairs"
-    fig.suptitle(f"Keypair latencies, {drawn} (dotted: outlier thresholds)", fontsize=10)
+    fig.suptitle(f"Keypair latencies, {drawn} (dotted: each device type's outlier thresholds)", fontsize=10)
     # fixed margins: tight_layout measures every tick label and takes seconds
     fig.subplots_adjust(left=0.06, right=0.98, bottom=0.06, top=0.86, wspace=0.3, hspace=0.35)
     return png_markdown(fig, "latency histograms")
 
 
 def quality_table(pairs: pd.DataFrame, quality_per_user: pd.DataFrame) -> pd.DataFrame:
-    """Per participant: keypairs, outlier share, dropped events (every count of quality_per_user)."""
+    """Per participant: keypairs, outlier share, dropped events (the QUALITY_COUNTS of quality_per_user)."""
     per_user = pairs.groupby("user_id", observed=True).agg(
         keypairs=("outlier", "size"), outlier_share=("outlier", "mean")
     )
-    dropped = quality_per_user.sum(axis=1).rename("dropped_events")
+    dropped = quality_per_user[QUALITY_COUNTS].sum(axis=1).rename("dropped_events")
     return per_user.join(dropped, how="outer").fillna({"keypairs": 0, "dropped_events": 0})
 
 

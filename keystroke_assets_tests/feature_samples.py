@@ -1,5 +1,5 @@
-"""Inputs for the feature tests: keypairs written by hand, and one materialization of the real
-samples shared by every feature test module of a session."""
+"""Inputs for the feature tests: keystrokes and keypairs written by hand, and one materialization
+of the real samples shared by every feature test module of a session."""
 
 import shutil
 from dataclasses import dataclass
@@ -13,7 +13,7 @@ from keystroke_assets.resources.object_store import LocalObjectStore
 from .conftest import VERSION, failed_rules_of, materialize_version
 
 FEATURE_KEYS = [dg.AssetKey(["features", name]) for name in ["statistical", "typenet_sequences", "kvc", "behavioral"]]
-CHAIN_KEYS = [dg.AssetKey(k) for k in ["web_app_data", "raw_data", "cleaned_data", "keypairs"]]
+CHAIN_KEYS = [dg.AssetKey(k) for k in ["web_app_data", "raw_data", "cleaned_data", "keystrokes", "keypairs"]]
 PAIR_COLUMNS = [
     "user_id", "device_type", "platform_id", "video_id", "session_id", "sequence_id", "task_id", "key1", "key2",
     "keycode1", "keycode2", "key1_press", "key1_release", "key2_press", "key2_release", "HL", "IL", "PL", "RL", "outlier",
@@ -41,6 +41,29 @@ def make_pairs(tasks: list[dict]) -> pd.DataFrame:
         pairs[column] = pairs[column].astype("int32")
     pairs["device_type"] = pairs["device_type"].astype(pd.CategoricalDtype(["desktop", "mobile"]))
     return pairs
+
+
+KEYSTROKE_COLUMNS = [
+    "user_id", "device_type", "platform_id", "video_id", "session_id", "task_id", "sequence_id", "key", "keycode",
+    "press_ms", "release_ms", "HL",
+]
+
+
+def make_keystrokes(tasks: list[dict]) -> pd.DataFrame:
+    """The keystrokes table of hand-written tasks (as for make_pairs), laid out as the keystrokes
+    asset stores it."""
+    rows = [
+        {**{k: v for k, v in task.items() if k != "strokes"}, "sequence_id": i, "key": key, "keycode": code,
+         "press_ms": press, "release_ms": release, "HL": release - press}
+        for task in tasks for i, (key, code, press, release) in enumerate(task["strokes"])
+    ]
+    strokes = pd.DataFrame(rows)[KEYSTROKE_COLUMNS]
+    for column in ["platform_id", "video_id", "session_id", "task_id"]:
+        strokes[column] = strokes[column].astype("Int64")
+    for column in ["sequence_id", "keycode"]:
+        strokes[column] = strokes[column].astype("int32")
+    strokes["device_type"] = strokes["device_type"].astype(pd.CategoricalDtype(["desktop", "mobile"]))
+    return strokes
 
 
 @dataclass

@@ -70,8 +70,13 @@ def test_an_updated_input_reruns_what_reads_it(instance):
     quiet = tick(instance)
     assert quiet.total_requested == 0
     stored(instance, V1, [dg.AssetKey("keypairs")])  # e.g. `keystroke-assets materialize --force -f keypairs`
-    features = {k.to_user_string(): [V1] for k in ASSETS if k.path[0] == "features"}
-    assert requested(tick(instance, quiet.cursor)) == features
+    # the features reading keypairs (kvc, typenet_sequences and behavioral read keystrokes)
+    readers = {k.to_user_string(): [V1] for k in ASSETS if dg.AssetKey("keypairs") in GRAPH.get(k).parent_keys}
+    assert "features/statistical" in readers and "features/kvc" not in readers
+    assert requested(after := tick(instance, quiet.cursor)) == readers
+    stored(instance, V1, [dg.AssetKey("keystrokes")])
+    assert requested(tick(instance, after.cursor)) == {
+        k: [V1] for k in ["features/behavioral", "features/kvc", "features/typenet_sequences"]}
 
 
 def test_nothing_runs_downstream_of_a_failed_blocking_check(instance, tmp_path):

@@ -28,7 +28,7 @@ from .conftest import VERSION, failed_rules_of, materialize_version
 T0 = 1_735_660_000_000
 KEYS = "abcdefghij"
 SELECTION = [dg.AssetKey(k) for k in ["web_app_data", "raw_data", "cleaned_data", "keypairs"]]
-QUALITY = ["duplicates", "auto_repeats", "orphans", "unreleased", "release_before_press"]
+QUALITY = ["duplicates", "auto_repeats", "orphans", "unreleased", "release_before_press", "empty_keys"]
 BIG_BLOCK = b"P,a,1735660000000\nR,a,1735660000080\n" * 1000  # 36,000 bytes
 BIG_SIZE = 26 + 5556 * len(BIG_BLOCK)  # the header line and 5,556 blocks: 200,016,026 bytes
 
@@ -257,7 +257,6 @@ for _name, _line, _reason in [
     ("extra_field_at_end", "P,a,1735660002000,x", "4 comma-separated fields, expected 3 (key 'a,1735660002000')"),
     ("extra_field_in_middle", "P,a,b,1735660002000", "4 comma-separated fields, expected 3 (key 'a,b')"),
     ("wrong_event_type", "X,a,1735660002000", "first field must be P or R, not 'X'"),
-    ("empty_key", "P,,1735660002000", "empty key"),
     ("non_numeric_time", "P,a,soon", f"time 'soon' {NOT_INTEGER}"),
     ("negative_time", "P,a,-1735660002000", f"time '-1735660002000' {NOT_INTEGER}"),
     ("float_time", "P,a,1735660002000.5", f"time '1735660002000.5' {NOT_INTEGER}"),
@@ -290,6 +289,16 @@ def duplicate_events(u):
         lines.insert(i + 1, lines[i])
     return Case(participant(u, {0: csv(lines)}), rows={name: 305}, complete={u: "desktop"},
                 quality={u: {"duplicates": 5}}, pairs={name: 149})
+
+
+@case
+def empty_key(u):
+    """`P,,<t>` (no key name) is a keystroke, `Unidentified`: no bad line, no pair lost, counted."""
+    name = task(u, 0)
+    lines = clean_lines()
+    lines[20:22] = [line.replace(f",{KEYS[0]},", ",,") for line in lines[20:22]]  # keystroke 10 (key a)
+    return Case(participant(u, {0: csv(lines)}), rows={name: 300}, complete={u: "desktop"},
+                quality={u: {"empty_keys": 1}}, pairs={name: 149})
 
 
 @case

@@ -11,7 +11,7 @@ from keystroke_assets.definitions import defs
 
 REPO = Path(__file__).resolve().parents[1]
 FOUNDATION = {
-    "web_app_data", "raw_data", "cleaned_data", "keypairs",
+    "web_app_data", "raw_data", "cleaned_data", "keystrokes", "keypairs",
     "features/typenet_ml/platform", "features/typenet_ml/session", "features/typenet_ml/video",
 }
 
@@ -24,8 +24,11 @@ def test_asset_keys_and_lineage():
     parents = lambda k: {p.to_user_string() for p in graph.get(dg.AssetKey.from_user_string(k)).parent_keys}
     assert parents("raw_data") == {"web_app_data"}
     assert parents("cleaned_data") == {"web_app_data", "raw_data"}
-    assert parents("keypairs") == {"cleaned_data"}
+    assert parents("keypairs") == parents("keystrokes") == {"cleaned_data"}
     assert "keypairs" in parents("features/typenet_ml/video")
+    # features defined on single keystrokes read the keystrokes, not the pairs
+    for feature in ["features/kvc", "features/typenet_sequences", "features/behavioral"]:
+        assert "keystrokes" in parents(feature) and "keypairs" not in parents(feature), feature
 
 
 def test_every_asset_explains_itself():

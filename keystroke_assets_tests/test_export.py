@@ -11,7 +11,7 @@ from keystroke_assets.resources.object_store import LocalObjectStore
 from keystroke_assets.resources.parquet_io_manager import asset_object_name, to_parquet_bytes
 
 from .conftest import VERSION
-from .feature_samples import make_pairs, real_version
+from .feature_samples import make_keystrokes, real_version
 
 U1 = "c" * 32
 
@@ -24,15 +24,15 @@ def web_task(platform: int, video: int, session: int, t0: int) -> dict:
 
 AALTO = {"user_id": "100003", "device_type": "desktop", "platform_id": None, "video_id": None, "session_id": 5,
          "task_id": 5, "strokes": [("x", 88, 10, 90), ("y", 89, 120, 200), ("z", 90, 300, 310)]}
-PAIRS = make_pairs([web_task(1, 1, 1, 1000), web_task(2, 1, 1, 2000), web_task(3, 2, 2, 3000), AALTO])
+KEYSTROKES = make_keystrokes([web_task(1, 1, 1, 1000), web_task(2, 1, 1, 2000), web_task(3, 2, 2, 3000), AALTO])
 
 
 @pytest.fixture
 def store(tmp_path) -> LocalObjectStore:
     """A data store holding the two feature assets of VERSION, written as the IO manager writes them."""
     store = LocalObjectStore(root=str(tmp_path / "storage"))
-    store.write_bytes(asset_object_name(SEQUENCES_KEY, VERSION), to_parquet_bytes(sequence_features(PAIRS, m=3)))
-    store.write_bytes(asset_object_name(KVC_KEY, VERSION), to_parquet_bytes(kvc_keystrokes(PAIRS)))
+    store.write_bytes(asset_object_name(SEQUENCES_KEY, VERSION), to_parquet_bytes(sequence_features(KEYSTROKES, m=3)))
+    store.write_bytes(asset_object_name(KVC_KEY, VERSION), to_parquet_bytes(kvc_keystrokes(KEYSTROKES)))
     return store
 
 

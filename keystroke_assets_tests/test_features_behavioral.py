@@ -12,7 +12,7 @@ import pytest
 from keystroke_assets.assets.common import failed_rules
 from keystroke_assets.features.behavioral import CHECKS, behavioral_features, typed_characters
 
-from .feature_samples import FEATURE_KEYS, make_pairs, real_version
+from .feature_samples import FEATURE_KEYS, make_keystrokes, real_version
 
 U1, U2, U3 = "a" * 32, "b" * 32, "100001"
 WEB = {"device_type": "desktop", "video_id": 1, "session_id": 1}
@@ -35,7 +35,7 @@ TYPED = pd.DataFrame({"user_id": [U1, U1, U2], "task_id": pd.array([0, 1, 0], dt
 
 @pytest.fixture(scope="module")
 def features():
-    return behavioral_features(make_pairs([T1, T2, T3, T4]), TYPED)
+    return behavioral_features(make_keystrokes([T1, T2, T3, T4]), TYPED)
 
 
 def row(features, grain, user, task=None):

@@ -7,7 +7,7 @@ import pytest
 from keystroke_assets.assets.common import failed_rules
 from keystroke_assets.features.kvc import CHECKS, COLUMNS, kvc_keystrokes
 
-from .feature_samples import make_pairs, real_version
+from .feature_samples import make_keystrokes, real_version
 
 WEB = {"user_id": "u1", "device_type": "desktop", "platform_id": 3, "video_id": 2, "session_id": 2, "task_id": 14}
 AALTO = {"user_id": "100001", "device_type": "desktop", "platform_id": None, "video_id": None, "session_id": 1090979,
@@ -16,7 +16,7 @@ AALTO = {"user_id": "100001", "device_type": "desktop", "platform_id": None, "vi
 
 @pytest.fixture(scope="module")
 def keystrokes():
-    return kvc_keystrokes(make_pairs([
+    return kvc_keystrokes(make_keystrokes([
         {**WEB, "strokes": [("h", 72, 1000, 1090), ("Key.shift", 16, 1050, 1300), ("I", 73, 1200, 1260)]},
         {**AALTO, "strokes": [("a", 65, 5, 50), ("b", 66, 60, 61)]},
     ]))

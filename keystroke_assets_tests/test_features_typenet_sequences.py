@@ -7,7 +7,7 @@ import pytest
 from keystroke_assets.assets.common import failed_rules
 from keystroke_assets.features.typenet_sequences import CHECKS, SequenceConfig, sequence_array, sequence_features
 
-from .feature_samples import make_pairs, real_version
+from .feature_samples import make_keystrokes, real_version
 
 WEB = {"user_id": "u1", "device_type": "desktop", "platform_id": 1, "video_id": 1, "session_id": 1}
 # five keystrokes: longer than M = 4, so the 4th step pairs with the 5th keystroke
@@ -19,7 +19,7 @@ SHORT = {**WEB, "platform_id": 2, "task_id": 1, "strokes": [("x", 88, 0, 80), ("
 
 @pytest.fixture(scope="module")
 def sequences():
-    return sequence_features(make_pairs([LONG, SHORT]), m=4)
+    return sequence_features(make_keystrokes([LONG, SHORT]), m=4)
 
 
 def test_steps_by_hand(sequences):
@@ -42,7 +42,7 @@ def test_steps_by_hand(sequences):
 
 def test_default_m_is_50_and_recorded():
     assert SequenceConfig().sequence_length == 50
-    x = sequence_array(sequence_features(make_pairs([LONG]), m=50))
+    x = sequence_array(sequence_features(make_keystrokes([LONG]), m=50))
     assert x.shape == (1, 50, 5)
     # five keystrokes: the 5th ('d', HL 100) is the last, the rest is padding
     np.testing.assert_allclose(x[0, 4], [0.100, 0, 0, 0, 68 / 255], rtol=1e-6)

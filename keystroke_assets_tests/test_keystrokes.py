@@ -1,12 +1,19 @@
-"""Events → keystrokes → keypairs, against hand-computed values (spec/features.md §1-2)."""
+"""Events → keystrokes → keypairs, against hand-computed values (docs/features.md §1-2)."""
+
+import shutil
 
 import dagster as dg
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 
-from keystroke_assets.assets.keypairs import valid_keypairs
+from keystroke_assets.assets.keypairs import valid_keypairs, valid_keystrokes
 from keystroke_assets.ingest.web_app import parse_web_app_csvs
-from keystroke_assets.keystrokes import keypairs
+from keystroke_assets.keystrokes import (
+    DEFAULT_OUTLIER_THRESHOLDS, KEYSTROKE_COLUMNS, OutlierThresholds, keypairs, keystrokes, pairs_from_keystrokes,
+)
+
+from .conftest import VERSION, materialize_version
 
 IDS = {"user_id": "u" * 32, "device_type": "desktop", "platform_id": 1, "video_id": 1, "session_id": 1, "task_id": 0}
 
@@ -171,3 +178,127 @@ def test_keypair_constraints_pass_real_pairs_and_stop_the_step_with_the_reason(r
     for reason, frame in broken.items():
         with pytest.raises(dg.Failure, match=f"keypairs not valid: Violated .{reason}"):
             valid_keypairs(frame)
+
+
+# --- empty keys (docs/features.md §1) -------------------------------------------------------------
+# `Key.space`, three keys the browser could not name, `Key.space` (ms after 1000000000000):
+# space 1000..1080, empty 1220..1265, 1405..1450, 1590..1640, space 1799..1870.
+EMPTY_KEYS = (
+    "P,Key.space,1000000001000\nR,Key.space,1000000001080\n"
+    "P,,1000000001220\nR,,1000000001265\n"
+    "P,,1000000001405\nR,,1000000001450\n"
+    "P,,1000000001590\nR,,1000000001640\n"
+    "P,Key.space,1000000001799\nR,Key.space,1000000001870\n"
+)
+
+
+def test_empty_keys_are_unidentified_keystrokes_not_a_false_pair():
+    pairs, quality = pairs_of(EMPTY_KEYS)
+    assert list(zip(pairs.key1, pairs.key2)) == [
+        ("Key.space", "Unidentified"), ("Unidentified", "Unidentified"), ("Unidentified", "Unidentified"),
+        ("Unidentified", "Key.space")]
+    assert pairs[["HL", "IL", "PL", "RL"]].values.tolist() == [
+        [1080 - 1000, 1220 - 1080, 1220 - 1000, 1265 - 1080],  # 80 140 220 185
+        [1265 - 1220, 1405 - 1265, 1405 - 1220, 1450 - 1265],  # 45 140 185 185
+        [1450 - 1405, 1590 - 1450, 1590 - 1405, 1640 - 1450],  # 45 140 185 190
+        [1640 - 1590, 1799 - 1640, 1799 - 1590, 1870 - 1640],  # 50 159 209 230
+    ]
+    # dropping the empty keys made one pair: space 1000..1080 → space 1799, IL 1799 - 1080 = 719
+    assert pairs["keycode1"].tolist() == [32, 0, 0, 0] and pairs["keycode2"].tolist() == [0, 0, 0, 32]
+    q = quality.iloc[0]
+    assert q.empty_keys == 3  # keystrokes, not events (6 lines)
+    assert (q.duplicates, q.orphans, q.unreleased, q.auto_repeats) == (0, 0, 0, 0)
+
+
+def test_empty_key_beside_a_recorded_unidentified_and_the_raw_comma():
+    # an empty key name, the phone's `Unidentified` and the old files' raw comma (`P,,,<t>`, key `,`)
+    strokes, quality = keystrokes(events_of(
+        "P,,1000000000000\nR,,1000000000005\n"
+        "P,Unidentified,1000000000100\nR,Unidentified,1000000000104\n"
+        "P,,,1000000000200\nR,,,1000000000290\n"
+    ))
+    assert strokes["key"].tolist() == ["Unidentified", "Unidentified", ","]
+    assert strokes["keycode"].tolist() == [0, 0, 188]  # `,` is Key.comma's code
+    assert strokes["HL"].tolist() == [5, 4, 90]
+    assert quality["empty_keys"].tolist() == [1]
+
+
+# --- the keystrokes table ---------------------------------------------------------------------------
+def test_keystrokes_table_by_hand_with_a_task_of_one_keystroke():
+    a = events_of("P,h,1000000000000\nP,i,1000000000050\nR,h,1000000000100\nR,i,1000000000180\n", "f_1.csv")
+    b = events_of("P,x,1000000000000\nR,x,1000000000070\n", "f_2.csv").assign(task_id=1, platform_id=2)
+    strokes, _ = keystrokes(pd.concat([a, b], ignore_index=True))
+    valid_keystrokes(strokes)
+    assert list(strokes.columns) == KEYSTROKE_COLUMNS
+    # h 0..100, i 50..180 (overlapping); the second task has one keystroke, x 0..70: no pair, but a keystroke
+    assert strokes[["task_id", "sequence_id", "key", "keycode", "press_ms", "release_ms", "HL"]].values.tolist() == [
+        [0, 0, "h", 72, 1000000000000, 1000000000100, 100],
+        [0, 1, "i", 73, 1000000000050, 1000000000180, 130],
+        [1, 0, "x", 88, 1000000000000, 1000000000070, 70],
+    ]
+    pairs = pairs_from_keystrokes(strokes, DEFAULT_OUTLIER_THRESHOLDS)
+    assert pairs[["task_id", "key1", "key2", "HL", "IL"]].values.tolist() == [[0, "h", "i", 100, 50 - 100]]
+
+
+# --- outliers by device type (docs/features.md §2) ---------------------------------------------------
+PHONE_TAP = "P,a,1000000000000\nR,a,1000000000003\nP,b,1000000000200\nR,b,1000000000204\n"
+
+
+def test_a_3_ms_hold_is_an_outlier_on_a_desktop_not_on_a_phone():
+    # a held 3 ms (0..3), b 200..204: HL 3, IL 197
+    desktop, _ = keypairs(events_of(PHONE_TAP))
+    mobile, _ = keypairs(events_of(PHONE_TAP).assign(device_type="mobile"))
+    assert (desktop.HL[0], desktop.IL[0]) == (3, 197)
+    assert desktop["outlier"].tolist() == [True]  # HL 3 < 30
+    assert mobile["outlier"].tolist() == [False]  # a phone has no lower bound on HL
+
+
+def test_each_pair_takes_its_own_device_types_thresholds():
+    both = pd.concat([events_of(PHONE_TAP), events_of(PHONE_TAP, "f_2.csv").assign(user_id="v" * 32, device_type="mobile")],
+                     ignore_index=True)
+    strict_phones = {**DEFAULT_OUTLIER_THRESHOLDS, "mobile": OutlierThresholds(hl_min_ms=0, hl_max_ms=2000, il_abs_max_ms=150)}
+    pairs, _ = keypairs(both, strict_phones)
+    # both pairs HL 3, IL 197: the desktop one by HL 3 < 30, the mobile one by |IL| 197 > 150
+    assert pairs[["device_type", "outlier"]].values.tolist() == [["desktop", True], ["mobile", True]]
+    loose_desktops = {**DEFAULT_OUTLIER_THRESHOLDS, "desktop": OutlierThresholds(hl_min_ms=2, hl_max_ms=2000, il_abs_max_ms=1000)}
+    pairs, _ = keypairs(both, loose_desktops)
+    assert pairs["outlier"].tolist() == [False, False]  # HL 3 >= 2; the phone's default bounds hold too
+    with pytest.raises(ValueError, match="no outlier thresholds for device type 'mobile'"):
+        keypairs(both, {"desktop": DEFAULT_OUTLIER_THRESHOLDS["desktop"]})
+
+
+IPHONE = "afa09ecc0c8457d3f735dc457b14526f"
+
+
+def test_outlier_rules_run_config_changes_the_flag_in_a_materialization(real_data, instance, tmp_path):
+    uploads = tmp_path / "uploads"
+    shutil.copytree(real_data / "fpd_webapp_2025_iphone" / "web_app_data", uploads)
+    env = {"KEYSTROKE_UPLOADS": str(uploads), "KEYSTROKE_STORAGE": str(tmp_path / "storage")}
+    chain = [dg.AssetKey(k) for k in ["web_app_data", "raw_data", "cleaned_data", "keystrokes", "keypairs"]]
+    stricter = "2025-09-07_00-27-44_lab-mac"
+    assert materialize_version(instance, env, selection=chain).success
+    tighter = {"resources": {"outlier_rules": {"config": {"mobile_hl_max_ms": 20}}}}
+    assert materialize_version(instance, env, stricter, selection=chain, run_config=tighter).success
+
+    def first_pairs(version):
+        pairs = pq.read_table(tmp_path / "storage" / "keypairs" / f"{version}.parquet").to_pandas()
+        task = pairs[(pairs["user_id"] == IPHONE) & (pairs["task_id"] == 0)]
+        return task[["device_type", "key1", "key2", "HL", "IL", "outlier"]].head(3).values.tolist()
+
+    # f_afa0..._0.csv: P V 22973, R V 22999, P e 23277, R e 23303, P y 23468, R y 23472, P Key.space 23635
+    # V→e: HL 22999 - 22973 = 26, IL 23277 - 22999 = 278; e→y: HL 26, IL 23468 - 23303 = 165;
+    # y→space: HL 23472 - 23468 = 4, IL 23635 - 23472 = 163. Defaults: a phone has no lower bound on HL.
+    assert first_pairs(VERSION) == [
+        ["mobile", "V", "e", 26, 278, False], ["mobile", "e", "y", 26, 165, False], ["mobile", "y", "Key.space", 4, 163, False]]
+    # mobile_hl_max_ms = 20: the 26 ms holds are outliers now, the 4 ms one is not
+    assert first_pairs(stricter) == [
+        ["mobile", "V", "e", 26, 278, True], ["mobile", "e", "y", 26, 165, True], ["mobile", "y", "Key.space", 4, 163, False]]
+    shown = instance.get_latest_materialization_event(dg.AssetKey("keypairs")).asset_materialization.metadata
+    assert shown["outlier_thresholds"].value == (
+        "desktop: HL < 30 or HL > 2000 or |IL| > 1000 ms; mobile: HL > 20 or |IL| > 1000 ms")
+    # and so does the stored column's description
+    columns = {c.name: c.description for c in shown["dagster/column_schema"].value.columns}
+    assert columns["outlier"].endswith("mobile: HL > 20 or |IL| > 1000 ms")
+    strokes = instance.get_latest_materialization_event(dg.AssetKey("keystrokes")).asset_materialization.metadata
+    columns = {c.name: c.description for c in strokes["dagster/column_schema"].value.columns}
+    assert columns["HL"] == "hold latency = release_ms - press_ms, ms"

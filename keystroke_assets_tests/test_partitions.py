@@ -41,6 +41,10 @@ def test_valid_ids(version):
         "../../etc_passwd",
         "2025-09-07_00-27-43_lab-",  # dangling dash
         "",
+        "2025-09-07_00-27-43_lab-mac\n",  # trailing newline (`$` of re.match accepted it)
+        "2025-09-07_00-27-43_lab-mac ",  # trailing space
+        " 2025-09-07_00-27-43_lab-mac",  # leading space
+        "\u0662\u0660\u0662\u0665-09-07_00-27-43_lab",  # Arabic-Indic digits for the year: strptime reads them
     ],
 )
 def test_invalid_ids_are_refused_with_the_expected_form(version):
@@ -48,9 +52,10 @@ def test_invalid_ids_are_refused_with_the_expected_form(version):
         validate_version_id(version)
 
 
-def test_bad_creator_refused():
+@pytest.mark.parametrize("creator", ["Alice Smith", "lab-mac\n", "lab-mac "])
+def test_bad_creator_refused(creator):
     with pytest.raises(InvalidVersionId, match="lower-case"):
-        make_version_id("Alice Smith")
+        make_version_id(creator)
 
 
 def test_parts_of_an_id():

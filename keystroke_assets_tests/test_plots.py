@@ -8,8 +8,8 @@ import struct
 import pandas as pd
 import pytest
 
-from keystroke_assets.keystrokes import QUALITY_COUNTS
-from keystroke_assets.plots import latency_histograms, participant_quality, quality_table
+from keystroke_assets.keystrokes import DEFAULT_OUTLIER_THRESHOLDS, QUALITY_COUNTS, OutlierThresholds
+from keystroke_assets.plots import _threshold_lines, latency_histograms, participant_quality, quality_table
 
 from .feature_samples import make_pairs, real_version
 
@@ -47,7 +47,8 @@ def test_quality_table_by_hand():
     assert (table.loc["u3", "keypairs"], table.loc["u3", "dropped_events"]) == (0, 4)
 
 
-@pytest.mark.parametrize("plot", [lambda: latency_histograms(PAIRS), lambda: participant_quality(quality_table(PAIRS, QUALITY))])
+@pytest.mark.parametrize("plot", [lambda: latency_histograms(PAIRS, DEFAULT_OUTLIER_THRESHOLDS),
+                                  lambda: participant_quality(quality_table(PAIRS, QUALITY))])
 def test_images_are_small_inline_pngs(plot):
     value = plot()
     data = png_of(value.value)
@@ -60,3 +61,10 @@ def test_keypairs_materialization_shows_both_plots(real_data, tmp_path_factory):
     for name in ["latency_histograms", "participant_quality_plot"]:
         data = png_of(md[name].value)
         assert png_size(data) == (900, 600), name
+
+
+def test_dotted_thresholds_per_device_type_from_the_setting():
+    # desktop defaults: HL < 30 or > 2000, |IL| > 1000; a phone has no lower HL bound, so no line at 0
+    assert _threshold_lines(DEFAULT_OUTLIER_THRESHOLDS["desktop"]) == {"HL": [30, 2000], "IL": [-1000, 1000], "PL": [], "RL": []}
+    assert _threshold_lines(DEFAULT_OUTLIER_THRESHOLDS["mobile"])["HL"] == [2000]
+    assert _threshold_lines(OutlierThresholds(hl_min_ms=1, hl_max_ms=800, il_abs_max_ms=600))["IL"] == [-600, 600]

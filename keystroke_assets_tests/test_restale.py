@@ -62,7 +62,7 @@ def test_restale_after_a_code_change_then_after_new_upstream_data(instance, tmp_
 
     # 2. keypairs' algorithm changes and is re-run for V1 only: keypairs' data version for V1
     # changes, so statistical is stale for V1 and for no other version
-    both = with_code_version(KEYPAIRS, "2", bumped)
+    both = with_code_version(KEYPAIRS, "edited", bumped)
     assert dg.materialize(
         both, selection=[KEYPAIRS], partition_key=V1, instance=instance, resources=resources_from_env(env)
     ).success

@@ -15,7 +15,7 @@ from keystroke_assets.features.kvc import kvc_keystrokes
 from keystroke_assets.features.statistical import statistical_features
 from keystroke_assets.features.typenet_ml import GRAINS, top_digraphs, typenet_ml_features
 from keystroke_assets.features.typenet_sequences import sequence_features
-from keystroke_assets.keystrokes import keypairs as build_keypairs
+from keystroke_assets.keystrokes import keypairs as build_keypairs, keystrokes as build_keystrokes
 from keystroke_assets.resources import object_store
 from keystroke_assets.resources.parquet_io_manager import from_parquet_bytes, to_parquet_bytes
 from keystroke_assets.synthetic import aalto_uploads, web_app_uploads, write_uploads
@@ -37,7 +37,7 @@ def test_features_of_participant_shards_equal_features_of_the_whole_version(inst
     def stored(key: str) -> pd.DataFrame:
         return pq.read_table(storage / key / f"{VERSION}.parquet").to_pandas()
 
-    for key in ["raw_data", "cleaned_data", "keypairs"]:
+    for key in ["raw_data", "cleaned_data", "keystrokes", "keypairs"]:
         file = pq.ParquetFile(storage / key / f"{VERSION}.parquet")
         users = [set(file.read_row_group(i, columns=["user_id"]).column(0).to_pylist()) for i in range(file.num_row_groups)]
         assert file.num_row_groups >= 5, key
@@ -57,16 +57,18 @@ def test_features_of_participant_shards_equal_features_of_the_whole_version(inst
     cleaned = complete_events(raw, web, aalto)
     pd.testing.assert_frame_equal(stored("cleaned_data"), from_parquet_bytes(to_parquet_bytes(cleaned)), check_categorical=False)
 
-    pairs = stored("keypairs")
-    # keypairs, computed shard by shard, as computed from the whole cleaned_data
+    pairs, strokes = stored("keypairs"), stored("keystrokes")
+    # keystrokes and keypairs, computed shard by shard, as computed from the whole cleaned_data
+    whole_strokes, _ = build_keystrokes(stored("cleaned_data"))
+    pd.testing.assert_frame_equal(strokes, from_parquet_bytes(to_parquet_bytes(whole_strokes)), check_categorical=False)
     whole_pairs, _ = build_keypairs(stored("cleaned_data"))
     pd.testing.assert_frame_equal(pairs, from_parquet_bytes(to_parquet_bytes(whole_pairs)), check_categorical=False)
-    manifest = manifest[manifest["user_id"].isin(pairs["user_id"].unique())]
+    manifest = manifest[manifest["user_id"].isin(strokes["user_id"].unique())]
     whole = {
         "features/statistical": statistical_features(pairs),
-        "features/kvc": kvc_keystrokes(pairs),
-        "features/typenet_sequences": sequence_features(pairs, 50),
-        "features/behavioral": behavioral_features(pairs, typed_characters(manifest, read)),
+        "features/kvc": kvc_keystrokes(strokes),
+        "features/typenet_sequences": sequence_features(strokes, 50),
+        "features/behavioral": behavioral_features(strokes, typed_characters(manifest, read)),
         **{f"features/typenet_ml/{g}": typenet_ml_features(pairs, GRAINS[g], top_digraphs(pairs, 10))[0] for g in GRAINS},
     }
     for key, want in whole.items():

@@ -27,6 +27,22 @@ def version_asset(**kwargs):
     )
 
 
+def version_multi_asset(outs: dict[str, dict], **kwargs):
+    """@multi_asset of several assets made in one step, each with version_asset's settings (`outs`:
+    asset name -> AssetOut arguments). Subsettable: the step stores only the selected assets."""
+    return dg.multi_asset(
+        outs={
+            name: dg.AssetOut(owners=OWNERS, automation_condition=keep_complete(), kinds={"pandas", "parquet"},
+                              is_required=False, **out)
+            for name, out in outs.items()
+        },
+        partitions_def=dataset_versions,
+        retry_policy=STORAGE_RETRY,
+        can_subset=True,
+        **kwargs,
+    )
+
+
 def partition_version(context: dg.AssetExecutionContext) -> str:
     """The run's version id, validated before anything is read or written (a key typed into the
     UI is not checked by Dagster). A bad id is final: no retry."""
@@ -71,28 +87,32 @@ def failed_rules(df: pd.DataFrame, checks: Iterable[OutputCheck]) -> set[str]:
     return {name for name, (passed, _) in rule_outcomes(df, checks).items() if not passed}
 
 
-def rules_result(outcomes: dict[str, tuple[bool, dict]]) -> dg.AssetCheckResult:
+def rules_result(outcomes: dict[str, tuple[bool, dict]], asset_key: dg.AssetKey | None = None) -> dg.AssetCheckResult:
     """The asset's check result: passed when every rule holds; per rule its verdict and counts."""
     failed = [name for name, (passed, _) in outcomes.items() if not passed]
     metadata = {"failed_rules": ", ".join(failed) or "none"}
     for name, (passed, values) in outcomes.items():
         metadata[f"{name}/passed"] = passed
         metadata.update({f"{name}/{k}": v for k, v in values.items()})
-    return dg.AssetCheckResult(check_name=RULES_CHECK, passed=not failed, metadata=metadata)
+    return dg.AssetCheckResult(asset_key=asset_key, check_name=RULES_CHECK, passed=not failed, metadata=metadata)
 
 
-def run_checks(df: pd.DataFrame, checks: Iterable[OutputCheck]) -> Iterator[dg.AssetCheckResult]:
-    yield rules_result(rule_outcomes(df, checks))
+def run_checks(
+    df: pd.DataFrame, checks: Iterable[OutputCheck], asset_key: dg.AssetKey | None = None
+) -> Iterator[dg.AssetCheckResult]:
+    yield rules_result(rule_outcomes(df, checks), asset_key)
 
 
 class ShardChecks:
     """Rules of a table seen shard by shard (a TableSpool's), with the outcomes they would have on
     the whole table. Every rule used this way holds row by row or on the columns, so it passes
     when it passes on every non-empty shard (on the empty table when all are empty); its counts
-    add up and its lists of names unite."""
+    add up and its lists of names unite. `asset_key` names the checked asset where a step makes
+    several."""
 
-    def __init__(self, checks: Iterable[OutputCheck]):
+    def __init__(self, checks: Iterable[OutputCheck], asset_key: dg.AssetKey | None = None):
         self._checks = list(checks)
+        self._asset_key = asset_key
         self._outcomes: dict[str, tuple[bool, dict]] = {}
         self._empty: pd.DataFrame | None = None
 
@@ -107,7 +127,7 @@ class ShardChecks:
             self._outcomes[name] = (passed, metadata)
 
     def results(self) -> Iterator[dg.AssetCheckResult]:
-        yield rules_result(self._outcomes or rule_outcomes(self._empty, self._checks))
+        yield rules_result(self._outcomes or rule_outcomes(self._empty, self._checks), self._asset_key)
 
 
 def _merged(a, b):

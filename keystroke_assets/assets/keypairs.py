@@ -1,27 +1,48 @@
-"""keypairs: consecutive keystroke pairs of every task with TypeNet latencies (ms)."""
+"""keystrokes and keypairs: every keystroke of every task, and consecutive keystrokes as pairs with
+TypeNet latencies (ms). One step makes both from one pass over cleaned_data's shards
+(docs/features.md §1-2): the pairs are the keystrokes' neighbours, and the counts of what was
+dropped on the way stay with keypairs' quality report."""
+
+from contextlib import ExitStack
 
 import dagster as dg
 import pandas as pd
 from dagster_pandas import PandasColumn
 from dagster_pandas.constraints import ColumnDTypeInSetConstraint, ConstraintViolationException, NonNullableColumnConstraint
 
-from keystroke_assets.assets.common import OutputCheck, ShardChecks, check_specs, has_columns, no_nulls, non_empty, report_table, version_asset
+from keystroke_assets.assets.common import OutputCheck, ShardChecks, check_specs, has_columns, no_nulls, non_empty, report_table, version_multi_asset
 from keystroke_assets.frames import stack_shards
-from keystroke_assets.keystrokes import KEYPAIR_COLUMNS, LATENCIES, QUALITY_COUNTS, keypairs as build_keypairs
+from keystroke_assets.keystrokes import (
+    KEYPAIR_COLUMNS, KEYSTROKE_COLUMNS, LATENCIES, QUALITY_COUNTS, RENAMED_COUNTS, OutlierThresholds, keystrokes as build_keystrokes,
+    pairs_from_keystrokes,
+)
 from keystroke_assets.plots import latency_histograms, participant_quality, quality_table
+from keystroke_assets.resources.outlier_rules import OutlierRules
 from keystroke_assets.resources.parquet_io_manager import ParticipantShards, TableSpool
 
 _MS = 10**13  # bound on any latency: more than 300 years in ms means a broken time
+KEYSTROKES, KEYPAIRS = dg.AssetKey("keystrokes"), dg.AssetKey("keypairs")
 
-# dagster-pandas column constraints of keypairs: types, nulls, ranges (HL, IL, PL, RL in ms, spec/features.md §2)
-KEYPAIR_CONSTRAINTS = [
-    *[PandasColumn(c, constraints=[ColumnDTypeInSetConstraint({"category"}), NonNullableColumnConstraint()])
-      for c in ["user_id", "key1", "key2"]],
+# dagster-pandas column constraints of keystrokes and keypairs: types, nulls, ranges (ms, docs/features.md §1-2)
+def _categorical(*columns: str) -> list[PandasColumn]:
+    return [PandasColumn(c, constraints=[ColumnDTypeInSetConstraint({"category"}), NonNullableColumnConstraint()])
+            for c in columns]
+
+
+def _times(*columns: str) -> list[PandasColumn]:
+    return [PandasColumn.integer_column(c, min_value=0, non_nullable=True) for c in columns]
+
+
+_SHARED_CONSTRAINTS = [
     PandasColumn.categorical_column("device_type", categories={"desktop", "mobile"}, non_nullable=True),
     PandasColumn.integer_column("sequence_id", min_value=0, non_nullable=True),
-    *[PandasColumn.integer_column(c, min_value=0, non_nullable=True)
-      for c in ["key1_press", "key1_release", "key2_press", "key2_release"]],
     PandasColumn.integer_column("HL", min_value=0, max_value=_MS, non_nullable=True),
+]
+KEYSTROKE_CONSTRAINTS = [*_categorical("user_id", "key"), *_SHARED_CONSTRAINTS, *_times("press_ms", "release_ms")]
+KEYPAIR_CONSTRAINTS = [
+    *_categorical("user_id", "key1", "key2"),
+    *_SHARED_CONSTRAINTS,
+    *_times("key1_press", "key1_release", "key2_press", "key2_release"),
     *[PandasColumn.integer_column(c, min_value=-_MS, max_value=_MS, non_nullable=True) for c in ["IL", "PL", "RL"]],
     PandasColumn.boolean_column("outlier", non_nullable=True),
 ]
@@ -39,6 +60,27 @@ def _latency_identities(df: pd.DataFrame) -> tuple[bool, dict]:
     }
 
 
+def _press_order(df: pd.DataFrame) -> tuple[bool, dict]:
+    seq, press = df["sequence_id"].to_numpy(), df["press_ms"].to_numpy()
+    following = seq[1:] != 0  # the next row is the same task's next keystroke
+    gaps = int((following & (seq[1:] != seq[:-1] + 1)).sum()) + int(len(seq) > 0 and seq[0] != 0)
+    back = int((following & (press[1:] < press[:-1])).sum())
+    bad_hold = int((df["HL"] != df["release_ms"] - df["press_ms"]).sum() + (df["HL"] < 0).sum())
+    return gaps + back + bad_hold == 0, {
+        "sequence_gaps": gaps, "presses_out_of_order": back, "holds_not_release_minus_press_or_negative": bad_hold,
+    }
+
+
+KEYSTROKE_CHECKS = [
+    has_columns(KEYSTROKE_COLUMNS),
+    no_nulls([c for c in KEYSTROKE_COLUMNS if c not in ("platform_id", "video_id")]),
+    non_empty(),
+    OutputCheck(
+        "press_order",
+        "Task by task, keystrokes numbered 0, 1, 2, ... in press order; HL = release_ms - press_ms >= 0.",
+        _press_order,
+    ),
+]
 CHECKS = [
     has_columns(KEYPAIR_COLUMNS),
     no_nulls([c for c in KEYPAIR_COLUMNS if c not in ("platform_id", "video_id")]),
@@ -51,59 +93,124 @@ CHECKS = [
 ]
 
 
+# Column meanings of keystrokes where they differ from the shared ones (schema.py), units included.
+KEYSTROKE_DESCRIPTIONS = {
+    "sequence_id": "index of the keystroke within its task in press order, from 0",
+    "key": "key as typed in the press event; an empty key name (`P,,<t>`) is `Unidentified`",
+    "press_ms": "press time, ms on the file's own clock",
+    "release_ms": "release time, ms on the file's own clock",
+    "HL": "hold latency = release_ms - press_ms, ms",
+}
+
 # The histograms draw every pair up to about this many, an even sample beyond.
 PLOT_PAIRS = 2_000_000
 
 
-def valid_keypairs(pairs: pd.DataFrame) -> None:
-    """KEYPAIR_CONSTRAINTS on one shard: a violation stops the step, with its reason. Column by
+def _valid(df: pd.DataFrame, constraints: list[PandasColumn], name: str) -> None:
+    """Column constraints on one shard: a violation stops the step, with its reason. Column by
     column, not dg.check_dagster_type: that builds an ephemeral instance per call (~0.1 s a shard)."""
     try:
-        for column in KEYPAIR_CONSTRAINTS:
-            column.validate(pairs)
+        for column in constraints:
+            column.validate(df)
     except ConstraintViolationException as e:
-        raise dg.Failure(description=f"keypairs not valid: {e}", allow_retries=False) from e
+        raise dg.Failure(description=f"{name} not valid: {e}", allow_retries=False) from e
 
 
-@version_asset(
-    group_name="keystrokes",
-    code_version="1",
-    check_specs=check_specs("keypairs", CHECKS),
-    description=(
-        "Consecutive keystrokes of every task as pairs (spec/features.md §1-2): HL = release1 - press1, "
-        "IL = press2 - release1, PL = press2 - press1, RL = release2 - release1, all in ms; "
-        "outlier = HL > 2000 or HL < 30 or |IL| > 1000. Exact duplicate events, auto-repeat presses, "
-        "orphan releases and unreleased presses are dropped and counted. Computed and stored one "
-        "participant shard at a time (dagster-pandas column constraints checked on each)."
-    ),
-)
-def keypairs(context: dg.AssetExecutionContext, cleaned_data: ParticipantShards):
-    checks, quality, per_user, sample, outliers = ShardChecks(CHECKS), [], [], [], 0
-    every = 1 + cleaned_data.rows // (2 * PLOT_PAIRS)  # a web-app keystroke is two events
-    with TableSpool() as out:
-        for events in cleaned_data.shards():
-            pairs, shard_quality = build_keypairs(events)
-            valid_keypairs(pairs)
-            out.write(pairs)
-            checks.add(pairs)
-            outliers += int(pairs["outlier"].sum())
-            quality.append(shard_quality)
-            per_user.append(quality_table(pairs, shard_quality))
-            sample.append(pairs[["device_type", *LATENCIES]].iloc[::every])
-    quality, per_user = pd.concat(quality), pd.concat(per_user)
-    totals = quality.sum()
-    yield dg.Output(
-        out,
-        metadata={
-            **{f"dropped/{k}": int(totals.get(k, 0)) for k in QUALITY_COUNTS},
-            "outliers": outliers,
-            "outlier_share": outliers / out.rows if out.rows else 0.0,
-            "participants": int((per_user["keypairs"] > 0).sum()),
-            "quality_per_participant": report_table(
-                quality.join(per_user["outlier_share"].dropna().round(4)).reset_index()
-            ),
-            "latency_histograms": latency_histograms(stack_shards(sample), total=out.rows),
-            "participant_quality_plot": participant_quality(per_user),
-        },
+def valid_keypairs(pairs: pd.DataFrame) -> None:
+    _valid(pairs, KEYPAIR_CONSTRAINTS, "keypairs")
+
+
+def valid_keystrokes(strokes: pd.DataFrame) -> None:
+    _valid(strokes, KEYSTROKE_CONSTRAINTS, "keystrokes")
+
+
+def describe_thresholds(thresholds: dict[str, OutlierThresholds]) -> str:
+    """The outlier rule of every device type, as the UI shows it."""
+    return "; ".join(
+        f"{device}: " + " or ".join(
+            ([f"HL < {t.hl_min_ms}"] if t.hl_min_ms > 0 else []) + [f"HL > {t.hl_max_ms}", f"|IL| > {t.il_abs_max_ms}"]
+        ) + " ms"
+        for device, t in thresholds.items()
     )
-    yield from checks.results()
+
+
+@version_multi_asset(
+    {
+        "keystrokes": dict(
+            group_name="keystrokes",
+            code_version="1",
+            description=(
+                "Every keystroke of every task (docs/features.md §1), task by task in press order: the task's ids, "
+                "sequence_id (index in the task), key as recorded (an empty key name is `Unidentified`), keycode, "
+                "press_ms, release_ms and HL = release - press, in ms. Exact duplicate events, auto-repeat presses, "
+                "orphan releases and unreleased presses are dropped (counted in keypairs' quality report). A task of "
+                "one keystroke is here though it has no pair. Made with keypairs, one participant shard at a time."
+            ),
+        ),
+        "keypairs": dict(
+            group_name="keystrokes",
+            code_version="2",
+            description=(
+                "Consecutive keystrokes of every task as pairs (docs/features.md §1-2): HL = release1 - press1, "
+                "IL = press2 - release1, PL = press2 - press1, RL = release2 - release1, all in ms; outlier by the "
+                "pair's device type, thresholds from the `outlier_rules` resource (defaults: desktop HL > 2000 or "
+                "HL < 30 or |IL| > 1000; mobile HL > 2000 or |IL| > 1000, a phone's holds being a few ms). The "
+                "quality report counts what was dropped and the empty key names kept as `Unidentified`. Computed "
+                "and stored one participant shard at a time (dagster-pandas column constraints checked on each)."
+            ),
+        ),
+    },
+    check_specs=[*check_specs(KEYSTROKES, KEYSTROKE_CHECKS), *check_specs(KEYPAIRS, CHECKS)],
+)
+def keypairs(context: dg.AssetExecutionContext, cleaned_data: ParticipantShards, outlier_rules: OutlierRules):
+    thresholds = outlier_rules.thresholds()
+    outlier_description = {"outlier": f"by the pair's device type (outlier_rules): {describe_thresholds(thresholds)}"}
+    selected = context.selected_asset_keys
+    stroke_checks, pair_checks = ShardChecks(KEYSTROKE_CHECKS, KEYSTROKES), ShardChecks(CHECKS, KEYPAIRS)
+    quality, per_user, sample, outliers = [], [], [], 0
+    every = 1 + cleaned_data.rows // (2 * PLOT_PAIRS)  # a web-app keystroke is two events
+    with ExitStack() as spools:
+        # a spool for each selected asset only: the IO manager removes the spools it stores
+        strokes_out = spools.enter_context(TableSpool()) if KEYSTROKES in selected else None
+        pairs_out = spools.enter_context(TableSpool()) if KEYPAIRS in selected else None
+        for events in cleaned_data.shards():
+            strokes, shard_quality = build_keystrokes(events)
+            if strokes_out is not None:
+                valid_keystrokes(strokes)
+                strokes.attrs["column_descriptions"] = KEYSTROKE_DESCRIPTIONS
+                strokes_out.write(strokes)
+                stroke_checks.add(strokes)
+            if pairs_out is not None:
+                pairs = pairs_from_keystrokes(strokes, thresholds)
+                valid_keypairs(pairs)
+                pairs.attrs["column_descriptions"] = outlier_description
+                pairs_out.write(pairs)
+                pair_checks.add(pairs)
+                outliers += int(pairs["outlier"].sum())
+                quality.append(shard_quality)
+                per_user.append(quality_table(pairs, shard_quality))
+                sample.append(pairs[["device_type", *LATENCIES]].iloc[::every])
+    if strokes_out is not None:
+        yield dg.Output(strokes_out, output_name="keystrokes")
+        yield from stroke_checks.results()
+    if pairs_out is not None:
+        quality, per_user = pd.concat(quality), pd.concat(per_user)
+        totals = quality.sum()
+        yield dg.Output(
+            pairs_out,
+            output_name="keypairs",
+            metadata={
+                **{f"dropped/{k}": int(totals.get(k, 0)) for k in QUALITY_COUNTS},
+                **{k: int(totals.get(k, 0)) for k in RENAMED_COUNTS},
+                "outlier_thresholds": describe_thresholds(thresholds),
+                "outliers": outliers,
+                "outlier_share": outliers / pairs_out.rows if pairs_out.rows else 0.0,
+                "participants": int((per_user["keypairs"] > 0).sum()),
+                "quality_per_participant": report_table(
+                    quality.join(per_user["outlier_share"].dropna().round(4)).reset_index()
+                ),
+                "latency_histograms": latency_histograms(stack_shards(sample), thresholds, total=pairs_out.rows),
+                "participant_quality_plot": participant_quality(per_user),
+            },
+        )
+        yield from pair_checks.results()

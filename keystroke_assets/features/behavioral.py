@@ -1,7 +1,8 @@
 """features/behavioral: how people type, per task and per user.
 
-spec/features.md §3. Computed over ALL pairs and keystrokes (pauses are what the outlier rule
-removes). Definitions, where the spec leaves a choice:
+spec/features.md §3. Computed over ALL keystrokes of the keystrokes asset and the pairs of a
+task's consecutive keystrokes (pauses are what the outlier rule removes); a task of one keystroke
+is a row with no pair (docs/features.md §3). Definitions, where the spec leaves a choice:
 - active duration: last release - first press of a task; a user's is the sum over the user's
   tasks (the time between tasks is not typing).
 - words per minute: (typed characters / 5) / active minutes, typed characters = the length of the
@@ -33,8 +34,9 @@ from keystroke_assets.features.common import (
     feature_result,
     grouped_stats,
     per_grain,
+    next_latencies,
+    pair_rows,
     stack_shards,
-    task_keystrokes,
     tasks_of,
 )
 from keystroke_assets.ingest.names import classify
@@ -81,14 +83,17 @@ def typed_characters(manifest: pd.DataFrame, read) -> pd.DataFrame:
     )
 
 
-def behavioral_features(pairs: pd.DataFrame, typed: pd.DataFrame) -> pd.DataFrame:
-    """Per task and per user (column `grain`): COLUMN_DESCRIPTIONS. `typed` as from typed_characters."""
-    task, tasks = tasks_of(pairs)
+def behavioral_features(keystrokes: pd.DataFrame, typed: pd.DataFrame) -> pd.DataFrame:
+    """Per task and per user (column `grain`) of a keystrokes table: COLUMN_DESCRIPTIONS. `typed`
+    as from typed_characters. Pairs are a task's consecutive keystrokes."""
+    s_task, tasks = tasks_of(keystrokes)
     n_tasks = len(tasks)
-    strokes = task_keystrokes(pairs.assign(_task=task), ["_task"])
-    s_task = strokes["_task"].to_numpy()
+    strokes = keystrokes.assign(_task=s_task)
     keycode = strokes["keycode"].to_numpy()
-    pl = pairs["PL"].to_numpy()
+    first = pair_rows(keystrokes)
+    task = s_task[first]  # the task of every pair
+    latency = next_latencies(keystrokes)
+    pl, il = latency["PL"][first], latency["IL"][first]
 
     per_task = strokes.groupby("_task", sort=True).agg(first=("press_ms", "min"), last=("release_ms", "max"))
     duration = (per_task["last"] - per_task["first"]).to_numpy() / 1000.0
@@ -125,7 +130,7 @@ def behavioral_features(pairs: pd.DataFrame, typed: pd.DataFrame) -> pd.DataFram
             "typed_characters": pd.array(np.where(has_text, text_chars, np.nan), dtype="Int64"),
             "words_per_minute": np.where(has_text, text_chars / 5.0 / text_minutes, np.nan),
             "unidentified_share": unidentified,
-            "rollover_rate": count(g_pairs, pairs["IL"].to_numpy() < 0) / pairs_n,
+            "rollover_rate": count(g_pairs, il < 0) / pairs_n,
         }
         out.update({f"pauses_{t}ms": count(g_pairs, pl > t).astype(np.int64) for t in PAUSES_MS})
         out.update({f"pause_share_{t}ms": out[f"pauses_{t}ms"] / pairs_n for t in PAUSES_MS})
@@ -180,7 +185,7 @@ KEY = dg.AssetKey(["features", "behavioral"])
 
 @feature_asset(
     "behavioral",
-    code_version="1",
+    code_version="2",
     check_specs=check_specs(KEY, CHECKS),
     description=(
         "How people type, per task and per user (column `grain`): keystrokes, active duration, keystrokes "
@@ -190,14 +195,14 @@ KEY = dg.AssetKey(["features", "behavioral"])
     ),
 )
 def behavioral(
-    context: dg.AssetExecutionContext, keypairs: ParticipantShards, web_app_data: pd.DataFrame, storage: ObjectStore
+    context: dg.AssetExecutionContext, keystrokes: ParticipantShards, web_app_data: pd.DataFrame, storage: ObjectStore
 ):
-    def of_shard(pairs: pd.DataFrame) -> pd.DataFrame:
-        # only the texts of the shard's participants (who made it into keypairs) are read
-        manifest = web_app_data[web_app_data["user_id"].isin(pairs["user_id"].unique())]
-        return behavioral_features(pairs, typed_characters(manifest, partial(read_kept, storage)))
+    def of_shard(strokes: pd.DataFrame) -> pd.DataFrame:
+        # only the texts of the shard's participants (who made it into keystrokes) are read
+        manifest = web_app_data[web_app_data["user_id"].isin(strokes["user_id"].unique())]
+        return behavioral_features(strokes, typed_characters(manifest, partial(read_kept, storage)))
 
-    features = stack_shards(map(of_shard, keypairs.shards()))
+    features = stack_shards(map(of_shard, keystrokes.shards()))
     features.attrs["column_descriptions"] = {"grain": "'task' or 'user'", **COLUMN_DESCRIPTIONS}
     yield from feature_result(
         features,

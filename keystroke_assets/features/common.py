@@ -21,11 +21,13 @@ from keystroke_assets.assets.common import (
 )
 from keystroke_assets.frames import group_codes, stack_shards
 from keystroke_assets.keycodes import key_identity
+from keystroke_assets.keystrokes import has_next
 from keystroke_assets.resources.parquet_io_manager import ParticipantShards, TableSpool
 
 __all__ = [
-    "Feature", "feature_asset", "feature_checks", "feature_result", "OutputCheck", "ShardChecks", "ParticipantShards", "TableSpool", "report_table",
-    "stack_shards", "grouped_stats", "group_codes", "key_identity", "key_identity_codes", "task_keystrokes",
+    "Feature", "feature_asset", "feature_checks", "feature_result", "OutputCheck", "ShardChecks",
+    "ParticipantShards", "TableSpool", "report_table", "stack_shards", "grouped_stats", "group_codes",
+    "key_identity", "key_identity_codes", "task_keystrokes", "next_latencies", "pair_rows",
     "STAT_DESCRIPTIONS", "TASK", "TASK_IDS", "GRAIN_IDS", "tasks_of", "per_grain",
     "no_personal_data", "PERSONAL_FIELDS", "string_values",
 ]
@@ -125,10 +127,29 @@ def grouped_stats(group: np.ndarray, values: np.ndarray, n_groups: int, stats: l
     return out
 
 
+def pair_rows(keystrokes: pd.DataFrame) -> np.ndarray:
+    """Rows of a keystrokes table (task by task, in press order) that begin a pair: every
+    keystroke but its task's last. Row i + 1 is the pair's second keystroke."""
+    return np.flatnonzero(has_next(keystrokes["sequence_id"].to_numpy()))
+
+
+def next_latencies(keystrokes: pd.DataFrame) -> dict[str, np.ndarray]:
+    """IL, PL and RL (ms, docs/features.md §2) of every keystroke of a keystrokes table with the
+    next keystroke of its task; 0 for a task's last keystroke, which has no next one."""
+    press, release = keystrokes["press_ms"].to_numpy(), keystrokes["release_ms"].to_numpy()
+    i = pair_rows(keystrokes)
+    out = {}
+    for name, value in (("IL", press[i + 1] - release[i]), ("PL", press[i + 1] - press[i]), ("RL", release[i + 1] - release[i])):
+        out[name] = np.zeros(len(press), np.int64)
+        out[name][i] = value
+    return out
+
+
 def task_keystrokes(pairs: pd.DataFrame, carry: list[str]) -> pd.DataFrame:
     """Every keystroke of every task rebuilt from keypairs: key1 of each pair plus key2 of the
     task's last pair, with `carry` columns, key, keycode, press_ms, release_ms, HL (ms) and
-    sequence_id (the keystroke's index in its task). Rows stay in task and press order."""
+    sequence_id (the keystroke's index in its task). Rows stay in task and press order. A task of
+    one keystroke has no pair and so is not here: features defined on it read the keystrokes asset."""
     # keypairs are stored task by task in sequence order: a task's last pair is followed by a 0.
     seq = pairs["sequence_id"].to_numpy()
     n = len(pairs)

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from keystroke_assets.assets.common import OutputCheck, ShardChecks, check_specs
-from keystroke_assets.features.common import TASK_IDS, ParticipantShards, feature_asset, feature_checks, task_keystrokes, tasks_of
+from keystroke_assets.features.common import TASK_IDS, ParticipantShards, feature_asset, feature_checks, tasks_of
 from keystroke_assets.resources.parquet_io_manager import TableSpool
 
 VALUES = ["press_ms", "release_ms", "keycode"]
@@ -32,10 +32,11 @@ def task_names(tasks: pd.DataFrame) -> pd.Series:
     return web.fillna(ids["session_id"]).astype(object)
 
 
-def kvc_keystrokes(pairs: pd.DataFrame) -> pd.DataFrame:
-    """One row per keystroke, in task and press order: COLUMNS, times and keycode as int64."""
-    task, tasks = tasks_of(pairs)
-    strokes = task_keystrokes(pairs.assign(_task=task), ["_task"])
+def kvc_keystrokes(keystrokes: pd.DataFrame) -> pd.DataFrame:
+    """One row per keystroke of the keystrokes table, in task and press order: COLUMNS, times and
+    keycode as int64."""
+    task, tasks = tasks_of(keystrokes)
+    strokes = keystrokes.assign(_task=task)
     t = strokes["_task"].to_numpy()
     out = tasks[TASK_IDS].iloc[t].reset_index(drop=True)
     names, uniques = pd.factorize(task_names(tasks))
@@ -79,7 +80,7 @@ KEY = dg.AssetKey(["features", "kvc"])
 
 @feature_asset(
     "kvc",
-    code_version="1",
+    code_version="2",
     kinds={"pandas", "parquet", "numpy"},
     check_specs=check_specs(KEY, CHECKS),
     description=(
@@ -88,12 +89,12 @@ KEY = dg.AssetKey(["features", "kvc"])
         "(Aalto: the section id). Export with keystroke_assets.export.export_kvc(version, out_dir)."
     ),
 )
-def kvc(context: dg.AssetExecutionContext, keypairs: ParticipantShards):
-    # a row per keystroke, as large as keypairs: written shard by shard, never held whole
+def kvc(context: dg.AssetExecutionContext, keystrokes: ParticipantShards):
+    # a row per keystroke, as large as keystrokes: written shard by shard, never held whole
     checks, participants, tasks = ShardChecks(CHECKS), 0, 0
     with TableSpool() as out:
-        for pairs in keypairs.shards():
-            strokes = kvc_keystrokes(pairs)
+        for shard in keystrokes.shards():
+            strokes = kvc_keystrokes(shard)
             strokes.attrs["column_descriptions"] = COLUMN_DESCRIPTIONS
             out.write(strokes)
             checks.add(strokes)

@@ -13,7 +13,7 @@ import pandas as pd
 import pyarrow as pa
 
 from keystroke_assets.assets.common import OutputCheck, check_specs
-from keystroke_assets.features.common import TASK_IDS, ParticipantShards, feature_asset, stack_shards, feature_checks, feature_result, task_keystrokes, tasks_of
+from keystroke_assets.features.common import TASK_IDS, ParticipantShards, feature_asset, stack_shards, feature_checks, feature_result, next_latencies, tasks_of
 
 STEP = ["HL_s", "IL_s", "PL_s", "RL_s", "keycode_255"]
 
@@ -22,20 +22,19 @@ class SequenceConfig(dg.Config):
     sequence_length: int = 50  # M of the TypeNet paper
 
 
-def sequence_features(pairs: pd.DataFrame, m: int) -> pd.DataFrame:
-    """One row per task: TASK_IDS, `length` (keystrokes kept, at most m) and `steps`."""
+def sequence_features(keystrokes: pd.DataFrame, m: int) -> pd.DataFrame:
+    """One row per task of the keystrokes table: TASK_IDS, `length` (keystrokes kept, at most m)
+    and `steps`."""
     if m < 1:
         raise ValueError(f"sequence length must be at least 1, not {m}")
-    task, tasks = tasks_of(pairs)
-    strokes = task_keystrokes(pairs.assign(_task=task), ["_task", "IL", "PL", "RL"])
+    task, tasks = tasks_of(keystrokes)
+    strokes = keystrokes.assign(_task=task, **next_latencies(keystrokes))
     t = strokes["_task"].to_numpy()
-    # A task's last keystroke carries its last pair's latencies: they belong to no next key.
-    last = np.r_[t[1:] != t[:-1], True]
     step = strokes["sequence_id"].to_numpy()
     kept = step < m
     values = np.column_stack(
         [strokes["HL"].to_numpy() / 1000.0]
-        + [np.where(last, 0, strokes[c].to_numpy()) / 1000.0 for c in ["IL", "PL", "RL"]]
+        + [strokes[c].to_numpy() / 1000.0 for c in ["IL", "PL", "RL"]]
         + [strokes["keycode"].to_numpy() / 255.0]
     )
     steps = np.zeros((len(tasks), m, len(STEP)), np.float32)
@@ -114,7 +113,7 @@ KEY = dg.AssetKey(["features", "typenet_sequences"])
 
 @feature_asset(
     "typenet_sequences",
-    code_version="1",
+    code_version="2",
     kinds={"pandas", "parquet", "numpy"},
     check_specs=check_specs(KEY, CHECKS),
     description=(
@@ -124,8 +123,8 @@ KEY = dg.AssetKey(["features", "typenet_sequences"])
         "Load as an (n, M, 5) array with keystroke_assets.export.load_typenet_sequences(version)."
     ),
 )
-def typenet_sequences(context: dg.AssetExecutionContext, config: SequenceConfig, keypairs: ParticipantShards):
-    features = stack_shards(sequence_features(pairs, config.sequence_length) for pairs in keypairs.shards())
+def typenet_sequences(context: dg.AssetExecutionContext, config: SequenceConfig, keystrokes: ParticipantShards):
+    features = stack_shards(sequence_features(shard, config.sequence_length) for shard in keystrokes.shards())
     features.attrs["column_descriptions"] = {
         "length": f"steps recorded (keystrokes of the task, at most M = {config.sequence_length})",
         "steps": f"M * 5 = {config.sequence_length * len(STEP)} float32, step-major: "

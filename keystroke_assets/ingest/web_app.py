@@ -1,10 +1,12 @@
 """The web app's keystroke CSV: `<P|R>,<key>,<time>`, nothing escaped (spec/data.md §1).
 
 Files are parsed in batches, each in one vectorized pass over the batch's concatenated bytes. A valid
-line is `P` or `R`, a comma, a non-empty key, a comma and 13 digits of ms, so its first comma is
-at byte 1 and its last comma 14 bytes before its end: the key is whatever lies between, quotes
-included. A key holds no comma unless it is the comma itself (`P,,,<t>`): any other comma in a
-line is an extra field. Python loops over files only, never over lines.
+line is `P` or `R`, a comma, a key, a comma and 13 digits of ms, so its first comma is at byte 1
+and its last comma 14 bytes before its end: the key is whatever lies between, quotes included. The
+key may be empty (`P,,<t>`: the browser reported no key name; a keystroke all the same, made
+`Unidentified` downstream, docs/features.md §1). A key holds no comma unless it is the comma itself
+(`P,,,<t>`): any other comma in a line is an extra field. Python loops over files only, never over
+lines.
 """
 
 import codecs
@@ -38,8 +40,6 @@ def explain_line(line: str) -> str:
     key, time = rest.rsplit(",", 1)
     if kind not in ("P", "R"):
         return f"first field must be P or R, not {kind[:20]!r}"
-    if not key:
-        return "empty key"
     if "," in key and key != ",":
         return f"{line.count(',') + 1} comma-separated fields, expected 3 (key {key[:20]!r})"
     if not time.isdigit() or not time.isascii():
@@ -146,7 +146,7 @@ def _parse_batch(contents: list[bytes]) -> ParsedFiles:
     line_no = line_index + 1 + np.asarray(had_header, dtype=np.int64)[owner]
     length = end - line_start
 
-    valid = length >= 2 + 1 + 1 + TIME_DIGITS  # "P," key "," digits
+    valid = length >= 2 + 1 + TIME_DIGITS  # "P," key (maybe empty) "," digits
     safe = np.where(valid, line_start, 0)
     kind = buf[safe]
     valid &= ((kind == _P) | (kind == _R)) & (buf[safe + 1] == _COMMA)

@@ -36,6 +36,17 @@ def test_raw_comma_key_is_split_on_first_and_last_comma(real_data):
     assert row["time_ms"].tolist() == [1751143978266, 1751143978380]
 
 
+def test_empty_key_is_an_event_with_its_key_as_recorded():
+    # `P,,<t>`: the browser reported no key name; the raw comma `P,,,<t>` next to it keeps its key
+    events, problems = _one(b"P,,1735660013225\nR,,1735660013301\nP,,,1735660013400\nR,,,1735660013480\n")
+    assert problems.empty
+    assert events["key"].tolist() == ["", "", ",", ","]  # named `Unidentified` when keystrokes are made
+    assert events["time_ms"].tolist() == [1735660013225, 1735660013301, 1735660013400, 1735660013480]
+    # a time alone is still no event
+    _, problems = _one(b"P,,1735660013225\nP,1735660013301\n")
+    assert "line 2 'P,1735660013301': fewer than 3 comma-separated fields" in problems["problem"].iloc[0]
+
+
 def test_unescaped_quote_key_does_not_merge_rows(real_data):
     data = (real_data.joinpath(*WEB) / "f_1a8939f78d8fd33068520f598b6bb6b8_3.csv").read_bytes()
     events, problems = _one(data)
