@@ -148,7 +148,7 @@ def task_keystrokes(pairs: pd.DataFrame, carry: list[str]) -> pd.DataFrame:
          "sequence_id": np.r_[seq, seq[last] + 1][take]}
     )
     for column in carry:
-        strokes[column] = pairs[column].to_numpy()[source]
+        strokes[column] = pairs[column].array.take(source)  # keeps the dtype (categorical ids, nullable Int64)
     strokes["HL"] = strokes["release_ms"] - strokes["press_ms"]
     return strokes
 

@@ -167,7 +167,7 @@ FILL_RULES = ["observed", "user_mean", "column_mean", "zero"]
 def fill_statistics(groups: pd.DataFrame, statistics: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """(features, column dictionary, fill counts) from typenet_ml_statistics, of one shard or of
     several stacked. Columns in order: device type, then HL per key and IL per digraph (code-point
-    order), statistics in STATS order. A missing cell of a row's own device type's columns is
+    order), statistics in STATS order; rows in order of the group ids. A missing cell of a row's own device type's columns is
     filled with the user's mean of the column over the user's observed groups, else the column
     mean over the observed cells of rows of that device type, else 0 (both means taken before any
     fill); the other device type's columns stay null. Fill counts: device type -> FILL_RULES
@@ -178,7 +178,12 @@ def fill_statistics(groups: pd.DataFrame, statistics: pd.DataFrame) -> tuple[pd.
     dictionary.insert(0, "column", [_column_name(*c) for c in names])
     dictionary["key2"] = dictionary["key2"].replace("", None)
     dictionary["unit"] = "ms"
-    values = statistics[names].to_numpy(dtype=np.float64, copy=True)
+    # rows in order of the group ids (user ids as text), whatever the shards' order or id dtypes
+    ids = groups.drop(columns="device_type")
+    ids = ids.astype({c: str for c in ids if not pd.api.types.is_numeric_dtype(ids[c])})
+    order = ids.sort_values(list(ids.columns), kind="stable").index.to_numpy()
+    groups = groups.iloc[order].reset_index(drop=True)
+    values = statistics[names].to_numpy(dtype=np.float64)[order]
     row_device = groups["device_type"].astype(str).to_numpy()
     column_device = dictionary["device_type"].to_numpy()
     users = pd.factorize(groups["user_id"])[0]
