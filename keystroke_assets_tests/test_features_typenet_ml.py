@@ -9,7 +9,7 @@ import pytest
 
 from keystroke_assets.features.common import task_keystrokes
 from keystroke_assets.features.typenet_ml import (
-    COLUMN_LEVELS, GRAINS, KEYSTROKE_IDS, _own_columns_filled, fill_statistics, hl_statistics, il_statistics,
+    COLUMN_LEVELS, GRAINS, KEYSTROKE_COLUMNS, KEYSTROKE_IDS, _own_columns_filled, fill_statistics, hl_statistics, il_statistics,
     join_statistics, top_digraphs, typenet_ml_features,
 )
 from keystroke_assets.keystrokes import DEFAULT_OUTLIER_THRESHOLDS
@@ -229,7 +229,9 @@ def test_column_mean_over_observed_cells_only():
 
 def test_hl_from_keystrokes_joins_a_group_without_pairs(mixed):
     # a stored keystrokes table has the one-keystroke task that keypairs cannot: d3 held a for 70 ms
-    strokes = pd.concat([task_keystrokes(mixed, KEYSTROKE_IDS), pd.DataFrame([{
+    rebuilt = task_keystrokes(mixed, KEYSTROKE_IDS)
+    assert sorted(rebuilt.columns) == sorted(KEYSTROKE_COLUMNS)
+    strokes = pd.concat([rebuilt, pd.DataFrame([{
         "user_id": "d3", "device_type": "desktop", "platform_id": 1, "video_id": 1, "session_id": 1, "task_id": 0,
         "sequence_id": 0, "key": "A", "keycode": 65, "press_ms": 0, "release_ms": 70, "HL": 70}])], ignore_index=True)
     grain = GRAINS["platform"]

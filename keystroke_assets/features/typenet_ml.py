@@ -24,9 +24,9 @@ GRAINS = {
 }
 STATS = ["median", "mean", "std", "q1", "q3"]
 COLUMN_LEVELS = ("device_type", "latency", "key1", "key2", "statistic")
-# The keystrokes hl_statistics reads: the task's ids, then (as task_keystrokes returns them)
-# sequence_id, key, keycode, press_ms, release_ms, HL.
+# The keystrokes frame hl_statistics reads, as task_keystrokes(pairs, KEYSTROKE_IDS) returns it.
 KEYSTROKE_IDS = TASK_IDS
+KEYSTROKE_COLUMNS = [*KEYSTROKE_IDS, "sequence_id", "key", "keycode", "press_ms", "release_ms", "HL"]
 
 
 class TypenetMLConfig(dg.Config):
@@ -167,11 +167,11 @@ FILL_RULES = ["observed", "user_mean", "column_mean", "zero"]
 def fill_statistics(groups: pd.DataFrame, statistics: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """(features, column dictionary, fill counts) from typenet_ml_statistics, of one shard or of
     several stacked. Columns in order: device type, then HL per key and IL per digraph (code-point
-    order), statistics in STATS order; rows in order of the group ids. A missing cell of a row's own device type's columns is
-    filled with the user's mean of the column over the user's observed groups, else the column
-    mean over the observed cells of rows of that device type, else 0 (both means taken before any
-    fill); the other device type's columns stay null. Fill counts: device type -> FILL_RULES
-    counts, `cells` (own cells) and `filled_share`."""
+    order), statistics in STATS order; rows in order of the group ids. A missing cell of a row's
+    own device type's columns is filled with the user's mean of the column over the user's
+    observed groups, else the column mean over the observed cells of rows of that device type,
+    else 0 (both means taken before any fill); the other device type's columns stay null. Fill
+    counts: device type -> FILL_RULES counts, `cells` (own cells) and `filled_share`."""
     stat_order = {s: i for i, s in enumerate(STATS)}
     names = sorted(statistics.columns, key=lambda c: (*c[:4], stat_order[c[4]]))
     dictionary = pd.DataFrame(names, columns=list(COLUMN_LEVELS))
@@ -179,6 +179,7 @@ def fill_statistics(groups: pd.DataFrame, statistics: pd.DataFrame) -> tuple[pd.
     dictionary["key2"] = dictionary["key2"].replace("", None)
     dictionary["unit"] = "ms"
     # rows in order of the group ids (user ids as text), whatever the shards' order or id dtypes
+    groups = groups.reset_index(drop=True)
     ids = groups.drop(columns="device_type")
     ids = ids.astype({c: str for c in ids if not pd.api.types.is_numeric_dtype(ids[c])})
     order = ids.sort_values(list(ids.columns), kind="stable").index.to_numpy()
@@ -202,7 +203,7 @@ def fill_statistics(groups: pd.DataFrame, statistics: pd.DataFrame) -> tuple[pd.
         values[np.ix_(rows, columns)] = own
         counts = dict(zip(FILL_RULES, (int(m.sum()) for m in (~missing, by_user, by_column, by_zero))))
         fills[str(device)] = {**counts, "cells": int(own.size), "filled_share": int(missing.sum()) / max(own.size, 1)}
-    features = pd.concat([groups.reset_index(drop=True), pd.DataFrame(values, columns=dictionary["column"])], axis=1)
+    features = pd.concat([groups, pd.DataFrame(values, columns=dictionary["column"])], axis=1)
     features["device_type"] = features["device_type"].astype(str)
     return features, dictionary, fills
 
