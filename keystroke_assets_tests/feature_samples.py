@@ -8,6 +8,7 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
+from keystroke_assets.keystrokes import DEFAULT_OUTLIER_THRESHOLDS
 from keystroke_assets.resources.object_store import LocalObjectStore
 
 from .conftest import VERSION, failed_rules_of, materialize_version
@@ -27,12 +28,14 @@ def make_pairs(tasks: list[dict]) -> pd.DataFrame:
     rows = []
     for task in tasks:
         ids = {k: v for k, v in task.items() if k != "strokes"}
+        t = DEFAULT_OUTLIER_THRESHOLDS[ids["device_type"]]  # the outlier rule by device type
         for i, ((k1, c1, p1, r1), (k2, c2, p2, r2)) in enumerate(zip(task["strokes"], task["strokes"][1:])):
             hl, il = r1 - p1, p2 - r1
             rows.append(
                 {**ids, "sequence_id": i, "key1": k1, "key2": k2, "keycode1": c1, "keycode2": c2,
                  "key1_press": p1, "key1_release": r1, "key2_press": p2, "key2_release": r2,
-                 "HL": hl, "IL": il, "PL": p2 - p1, "RL": r2 - r1, "outlier": hl > 2000 or hl < 30 or abs(il) > 1000}
+                 "HL": hl, "IL": il, "PL": p2 - p1, "RL": r2 - r1,
+                 "outlier": hl > t.hl_max_ms or hl < t.hl_min_ms or abs(il) > t.il_abs_max_ms}
             )
     pairs = pd.DataFrame(rows)[PAIR_COLUMNS]
     for column in ["platform_id", "video_id", "session_id", "task_id"]:

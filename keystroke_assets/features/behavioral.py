@@ -13,7 +13,8 @@ is a row with no pair (docs/features.md §3). Definitions, where the spec leaves
 - bursts: runs of keystrokes without a PL > 2000 ms, never spanning two tasks.
 - PL entropy: Shannon entropy (bits) of PL in 50 ms bins [0, 50), ..., [1950, 2000) plus one bin
   for PL >= 2000.
-- backspace, Shift, Caps Lock by keycode (8, 16, 20). A phone's keyboard reports most keys as
+- backspace, Shift, Caps Lock by canonical key name (`Key.backspace`, `Key.shift`, `Key.caps_lock`;
+  Aalto's BKSP, SHIFT, CAPS_LOCK are the same keys). A phone's keyboard reports most keys as
   `Unidentified` (keycode 0): where more than half of a group's keystrokes are, these rates are
   null rather than a misleading 0.
 """
@@ -33,6 +34,7 @@ from keystroke_assets.features.common import (
     feature_checks,
     feature_result,
     grouped_stats,
+    key_identity_codes,
     per_grain,
     next_latencies,
     pair_rows,
@@ -45,7 +47,7 @@ from keystroke_assets.resources.object_store import ObjectStore
 PAUSES_MS = [500, 1000, 2000]
 BURST_GAP_MS = 2000
 BIN_MS, BINS = 50, 40  # 40 bins of 50 ms up to 2000 ms, then one bin for longer PL
-KEYCODES = {"backspace": 8, "shift": 16, "caps_lock": 20}
+KEY_NAMES = {"backspace": "Key.backspace", "shift": "Key.shift", "caps_lock": "Key.caps_lock"}
 UNIDENTIFIED_MAX_SHARE = 0.5
 
 COLUMN_DESCRIPTIONS = {
@@ -90,6 +92,7 @@ def behavioral_features(keystrokes: pd.DataFrame, typed: pd.DataFrame) -> pd.Dat
     n_tasks = len(tasks)
     strokes = keystrokes.assign(_task=s_task)
     keycode = strokes["keycode"].to_numpy()
+    identity, identities = key_identity_codes(strokes["key"])
     first = pair_rows(keystrokes)
     task = s_task[first]  # the task of every pair
     latency = next_latencies(keystrokes)
@@ -139,8 +142,8 @@ def behavioral_features(keystrokes: pd.DataFrame, typed: pd.DataFrame) -> pd.Dat
         out["burst_mean_length"] = keystrokes / bursts
         out["pl_cv"] = stats["std"] / stats["mean"]
         out["pl_entropy_bits"] = -(p * np.log2(np.where(p > 0, p, 1))).sum(axis=1)
-        for name, code in KEYCODES.items():
-            used = count(g_strokes, keycode == code)
+        for name, key in KEY_NAMES.items():
+            used = count(g_strokes, identity == identities.get_indexer([key])[0])  # -1: never typed
             if name != "backspace":
                 out[f"{name}_keystrokes"] = pd.array(np.where(keys_known, used, np.nan), dtype="Int64")
             out[f"{name}_rate"] = np.where(keys_known, used / keystrokes, np.nan)

@@ -172,7 +172,7 @@ def task_keystrokes(pairs: pd.DataFrame, carry: list[str]) -> pd.DataFrame:
          "sequence_id": np.r_[seq, seq[last] + 1][take]}
     )
     for column in carry:
-        strokes[column] = pairs[column].to_numpy()[source]
+        strokes[column] = pairs[column].array.take(source)  # keeps the dtype (categorical ids, nullable Int64)
     strokes["HL"] = strokes["release_ms"] - strokes["press_ms"]
     return strokes
 
@@ -281,9 +281,11 @@ class Feature:
 
 
 def key_identity_codes(keys: pd.Series) -> tuple[np.ndarray, pd.Index]:
-    """Code of every key's identity (a character lower-cased) in the sorted identities, which are
-    returned too; computed on the categories, not per row. Sorted means code-point order."""
+    """Code of every key's canonical identity (keycodes.key_identity: one name across sources, a
+    character lower-cased) in the sorted identities, which are returned too; computed on the
+    categories, not per row. Sorted means code-point order. A null key is `Unidentified`."""
     keys = keys.astype("category")
-    identity = key_identity(pd.Series(keys.cat.categories, dtype=object))
-    identities = pd.Index(sorted(set(identity)))
+    # a null key's code is -1: the last entry, None, whose identity is Unidentified
+    identity = key_identity(pd.Series([*keys.cat.categories, None], dtype=object)).to_numpy()
+    identities = pd.Index(sorted(set(identity if keys.isna().any() else identity[:-1])))
     return identities.get_indexer(identity)[keys.cat.codes.to_numpy()], identities

@@ -1,6 +1,8 @@
 """features/typenet_ml/{platform,session,video}: per-key HL and top-k digraph IL statistics (ms).
 
-spec/features.md §3. One row per (user, platform[, session[, video]]) group.
+docs/features.md §3. One row per (user, platform[, session[, video]]) group. Each device type has
+its own columns (its keys, its top-k digraphs), named `<device type>__HL__<key>__<statistic>` and
+`<device type>__IL__<key1>__<key2>__<statistic>`; a row has values only in its own device type's.
 """
 
 import dagster as dg
@@ -9,9 +11,11 @@ import pandas as pd
 
 from keystroke_assets.assets.common import OutputCheck, check_specs, has_columns, non_empty, report_table, run_checks
 from keystroke_assets.features.common import (
-    ParticipantShards, feature_asset, group_codes, grouped_stats, key_identity_codes, stack_shards, task_keystrokes,
+    TASK_IDS, ParticipantShards, feature_asset, group_codes, grouped_stats, key_identity_codes, stack_shards,
+    task_keystrokes,
 )
-from keystroke_assets.keystrokes import HL_MAX_MS, HL_MIN_MS
+from keystroke_assets.keystrokes import DEFAULT_OUTLIER_THRESHOLDS, OutlierThresholds
+from keystroke_assets.resources.outlier_rules import OutlierRules
 
 GRAINS = {
     "platform": ["user_id", "platform_id"],
@@ -19,7 +23,10 @@ GRAINS = {
     "video": ["user_id", "platform_id", "session_id", "video_id"],
 }
 STATS = ["median", "mean", "std", "q1", "q3"]
-COLUMN_LEVELS = ("latency", "key1", "key2", "statistic")
+COLUMN_LEVELS = ("device_type", "latency", "key1", "key2", "statistic")
+# The keystrokes frame hl_statistics reads, as task_keystrokes(pairs, KEYSTROKE_IDS) returns it.
+KEYSTROKE_IDS = TASK_IDS
+KEYSTROKE_COLUMNS = [*KEYSTROKE_IDS, "sequence_id", "key", "keycode", "press_ms", "release_ms", "HL"]
 
 
 class TypenetMLConfig(dg.Config):
@@ -37,7 +44,7 @@ DIGRAPH_COUNT_COLUMNS = ["user_id", "device_type", "key1", "key2"]
 
 
 def digraph_counts(pairs: pd.DataFrame) -> pd.DataFrame:
-    """Pairs per (device type, user, digraph), keys by identity (a character lower-cased): all the
+    """Pairs per (device type, user, digraph), keys by canonical identity (key_identity_codes): all the
     top-k choice needs, a few thousand rows per user, so it can be gathered over a whole version."""
     code, identities = _digraph_codes(pairs)
     n = len(identities)
@@ -68,7 +75,7 @@ def choose_top_digraphs(counts: pd.DataFrame, k: int) -> pd.DataFrame:
 
 def top_digraphs(pairs: pd.DataFrame, k: int) -> pd.DataFrame:
     """Per device type, the k most frequent digraphs typed by every user of that device type;
-    ties broken by (key1, key2) in code-point order. Keys by identity (a character lower-cased)."""
+    ties broken by (key1, key2) in code-point order. Keys by canonical identity (key_identity_codes)."""
     return choose_top_digraphs(digraph_counts(pairs), k)
 
 
@@ -79,74 +86,134 @@ def _wide(codes, n_groups, column_ids, values, n_columns):
     return block.reshape(n_groups, n_columns * len(STATS))
 
 
-def typenet_ml_statistics(pairs: pd.DataFrame, grain: list[str], top: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(ids, statistics) per group of the grain, not yet filled. ids: the grain and device_type.
-    A statistics column per (latency, key1, key2, statistic), COLUMN_LEVELS: HL for every key with
-    an HL in range in `pairs`, IL for every digraph of `top`. A group holds one participant's
-    pairs, so the tables of participant shards, stacked, are those of the whole version."""
+def _statistics_table(block: np.ndarray, names: list[tuple]) -> pd.DataFrame:
+    return pd.DataFrame(block, columns=pd.MultiIndex.from_tuples(names, names=COLUMN_LEVELS))
+
+
+def hl_statistics(strokes: pd.DataFrame, grain: list[str], thresholds: dict[str, OutlierThresholds]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(ids, HL statistics) per group of the grain from keystrokes (KEYSTROKE_COLUMNS): for each
+    device type, a column per key (by identity) with at least one hold inside that device type's
+    HL range (`thresholds`), statistics over the group's holds inside it. ids: the grain and
+    device_type; a group's other-device columns stay NaN."""
+    codes, groups = group_codes(strokes, grain, [*grain, "device_type"])
+    device, devices = pd.factorize(strokes["device_type"], sort=True)
+    low = np.array([thresholds[d].hl_min_ms for d in devices])
+    high = np.array([thresholds[d].hl_max_ms for d in devices])
+    hl = strokes["HL"].to_numpy()
+    inside = (hl >= low[device]) & (hl <= high[device]) if len(devices) else np.zeros(len(hl), bool)
+    key_ids, identities = key_identity_codes(strokes["key"])
+    n = len(identities)
+    # a column per (device type, key) seen inside the range: device types, then keys in code-point order
+    seen, column = np.unique(device[inside] * n + key_ids[inside], return_inverse=True)
+    block = _wide(codes[inside], len(groups), column, hl[inside], len(seen))
+    names = [(devices[c // n], "HL", identities[c % n], "", s) for c in seen for s in STATS]
+    return groups, _statistics_table(block, names)
+
+
+def il_statistics(pairs: pd.DataFrame, grain: list[str], top: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(ids, IL statistics) per group of the grain from keypairs: a column per digraph of `top`
+    (choose_top_digraphs: per device type), statistics over the group's non-outlier pairs of that
+    digraph when the group is of the digraph's device type. ids: the grain and device_type."""
     codes, groups = group_codes(pairs, grain, [*grain, "device_type"])
-    n_groups = len(groups)
-
-    strokes = task_keystrokes(pairs.assign(_group=codes), ["_group"])
-    strokes = strokes[(strokes["HL"] >= HL_MIN_MS) & (strokes["HL"] <= HL_MAX_MS)]
-    key_ids, all_keys = key_identity_codes(strokes["key"])
-    seen = np.unique(key_ids)  # keys seen, in code-point order
-    keys = all_keys[seen]
-    hl = _wide(strokes["_group"].to_numpy(), n_groups, np.searchsorted(seen, key_ids), strokes["HL"].to_numpy(), len(keys))
-
+    device, devices = pd.factorize(pairs["device_type"], sort=True)
     digraph_code, identities = _digraph_codes(pairs)
     n = len(identities)
-    digraphs = sorted(set(zip(top["key1"], top["key2"])))  # code-point order, as the identities
-    first, second = identities.get_indexer([a for a, _ in digraphs]), identities.get_indexer([b for _, b in digraphs])
-    known = (first >= 0) & (second >= 0)  # a digraph of keys these pairs never had matches none
-    chosen = first[known] * n + second[known]  # increasing
-    at = np.minimum(np.searchsorted(chosen, digraph_code), max(len(chosen) - 1, 0))
-    use = ~pairs["outlier"].to_numpy() & (chosen[at] == digraph_code if len(chosen) else False)
-    il = _wide(codes[use], n_groups, np.flatnonzero(known)[at[use]], pairs["IL"].to_numpy()[use], len(digraphs))
+    # device types, then (key1, key2) in code-point order, as the identities: the codes increase
+    top = top.sort_values(["device_type", "key1", "key2"], ignore_index=True)
+    top_device = devices.get_indexer(top["device_type"]) if len(devices) else np.full(len(top), -1)
+    first, second = identities.get_indexer(top["key1"]), identities.get_indexer(top["key2"])
+    known = (top_device >= 0) & (first >= 0) & (second >= 0)  # a digraph these pairs never had matches none
+    chosen = (top_device * n * n + first * n + second)[known]
+    code = device * n * n + digraph_code
+    at = np.minimum(np.searchsorted(chosen, code), max(len(chosen) - 1, 0))
+    use = ~pairs["outlier"].to_numpy() & (chosen[at] == code if len(chosen) else False)
+    block = _wide(codes[use], len(groups), np.flatnonzero(known)[at[use]], pairs["IL"].to_numpy()[use], len(top))
+    names = [(d, "IL", a, b, s) for d, a, b in zip(top["device_type"], top["key1"], top["key2"]) for s in STATS]
+    return groups, _statistics_table(block, names)
 
-    names = [("HL", key, "", s) for key in keys for s in STATS] + [("IL", a, b, s) for a, b in digraphs for s in STATS]
-    return groups, pd.DataFrame(np.hstack([hl, il]), columns=pd.MultiIndex.from_tuples(names, names=COLUMN_LEVELS))
+
+def join_statistics(grain: list[str], *parts: tuple[pd.DataFrame, pd.DataFrame]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(ids, statistics) of hl_statistics and il_statistics joined on the group ids (a group in
+    either), NaN where a part has no row for the group."""
+    ids = [*grain, "device_type"]
+    row, groups = group_codes(pd.concat([g for g, _ in parts], ignore_index=True), ids)
+    values = np.full((len(groups), sum(s.shape[1] for _, s in parts)), np.nan)
+    first_row = first_column = 0
+    for g, s in parts:
+        values[row[first_row : first_row + len(g)], first_column : first_column + s.shape[1]] = s.to_numpy()
+        first_row, first_column = first_row + len(g), first_column + s.shape[1]
+    columns = pd.MultiIndex.from_tuples([c for _, s in parts for c in s.columns], names=COLUMN_LEVELS)
+    return groups, pd.DataFrame(values, columns=columns)
+
+
+def typenet_ml_statistics(
+    pairs: pd.DataFrame, grain: list[str], top: pd.DataFrame,
+    thresholds: dict[str, OutlierThresholds] = DEFAULT_OUTLIER_THRESHOLDS,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(ids, statistics) per group of the grain, not yet filled: HL from the keystrokes rebuilt
+    from `pairs`, IL from `pairs`. A group holds one participant's rows, so the tables of
+    participant shards, stacked, are those of the whole version."""
+    strokes = task_keystrokes(pairs, KEYSTROKE_IDS)
+    return join_statistics(grain, hl_statistics(strokes, grain, thresholds), il_statistics(pairs, grain, top))
+
+
+def _column_name(device_type: str, latency: str, key1: str, key2: str, statistic: str) -> str:
+    return "__".join([device_type, latency, key1, *([key2] if latency == "IL" else []), statistic])
+
+
+FILL_RULES = ["observed", "user_mean", "column_mean", "zero"]
 
 
 def fill_statistics(groups: pd.DataFrame, statistics: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """(features, column dictionary, fill counts) from typenet_ml_statistics, of one shard or of
-    several stacked: columns in order (HL per key, then IL per digraph, both in code-point order;
-    statistics in STATS order), a missing cell filled with the user's mean, then the column mean
-    over the version, then 0."""
+    several stacked. Columns in order: device type, then HL per key and IL per digraph (code-point
+    order), statistics in STATS order; rows in order of the group ids. A missing cell of a row's
+    own device type's columns is filled with the user's mean of the column over the user's
+    observed groups, else the column mean over the observed cells of rows of that device type,
+    else 0 (both means taken before any fill); the other device type's columns stay null. Fill
+    counts: device type -> FILL_RULES counts, `cells` (own cells) and `filled_share`."""
     stat_order = {s: i for i, s in enumerate(STATS)}
-    names = sorted(statistics.columns, key=lambda c: (c[0], c[1], c[2], stat_order[c[3]]))
+    names = sorted(statistics.columns, key=lambda c: (*c[:4], stat_order[c[4]]))
     dictionary = pd.DataFrame(names, columns=list(COLUMN_LEVELS))
+    dictionary.insert(0, "column", [_column_name(*c) for c in names])
     dictionary["key2"] = dictionary["key2"].replace("", None)
-    dictionary.insert(
-        0, "column",
-        [f"HL__{r.key1}__{r.statistic}" if r.latency == "HL" else f"IL__{r.key1}__{r.key2}__{r.statistic}"
-         for r in dictionary.itertuples()],
-    )
     dictionary["unit"] = "ms"
-    values = pd.DataFrame(statistics[names].to_numpy(dtype=np.float64), columns=dictionary["column"])
-    missing = values.isna()
-    user_mean = values.groupby(groups["user_id"].to_numpy()).transform("mean")
-    values = values.fillna(user_mean)
-    after_user = values.isna()
-    # as fillna(values.mean()), in one numpy step rather than column by column (~10x faster)
-    values = pd.DataFrame(np.where(after_user, values.mean().to_numpy(), values.to_numpy()), columns=values.columns)
-    after_column = values.isna()
-    values = values.fillna(0.0)
-    fills = {
-        "cells": int(values.size),
-        "missing": int(missing.to_numpy().sum()),
-        "filled_with_user_mean": int((missing & ~after_user).to_numpy().sum()),
-        "filled_with_column_mean": int((after_user & ~after_column).to_numpy().sum()),
-        "filled_with_zero": int(after_column.to_numpy().sum()),
-    }
-    features = pd.concat([groups.reset_index(drop=True), values], axis=1)
+    # rows in order of the group ids (user ids as text), whatever the shards' order or id dtypes
+    groups = groups.reset_index(drop=True)
+    ids = groups.drop(columns="device_type")
+    ids = ids.astype({c: str for c in ids if not pd.api.types.is_numeric_dtype(ids[c])})
+    order = ids.sort_values(list(ids.columns), kind="stable").index.to_numpy()
+    groups = groups.iloc[order].reset_index(drop=True)
+    values = statistics[names].to_numpy(dtype=np.float64)[order]
+    row_device = groups["device_type"].astype(str).to_numpy()
+    column_device = dictionary["device_type"].to_numpy()
+    users = pd.factorize(groups["user_id"])[0]
+    fills = {}
+    for device in np.unique(row_device):
+        rows, columns = np.flatnonzero(row_device == device), np.flatnonzero(column_device == device)
+        own = values[np.ix_(rows, columns)]  # before any fill
+        missing = np.isnan(own)
+        user_mean = pd.DataFrame(own).groupby(users[rows]).transform("mean").to_numpy()
+        with np.errstate(invalid="ignore", divide="ignore"):  # a column nobody has: NaN, then 0
+            column_mean = np.broadcast_to(np.nansum(own, axis=0) / (~missing).sum(axis=0), own.shape)
+        by_user = missing & ~np.isnan(user_mean)
+        by_column = missing & ~by_user & ~np.isnan(column_mean)
+        by_zero = missing & ~by_user & ~by_column
+        own = np.where(by_user, user_mean, np.where(by_column, column_mean, np.where(by_zero, 0.0, own)))
+        values[np.ix_(rows, columns)] = own
+        counts = dict(zip(FILL_RULES, (int(m.sum()) for m in (~missing, by_user, by_column, by_zero))))
+        fills[str(device)] = {**counts, "cells": int(own.size), "filled_share": int(missing.sum()) / max(own.size, 1)}
+    features = pd.concat([groups, pd.DataFrame(values, columns=dictionary["column"])], axis=1)
     features["device_type"] = features["device_type"].astype(str)
     return features, dictionary, fills
 
 
-def typenet_ml_features(pairs: pd.DataFrame, grain: list[str], top: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+def typenet_ml_features(
+    pairs: pd.DataFrame, grain: list[str], top: pd.DataFrame,
+    thresholds: dict[str, OutlierThresholds] = DEFAULT_OUTLIER_THRESHOLDS,
+) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """(features, column dictionary, fill counts) for one grain; `top` = top_digraphs(pairs, k)."""
-    return fill_statistics(*typenet_ml_statistics(pairs, grain, top))
+    return fill_statistics(*typenet_ml_statistics(pairs, grain, top, thresholds))
 
 
 def _quartiles_ordered(df: pd.DataFrame) -> tuple[bool, dict]:
@@ -157,9 +224,18 @@ def _quartiles_ordered(df: pd.DataFrame) -> tuple[bool, dict]:
     return bad == 0, {"cells_out_of_order": bad}
 
 
-def _no_nan(df: pd.DataFrame) -> tuple[bool, dict]:
-    n = int(df.select_dtypes("number").drop(columns=["platform_id", "session_id", "video_id"], errors="ignore").isna().sum().sum())
-    return n == 0, {"nan_cells": n}
+def _own_columns_filled(df: pd.DataFrame) -> tuple[bool, dict]:
+    """No null in a row's own device type's columns; nothing but nulls in the other's."""
+    devices = df["device_type"].to_numpy()
+    columns = pd.Series([c for c in df.columns if "__" in c])
+    column_device = columns.str.split("__").str[0].to_numpy()
+    left_null = other_filled = 0
+    for device in np.unique(column_device):
+        block = df[columns[column_device == device]].isna().to_numpy()
+        own = devices == device
+        left_null += int(block[own].sum())
+        other_filled += int((~block[~own]).sum())
+    return left_null + other_filled == 0, {"own_cells_null": left_null, "other_device_cells_not_null": other_filled}
 
 
 def build_typenet_ml_asset(grain_name: str) -> dg.AssetsDefinition:
@@ -167,30 +243,43 @@ def build_typenet_ml_asset(grain_name: str) -> dg.AssetsDefinition:
     checks = [
         has_columns([*grain, "device_type"]),
         non_empty(),
-        OutputCheck("no_nan", "Every feature cell is filled (no NaN after the fill rule).", _no_nan),
+        OutputCheck(
+            "own_columns_filled",
+            "No cell of a row's own device type's columns is left null by the fill rule; the other device "
+            "type's columns are all null.",
+            _own_columns_filled,
+        ),
         OutputCheck("quartiles_ordered", "q1 <= median <= q3 in every statistic.", _quartiles_ordered),
     ]
     key = dg.AssetKey(["features", "typenet_ml", grain_name])
 
     @feature_asset(
         f"typenet_ml/{grain_name}",
-        code_version="1",
+        code_version="2",
         check_specs=check_specs(key, checks),
         description=(
-            f"TypeNet-style statistics per ({', '.join(grain)}): for every key, HL median / mean / std / q1 / q3 "
-            "over keystrokes with 30 <= HL <= 2000 ms; for the top-k digraphs typed by every user of the "
-            "device type, IL statistics over non-outlier pairs. Values in ms; missing cells filled with the "
-            "user's mean, then the column mean, then 0. The column dictionary is in the metadata."
+            f"TypeNet-style statistics per ({', '.join(grain)}), with columns per device type (named "
+            "`<device type>__...`; a row's other device type's columns are null): for every key held inside "
+            "the device type's HL range (outlier_rules), HL median / mean / std / q1 / q3 over those holds; "
+            "for the top-k digraphs typed by every user of the device type, IL statistics over non-outlier "
+            "pairs. Values in ms; a missing own cell is filled with the user's mean, else the column mean "
+            "over observed cells, else 0. The column dictionary and the fill counts per device type are in "
+            "the metadata."
         ),
     )
-    def typenet_ml(context: dg.AssetExecutionContext, config: TypenetMLConfig, keypairs: ParticipantShards):
+    def typenet_ml(
+        context: dg.AssetExecutionContext, config: TypenetMLConfig, keypairs: ParticipantShards,
+        outlier_rules: OutlierRules,
+    ):
+        thresholds = outlier_rules.thresholds()
         # two passes over the shards: the top-k choice needs every participant's digraph counts
         counts = pd.concat(map(digraph_counts, keypairs.shards(DIGRAPH_COUNT_COLUMNS)), ignore_index=True)
         top = choose_top_digraphs(counts, config.top_k)
-        parts = [typenet_ml_statistics(pairs, grain, top) for pairs in keypairs.shards()]
+        parts = [typenet_ml_statistics(pairs, grain, top, thresholds) for pairs in keypairs.shards()]
         features, dictionary, fills = fill_statistics(*(stack_shards(p) for p in zip(*parts)))
         features.attrs["column_descriptions"] = {
-            r.column: f"{r.statistic} of {r.latency} for {r.key1!r}" + (f" then {r.key2!r}" if r.key2 else "") + ", ms"
+            r.column: f"{r.statistic} of {r.latency} for {r.key1!r}" + (f" then {r.key2!r}" if r.key2 else "")
+            + f", ms ({r.device_type} rows only)"
             for r in dictionary.itertuples()
         }
         yield dg.Output(
@@ -199,7 +288,8 @@ def build_typenet_ml_asset(grain_name: str) -> dg.AssetsDefinition:
                 "top_k": config.top_k,
                 "digraphs": report_table(top),
                 "column_dictionary": report_table(dictionary, max_rows=5000),
-                **{f"fill/{k}": v for k, v in fills.items()},
+                **{f"columns/{d}": int(n) for d, n in dictionary["device_type"].value_counts(sort=False).items()},
+                **{f"fill/{d}/{rule}": v for d, counts in fills.items() for rule, v in counts.items()},
             },
         )
         yield from run_checks(features, checks)
