@@ -15,7 +15,6 @@ from keystroke_assets.features.common import (
     grouped_stats,
     per_grain,
     stack_shards,
-    task_keystrokes,
     tasks_of,
 )
 
@@ -23,15 +22,15 @@ KEY_CLASSES = ["letter", "space", "other"]
 COLUMNS = [f"HL_median_{c}" for c in KEY_CLASSES]
 
 
-def hold_by_key_class_features(pairs: pd.DataFrame) -> pd.DataFrame:
-    """Median hold (ms) of letter keys, the space bar and every other key, per task and per user."""
-    task, tasks = tasks_of(pairs)
-    strokes = task_keystrokes(pairs.assign(_task=task), ["_task"])
+def hold_by_key_class_features(strokes: pd.DataFrame) -> pd.DataFrame:
+    """Median hold (ms) of letter keys, the space bar and every other key, per task and per user,
+    from one segment's keystrokes."""
+    task, tasks = tasks_of(strokes)
     code = strokes["keycode"].to_numpy()
     key_class = np.select([(code >= 65) & (code <= 90), code == 32], [0, 1], 2)
 
     def compute(group_of_task: np.ndarray, n: int) -> dict[str, np.ndarray]:
-        cell = group_of_task[strokes["_task"].to_numpy()] * len(KEY_CLASSES) + key_class
+        cell = group_of_task[task] * len(KEY_CLASSES) + key_class
         median = grouped_stats(cell, strokes["HL"].to_numpy(), n * len(KEY_CLASSES), ["median"])["median"]
         return dict(zip(COLUMNS, median.reshape(n, len(KEY_CLASSES)).T))
 
@@ -54,7 +53,7 @@ HOLD_BY_KEY_CLASS = Feature(
     code_version="1",
     description="Median hold time (ms) of letters, the space bar and other keys, per task and per user.",
 )
-def hold_by_key_class(keypairs: ParticipantShards):
-    features = stack_shards(map(hold_by_key_class_features, keypairs.shards()))
+def hold_by_key_class(keystrokes: ParticipantShards):
+    features = stack_shards(map(hold_by_key_class_features, keystrokes.shards()))
     features.attrs["column_descriptions"] = {c: f"median HL of {c} keys, ms" for c in COLUMNS}
     yield from HOLD_BY_KEY_CLASS.result(features)

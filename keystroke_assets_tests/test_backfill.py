@@ -13,12 +13,12 @@ from keystroke_assets.synthetic import web_app_uploads, write_uploads
 
 from .conftest import REPO, materialize_version
 from .hold_by_key_class import HOLD_BY_KEY_CLASS, hold_by_key_class_features
-from .feature_samples import make_pairs
+from .feature_samples import make_keystrokes
 from .servers import Servers, dagster_home, server_env, wait_for
 
 VERSIONS = ["2025-09-01_10-00-00_lab-mac", "2025-09-02_10-00-00_lab-mac", "2025-09-03_10-00-00_lab-mac"]
 # the chain and one other feature: enough to see that nothing but the new asset runs, and quick
-MATERIALIZED = [dg.AssetKey(k) for k in ["web_app_data", "raw_data", "cleaned_data", "keypairs"]] + [
+MATERIALIZED = [dg.AssetKey(k) for k in ["web_app_data", "raw_data", "cleaned_data", "keystrokes", "keypairs"]] + [
     dg.AssetKey(["features", "statistical"])]
 PROJECT_KEYS = sorted(defs.resolve_asset_graph().get_all_asset_keys(), key=lambda k: k.to_user_string())
 BACKFILL_TIMEOUT_S = 300  # a bound for a loaded machine; idle, the backfill finishes in about 40 s
@@ -55,7 +55,7 @@ def daemon_instance(tmp_path, monkeypatch):
 
 def test_the_new_feature_by_hand():
     ids = {"user_id": "u1", "device_type": "desktop", "platform_id": 1, "video_id": 1, "session_id": 1, "task_id": 0}
-    features = hold_by_key_class_features(make_pairs([{**ids, "strokes": [
+    features = hold_by_key_class_features(make_keystrokes([{**ids, "strokes": [
         ("a", 65, 0, 100), ("Key.space", 32, 150, 230), ("b", 66, 300, 360), ("Key.shift", 16, 400, 450),
         ("C", 67, 420, 500)]}]))
     task = features[features["grain"] == "task"].iloc[0]

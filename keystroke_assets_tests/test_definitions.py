@@ -25,7 +25,7 @@ def test_asset_keys_and_lineage():
     assert parents("raw_data") == {"web_app_data"}
     assert parents("cleaned_data") == {"web_app_data", "raw_data"}
     assert parents("keypairs") == parents("keystrokes") == {"cleaned_data"}
-    assert "keypairs" in parents("features/typenet_ml/video")
+    assert {"keystrokes", "keypairs"} <= parents("features/typenet_ml/video")
     # features defined on single keystrokes read the keystrokes, not the pairs
     for feature in ["features/kvc", "features/typenet_sequences", "features/behavioral"]:
         assert "keystrokes" in parents(feature) and "keypairs" not in parents(feature), feature
@@ -56,7 +56,7 @@ def test_dagster_validates_the_definitions(tmp_path):
 
 def test_a_feature_module_dropped_into_features_becomes_an_asset(tmp_path):
     """The README's "Adding a feature type": a copy of the package plus the worked example's module
-    in features/, and nothing else edited, defines features/hold_by_key_class, fed by keypairs."""
+    in features/, and nothing else edited, defines features/hold_by_key_class, fed by keystrokes."""
     import shutil
 
     package = tmp_path / "keystroke_assets"
@@ -73,4 +73,4 @@ def test_a_feature_module_dropped_into_features_becomes_an_asset(tmp_path):
     out = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(tmp_path)},
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.split("\n")[0] == "['keypairs'] 1"
+    assert out.stdout.split("\n")[0] == "['keystrokes'] 1"

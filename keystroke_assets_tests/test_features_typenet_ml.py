@@ -7,14 +7,13 @@ import math
 import pandas as pd
 import pytest
 
-from keystroke_assets.features.common import task_keystrokes
 from keystroke_assets.features.typenet_ml import (
-    COLUMN_LEVELS, GRAINS, KEYSTROKE_COLUMNS, KEYSTROKE_IDS, _own_columns_filled, fill_statistics, hl_statistics, il_statistics,
-    join_statistics, top_digraphs, typenet_ml_features,
+    COLUMN_LEVELS, GRAINS, _own_columns_filled, fill_statistics, hl_statistics, il_statistics, join_statistics,
+    top_digraphs, typenet_ml_features,
 )
 from keystroke_assets.keystrokes import DEFAULT_OUTLIER_THRESHOLDS
 
-from .feature_samples import make_pairs
+from .feature_samples import make_keystrokes, make_pairs
 
 DESKTOP = {"device_type": "desktop", "platform_id": 1, "video_id": 1}
 TASKS = [
@@ -65,7 +64,7 @@ def test_top_digraphs_every_user_of_the_device_count_then_code_points(pairs):
 
 
 def test_session_grain_fills_from_the_same_users_other_groups_first(pairs):
-    features, _, fills = typenet_ml_features(pairs, GRAINS["session"], top_digraphs(pairs, 2))
+    features, _, fills = typenet_ml_features(make_keystrokes(TASKS), pairs, GRAINS["session"], top_digraphs(pairs, 2))
     first, second = row(features, "u1", session_id=1), row(features, "u1", session_id=2)
     # t and T, both 100 ms: one key; std over two holds is 0, observed
     assert (first["desktop__HL__t__median"], first["desktop__HL__t__std"]) == (100, 0)
@@ -167,7 +166,7 @@ def test_top_digraphs_per_device_type(mixed):
 
 
 def test_platform_grain_every_cell_by_hand(mixed):
-    features, dictionary, fills = typenet_ml_features(mixed, GRAINS["platform"], top_digraphs(mixed, 3))
+    features, dictionary, fills = typenet_ml_features(make_keystrokes(MIXED), mixed, GRAINS["platform"], top_digraphs(mixed, 3))
     stats = ["median", "mean", "std", "q1", "q3"]
     columns = {
         device: [f"{device}__{stem}__{s}" for stem in EXPECTED[(user, 1)] for s in stats]
@@ -207,7 +206,7 @@ def test_platform_grain_every_cell_by_hand(mixed):
 
 
 def test_the_check_sees_an_own_cell_left_null_and_an_other_device_cell_filled(mixed):
-    features, _, _ = typenet_ml_features(mixed, GRAINS["platform"], top_digraphs(mixed, 3))
+    features, _, _ = typenet_ml_features(make_keystrokes(MIXED), mixed, GRAINS["platform"], top_digraphs(mixed, 3))
     features.loc[0, "desktop__HL__a__mean"] = float("nan")  # d1/1, desktop
     features.loc[0, "mobile__HL__Unidentified__mean"] = 1.0
     features.loc[3, "desktop__HL__b__q1"] = 1.0  # m1/1, mobile
@@ -229,11 +228,8 @@ def test_column_mean_over_observed_cells_only():
 
 def test_hl_from_keystrokes_joins_a_group_without_pairs(mixed):
     # a stored keystrokes table has the one-keystroke task that keypairs cannot: d3 held a for 70 ms
-    rebuilt = task_keystrokes(mixed, KEYSTROKE_IDS)
-    assert sorted(rebuilt.columns) == sorted(KEYSTROKE_COLUMNS)
-    strokes = pd.concat([rebuilt, pd.DataFrame([{
-        "user_id": "d3", "device_type": "desktop", "platform_id": 1, "video_id": 1, "session_id": 1, "task_id": 0,
-        "sequence_id": 0, "key": "A", "keycode": 65, "press_ms": 0, "release_ms": 70, "HL": 70}])], ignore_index=True)
+    strokes = make_keystrokes([*MIXED, {"user_id": "d3", "device_type": "desktop", "platform_id": 1, "video_id": 1,
+                                        "session_id": 1, "task_id": 0, "strokes": [("A", 65, 0, 70)]}])
     grain = GRAINS["platform"]
     groups, statistics = join_statistics(
         grain, hl_statistics(strokes, grain, DEFAULT_OUTLIER_THRESHOLDS), il_statistics(mixed, grain, top_digraphs(mixed, 3)))

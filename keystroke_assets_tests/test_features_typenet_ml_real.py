@@ -9,14 +9,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from keystroke_assets.features.common import task_keystrokes
-from keystroke_assets.features.typenet_ml import GRAINS, KEYSTROKE_IDS, hl_statistics
+from keystroke_assets.features.typenet_ml import GRAINS, hl_statistics
 from keystroke_assets.keystrokes import DEFAULT_OUTLIER_THRESHOLDS
 
-from .conftest import VERSION, materialize_version
+from .conftest import VERSION, failed_rules_of, materialize_version
 
 PLATFORM = "features/typenet_ml/platform"
-SELECTION = [dg.AssetKey.from_user_string(k) for k in ["web_app_data", "raw_data", "cleaned_data", "keypairs", PLATFORM]]
+SELECTION = [dg.AssetKey.from_user_string(k) for k in ["web_app_data", "raw_data", "cleaned_data", "keystrokes", "keypairs", PLATFORM]]
 ANDROID, IPHONE = "4b4a2c43f630c0b68c7e081dcab95f96", "afa09ecc0c8457d3f735dc457b14526f"
 DESKTOP_WEB = ["090e14f795db6d9fad9fc4ddd6ff5094", "1a8939f78d8fd33068520f598b6bb6b8"]
 AALTO = ["100001", "100003", "100007", "100008", "100013", "100122"]
@@ -34,15 +33,15 @@ def build(tmp_path, folders, run_config=None):
     with dg.instance_for_test(temp_dir=str(tmp_path / "home")) as instance:
         result = materialize_version(instance, env, selection=SELECTION, run_config=run_config)
         assert result.success
-        assert [e.check_name for e in result.get_asset_check_evaluations() if not e.passed] == []
+        assert failed_rules_of(result) == []
         metadata = instance.get_latest_materialization_event(SELECTION[-1]).asset_materialization.metadata
     read = lambda key: pd.read_parquet(tmp_path / "storage" / key / f"{VERSION}.parquet")  # noqa: E731
-    return read("keypairs"), read(PLATFORM), {k: v.value for k, v in metadata.items()}
+    return read("keystrokes"), read(PLATFORM), {k: v.value for k, v in metadata.items()}
 
 
 def test_phones_carry_observed_values(real_data, tmp_path):
     # the Android user's tasks i_..._4 and i_..._7 hold 2 events: lower the 290-event bar to keep it
-    pairs, features, metadata = build(
+    strokes, features, metadata = build(
         tmp_path, [real_data / "fpd_webapp_2025" / "web_app_data", real_data / "fpd_webapp_2025_iphone" / "web_app_data"],
         {"ops": {"cleaned_data": {"config": {"min_events_per_task": 2}}}},
     )
@@ -53,7 +52,7 @@ def test_phones_carry_observed_values(real_data, tmp_path):
     # before any fill, every mobile row has observed cells of its own: a phone's holds of a few ms
     # are inside mobile's HL range (the desktop's 30 ms floor left most of them out)
     grain = GRAINS["platform"]
-    groups, statistics = hl_statistics(task_keystrokes(pairs, KEYSTROKE_IDS), grain, DEFAULT_OUTLIER_THRESHOLDS)
+    groups, statistics = hl_statistics(strokes, grain, DEFAULT_OUTLIER_THRESHOLDS)
     observed = statistics.notna().to_numpy().sum(axis=1)
     assert (observed[(groups["device_type"] == "mobile").to_numpy()] > 0).all()
     for user, key in ((ANDROID, "Unidentified"), (IPHONE, "Key.space")):
@@ -83,7 +82,7 @@ def test_phones_carry_observed_values(real_data, tmp_path):
 
 
 def test_aalto_and_web_app_desktop_share_space_digraphs(real_data, tmp_path):
-    pairs, features, metadata = build(tmp_path, [real_data / "fpd_webapp_2025" / "web_app_data", real_data / "aalto136m_desktop"])
+    _, features, metadata = build(tmp_path, [real_data / "fpd_webapp_2025" / "web_app_data", real_data / "aalto136m_desktop"])
     assert sorted(features["user_id"].unique()) == sorted(DESKTOP_WEB + AALTO)
     top = pd.DataFrame([r.data for r in metadata["digraphs"].records])
     digraphs = set(zip(top.loc[top["device_type"] == "desktop", "key1"], top.loc[top["device_type"] == "desktop", "key2"]))

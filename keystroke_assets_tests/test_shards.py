@@ -69,7 +69,7 @@ def test_features_of_participant_shards_equal_features_of_the_whole_version(inst
         "features/kvc": kvc_keystrokes(strokes),
         "features/typenet_sequences": sequence_features(strokes, 50),
         "features/behavioral": behavioral_features(strokes, typed_characters(manifest, read)),
-        **{f"features/typenet_ml/{g}": typenet_ml_features(pairs, GRAINS[g], top_digraphs(pairs, 10))[0] for g in GRAINS},
+        **{f"features/typenet_ml/{g}": typenet_ml_features(strokes, pairs, GRAINS[g], top_digraphs(pairs, 10))[0] for g in GRAINS},
     }
     for key, want in whole.items():
         # both through parquet, as the asset's table is stored

@@ -27,7 +27,7 @@ from keystroke_assets.resources.parquet_io_manager import ParticipantShards, Tab
 __all__ = [
     "Feature", "feature_asset", "feature_checks", "feature_result", "OutputCheck", "ShardChecks",
     "ParticipantShards", "TableSpool", "report_table", "stack_shards", "grouped_stats", "group_codes",
-    "key_identity", "key_identity_codes", "task_keystrokes", "next_latencies", "pair_rows",
+    "key_identity", "key_identity_codes", "next_latencies", "pair_rows",
     "STAT_DESCRIPTIONS", "TASK", "TASK_IDS", "GRAIN_IDS", "tasks_of", "per_grain",
     "no_personal_data", "PERSONAL_FIELDS", "string_values",
 ]
@@ -143,38 +143,6 @@ def next_latencies(keystrokes: pd.DataFrame) -> dict[str, np.ndarray]:
         out[name] = np.zeros(len(press), np.int64)
         out[name][i] = value
     return out
-
-
-def task_keystrokes(pairs: pd.DataFrame, carry: list[str]) -> pd.DataFrame:
-    """Every keystroke of every task rebuilt from keypairs: key1 of each pair plus key2 of the
-    task's last pair, with `carry` columns, key, keycode, press_ms, release_ms, HL (ms) and
-    sequence_id (the keystroke's index in its task). Rows stay in task and press order. A task of
-    one keystroke has no pair and so is not here: features defined on it read the keystrokes asset."""
-    # keypairs are stored task by task in sequence order: a task's last pair is followed by a 0.
-    seq = pairs["sequence_id"].to_numpy()
-    n = len(pairs)
-    last = np.r_[seq[1:] == 0, True] if n else np.zeros(0, bool)
-    ends = np.flatnonzero(last)
-    # a pair's first key goes after the final keys of the tasks before it; a task's final key
-    # right after its last pair. `take` maps each output row to [pairs' key1 ..., finals' key2 ...].
-    before = np.cumsum(last) - last
-    take = np.empty(n + len(ends), np.int64)
-    take[np.arange(n) + before] = np.arange(n)
-    take[ends + before[ends] + 1] = n + np.arange(len(ends))
-    source = np.r_[np.arange(n), ends][take]  # the pair each keystroke comes from
-
-    def both(first: str, second: str):
-        return pd.concat([pairs[first], pairs[second][last]], ignore_index=True).array.take(take)
-
-    strokes = pd.DataFrame(
-        {"key": both("key1", "key2"), "keycode": both("keycode1", "keycode2"),
-         "press_ms": both("key1_press", "key2_press"), "release_ms": both("key1_release", "key2_release"),
-         "sequence_id": np.r_[seq, seq[last] + 1][take]}
-    )
-    for column in carry:
-        strokes[column] = pairs[column].array.take(source)  # keeps the dtype (categorical ids, nullable Int64)
-    strokes["HL"] = strokes["release_ms"] - strokes["press_ms"]
-    return strokes
 
 
 def tasks_of(pairs: pd.DataFrame) -> tuple[np.ndarray, pd.DataFrame]:

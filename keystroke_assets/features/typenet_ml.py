@@ -9,10 +9,8 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from keystroke_assets.assets.common import OutputCheck, check_specs, has_columns, non_empty, report_table, run_checks
 from keystroke_assets.features.common import (
-    TASK_IDS, ParticipantShards, feature_asset, group_codes, grouped_stats, key_identity_codes, stack_shards,
-    task_keystrokes,
+    Feature, OutputCheck, ParticipantShards, group_codes, grouped_stats, key_identity_codes, report_table, stack_shards,
 )
 from keystroke_assets.keystrokes import DEFAULT_OUTLIER_THRESHOLDS, OutlierThresholds
 from keystroke_assets.resources.outlier_rules import OutlierRules
@@ -24,9 +22,6 @@ GRAINS = {
 }
 STATS = ["median", "mean", "std", "q1", "q3"]
 COLUMN_LEVELS = ("device_type", "latency", "key1", "key2", "statistic")
-# The keystrokes frame hl_statistics reads, as task_keystrokes(pairs, KEYSTROKE_IDS) returns it.
-KEYSTROKE_IDS = TASK_IDS
-KEYSTROKE_COLUMNS = [*KEYSTROKE_IDS, "sequence_id", "key", "keycode", "press_ms", "release_ms", "HL"]
 
 
 class TypenetMLConfig(dg.Config):
@@ -91,7 +86,7 @@ def _statistics_table(block: np.ndarray, names: list[tuple]) -> pd.DataFrame:
 
 
 def hl_statistics(strokes: pd.DataFrame, grain: list[str], thresholds: dict[str, OutlierThresholds]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(ids, HL statistics) per group of the grain from keystrokes (KEYSTROKE_COLUMNS): for each
+    """(ids, HL statistics) per group of the grain from the keystrokes table: for each
     device type, a column per key (by identity) with at least one hold inside that device type's
     HL range (`thresholds`), statistics over the group's holds inside it. ids: the grain and
     device_type; a group's other-device columns stay NaN."""
@@ -146,17 +141,6 @@ def join_statistics(grain: list[str], *parts: tuple[pd.DataFrame, pd.DataFrame])
     return groups, pd.DataFrame(values, columns=columns)
 
 
-def typenet_ml_statistics(
-    pairs: pd.DataFrame, grain: list[str], top: pd.DataFrame,
-    thresholds: dict[str, OutlierThresholds] = DEFAULT_OUTLIER_THRESHOLDS,
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(ids, statistics) per group of the grain, not yet filled: HL from the keystrokes rebuilt
-    from `pairs`, IL from `pairs`. A group holds one participant's rows, so the tables of
-    participant shards, stacked, are those of the whole version."""
-    strokes = task_keystrokes(pairs, KEYSTROKE_IDS)
-    return join_statistics(grain, hl_statistics(strokes, grain, thresholds), il_statistics(pairs, grain, top))
-
-
 def _column_name(device_type: str, latency: str, key1: str, key2: str, statistic: str) -> str:
     return "__".join([device_type, latency, key1, *([key2] if latency == "IL" else []), statistic])
 
@@ -209,11 +193,12 @@ def fill_statistics(groups: pd.DataFrame, statistics: pd.DataFrame) -> tuple[pd.
 
 
 def typenet_ml_features(
-    pairs: pd.DataFrame, grain: list[str], top: pd.DataFrame,
+    strokes: pd.DataFrame, pairs: pd.DataFrame, grain: list[str], top: pd.DataFrame,
     thresholds: dict[str, OutlierThresholds] = DEFAULT_OUTLIER_THRESHOLDS,
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
-    """(features, column dictionary, fill counts) for one grain; `top` = top_digraphs(pairs, k)."""
-    return fill_statistics(*typenet_ml_statistics(pairs, grain, top, thresholds))
+    """(features, column dictionary, fill counts) for one grain of one participant segment's (or the
+    whole version's) keystrokes and keypairs; `top` = top_digraphs(pairs, k)."""
+    return fill_statistics(*join_statistics(grain, hl_statistics(strokes, grain, thresholds), il_statistics(pairs, grain, top)))
 
 
 def _quartiles_ordered(df: pd.DataFrame) -> tuple[bool, dict]:
@@ -238,25 +223,31 @@ def _own_columns_filled(df: pd.DataFrame) -> tuple[bool, dict]:
     return left_null + other_filled == 0, {"own_cells_null": left_null, "other_device_cells_not_null": other_filled}
 
 
-def build_typenet_ml_asset(grain_name: str) -> dg.AssetsDefinition:
-    grain = GRAINS[grain_name]
-    checks = [
-        has_columns([*grain, "device_type"]),
-        non_empty(),
-        OutputCheck(
-            "own_columns_filled",
-            "No cell of a row's own device type's columns is left null by the fill rule; the other device "
-            "type's columns are all null.",
-            _own_columns_filled,
-        ),
-        OutputCheck("quartiles_ordered", "q1 <= median <= q3 in every statistic.", _quartiles_ordered),
-    ]
-    key = dg.AssetKey(["features", "typenet_ml", grain_name])
-
-    @feature_asset(
+def typenet_ml_feature(grain_name: str) -> Feature:
+    return Feature(
         f"typenet_ml/{grain_name}",
-        code_version="2",
-        check_specs=check_specs(key, checks),
+        [*GRAINS[grain_name], "device_type"],
+        checks=(
+            OutputCheck(
+                "own_columns_filled",
+                "No cell of a row's own device type's columns is left null by the fill rule; the other device "
+                "type's columns are all null.",
+                _own_columns_filled,
+            ),
+            OutputCheck("quartiles_ordered", "q1 <= median <= q3 in every statistic.", _quartiles_ordered),
+        ),
+    )
+
+
+def _stacked(parts: list[tuple[pd.DataFrame, pd.DataFrame]]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    return tuple(stack_shards(p) for p in zip(*parts))
+
+
+def build_typenet_ml_asset(grain_name: str) -> dg.AssetsDefinition:
+    grain, feature = GRAINS[grain_name], typenet_ml_feature(grain_name)
+
+    @feature.asset(
+        code_version="3",
         description=(
             f"TypeNet-style statistics per ({', '.join(grain)}), with columns per device type (named "
             "`<device type>__...`; a row's other device type's columns are null): for every key held inside "
@@ -268,23 +259,25 @@ def build_typenet_ml_asset(grain_name: str) -> dg.AssetsDefinition:
         ),
     )
     def typenet_ml(
-        context: dg.AssetExecutionContext, config: TypenetMLConfig, keypairs: ParticipantShards,
-        outlier_rules: OutlierRules,
+        config: TypenetMLConfig, keystrokes: ParticipantShards, keypairs: ParticipantShards, outlier_rules: OutlierRules
     ):
-        thresholds = outlier_rules.thresholds()
-        # two passes over the shards: the top-k choice needs every participant's digraph counts
+        # Per segment: HL from its keystrokes, IL from its pairs (a group is one participant's, so the
+        # segments' tables stacked are the version's). Version-wide: the top-k from every segment's
+        # digraph counts first, then the fill over the stacked statistics.
         counts = pd.concat(map(digraph_counts, keypairs.shards(DIGRAPH_COUNT_COLUMNS)), ignore_index=True)
         top = choose_top_digraphs(counts, config.top_k)
-        parts = [typenet_ml_statistics(pairs, grain, top, thresholds) for pairs in keypairs.shards()]
-        features, dictionary, fills = fill_statistics(*(stack_shards(p) for p in zip(*parts)))
+        thresholds = outlier_rules.thresholds()
+        hl = _stacked([hl_statistics(strokes, grain, thresholds) for strokes in keystrokes.shards()])
+        il = _stacked([il_statistics(pairs, grain, top) for pairs in keypairs.shards()])
+        features, dictionary, fills = fill_statistics(*join_statistics(grain, hl, il))
         features.attrs["column_descriptions"] = {
             r.column: f"{r.statistic} of {r.latency} for {r.key1!r}" + (f" then {r.key2!r}" if r.key2 else "")
             + f", ms ({r.device_type} rows only)"
             for r in dictionary.itertuples()
         }
-        yield dg.Output(
+        yield from feature.result(
             features,
-            metadata={
+            {
                 "top_k": config.top_k,
                 "digraphs": report_table(top),
                 "column_dictionary": report_table(dictionary, max_rows=5000),
@@ -292,7 +285,6 @@ def build_typenet_ml_asset(grain_name: str) -> dg.AssetsDefinition:
                 **{f"fill/{d}/{rule}": v for d, counts in fills.items() for rule, v in counts.items()},
             },
         )
-        yield from run_checks(features, checks)
 
     return typenet_ml
 
