@@ -6,6 +6,10 @@
 
 The store is the one the code location uses (KEYSTROKE_STORAGE: a local folder or gs://bucket/prefix)
 unless `storage` is given.
+
+Keycodes in order can spell out what was typed: `keycodes="classes"` (the kind of key) or `"none"`
+(0) exports without it, whatever the assets were materialized with; an export cannot give back
+more than the asset stored (asking `full` of a `classes` asset is an error).
 """
 
 import io
@@ -13,10 +17,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from keystroke_assets.features.kvc import KEY as KVC_KEY, VALUES
 from keystroke_assets.features.typenet_sequences import KEY as SEQUENCES_KEY, sequence_array
+from keystroke_assets.keycodes import KEYCODE_POLICIES, KeycodePolicy, apply_keycode_policy, policy_of
 from keystroke_assets.resources import resources_from_env
 from keystroke_assets.resources.object_store import ObjectStore
 from keystroke_assets.resources.parquet_io_manager import asset_object_name
@@ -24,24 +30,50 @@ from keystroke_assets.resources.parquet_io_manager import asset_object_name
 PLATFORM_NAMES = {1: "facebook", 2: "instagram", 3: "twitter"}  # platform_id (spec/data.md §1)
 
 
-def _read(key, version: str, storage: ObjectStore | None) -> pd.DataFrame:
+def _read(key, version: str, storage: ObjectStore | None) -> pa.Table:
     store = storage if storage is not None else resources_from_env()["storage"]
     name = asset_object_name(key, version)
     if not store.exists(name):
         raise FileNotFoundError(f"{store.uri(name)} does not exist: materialize {key.to_user_string()} for {version} first")
-    return pq.read_table(io.BytesIO(store.read_bytes(name))).to_pandas()
+    return pq.read_table(io.BytesIO(store.read_bytes(name)))
 
 
-def load_typenet_sequences(version: str, storage: ObjectStore | None = None) -> tuple[np.ndarray, pd.DataFrame]:
-    """(x, ids): x is (n, M, 5) float32, step = [HL, IL, PL, RL in s, keycode / 255], zero-padded;
-    ids has one row per task (user_id, device_type, platform_id, video_id, session_id, task_id, length)
-    in the order of x."""
+def _keycodes_as(codes: np.ndarray, stored: KeycodePolicy, wanted: KeycodePolicy) -> np.ndarray:
+    """Stored keycodes as the `wanted` policy allows: the stored policy's are reused as they are
+    (classes of classes would all read 0 'other')."""
+    if KEYCODE_POLICIES.index(wanted) < KEYCODE_POLICIES.index(stored):
+        raise ValueError(f"the asset was materialized with keycodes={stored}: it cannot give keycodes={wanted}; "
+                         f"materialize it again with keycodes={wanted} or export with keycodes={stored}")
+    return codes if wanted == stored else apply_keycode_policy(codes, wanted)
+
+
+def _column_policy(table: pa.Table, column: str) -> KeycodePolicy:
+    metadata = table.schema.field(column).metadata or {}
+    return policy_of(metadata.get(b"description", b"").decode())
+
+
+def load_typenet_sequences(
+    version: str, storage: ObjectStore | None = None, keycodes: KeycodePolicy = "full"
+) -> tuple[np.ndarray, pd.DataFrame]:
+    """(x, ids): x is (n, M, 5) float32, step = [HL, IL, PL, RL in s, keycode / 255], zero-padded,
+    the keycodes as `keycodes` allows; ids has one row per task (user_id, device_type, platform_id,
+    video_id, session_id, task_id, length) in the order of x."""
     table = _read(SEQUENCES_KEY, version, storage)
-    return np.ascontiguousarray(sequence_array(table), dtype=np.float32), table.drop(columns="steps")
+    stored = _column_policy(table, "steps")
+    table = table.to_pandas()
+    x = np.ascontiguousarray(sequence_array(table), dtype=np.float32)
+    if keycodes != stored:
+        x = x.copy()  # the array read is read-only
+        # keycode / 255 in float32 rounds back to the integer code exactly
+        codes = np.rint(x[:, :, 4] * 255).astype(np.int32)
+        x[:, :, 4] = _keycodes_as(codes, stored, keycodes) / 255.0
+    return x, table.drop(columns="steps")
 
 
 def kvc_dict(keystrokes: pd.DataFrame) -> dict[str, dict[str, np.ndarray]]:
     """user -> task -> (n, 3) int64 [press_ms, release_ms, keycode], from rows of features/kvc."""
+    if keystrokes.empty:  # e.g. a split of a platform nobody typed on
+        return {}
     rows = keystrokes.sort_values(["user_id", "task", "sequence_id"], kind="stable")
     values = rows[VALUES].to_numpy(np.int64)
     users, tasks = rows["user_id"].to_numpy(), rows["task"].to_numpy()
@@ -53,8 +85,11 @@ def kvc_dict(keystrokes: pd.DataFrame) -> dict[str, dict[str, np.ndarray]]:
     return out
 
 
-def export_kvc(version: str, out_path: str | Path, storage: ObjectStore | None = None) -> dict[str, Path]:
-    """Write features/kvc of `version` in the KVC layout under the folder `out_path`:
+def export_kvc(
+    version: str, out_path: str | Path, storage: ObjectStore | None = None, keycodes: KeycodePolicy = "full"
+) -> dict[str, Path]:
+    """Write features/kvc of `version` in the KVC layout under the folder `out_path`, the keycodes
+    as `keycodes` allows:
 
     - `kvc.npy`: every user and task;
     - `leave_out_<platform>/train.npy` and `test.npy` for facebook, instagram and twitter: test holds
@@ -64,7 +99,10 @@ def export_kvc(version: str, out_path: str | Path, storage: ObjectStore | None =
     Each file is a dict user -> task -> (n, 3) int64 [press_ms, release_ms, keycode] saved with
     numpy: `np.load(path, allow_pickle=True).item()`. Returns {name: path}.
     """
-    keystrokes = _read(KVC_KEY, version, storage)
+    table = _read(KVC_KEY, version, storage)
+    stored = _column_policy(table, "keycode")
+    keystrokes = table.to_pandas()
+    keystrokes["keycode"] = _keycodes_as(keystrokes["keycode"].to_numpy(), stored, keycodes)
     out = Path(out_path)
     out.mkdir(parents=True, exist_ok=True)
     written = {"all": out / "kvc.npy"}

@@ -98,3 +98,25 @@ def apply_keycode_policy(codes: np.ndarray, policy: KeycodePolicy) -> np.ndarray
     if policy == "none":
         return np.zeros_like(codes)
     raise ValueError(f"unknown keycodes policy {policy!r}: full, classes or none")
+
+
+KEYCODE_POLICIES: tuple[KeycodePolicy, ...] = ("full", "classes", "none")  # each keeps less than the one before
+
+
+def policy_note(policy: KeycodePolicy) -> str:
+    """Start of the stored description of a keycode column: says the policy it was written under
+    (`policy_of` reads it back), so an export never applies `classes` to classes."""
+    meaning = {
+        "full": "browser keyCode (Aalto: its KEYCODE column), 0 for an unknown key",
+        "classes": "class of the key: " + ", ".join(f"{code} {name}" for code, name in KEY_CLASSES.items()),
+        "none": "0 everywhere, left out",
+    }[policy]
+    return f"keycodes={policy}: {meaning}"
+
+
+def policy_of(description: str | None) -> KeycodePolicy:
+    """The policy a stored keycode column was written under; `full` for files written before the policy."""
+    for policy in KEYCODE_POLICIES:
+        if (description or "").startswith(f"keycodes={policy}:"):
+            return policy
+    return "full"

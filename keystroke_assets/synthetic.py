@@ -10,8 +10,15 @@ and consent, demographics, start-time and completion records. The CSVs carry the
 real app: nothing escaped (the comma key is `Key.comma`, or a raw `,` in some tasks as older app
 versions wrote it; the double quote is a raw `"`), Shift released before its letter and a capital
 released in lower case, auto-repeat presses, key rollover, long pauses, and rare exact duplicate
-events, unreleased presses and orphan releases. About 15 % of participants type on a phone, whose
-virtual keyboard reports every key as `Unidentified` (except an occasional `Key.enter`).
+events, unreleased presses and orphan releases. Every 8th participant from index 5 (not on an
+Android phone) types some words the browser could not name: their keys are written empty,
+`P,,<t>` / `R,,<t>`. About 15 % of participants type on a phone, half of them (see `phone_kind`)
+like the real Android participant, whose virtual keyboard reports every key as `Unidentified`
+(except an occasional `Key.enter`) with holds of ~5 ms, half like the real iPhone, with real key
+names, holds of ~11 ms (most under 30 ms) and capitals without Shift (the keyboard capitalizes).
+
+`demo_uploads` mixes Aalto participants into a web-app upload set, so one version runs every path:
+desktop, both kinds of phone, empty keys and the Aalto format.
 
 Every `broken_every`-th participant (index % broken_every == broken_every - 1) is incomplete in
 one of the ways of `BROKEN_KINDS`, in rotation: see `broken_kind`.
@@ -20,8 +27,8 @@ Generation is vectorized with numpy per participant (all 18 tasks, or all 15 Aal
 once), including the formatting of the CSV lines; Python only loops over words and files.
 
 Command line:
-    python -m keystroke_assets.synthetic --out DIR -n N [--seed S] [--format web_app|aalto]
-        [--first-index I] [--broken-every B]
+    python -m keystroke_assets.synthetic --out DIR -n N [--seed S] [--format web_app|aalto|mixed]
+        [--first-index I] [--broken-every B] [--aalto-share A]
 """
 
 from __future__ import annotations
@@ -46,9 +53,13 @@ __all__ = [
     "MIN_EVENTS",
     "aalto_uploads",
     "broken_kind",
+    "demo_uploads",
+    "has_empty_keys",
+    "is_aalto_participant",
     "is_mobile_participant",
     "main",
     "participant_id",
+    "phone_kind",
     "task_prefix",
     "web_app_uploads",
     "write_uploads",
@@ -75,9 +86,9 @@ STUDY_START = datetime(2025, 6, 1, tzinfo=timezone.utc)  # wall clock of the JSO
 # Keys. A key id indexes KEY_NAMES; ids 0..94 are the printable ASCII characters (code - 32).
 _PRINTABLE = [chr(c) for c in range(32, 127)]
 KEY_NAMES = [{" ": "Key.space", ",": "Key.comma"}.get(c, c) for c in _PRINTABLE] + [
-    "Key.shift", "Key.backspace", "Key.enter", "Unidentified", ",",
+    "Key.shift", "Key.backspace", "Key.enter", "Unidentified", ",", "",
 ]
-SHIFT, BKSP, ENTER, UNIDENTIFIED, RAW_COMMA = range(95, 100)
+SHIFT, BKSP, ENTER, UNIDENTIFIED, RAW_COMMA, EMPTY = range(95, 101)  # EMPTY: a key the browser did not name
 COMMA, SPACE = ord(",") - 32, ord(" ") - 32
 _N_KEYS = len(KEY_NAMES)
 _SHIFTED_CHARS = set(string.ascii_uppercase) | set('"!?:_()&%$#@*+<>{}|~^')
@@ -94,6 +105,8 @@ _IDENTITY = _LOWER_KEY.astype(np.int64)  # keystroke identity (spec/features.md 
 _IDENTITY[RAW_COMMA] = COMMA
 _IS_UPPER_KEY = np.zeros(_N_KEYS, bool)
 _IS_UPPER_KEY[[ord(c) - 32 for c in string.ascii_uppercase]] = True
+_IS_LETTER_KEY = _IS_UPPER_KEY.copy()
+_IS_LETTER_KEY[[ord(c) - 32 for c in string.ascii_lowercase]] = True
 _LETTER_KEYS = np.array([ord(c) - 32 for c in string.ascii_lowercase], np.int16)
 _PAUSE_AFTER = np.zeros(_N_KEYS, bool)  # thinking happens after a word or a sentence
 _PAUSE_AFTER[[SPACE, ord(".") - 32, COMMA, ord("!") - 32, ord("?") - 32]] = True
@@ -129,7 +142,7 @@ def _format_lines(kinds: np.ndarray, key_ids: np.ndarray, times: np.ndarray) -> 
 
 
 def _aalto_letter_keycode(key_id: int) -> tuple[str, int]:
-    special = {SHIFT: ("SHIFT", 16), BKSP: ("BKSP", 8), ENTER: ("ENTER", 13), UNIDENTIFIED: ("", 0)}
+    special = {SHIFT: ("SHIFT", 16), BKSP: ("BKSP", 8), ENTER: ("ENTER", 13), UNIDENTIFIED: ("", 0), EMPTY: ("", 0)}
     if key_id in special:
         return special[key_id]
     c = "," if key_id == RAW_COMMA else _PRINTABLE[key_id]
@@ -316,6 +329,26 @@ def is_mobile_participant(index: int, seed: int = 0) -> bool:
     return bool(_rng(seed, index).random() < 0.15)
 
 
+def phone_kind(index: int, seed: int = 0) -> str | None:
+    """The phone web-app participant `index` types on: `android` (every key `Unidentified`, holds of
+    ~5 ms), `iphone` (real key names, holds of ~11 ms), half each; None on a desktop."""
+    if not is_mobile_participant(index, seed):
+        return None
+    return "android" if _rng(seed, index, 2).random() < 0.5 else "iphone"
+
+
+def has_empty_keys(index: int, seed: int = 0) -> bool:
+    """Whether web-app participant `index` types some words whose keys the browser did not name
+    (`P,,<t>` / `R,,<t>`): every 8th from index 5, except on an Android phone (all `Unidentified`)."""
+    return index % 8 == 5 and phone_kind(index, seed) != "android"
+
+
+def is_aalto_participant(index: int, aalto_share: float) -> bool:
+    """Whether `demo_uploads` makes participant `index` an Aalto one: spread evenly, a share
+    `aalto_share` of every run of indices (0.1: indices 9, 19, 29, ...)."""
+    return int((index + 1) * aalto_share) > int(index * aalto_share)
+
+
 _DESKTOP_DEVICES = (
     ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/138.0.0.0 Safari/537.36", "Win32", "1920x1080"),
     ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/139.0.0.0 Safari/537.36 Edg/139.0.0.0", "Win32", "1536x864"),
@@ -324,11 +357,16 @@ _DESKTOP_DEVICES = (
     ("Mozilla/5.0 (X11; Linux x86_64; rv:141.0) Gecko/20100101 Firefox/141.0", "Linux x86_64", "1920x1200"),
     ("Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:142.0) Gecko/20100101 Firefox/142.0", "Win32", "1366x768"),
 )
-_MOBILE_DEVICES = (
-    ("Mozilla/5.0 (Linux; Android 10; K) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/139.0.0.0 Mobile Safari/537.36", "Linux armv81", "393x873", "android"),
-    ("Mozilla/5.0 (Linux; Android 10; K) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/138.0.0.0 Mobile Safari/537.36", "Linux aarch64", "412x915", "android"),
-    ("Mozilla/5.0 (iPhone; CPU iPhone OS 18_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.5 Mobile/15E148 Safari/604.1", "iPhone", "390x844", "ios"),
-)
+_PHONES = {  # device_type as the real task metadata writes it: user agent, platform, screen
+    "android": (
+        ("Mozilla/5.0 (Linux; Android 10; K) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/139.0.0.0 Mobile Safari/537.36", "Linux armv81", "393x873"),
+        ("Mozilla/5.0 (Linux; Android 10; K) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/138.0.0.0 Mobile Safari/537.36", "Linux aarch64", "412x915"),
+    ),
+    "iphone": (
+        ("Mozilla/5.0 (iPhone; CPU iPhone OS 18_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.5 Mobile/15E148 Safari/604.1", "iPhone", "390x844"),
+        ("Mozilla/5.0 (iPhone; CPU iPhone OS 18_6_2 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) CriOS/138.0.7204.119 Mobile/15E148 Safari/604.1", "iPhone", "390x844"),
+    ),
+}
 _TIMEZONES = ("America/Los_Angeles", "America/New_York", "America/Chicago", "Europe/London",
               "Europe/Berlin", "Asia/Calcutta", "Asia/Tokyo", "Australia/Sydney")
 _GENDERS = ("Female", "Male", "Non-binary", "Prefer not to say")
@@ -356,14 +394,23 @@ def _task_metadata_template(user: str, mobile: bool, device_type: str, agent: st
     return text.replace(": -1,", ": %d,").replace(": -2,", ": %d,").replace(": -3,", ": %d,")
 
 
-def _typing_params(rng: np.random.Generator, mobile: bool) -> dict:
-    """A participant's typing style (ms)."""
-    if mobile:  # a virtual keyboard: short holds, no rollover (every key is `Unidentified`)
+def _typing_params(rng: np.random.Generator, phone: str | None) -> dict:
+    """A participant's typing style (ms). A phone's virtual keyboard fires press and release
+    together: holds of a few ms, as the real participants (Android: median 5 ms, 5-95 % 2-9 ms;
+    iPhone: median 11 ms, 87 % under 30 ms), no auto-repeat and next to no rollover."""
+    if phone == "android":
         return {
-            "hold": rng.uniform(45, 75), "hold_sigma": rng.uniform(0.25, 0.4), "hold_min": 3.0,
-            "gap": rng.uniform(130, 230), "gap_sigma": rng.uniform(0.5, 0.7),
+            "hold": rng.uniform(4, 6), "hold_sigma": rng.uniform(0.35, 0.45), "hold_min": 1.0,
+            "gap": rng.uniform(130, 200), "gap_sigma": rng.uniform(0.7, 0.9),
             "pause": rng.uniform(0.01, 0.035), "rollover": 0.0, "repeat": 0.0, "repeat_bksp": 0.0,
             "typo": rng.uniform(0.005, 0.02), "quote": 0.0, "raw_comma": 0.0,
+        }
+    if phone == "iphone":
+        return {
+            "hold": rng.uniform(9, 12), "hold_sigma": rng.uniform(0.75, 0.9), "hold_min": 1.0,
+            "gap": rng.uniform(90, 140), "gap_sigma": rng.uniform(0.5, 0.65),
+            "pause": rng.uniform(0.005, 0.02), "rollover": rng.uniform(0.003, 0.01), "repeat": 0.0,
+            "repeat_bksp": 0.0, "typo": rng.uniform(0.02, 0.04), "quote": 0.0, "raw_comma": 0.0,
         }
     return {
         "hold": rng.uniform(80, 125), "hold_sigma": rng.uniform(0.2, 0.35), "hold_min": 15.0,
@@ -374,18 +421,24 @@ def _typing_params(rng: np.random.Generator, mobile: bool) -> dict:
     }
 
 
-def _task_csvs(rng: np.random.Generator, p: dict, mobile: bool, clock: int, short_task: int | None):
+def _task_csvs(rng: np.random.Generator, p: dict, phone: str | None, clock: int, short_task: int | None,
+               empty_keys: bool):
     """The 18 task CSVs of one participant: [(csv bytes, typed text, typing duration ms)]."""
     n_tasks = N_TASKS
     targets = rng.integers(150, 201, n_tasks)  # keystrokes: >= 300 events a task
     short_target = int(rng.integers(30, 110))  # < 290 events (drawn always: same stream)
     if short_task is not None:
         targets[short_task] = short_target
-    texts = _compose(rng, targets, p_end=0.11, p_comma=0.07, p_quote=p["quote"], shift=not mobile)
-    keys, task, shift_pos = _keystrokes(rng, texts, typo_p=p["typo"], shift=not mobile)
+    # a phone capitalizes by itself: no Shift keystrokes
+    texts = _compose(rng, targets, p_end=0.11, p_comma=0.07, p_quote=p["quote"], shift=phone is None)
+    keys, task, shift_pos = _keystrokes(rng, texts, typo_p=p["typo"], shift=phone is None)
+    if empty_keys:  # 2-5 % of the words typed with keys the browser does not name
+        word = np.cumsum(keys == SPACE)
+        unnamed = rng.random(int(word[-1]) + 1) < rng.uniform(0.02, 0.05)
+        keys[unnamed[word] & _IS_LETTER_KEY[keys]] = EMPTY
     enter = rng.random(n_tasks) < 0.2
-    if mobile:
-        keys[:] = UNIDENTIFIED  # a phone's virtual keyboard; Enter at the end of some tasks
+    if phone == "android":
+        keys[:] = UNIDENTIFIED  # its virtual keyboard names no key but Enter, at the end of some tasks
         ends = np.searchsorted(task, np.flatnonzero(enter), side="right")
         keys = np.insert(keys, ends, ENTER)
         task = np.insert(task, ends, np.flatnonzero(enter))
@@ -438,15 +491,14 @@ def _task_csvs(rng: np.random.Generator, p: dict, mobile: bool, clock: int, shor
 def _web_app_participant(index: int, seed: int, broken_every: int) -> Iterator[tuple[str, bytes]]:
     rng = _rng(seed, index)
     mobile = bool(rng.random() < 0.15)  # the same draw as is_mobile_participant
-    p = _typing_params(rng, mobile)
+    phone = phone_kind(index, seed)
+    p = _typing_params(rng, phone)
     u = participant_id(index, seed)
     kind = broken_kind(index, broken_every)
     odd_task = int(rng.integers(0, N_TASKS))  # the task a broken participant misses or cuts short
-    if mobile:
-        agent, platform, screen, device_type = _MOBILE_DEVICES[int(rng.integers(0, len(_MOBILE_DEVICES)))]
-    else:
-        agent, platform, screen = _DESKTOP_DEVICES[int(rng.integers(0, len(_DESKTOP_DEVICES)))]
-        device_type = "desktop"
+    devices = _PHONES[phone] if phone else _DESKTOP_DEVICES
+    agent, platform, screen = devices[int(rng.integers(0, len(devices)))]
+    device_type = phone or "desktop"
     start_ms = int((STUDY_START + timedelta(minutes=47 * index)).timestamp() * 1000) + int(rng.integers(0, 40 * 60_000))
     clock = WEB_APP_CLOCK + int(rng.integers(0, 60_000))  # this participant's capture offset
 
@@ -480,7 +532,8 @@ def _web_app_participant(index: int, seed: int, broken_every: int) -> Iterator[t
     t = start_ms + int(rng.integers(200_000, 400_000))  # the first task starts after the forms
     waits = rng.integers(20_000, 240_000, N_TASKS)  # watching the next video
     extra = rng.integers(5_000, 40_000, N_TASKS)  # reading, thinking, submitting
-    tasks = _task_csvs(_rng(seed, index, 1), p, mobile, clock, odd_task if kind == "short_task" else None)
+    tasks = _task_csvs(_rng(seed, index, 1), p, phone, clock, odd_task if kind == "short_task" else None,
+                       has_empty_keys(index, seed))
     meta = _task_metadata_template(u, mobile, device_type, agent, screen)
     for seq, (csv, text, typing_ms) in enumerate(tasks):
         stem = f"{task_prefix(seq)}_{u}_{seq}"
@@ -568,6 +621,22 @@ def aalto_uploads(n_participants: int, seed: int = 0, *, first_index: int = 0) -
         yield _aalto_participant(index, seed)
 
 
+def demo_uploads(n_participants: int, seed: int = 0, *, first_index: int = 0, broken_every: int = 25,
+                 aalto_share: float = 0.1) -> Iterator[tuple[str, bytes]]:
+    """Yield (object_name, bytes) of n participants of both formats in one upload set: participant
+    `index` is an Aalto one (`<100000 + index>_keystrokes.txt`) when `is_aalto_participant(index,
+    aalto_share)`, else the web-app participant `index` of `web_app_uploads` (desktop or phone,
+    with empty keys or not, broken or not, exactly as there). Depends only on (seed, index), as
+    the other generators."""
+    if not 0 <= aalto_share <= 1:
+        raise ValueError(f"aalto_share is a share of participants, in [0, 1], not {aalto_share}")
+    for index in range(first_index, first_index + n_participants):
+        if is_aalto_participant(index, aalto_share):
+            yield _aalto_participant(index, seed)
+        else:
+            yield from _web_app_participant(index, seed, broken_every)
+
+
 # ---------------------------------------------------------------------------------------------
 
 
@@ -593,10 +662,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="destination folder (created if missing)")
     parser.add_argument("-n", "--participants", type=int, required=True, help="number of participants")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--format", choices=("web_app", "aalto"), default="web_app")
+    parser.add_argument("--format", choices=("web_app", "aalto", "mixed"), default="web_app",
+                        help="mixed: web-app participants with a share of Aalto ones (demo_uploads)")
     parser.add_argument("--first-index", type=int, default=0, help="index of the first participant")
     parser.add_argument("--broken-every", type=int, default=25,
                         help="web_app: every B-th participant is broken (0: none); default 25")
+    parser.add_argument("--aalto-share", type=float, default=0.1,
+                        help="mixed: share of the participants in the Aalto format; default 0.1")
     args = parser.parse_args(argv)
     if args.participants < 0 or args.first_index < 0 or args.broken_every < 0:
         parser.error("-n, --first-index and --broken-every must not be negative")
@@ -604,6 +676,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.format == "web_app":
         uploads = web_app_uploads(args.participants, args.seed, first_index=args.first_index,
                                   broken_every=args.broken_every)
+    elif args.format == "mixed":
+        uploads = demo_uploads(args.participants, args.seed, first_index=args.first_index,
+                               broken_every=args.broken_every, aalto_share=args.aalto_share)
     else:
         uploads = aalto_uploads(args.participants, args.seed, first_index=args.first_index)
     total = 0

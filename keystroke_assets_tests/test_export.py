@@ -7,6 +7,7 @@ import pytest
 from keystroke_assets.export import export_kvc, load_typenet_sequences
 from keystroke_assets.features.kvc import KEY as KVC_KEY, kvc_keystrokes
 from keystroke_assets.features.typenet_sequences import KEY as SEQUENCES_KEY, sequence_features
+from keystroke_assets.keycodes import apply_keycode_policy, policy_note
 from keystroke_assets.resources.object_store import LocalObjectStore
 from keystroke_assets.resources.parquet_io_manager import asset_object_name, to_parquet_bytes
 
@@ -81,6 +82,53 @@ def test_kvc_layout_and_leave_one_platform_out(store, tmp_path):
         np.testing.assert_array_equal(test[U1][next(iter(test[U1]))], everything[U1][next(iter(test[U1]))])
 
 
+# one keystroke of each class: a 1 letter, space 3 space, backspace 6 navigation (editing), 7 2 digit,
+# comma 4 punctuation, shift 5 modifier, left arrow 6 navigation, Unidentified 0 other
+KINDS = [("a", 65), ("Key.space", 32), ("Key.backspace", 8), ("7", 55), ("Key.comma", 188), ("Key.shift", 16),
+         ("Key.left", 37), ("Unidentified", 0)]
+KINDS_TASK = {**web_task(1, 1, 1, 0), "strokes": [(k, c, 100 * i, 100 * i + 50) for i, (k, c) in enumerate(KINDS)]}
+CLASSES = [1, 3, 6, 2, 4, 5, 6, 0]
+
+
+def kinds_store(root, policy: str = "full") -> LocalObjectStore:
+    """VERSION's kvc and typenet_sequences of KINDS_TASK as the assets write them under `policy`."""
+    keystrokes = make_keystrokes([KINDS_TASK])
+    strokes = kvc_keystrokes(keystrokes)
+    strokes["keycode"] = apply_keycode_policy(strokes["keycode"].to_numpy(), policy)
+    strokes.attrs["column_descriptions"] = {"keycode": policy_note(policy)}
+    sequences = sequence_features(keystrokes, m=10, keycodes=policy)
+    sequences.attrs["column_descriptions"] = {"steps": policy_note(policy)}
+    store = LocalObjectStore(root=str(root))
+    store.write_bytes(asset_object_name(KVC_KEY, VERSION), to_parquet_bytes(strokes))
+    store.write_bytes(asset_object_name(SEQUENCES_KEY, VERSION), to_parquet_bytes(sequences))
+    return store
+
+
+@pytest.mark.parametrize("policy, expected", [("full", [c for _, c in KINDS]), ("classes", CLASSES), ("none", [0] * 8)])
+def test_exports_keep_only_what_the_keycodes_policy_allows(tmp_path, policy, expected):
+    store = kinds_store(tmp_path / "storage")  # materialized with the default: full keycodes
+    task = load(export_kvc(VERSION, tmp_path / "kvc", store, keycodes=policy)["all"])[U1]["1_1_1"]
+    assert task[:, 2].tolist() == expected
+    assert task[:, :2].tolist() == [[100 * i, 100 * i + 50] for i in range(8)]  # times untouched
+    x, _ = load_typenet_sequences(VERSION, store, keycodes=policy)
+    np.testing.assert_allclose(x[0, :8, 4] * 255, expected, atol=1e-4)
+    np.testing.assert_allclose(x[0, :8, 0], 0.05)  # HL 50 ms
+    assert (x[0, 8:] == 0).all()
+
+
+def test_exports_never_restore_what_the_assets_left_out(tmp_path):
+    store = kinds_store(tmp_path / "storage", "classes")
+    # stored classes are exported as they are (classes of classes would all be 0, "other")
+    assert load(export_kvc(VERSION, tmp_path / "a", store, keycodes="classes")["all"])[U1]["1_1_1"][:, 2].tolist() == CLASSES
+    x, _ = load_typenet_sequences(VERSION, store, keycodes="classes")
+    np.testing.assert_allclose(x[0, :8, 4] * 255, CLASSES, atol=1e-4)
+    assert load(export_kvc(VERSION, tmp_path / "b", store, keycodes="none")["all"])[U1]["1_1_1"][:, 2].tolist() == [0] * 8
+    with pytest.raises(ValueError, match="materialized with keycodes=classes: it cannot give keycodes=full"):
+        export_kvc(VERSION, tmp_path / "c", store)
+    with pytest.raises(ValueError, match="keycodes=classes"):
+        load_typenet_sequences(VERSION, store)
+
+
 def test_real_exports(real_data, tmp_path_factory, tmp_path):
     real = real_version(real_data, tmp_path_factory)
     x, ids = load_typenet_sequences(VERSION, real.store)
@@ -92,3 +140,12 @@ def test_real_exports(real_data, tmp_path_factory, tmp_path):
     test = load(paths["leave_out_twitter/test"])
     assert set(test) == {"090e14f795db6d9fad9fc4ddd6ff5094", "1a8939f78d8fd33068520f598b6bb6b8"}
     assert all(len(tasks) == 6 and all(t.startswith("3_") for t in tasks) for tasks in test.values())
+    # without letter codes (65..90, which are there in full)
+    codes = np.concatenate([a[:, 2] for tasks in everything.values() for a in tasks.values()])
+    assert ((codes >= 65) & (codes <= 90)).sum() > 1000
+    for policy in ["classes", "none"]:
+        exported = load(export_kvc(VERSION, tmp_path / policy, real.store, keycodes=policy)["all"])
+        codes = np.concatenate([a[:, 2] for tasks in exported.values() for a in tasks.values()])
+        assert codes.max() <= (6 if policy == "classes" else 0)
+        x, _ = load_typenet_sequences(VERSION, real.store, keycodes=policy)
+        assert (x[:, :, 4] * 255).max() < (6.5 if policy == "classes" else 1e-6)

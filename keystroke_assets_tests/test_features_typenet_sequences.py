@@ -40,6 +40,18 @@ def test_steps_by_hand(sequences):
     assert (short[2:] == 0).all()
 
 
+def test_keycodes_policy():
+    # LONG types a, b, space, c (d is cut at M = 4): letters are class 1, space class 3
+    classes = sequence_array(sequence_features(make_keystrokes([LONG, SHORT]), m=4, keycodes="classes"))
+    np.testing.assert_allclose(classes[0, :, 4], [1 / 255, 1 / 255, 3 / 255, 1 / 255], rtol=1e-6)
+    # SHORT: x (letter), Key.shift (modifier, 5), then padding
+    np.testing.assert_allclose(classes[1, :, 4], [1 / 255, 5 / 255, 0, 0], rtol=1e-6)
+    np.testing.assert_allclose(classes[0, 0, :4], [0.100, 0.150, 0.250, 0.200], rtol=1e-6)  # latencies untouched
+    none = sequence_array(sequence_features(make_keystrokes([LONG, SHORT]), m=4, keycodes="none"))
+    assert (none[:, :, 4] == 0).all()
+    assert SequenceConfig().keycodes == "full"
+
+
 def test_default_m_is_50_and_recorded():
     assert SequenceConfig().sequence_length == 50
     x = sequence_array(sequence_features(make_keystrokes([LONG]), m=50))

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from keystroke_assets import synthetic as syn
+from keystroke_assets.ingest.aalto import parse_aalto_files
 
 LINE_RE = re.compile(r"^[PR],.*,\d{13}$")
 TASK_RE = re.compile(r"^(?P<p>[fit])_(?P<u>[0-9a-f]{32})_(?P<seq>1[0-7]|[0-9])(?P<suffix>\.csv|_raw\.txt|_metadata\.json)$")
@@ -236,20 +237,101 @@ def test_desktop_typing_looks_real():
     assert stats["duplicate"] < len(n_keys) / 10 and stats["orphan"] < len(n_keys) / 10
 
 
-def test_mobile_participants_type_unidentified_keys():
-    mobile = [i for i in range(40) if syn.is_mobile_participant(i)]
-    assert 1 <= len(mobile) <= 15
-    i = mobile[0]
-    uid = syn.participant_id(i)
-    objs = web(1, first_index=i)
-    assert json.loads(objs[f"{uid}_demographics.json"])["is_mobile"] is True
-    keys = Counter(k for n, d in objs.items() if n.endswith(".csv") for _, k, _ in events(d))
-    assert keys["Unidentified"] / sum(keys.values()) > 0.95
-    desktop = next(j for j in range(40) if not syn.is_mobile_participant(j))
-    assert json.loads(web(1, first_index=desktop)[f"{syn.participant_id(desktop)}_demographics.json"])["device_type"] == "desktop"
+def csv_events(objs: dict[str, bytes]) -> list[tuple[str, str, int]]:
+    return [e for n, d in objs.items() if n.endswith(".csv") for e in events(d)]
+
+
+def holds_of(objs: dict[str, bytes]) -> np.ndarray:
+    holds = []
+    for name, data in objs.items():
+        if name.endswith(".csv"):
+            holds.extend(r - p for _, p, r in keystrokes(events(data), Counter()))
+    return np.array(holds)
+
+
+def test_phones_like_the_real_ones():
+    kinds = {i: syn.phone_kind(i) for i in range(40)}
+    android = [i for i, k in kinds.items() if k == "android"]
+    iphone = [i for i, k in kinds.items() if k == "iphone"]
+    # about 15 % of participants type on a phone, half each kind
+    assert 1 <= len(android) <= 10 and 1 <= len(iphone) <= 10
+    assert all(syn.is_mobile_participant(i) == (k is not None) for i, k in kinds.items())
+
+    for i, kind in [(android[0], "android"), (iphone[0], "iphone")]:
+        uid = syn.participant_id(i)
+        objs = web(1, first_index=i)
+        demographics = json.loads(objs[f"{uid}_demographics.json"])
+        meta = json.loads(objs[f"f_{uid}_0_metadata.json"])
+        # as the real task metadata writes it
+        assert (demographics["is_mobile"], demographics["device_type"]) == (True, kind)
+        assert (meta["is_mobile"], meta["device_type"]) == (True, kind)
+        assert all(len(events(d)) >= syn.MIN_EVENTS for n, d in objs.items() if n.endswith(".csv"))
+
+    # Android: every key `Unidentified` but Enter at the end of some tasks: at most 18 of >= 18 x 150
+    # keystrokes, so > 99 %; holds of a few ms (the real one: median 5, 95 % under 9)
+    objs = web(1, first_index=android[0])
+    keys = Counter(k for kind, k, _ in csv_events(objs) if kind == "P")
+    assert set(keys) <= {"Unidentified", "Key.enter"}
+    assert keys["Unidentified"] / sum(keys.values()) > 0.99
+    holds = holds_of(objs)
+    assert 3 <= np.median(holds) <= 8 and np.percentile(holds, 95) < 15
+
+    # iPhone: real key names, capitals without Shift; holds median ~11 ms, most under 30 ms
+    objs = web(1, first_index=iphone[0])
+    keys = Counter(k for kind, k, _ in csv_events(objs) if kind == "P")
+    assert "Unidentified" not in keys and "Key.shift" not in keys
+    assert keys["Key.space"] > 300 and keys["e"] > 100 and sum(keys[c] for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZ") > 10
+    holds = holds_of(objs)
+    assert 7 <= np.median(holds) <= 16 and 0.75 <= (holds < 30).mean() <= 0.95
+    # desktops keep theirs: no Unidentified, holds of ~100 ms (test_desktop_typing_looks_real)
+    desktop = next(i for i, k in kinds.items() if k is None)
+    assert "Unidentified" not in {k for _, k, _ in csv_events(web(1, first_index=desktop))}
+
+
+EMPTY_LINE = re.compile(rb"^[PR],,\d{13}$", re.M)  # a key the browser did not name (not the raw comma P,,,t)
+
+
+def test_empty_key_lines():
+    assert [i for i in range(24) if syn.has_empty_keys(i)] == [5, 13, 21]  # every 8th from 5
+    objs = web(1, first_index=5)
+    lines = [m.group() for n, d in objs.items() if n.endswith(".csv") for m in EMPTY_LINE.finditer(d)]
+    presses = sum(line.startswith(b"P") for line in lines)
+    # 2-5 % of ~630 words (18 tasks of ~35 words), their letters unnamed: tens of keystrokes
+    assert 20 <= presses <= 300 and abs(2 * presses - len(lines)) <= 5  # each pressed and released
+    # split on the first and last comma, the key is empty
+    assert ("P", "", int(lines[0][3:])) in csv_events(objs)
+    # whole words: an unnamed run follows a space (or another unnamed key, or a typo's Backspace)
+    evs = [e for e in csv_events(objs) if e[0] == "P"]
+    before = Counter(a[1] for a, b in zip(evs, evs[1:]) if b[1] == "" and a[1] != "")
+    assert before["Key.space"] >= max(before.values()) and before["Key.space"] > 5
+    # the others have none
+    for i in [0, 4, 6]:
+        assert not any(EMPTY_LINE.search(d) for n, d in web(1, first_index=i).items() if n.endswith(".csv"))
+
+
+def test_demo_uploads_mix_every_path():
+    objs = dict(syn.demo_uploads(12))
+    # a share 0.1 of the indices, spread evenly: index 9 of 0..11 is an Aalto participant
+    assert [n for n in objs if n.endswith("_keystrokes.txt")] == ["100009_keystrokes.txt"]
+    assert objs["100009_keystrokes.txt"] == aalto(1, first_index=9)["100009_keystrokes.txt"]
+    # the others exactly as web_app_uploads makes them: desktop, Android (2), iPhone (7), empty keys (5)
+    web_part = {n: d for n, d in objs.items() if not n.endswith("_keystrokes.txt")}
+    assert web_part == {n: d for n, d in web(12).items() if syn.participant_id(9) not in n}
+    assert [syn.phone_kind(i) for i in (2, 7)] == ["android", "iphone"] and syn.has_empty_keys(5)
+    # 40 participants: indices 9, 19, 29, 39; prefix-stable as the other generators
+    more = dict(syn.demo_uploads(40))
+    assert sorted(n for n in more if n.endswith("_keystrokes.txt")) == [f"{100_000 + i}_keystrokes.txt" for i in (9, 19, 29, 39)]
+    assert objs.items() <= more.items()
+    assert dict(syn.demo_uploads(28, first_index=12)).items() <= more.items()
+    assert not any(n.endswith("_keystrokes.txt") for n, _ in syn.demo_uploads(12, aalto_share=0))
 
 
 def test_aalto_files():
+    # the project's Aalto parser reads them whole: 15 sections each, no problem reported
+    parsed = parse_aalto_files([d for _, d in sorted(aalto(3).items())])
+    assert parsed.problems.empty
+    assert parsed.events.groupby("user_id")["session_id"].nunique().to_dict() == {"100000": 15, "100001": 15, "100002": 15}
+    assert (parsed.events["release_ms"] > parsed.events["time_ms"]).all()
     for index, (name, data) in enumerate(sorted(aalto(3).items())):
         lines = data.decode("utf-8").split("\n")
         assert lines[0].split("\t") == list(syn.AALTO_COLUMNS) and lines[-1] == ""
@@ -279,6 +361,10 @@ def test_write_uploads_and_command_line(tmp_path, capsys):
     summary = capsys.readouterr().out.strip()
     assert "\n" not in summary and "web_app" in summary
     assert {p.name for p in (tmp_path / "b").iterdir()} == set(dict(syn.web_app_uploads(2, 1, first_index=3)))
+
+    assert syn.main(["--out", str(tmp_path / "m"), "-n", "10", "--format", "mixed"]) == 0
+    assert {p.name for p in (tmp_path / "m").iterdir()} == set(dict(syn.demo_uploads(10)))
+    assert (tmp_path / "m" / "100009_keystrokes.txt").exists()
 
     done = subprocess.run(
         [sys.executable, "-m", "keystroke_assets.synthetic", "--out", str(tmp_path / "c"), "-n", "2", "--format", "aalto"],

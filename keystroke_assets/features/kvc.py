@@ -5,6 +5,10 @@ spec/features.md §3. Stored long: one row per keystroke with its task's ids and
 challenge's task name `<platform>_<video>_<session>` (Aalto sections have no platform or video:
 their task name is the section id). `keystroke_assets.export.export_kvc` writes the challenge's
 dict-of-arrays .npy files with leave-one-platform-out splits.
+
+Keycodes in order can spell out what a participant typed: the asset says so in its definition
+metadata (RECONSTRUCTABLE_LABEL), and the run config `keycodes` (full | classes | none) writes them
+whole, as their class or as 0 (spec/features.md, the paragraph on keycodes).
 """
 
 import dagster as dg
@@ -13,6 +17,7 @@ import pandas as pd
 
 from keystroke_assets.assets.common import OutputCheck, ShardChecks, check_specs
 from keystroke_assets.features.common import TASK_IDS, ParticipantShards, feature_asset, feature_checks, tasks_of
+from keystroke_assets.keycodes import RECONSTRUCTABLE_LABEL, KeycodePolicy, apply_keycode_policy, policy_note
 from keystroke_assets.resources.parquet_io_manager import TableSpool
 
 VALUES = ["press_ms", "release_ms", "keycode"]
@@ -23,6 +28,10 @@ COLUMN_DESCRIPTIONS = {
     "press_ms": "press time, ms on the file's own clock",
     "release_ms": "release time, ms on the file's own clock",
 }
+
+
+class KvcConfig(dg.Config):
+    keycodes: KeycodePolicy = "full"  # classes or none: keycodes that cannot spell out typed text
 
 
 def task_names(tasks: pd.DataFrame) -> pd.Series:
@@ -83,22 +92,26 @@ KEY = dg.AssetKey(["features", "kvc"])
     code_version="2",
     kinds={"pandas", "parquet", "numpy"},
     check_specs=check_specs(KEY, CHECKS),
+    metadata=RECONSTRUCTABLE_LABEL,
     description=(
         "Every keystroke per user and task as [press_ms, release_ms, keycode] (int64), the Keystroke "
         "Verification Challenge layout, one row per keystroke. `task` = `<platform>_<video>_<session>` "
-        "(Aalto: the section id). Export with keystroke_assets.export.export_kvc(version, out_dir)."
+        "(Aalto: the section id). Export with keystroke_assets.export.export_kvc(version, out_dir). "
+        "Contains reconstructable typed text: the keycodes in order spell out what was typed; run config "
+        "`keycodes` = classes (kind of key) or none (0) leaves it out."
     ),
 )
-def kvc(context: dg.AssetExecutionContext, keystrokes: ParticipantShards):
+def kvc(context: dg.AssetExecutionContext, config: KvcConfig, keystrokes: ParticipantShards):
     # a row per keystroke, as large as keystrokes: written shard by shard, never held whole
     checks, participants, tasks = ShardChecks(CHECKS), 0, 0
     with TableSpool() as out:
         for shard in keystrokes.shards():
             strokes = kvc_keystrokes(shard)
-            strokes.attrs["column_descriptions"] = COLUMN_DESCRIPTIONS
+            strokes["keycode"] = apply_keycode_policy(strokes["keycode"].to_numpy(), config.keycodes)
+            strokes.attrs["column_descriptions"] = {**COLUMN_DESCRIPTIONS, "keycode": policy_note(config.keycodes)}
             out.write(strokes)
             checks.add(strokes)
             participants += strokes["user_id"].nunique()
             tasks += strokes.groupby(["user_id", "task"], observed=True).ngroups
-    yield dg.Output(out, metadata={"participants": participants, "tasks": tasks})
+    yield dg.Output(out, metadata={"participants": participants, "tasks": tasks, "keycodes": config.keycodes})
     yield from checks.results()

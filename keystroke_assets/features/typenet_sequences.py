@@ -5,6 +5,10 @@ latencies in seconds; IL, PL, RL pair keystroke i with i + 1 and are 0 for the t
 keystroke; steps past the task's length are zeros. Stored one row per task: the ids, `length`
 and `steps`, a list of M * 5 float32 in step-major order (step 0's five values, then step 1's, ...).
 `sequence_array(df)` or `keystroke_assets.export.load_typenet_sequences` give the (n, M, 5) array.
+
+Keycodes in order can spell out what a participant typed: the asset says so in its definition
+metadata (RECONSTRUCTABLE_LABEL), and the run config `keycodes` (full | classes | none) writes them
+whole, as their class or as 0 (spec/features.md, the paragraph on keycodes).
 """
 
 import dagster as dg
@@ -14,17 +18,19 @@ import pyarrow as pa
 
 from keystroke_assets.assets.common import OutputCheck, check_specs
 from keystroke_assets.features.common import TASK_IDS, ParticipantShards, feature_asset, stack_shards, feature_checks, feature_result, next_latencies, tasks_of
+from keystroke_assets.keycodes import RECONSTRUCTABLE_LABEL, KeycodePolicy, apply_keycode_policy, policy_note
 
 STEP = ["HL_s", "IL_s", "PL_s", "RL_s", "keycode_255"]
 
 
 class SequenceConfig(dg.Config):
     sequence_length: int = 50  # M of the TypeNet paper
+    keycodes: KeycodePolicy = "full"  # classes or none: keycodes that cannot spell out typed text
 
 
-def sequence_features(keystrokes: pd.DataFrame, m: int) -> pd.DataFrame:
+def sequence_features(keystrokes: pd.DataFrame, m: int, keycodes: KeycodePolicy = "full") -> pd.DataFrame:
     """One row per task of the keystrokes table: TASK_IDS, `length` (keystrokes kept, at most m)
-    and `steps`."""
+    and `steps`, with the keycodes as the `keycodes` policy allows."""
     if m < 1:
         raise ValueError(f"sequence length must be at least 1, not {m}")
     task, tasks = tasks_of(keystrokes)
@@ -35,7 +41,7 @@ def sequence_features(keystrokes: pd.DataFrame, m: int) -> pd.DataFrame:
     values = np.column_stack(
         [strokes["HL"].to_numpy() / 1000.0]
         + [strokes[c].to_numpy() / 1000.0 for c in ["IL", "PL", "RL"]]
-        + [strokes["keycode"].to_numpy() / 255.0]
+        + [apply_keycode_policy(strokes["keycode"].to_numpy(), keycodes) / 255.0]
     )
     steps = np.zeros((len(tasks), m, len(STEP)), np.float32)
     steps[t[kept], step[kept]] = values[kept]
@@ -116,25 +122,29 @@ KEY = dg.AssetKey(["features", "typenet_sequences"])
     code_version="2",
     kinds={"pandas", "parquet", "numpy"},
     check_specs=check_specs(KEY, CHECKS),
+    metadata=RECONSTRUCTABLE_LABEL,
     description=(
         "TypeNet input per task: the first M keystrokes (config `sequence_length`, default 50) in press order, "
         "step i = [HL, IL, PL, RL in seconds, keycode / 255], IL / PL / RL = 0 for the task's last keystroke, "
         "zero-padded to M; `length` is the true number of steps. `steps` holds M * 5 float32 step-major. "
-        "Load as an (n, M, 5) array with keystroke_assets.export.load_typenet_sequences(version)."
+        "Load as an (n, M, 5) array with keystroke_assets.export.load_typenet_sequences(version). "
+        "Contains reconstructable typed text: the keycodes in order spell out what was typed; run config "
+        "`keycodes` = classes (kind of key) or none (0) leaves it out."
     ),
 )
 def typenet_sequences(context: dg.AssetExecutionContext, config: SequenceConfig, keystrokes: ParticipantShards):
-    features = stack_shards(sequence_features(shard, config.sequence_length) for shard in keystrokes.shards())
+    features = stack_shards(sequence_features(shard, config.sequence_length, config.keycodes) for shard in keystrokes.shards())
     features.attrs["column_descriptions"] = {
         "length": f"steps recorded (keystrokes of the task, at most M = {config.sequence_length})",
-        "steps": f"M * 5 = {config.sequence_length * len(STEP)} float32, step-major: "
-        "[HL, IL, PL, RL (s), keycode / 255] per step, zeros beyond length",
+        "steps": f"{policy_note(config.keycodes)}. M * 5 = {config.sequence_length * len(STEP)} float32, "
+        "step-major: [HL, IL, PL, RL (s), keycode / 255] per step, zeros beyond length",
     }
     yield from feature_result(
         features,
         CHECKS,
         {
             "sequence_length": config.sequence_length,
+            "keycodes": config.keycodes,
             "array_shape": f"({len(features)}, {config.sequence_length}, {len(STEP)})",
             "tasks_cut_at_M": int((features["length"] == config.sequence_length).sum()),
         },
