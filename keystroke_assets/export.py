@@ -20,8 +20,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from keystroke_assets.features.kvc import KEY as KVC_KEY, VALUES
-from keystroke_assets.features.typenet_sequences import KEY as SEQUENCES_KEY, sequence_array
+from keystroke_assets.features.kvc import KVC, VALUES
+from keystroke_assets.features.typenet_sequences import TYPENET_SEQUENCES, sequence_array
 from keystroke_assets.keycodes import KEYCODE_POLICIES, KeycodePolicy, apply_keycode_policy, policy_of
 from keystroke_assets.resources import resources_from_env
 from keystroke_assets.resources.object_store import ObjectStore
@@ -58,7 +58,7 @@ def load_typenet_sequences(
     """(x, ids): x is (n, M, 5) float32, step = [HL, IL, PL, RL in s, keycode / 255], zero-padded,
     the keycodes as `keycodes` allows; ids has one row per task (user_id, device_type, platform_id,
     video_id, session_id, task_id, length) in the order of x."""
-    table = _read(SEQUENCES_KEY, version, storage)
+    table = _read(TYPENET_SEQUENCES.key, version, storage)
     stored = _column_policy(table, "steps")
     table = table.to_pandas()
     x = np.ascontiguousarray(sequence_array(table), dtype=np.float32)
@@ -99,7 +99,7 @@ def export_kvc(
     Each file is a dict user -> task -> (n, 3) int64 [press_ms, release_ms, keycode] saved with
     numpy: `np.load(path, allow_pickle=True).item()`. Returns {name: path}.
     """
-    table = _read(KVC_KEY, version, storage)
+    table = _read(KVC.key, version, storage)
     stored = _column_policy(table, "keycode")
     keystrokes = table.to_pandas()
     keystrokes["keycode"] = _keycodes_as(keystrokes["keycode"].to_numpy(), stored, keycodes)

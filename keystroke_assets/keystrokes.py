@@ -15,10 +15,11 @@ import pandas as pd
 from keystroke_assets.frames import group_codes, run_starts
 from keystroke_assets.keycodes import UNIDENTIFIED, key_identity, keycodes
 
-TASK_COLUMNS = ["user_id", "device_type", "platform_id", "video_id", "session_id", "task_id"]
-KEYSTROKE_COLUMNS = [*TASK_COLUMNS, "sequence_id", "key", "keycode", "press_ms", "release_ms", "HL"]
+# The ids of a task (docs/features.md §3): one web-app task file, or one Aalto section.
+TASK_IDS = ["user_id", "device_type", "platform_id", "video_id", "session_id", "task_id"]
+KEYSTROKE_COLUMNS = [*TASK_IDS, "sequence_id", "key", "keycode", "press_ms", "release_ms", "HL"]
 KEYPAIR_COLUMNS = [
-    *TASK_COLUMNS[:5], "sequence_id", "task_id", "key1", "key2", "keycode1", "keycode2",
+    *TASK_IDS, "sequence_id", "key1", "key2", "keycode1", "keycode2",
     "key1_press", "key1_release", "key2_press", "key2_release", "HL", "IL", "PL", "RL", "outlier",
 ]
 LATENCIES = ["HL", "IL", "PL", "RL"]  # TypeNet latencies of a keypair (spec/features.md §2), ms
@@ -171,7 +172,7 @@ def _keystroke_table(strokes: dict, tasks: pd.DataFrame) -> pd.DataFrame:
     press, release = strokes["press_ms"][order], strokes["release_ms"][order]
     table = {
         # the task's columns taken from the tasks' arrays (categorical codes, not objects)
-        **{column: tasks[column].array.take(task) for column in TASK_COLUMNS},
+        **{column: tasks[column].array.take(task) for column in TASK_IDS},
         "sequence_id": (np.arange(len(task)) - np.repeat(task_start, np.diff(np.r_[task_start, len(task)]))).astype(np.int32),
         "key": pd.Categorical.from_codes(strokes["key"][order], categories=strokes["categories"]),
         "keycode": strokes["keycode"][order].astype(np.int32, copy=False),
@@ -209,7 +210,7 @@ def pairs_from_keystrokes(strokes: pd.DataFrame, thresholds: dict[str, OutlierTh
     press1, release1, press2, release2 = press[first], release[first], press[second], release[second]
     hl, il = release1 - press1, press2 - release1
     pairs = {
-        **{column: strokes[column].array.take(first) for column in TASK_COLUMNS},
+        **{column: strokes[column].array.take(first) for column in TASK_IDS},
         "sequence_id": strokes["sequence_id"].to_numpy()[first],
         # key1 and key2 share the keystrokes' categories, so a key has the same code on both sides
         "key1": strokes["key"].array.take(first),
@@ -241,13 +242,13 @@ def keystrokes(events: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
         # A web-app task is one file; an Aalto task is one section of a file. Tasks in participant
         # order, so a participant's keystrokes come together (stored in row groups of whole participants).
         by = ["user_id", "file", "session_id"] if aalto else ["user_id", "file"]
-        task, tasks = group_codes(rows, by, TASK_COLUMNS)
+        task, tasks = group_codes(rows, by, TASK_IDS)
         strokes, counts = build(rows, task, len(tasks))
         parts.append(_keystroke_table(strokes, tasks))
         quality.append(pd.DataFrame({"user_id": tasks["user_id"].astype(str), **counts}))
     if not parts:
         empty = {k: np.zeros(0, np.int64) for k in ["task", "key", "press_ms", "release_ms", "line", "keycode"]}
-        parts.append(_keystroke_table({**empty, "categories": pd.Index([], dtype=object)}, pd.DataFrame(columns=TASK_COLUMNS)))
+        parts.append(_keystroke_table({**empty, "categories": pd.Index([], dtype=object)}, pd.DataFrame(columns=TASK_IDS)))
     table = pd.concat(parts, ignore_index=True)
     for column in ["user_id", "device_type"]:
         if not isinstance(table[column].dtype, pd.CategoricalDtype):

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from keystroke_assets.export import export_kvc, load_typenet_sequences
-from keystroke_assets.features.kvc import KEY as KVC_KEY, kvc_keystrokes
-from keystroke_assets.features.typenet_sequences import KEY as SEQUENCES_KEY, sequence_features
+from keystroke_assets.features.kvc import KVC, kvc_keystrokes
+from keystroke_assets.features.typenet_sequences import TYPENET_SEQUENCES, sequence_features
 from keystroke_assets.keycodes import apply_keycode_policy, policy_note
 from keystroke_assets.resources.object_store import LocalObjectStore
 from keystroke_assets.resources.parquet_io_manager import asset_object_name, to_parquet_bytes
@@ -32,8 +32,8 @@ KEYSTROKES = make_keystrokes([web_task(1, 1, 1, 1000), web_task(2, 1, 1, 2000), 
 def store(tmp_path) -> LocalObjectStore:
     """A data store holding the two feature assets of VERSION, written as the IO manager writes them."""
     store = LocalObjectStore(root=str(tmp_path / "storage"))
-    store.write_bytes(asset_object_name(SEQUENCES_KEY, VERSION), to_parquet_bytes(sequence_features(KEYSTROKES, m=3)))
-    store.write_bytes(asset_object_name(KVC_KEY, VERSION), to_parquet_bytes(kvc_keystrokes(KEYSTROKES)))
+    store.write_bytes(asset_object_name(TYPENET_SEQUENCES.key, VERSION), to_parquet_bytes(sequence_features(KEYSTROKES, m=3)))
+    store.write_bytes(asset_object_name(KVC.key, VERSION), to_parquet_bytes(kvc_keystrokes(KEYSTROKES)))
     return store
 
 
@@ -99,8 +99,8 @@ def kinds_store(root, policy: str = "full") -> LocalObjectStore:
     sequences = sequence_features(keystrokes, m=10, keycodes=policy)
     sequences.attrs["column_descriptions"] = {"steps": policy_note(policy)}
     store = LocalObjectStore(root=str(root))
-    store.write_bytes(asset_object_name(KVC_KEY, VERSION), to_parquet_bytes(strokes))
-    store.write_bytes(asset_object_name(SEQUENCES_KEY, VERSION), to_parquet_bytes(sequences))
+    store.write_bytes(asset_object_name(KVC.key, VERSION), to_parquet_bytes(strokes))
+    store.write_bytes(asset_object_name(TYPENET_SEQUENCES.key, VERSION), to_parquet_bytes(sequences))
     return store
 
 

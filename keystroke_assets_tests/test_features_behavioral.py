@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from keystroke_assets.assets.common import failed_rules
-from keystroke_assets.features.behavioral import CHECKS, behavioral_features, typed_characters
+from keystroke_assets.features.behavioral import BEHAVIORAL, behavioral_features, typed_characters
 
 from .feature_samples import FEATURE_KEYS, make_keystrokes, real_version
 
@@ -125,10 +125,10 @@ def test_typed_characters_counts_characters_and_reads_only_raw_text():
 
 
 def test_checks_pass_and_catch_wrong_outputs(features):
-    assert not failed_rules(features, CHECKS)
+    assert not failed_rules(features, BEHAVIORAL.all_checks)
 
     def failed(df):
-        return failed_rules(df, CHECKS)
+        return failed_rules(df, BEHAVIORAL.all_checks)
 
     rate = features.copy()
     rate.loc[0, "rollover_rate"] = 1.5

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from keystroke_assets.assets.common import failed_rules
-from keystroke_assets.features.kvc import CHECKS, COLUMNS, kvc_keystrokes
+from keystroke_assets.features.kvc import KVC, COLUMNS, kvc_keystrokes
 
 from .feature_samples import make_keystrokes, real_version
 
@@ -38,10 +38,10 @@ def test_keystrokes_by_hand(keystrokes):
 
 
 def test_checks_pass_and_catch_wrong_outputs(keystrokes):
-    assert not failed_rules(keystrokes, CHECKS)
+    assert not failed_rules(keystrokes, KVC.all_checks)
 
     def failed(df):
-        return failed_rules(df, CHECKS)
+        return failed_rules(df, KVC.all_checks)
 
     early = keystrokes.copy()
     early.loc[0, "release_ms"] = 999  # pressed at 1000

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from keystroke_assets.assets.common import failed_rules
-from keystroke_assets.features.typenet_sequences import CHECKS, SequenceConfig, sequence_array, sequence_features
+from keystroke_assets.features.typenet_sequences import TYPENET_SEQUENCES, SequenceConfig, sequence_array, sequence_features
 
 from .feature_samples import make_keystrokes, real_version
 
@@ -62,10 +62,10 @@ def test_default_m_is_50_and_recorded():
 
 
 def test_checks_pass_and_catch_wrong_outputs(sequences):
-    assert not failed_rules(sequences, CHECKS)
+    assert not failed_rules(sequences, TYPENET_SEQUENCES.all_checks)
 
     def failed(df):
-        return failed_rules(df, CHECKS)
+        return failed_rules(df, TYPENET_SEQUENCES.all_checks)
 
     padded = sequences.copy()
     padded["steps"] = [s.copy() for s in padded["steps"]]

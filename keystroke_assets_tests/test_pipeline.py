@@ -5,13 +5,12 @@ import pandas as pd
 import pyarrow.parquet as pq
 import dagster as dg
 
-from keystroke_assets.definitions import defs
 from keystroke_assets.synthetic import web_app_uploads, write_uploads
 
 from .conftest import VERSION, failed_rules_of, materialize_version
 
 CHAIN = [
-    "web_app_data", "raw_data", "cleaned_data", "keypairs",
+    "web_app_data", "raw_data", "cleaned_data", "keystrokes", "keypairs",
     "features/typenet_ml/platform", "features/typenet_ml/session", "features/typenet_ml/video",
 ]
 CHAIN_KEYS = [dg.AssetKey.from_user_string(k) for k in CHAIN]
@@ -185,26 +184,3 @@ def test_failed_blocking_check_stops_downstream(instance, tmp_path):
     result = materialize_version(instance, env_for(uploads, tmp_path), selection=CHAIN_KEYS, raise_on_error=False)
     assert ("raw_data", "non_empty") in failed_rules_of(result)
     assert instance.get_latest_materialization_event(dg.AssetKey("keypairs")) is None
-
-
-def test_one_run_and_a_run_per_asset_give_identical_tables(tmp_path):
-    """Within a run the IO manager parses keypairs once and hands every feature step a shallow copy:
-    each table must equal the one made when every asset runs alone and parses its own inputs."""
-    uploads = tmp_path / "uploads"
-    write_uploads(uploads, web_app_uploads(6, seed=5, broken_every=3))
-    features = sorted(k for a in defs.assets for k in a.keys if k.path[0] == "features")
-    # keystrokes and keypairs come from one step, which makes only what is selected
-    stages = [*CHAIN_KEYS[:4], dg.AssetKey("keystrokes")]
-    stored = {}
-    for mode, runs in [("one_run", [stages + features]), ("run_per_asset", [[k] for k in stages + features])]:
-        (tmp_path / mode / "dagster_home").mkdir(parents=True)
-        with dg.instance_for_test(temp_dir=str(tmp_path / mode / "dagster_home")) as instance:
-            for selection in runs:
-                result = materialize_version(instance, env_for(uploads, tmp_path / mode), selection=selection)
-                assert result.success and failed_rules_of(result) == []
-        storage = tmp_path / mode / "storage"
-        stored[mode] = {p.relative_to(storage): pq.read_table(p).to_pandas() for p in storage.rglob("*.parquet")}
-    assert sorted(stored["one_run"]) == sorted(stored["run_per_asset"])
-    assert len(stored["one_run"]) == 5 + len(features) and len(runs) == 5 + len(features)
-    for path, table in stored["one_run"].items():
-        pd.testing.assert_frame_equal(table, stored["run_per_asset"][path], obj=str(path))

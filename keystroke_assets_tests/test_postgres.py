@@ -19,7 +19,7 @@ from keystroke_assets.synthetic import web_app_uploads, write_uploads
 
 from .conftest import REPO, VERSION, _free_port, materialize_version
 
-CHAIN = [dg.AssetKey(k) for k in ["web_app_data", "raw_data", "cleaned_data", "keypairs"]]
+CHAIN = [dg.AssetKey(k) for k in ["web_app_data", "raw_data", "cleaned_data", "keystrokes", "keypairs"]]
 PASSWORD = os.urandom(12).hex()  # a fresh one each run, never stored
 
 

@@ -14,7 +14,7 @@ from .conftest import materialize_version
 V1, V2, V3 = "2025-10-01_09-00-00_lab-mac", "2025-10-02_09-00-00_lab-mac", "2025-10-03_09-00-00_lab-mac"
 STATISTICAL = dg.AssetKey(["features", "statistical"])
 KEYPAIRS = dg.AssetKey("keypairs")
-CHAIN = [dg.AssetKey(k) for k in ["web_app_data", "raw_data", "cleaned_data", "keypairs"]]
+CHAIN = [dg.AssetKey(k) for k in ["web_app_data", "raw_data", "cleaned_data", "keystrokes", "keypairs"]]
 
 
 def with_code_version(key: dg.AssetKey, version: str, assets=defs.assets) -> list[dg.AssetsDefinition]:

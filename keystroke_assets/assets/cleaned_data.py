@@ -8,13 +8,13 @@ import numpy as np
 import pandas as pd
 
 from keystroke_assets.assets.common import ShardChecks, check_specs, has_columns, no_nulls, non_empty, report_table, version_asset
-from keystroke_assets.assets.raw_data import RAW_COLUMNS
+from keystroke_assets.assets.raw_data import EVENT_COLUMNS, RAW_COLUMNS, TASK_OF_FILE
 from keystroke_assets.assets.web_app_data import read_kept
 from keystroke_assets.frames import drop_unused_categories
 from keystroke_assets.resources.object_store import ObjectStore
 from keystroke_assets.resources.parquet_io_manager import ParticipantShards, TableSpool
 
-CLEANED_COLUMNS = [*RAW_COLUMNS[:2], "device_type", *RAW_COLUMNS[2:]]
+CLEANED_COLUMNS = ["file", "user_id", "device_type", *TASK_OF_FILE, *EVENT_COLUMNS]
 CHECKS = [
     has_columns(CLEANED_COLUMNS),
     no_nulls(["file", "user_id", "device_type", "session_id", "task_id", "line", "event", "key", "time_ms"]),

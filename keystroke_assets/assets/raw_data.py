@@ -13,10 +13,9 @@ from keystroke_assets.frames import run_starts, shard_starts
 from keystroke_assets.resources.object_store import ObjectStore
 from keystroke_assets.resources.parquet_io_manager import TableSpool
 
-RAW_COLUMNS = [
-    "file", "user_id", "platform_id", "video_id", "session_id", "task_id",
-    "line", "event", "key", "time_ms", "release_ms", "keycode",
-]
+TASK_OF_FILE = ["platform_id", "video_id", "session_id", "task_id"]
+EVENT_COLUMNS = ["line", "event", "key", "time_ms", "release_ms", "keycode"]
+RAW_COLUMNS = ["file", "user_id", *TASK_OF_FILE, *EVENT_COLUMNS]
 EVENT_TYPE = pd.CategoricalDtype(["P", "R", "K"])  # one type for both sources, so concat keeps it
 _AALTO_EVENT = EVENT_TYPE.categories.get_loc("K")
 CHECKS = [has_columns(RAW_COLUMNS), no_nulls(["file", "user_id", "line", "event", "key", "time_ms"]), non_empty()]

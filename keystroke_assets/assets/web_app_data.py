@@ -30,12 +30,13 @@ PACKS = "web_app_data/packs"
 # Objects the later stages read; the rest are listed in the report, never processed.
 KEPT_KINDS = ["keystrokes", "aalto", "record", "task_metadata", "raw_text"]
 PACK_CHUNK = 2000  # uploads read at once into a pack (a task CSV is ~20 KB)
-MANIFEST_COLUMNS = ["name", "size", "md5", "crc32c", "generation", "kind", "user_id", "kept_as"]
+LISTING_COLUMNS = ["name", "size", "md5", "crc32c", "generation"]  # what the store lists of an object
+MANIFEST_COLUMNS = [*LISTING_COLUMNS, "kind", "user_id", "kept_as"]
 CHECKS = [has_columns(MANIFEST_COLUMNS), non_empty()]
 
 
 def snapshot_manifest(objects: list) -> pd.DataFrame:
-    manifest = pd.DataFrame([vars(o) for o in objects], columns=MANIFEST_COLUMNS[:5])
+    manifest = pd.DataFrame([vars(o) for o in objects], columns=LISTING_COLUMNS)
     names = classify(manifest["name"])
     manifest["kind"] = names["kind"]
     manifest["user_id"] = names["user_id"]
@@ -67,7 +68,7 @@ def earlier_manifests(storage: ObjectStore, version: str) -> dict[str, pd.DataFr
     """Every other version's manifest (the listing and where its bytes are kept), by version."""
     own = asset_object_name(dg.AssetKey("web_app_data"), version)
     names = sorted(n for n in storage.list_names("web_app_data") if n.endswith(".parquet") and n.count("/") == 1 and n != own)
-    columns = [*MANIFEST_COLUMNS[:5], "kept_as"]
+    columns = [*LISTING_COLUMNS, "kept_as"]
     return {
         name.removeprefix("web_app_data/").removesuffix(".parquet"): pq.read_table(io.BytesIO(data), columns=columns).to_pandas()
         for name, data in zip(names, storage.read_many(names))

@@ -21,28 +21,25 @@ is a row with no pair (docs/features.md §3). Definitions, where the spec leaves
 
 from functools import partial
 
-import dagster as dg
 import numpy as np
 import pandas as pd
 
-from keystroke_assets.assets.common import OutputCheck, check_specs
-from keystroke_assets.assets.web_app_data import read_kept
 from keystroke_assets.features.common import (
     GRAIN_IDS,
+    Feature,
+    ObjectStore,
+    OutputCheck,
     ParticipantShards,
-    feature_asset,
-    feature_checks,
-    feature_result,
+    classify,
     grouped_stats,
     key_identity_codes,
-    per_grain,
     next_latencies,
     pair_rows,
+    per_grain,
+    read_kept,
     stack_shards,
     tasks_of,
 )
-from keystroke_assets.ingest.names import classify
-from keystroke_assets.resources.object_store import ObjectStore
 
 PAUSES_MS = [500, 1000, 2000]
 BURST_GAP_MS = 2000
@@ -173,23 +170,25 @@ def _counts_consistent(df: pd.DataFrame) -> tuple[bool, dict]:
     }
 
 
-CHECKS = feature_checks(
+BEHAVIORAL = Feature(
+    "behavioral",
     [*GRAIN_IDS, *COLUMN_DESCRIPTIONS],
-    OutputCheck("rates_in_range", "Every rate and share lies in [0, 1]; PL entropy in [0, log2 41] bits.", _rates_in_range),
-    OutputCheck(
-        "counts_consistent",
-        "Pause counts nest (> 2000 within > 1000 within > 500 ms); a task has one burst more than long "
-        "pauses; fewer pairs than keystrokes.",
-        _counts_consistent,
+    checks=(
+        OutputCheck(
+            "rates_in_range", "Every rate and share lies in [0, 1]; PL entropy in [0, log2 41] bits.", _rates_in_range
+        ),
+        OutputCheck(
+            "counts_consistent",
+            "Pause counts nest (> 2000 within > 1000 within > 500 ms); a task has one burst more than long "
+            "pauses; fewer pairs than keystrokes.",
+            _counts_consistent,
+        ),
     ),
 )
-KEY = dg.AssetKey(["features", "behavioral"])
 
 
-@feature_asset(
-    "behavioral",
+@BEHAVIORAL.asset(
     code_version="2",
-    check_specs=check_specs(KEY, CHECKS),
     description=(
         "How people type, per task and per user (column `grain`): keystrokes, active duration, keystrokes "
         "and words per minute, backspace and rollover rates, pauses (PL > 500 / 1000 / 2000 ms), bursts, "
@@ -197,9 +196,7 @@ KEY = dg.AssetKey(["features", "behavioral"])
         "task's typed text (read from the snapshot, never stored); null for Aalto."
     ),
 )
-def behavioral(
-    context: dg.AssetExecutionContext, keystrokes: ParticipantShards, web_app_data: pd.DataFrame, storage: ObjectStore
-):
+def behavioral(keystrokes: ParticipantShards, web_app_data: pd.DataFrame, storage: ObjectStore):
     def of_shard(strokes: pd.DataFrame) -> pd.DataFrame:
         # only the texts of the shard's participants (who made it into keystrokes) are read
         manifest = web_app_data[web_app_data["user_id"].isin(strokes["user_id"].unique())]
@@ -207,9 +204,8 @@ def behavioral(
 
     features = stack_shards(map(of_shard, keystrokes.shards()))
     features.attrs["column_descriptions"] = {"grain": "'task' or 'user'", **COLUMN_DESCRIPTIONS}
-    yield from feature_result(
+    yield from BEHAVIORAL.result(
         features,
-        CHECKS,
         {
             "pause_thresholds_ms": ", ".join(map(str, PAUSES_MS)),
             "tasks_without_typed_text": int(features.loc[features["grain"] == "task", "typed_characters"].isna().sum()),

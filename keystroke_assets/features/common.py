@@ -19,24 +19,31 @@ import pandas as pd
 from keystroke_assets.assets.common import (
     OutputCheck, ShardChecks, check_specs, has_columns, non_empty, report_table, run_checks, version_asset,
 )
+from keystroke_assets.assets.web_app_data import read_kept
 from keystroke_assets.frames import group_codes, stack_shards
-from keystroke_assets.keycodes import key_identity
-from keystroke_assets.keystrokes import has_next
+from keystroke_assets.ingest.names import classify
+from keystroke_assets.keycodes import (
+    RECONSTRUCTABLE_LABEL, KeycodePolicy, apply_keycode_policy, canonical_key, key_identity, policy_note,
+)
+from keystroke_assets.keystrokes import TASK_IDS, has_next
+from keystroke_assets.resources.object_store import ObjectStore
 from keystroke_assets.resources.parquet_io_manager import ParticipantShards, TableSpool
 
 __all__ = [
-    "Feature", "feature_asset", "feature_checks", "feature_result", "OutputCheck", "ShardChecks",
+    "Feature", "OutputCheck", "ShardChecks",
     "ParticipantShards", "TableSpool", "report_table", "stack_shards", "grouped_stats", "group_codes",
-    "key_identity", "key_identity_codes", "next_latencies", "pair_rows",
+    "key_identity", "key_identity_codes", "canonical_key", "next_latencies", "pair_rows",
+    "KeycodePolicy", "apply_keycode_policy", "policy_note", "RECONSTRUCTABLE_LABEL",
+    "ObjectStore", "read_kept", "classify",
     "STAT_DESCRIPTIONS", "TASK", "TASK_IDS", "GRAIN_IDS", "tasks_of", "per_grain",
     "no_personal_data", "PERSONAL_FIELDS", "string_values",
 ]
 
-# A task (spec/features.md §3): one web-app task file, or one Aalto section (no platform, no video).
+# What tells tasks apart (TASK_IDS less what follows from these); an Aalto task has no platform or video.
 TASK = ["user_id", "platform_id", "video_id", "session_id"]
-TASK_IDS = ["user_id", "device_type", "platform_id", "video_id", "session_id", "task_id"]
 # Tables with a task and a user grain: `grain` says which; ids finer than the grain are null.
 GRAIN_IDS = ["grain", *TASK_IDS]
+FINER_THAN_USER = ["platform_id", "video_id", "session_id", "task_id"]
 
 STAT_DESCRIPTIONS = {
     "count": "number of values",
@@ -54,12 +61,6 @@ STAT_DESCRIPTIONS = {
     "kurtosis": "sample excess kurtosis G2 (missing when n < 4)",
 }
 _QUANTILES = {"min": 0.0, "p05": 0.05, "q1": 0.25, "median": 0.5, "q3": 0.75, "p95": 0.95, "max": 1.0}
-
-
-def feature_asset(name: str, **kwargs):
-    """@asset for a feature type: key `features/<name>`, group `features`."""
-    *prefix, last = name.split("/")
-    return version_asset(name=last, key_prefix=["features", *prefix], group_name="features", **kwargs)
 
 
 def _sorted_within_groups(group: np.ndarray, values: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndarray]:
@@ -155,7 +156,7 @@ def per_grain(tasks: pd.DataFrame, compute: Callable[[np.ndarray, int], dict[str
     grain) and the columns `compute(group_of_task, n_groups)` returns for each grain, where
     `group_of_task[t]` is the group of task t (so `group_of_task[task]` groups any per-task rows)."""
     user_of_task, users = group_codes(tasks, ["user_id"], TASK_IDS)
-    users.loc[:, TASK_IDS[2:]] = pd.NA  # a user row has no platform, video, ...
+    users.loc[:, FINER_THAN_USER] = pd.NA
     parts = []
     for grain, group_of_task, ids in (("task", np.arange(len(tasks)), tasks), ("user", user_of_task, users)):
         values = pd.DataFrame(compute(group_of_task, len(ids)))
@@ -202,21 +203,6 @@ def no_personal_data() -> OutputCheck:
     )
 
 
-def feature_checks(id_columns: list[str], *specific: OutputCheck) -> list[OutputCheck]:
-    """The checks every feature asset runs, then its own."""
-    return [has_columns(id_columns), non_empty(), no_personal_data(), *specific]
-
-
-def feature_result(features: pd.DataFrame, checks: list[OutputCheck], metadata: dict | None = None) -> Iterator:
-    """The asset's Output, with the counts every feature reports and `metadata` (e.g. the run's
-    parameters), then its check results. Column descriptions go in `features.attrs`."""
-    counts = {"participants": int(features["user_id"].nunique())}
-    if "grain" in features:
-        counts.update({f"rows/{g}": int(n) for g, n in features["grain"].value_counts(sort=False).items()})
-    yield dg.Output(features, metadata={**counts, **(metadata or {})})
-    yield from run_checks(features, checks)
-
-
 @dataclass(frozen=True)
 class Feature:
     """A feature type, declared once: its name (asset key `features/<name>`), the id columns every
@@ -233,7 +219,7 @@ class Feature:
 
     @property
     def all_checks(self) -> list[OutputCheck]:
-        return feature_checks(self.id_columns, *self.checks)
+        return [has_columns(self.id_columns), non_empty(), no_personal_data(), *self.checks]
 
     def asset(self, **kwargs):
         """@asset of this feature type: its key, group `features` and its checks."""
@@ -244,8 +230,17 @@ class Feature:
         )
 
     def result(self, features: pd.DataFrame, metadata: dict | None = None) -> Iterator:
-        """The asset's Output and its check results (feature_result)."""
-        return feature_result(features, self.all_checks, metadata)
+        """The asset's Output, with the counts every feature reports and `metadata` (e.g. the run's
+        parameters), then its check result. Column descriptions go in `features.attrs`."""
+        counts = {"participants": int(features["user_id"].nunique())}
+        if "grain" in features:
+            counts.update({f"rows/{g}": int(n) for g, n in features["grain"].value_counts(sort=False).items()})
+        yield dg.Output(features, metadata={**counts, **(metadata or {})})
+        yield from run_checks(features, self.all_checks)
+
+    def shard_checks(self) -> ShardChecks:
+        """The checks of a table written segment by segment (a TableSpool), fed one segment at a time."""
+        return ShardChecks(self.all_checks)
 
 
 def key_identity_codes(keys: pd.Series) -> tuple[np.ndarray, pd.Index]:

@@ -15,10 +15,10 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from keystroke_assets.assets.common import OutputCheck, ShardChecks, check_specs
-from keystroke_assets.features.common import TASK_IDS, ParticipantShards, feature_asset, feature_checks, tasks_of
-from keystroke_assets.keycodes import RECONSTRUCTABLE_LABEL, KeycodePolicy, apply_keycode_policy, policy_note
-from keystroke_assets.resources.parquet_io_manager import TableSpool
+from keystroke_assets.features.common import (
+    RECONSTRUCTABLE_LABEL, TASK_IDS, Feature, KeycodePolicy, OutputCheck, ParticipantShards, TableSpool,
+    apply_keycode_policy, policy_note, tasks_of,
+)
 
 VALUES = ["press_ms", "release_ms", "keycode"]
 COLUMNS = [*TASK_IDS, "task", "sequence_id", *VALUES]
@@ -74,24 +74,24 @@ def _keycode_range(df: pd.DataFrame) -> tuple[bool, dict]:
     return bad == 0, {"keycodes_outside_0_255": bad}
 
 
-CHECKS = feature_checks(
-    COLUMNS,
-    OutputCheck("release_after_press", "release_ms >= press_ms on every keystroke.", _release_after_press),
-    OutputCheck(
-        "press_order",
-        "Within a task, keystrokes are in press order and numbered 0, 1, 2, ... without gaps.",
-        _press_order,
-    ),
-    OutputCheck("keycode_range", "Every keycode lies in 0..255.", _keycode_range),
-)
-KEY = dg.AssetKey(["features", "kvc"])
-
-
-@feature_asset(
+KVC = Feature(
     "kvc",
+    COLUMNS,
+    checks=(
+        OutputCheck("release_after_press", "release_ms >= press_ms on every keystroke.", _release_after_press),
+        OutputCheck(
+            "press_order",
+            "Within a task, keystrokes are in press order and numbered 0, 1, 2, ... without gaps.",
+            _press_order,
+        ),
+        OutputCheck("keycode_range", "Every keycode lies in 0..255.", _keycode_range),
+    ),
+)
+
+
+@KVC.asset(
     code_version="2",
     kinds={"pandas", "parquet", "numpy"},
-    check_specs=check_specs(KEY, CHECKS),
     metadata=RECONSTRUCTABLE_LABEL,
     description=(
         "Every keystroke per user and task as [press_ms, release_ms, keycode] (int64), the Keystroke "
@@ -101,9 +101,9 @@ KEY = dg.AssetKey(["features", "kvc"])
         "`keycodes` = classes (kind of key) or none (0) leaves it out."
     ),
 )
-def kvc(context: dg.AssetExecutionContext, config: KvcConfig, keystrokes: ParticipantShards):
+def kvc(config: KvcConfig, keystrokes: ParticipantShards):
     # a row per keystroke, as large as keystrokes: written shard by shard, never held whole
-    checks, participants, tasks = ShardChecks(CHECKS), 0, 0
+    checks, participants, tasks = KVC.shard_checks(), 0, 0
     with TableSpool() as out:
         for shard in keystrokes.shards():
             strokes = kvc_keystrokes(shard)

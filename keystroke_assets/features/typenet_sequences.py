@@ -16,9 +16,10 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from keystroke_assets.assets.common import OutputCheck, check_specs
-from keystroke_assets.features.common import TASK_IDS, ParticipantShards, feature_asset, stack_shards, feature_checks, feature_result, next_latencies, tasks_of
-from keystroke_assets.keycodes import RECONSTRUCTABLE_LABEL, KeycodePolicy, apply_keycode_policy, policy_note
+from keystroke_assets.features.common import (
+    RECONSTRUCTABLE_LABEL, TASK_IDS, Feature, KeycodePolicy, OutputCheck, ParticipantShards, apply_keycode_policy,
+    next_latencies, policy_note, stack_shards, tasks_of,
+)
 
 STEP = ["HL_s", "IL_s", "PL_s", "RL_s", "keycode_255"]
 
@@ -104,24 +105,24 @@ def _keycodes_scaled(df: pd.DataFrame, steps: np.ndarray) -> tuple[bool, dict]:
     return bad == 0 and neg_hold == 0, {"keycodes_outside_0_1": bad, "negative_holds": neg_hold}
 
 
-CHECKS = feature_checks(
-    [*TASK_IDS, "length", "steps"],
-    OutputCheck("shape", "Every task has M * 5 values (an (n, M, 5) array) and 1 <= length <= M.", _shape),
-    OutputCheck(
-        "padding_zero",
-        "Steps beyond the recorded length are all zero; the last keystroke of an uncut task has IL = PL = RL = 0.",
-        _padding_zero,
-    ),
-    OutputCheck("keycode_scaled", "keycode / 255 lies in [0, 1]; holds are non-negative.", _keycodes_scaled),
-)
-KEY = dg.AssetKey(["features", "typenet_sequences"])
-
-
-@feature_asset(
+TYPENET_SEQUENCES = Feature(
     "typenet_sequences",
+    [*TASK_IDS, "length", "steps"],
+    checks=(
+        OutputCheck("shape", "Every task has M * 5 values (an (n, M, 5) array) and 1 <= length <= M.", _shape),
+        OutputCheck(
+            "padding_zero",
+            "Steps beyond the recorded length are all zero; the last keystroke of an uncut task has IL = PL = RL = 0.",
+            _padding_zero,
+        ),
+        OutputCheck("keycode_scaled", "keycode / 255 lies in [0, 1]; holds are non-negative.", _keycodes_scaled),
+    ),
+)
+
+
+@TYPENET_SEQUENCES.asset(
     code_version="2",
     kinds={"pandas", "parquet", "numpy"},
-    check_specs=check_specs(KEY, CHECKS),
     metadata=RECONSTRUCTABLE_LABEL,
     description=(
         "TypeNet input per task: the first M keystrokes (config `sequence_length`, default 50) in press order, "
@@ -132,16 +133,17 @@ KEY = dg.AssetKey(["features", "typenet_sequences"])
         "`keycodes` = classes (kind of key) or none (0) leaves it out."
     ),
 )
-def typenet_sequences(context: dg.AssetExecutionContext, config: SequenceConfig, keystrokes: ParticipantShards):
-    features = stack_shards(sequence_features(shard, config.sequence_length, config.keycodes) for shard in keystrokes.shards())
+def typenet_sequences(config: SequenceConfig, keystrokes: ParticipantShards):
+    features = stack_shards(
+        sequence_features(shard, config.sequence_length, config.keycodes) for shard in keystrokes.shards()
+    )
     features.attrs["column_descriptions"] = {
         "length": f"steps recorded (keystrokes of the task, at most M = {config.sequence_length})",
         "steps": f"{policy_note(config.keycodes)}. M * 5 = {config.sequence_length * len(STEP)} float32, "
         "step-major: [HL, IL, PL, RL (s), keycode / 255] per step, zeros beyond length",
     }
-    yield from feature_result(
+    yield from TYPENET_SEQUENCES.result(
         features,
-        CHECKS,
         {
             "sequence_length": config.sequence_length,
             "keycodes": config.keycodes,
