@@ -207,3 +207,8 @@ def behavioral(
             "tasks_without_typed_text": int(features.loc[features["grain"] == "task", "typed_characters"].isna().sum()),
         },
     )
+
+# Evaluated by the verification benchmark (keystroke_assets/evaluation) on the task rows.
+from keystroke_assets.evaluation import Evaluable  # noqa: E402
+
+EVALUATION = Evaluable("behavioral", rows={"grain": "task"})

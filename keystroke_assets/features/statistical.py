@@ -108,3 +108,8 @@ def statistical(context: dg.AssetExecutionContext, keypairs: ParticipantShards):
     features.attrs["column_descriptions"] = {"grain": "'task' or 'user'", **column_descriptions()}
     users = features[features["grain"] == "user"]
     yield from feature_result(features, CHECKS, {"user_medians_plot": user_medians(users)})
+
+# Evaluated by the verification benchmark (keystroke_assets/evaluation) on the task rows.
+from keystroke_assets.evaluation import Evaluable  # noqa: E402
+
+EVALUATION = Evaluable("statistical", rows={"grain": "task"})

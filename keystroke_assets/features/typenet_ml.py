@@ -208,3 +208,8 @@ def build_typenet_ml_asset(grain_name: str) -> dg.AssetsDefinition:
 
 
 typenet_ml_platform, typenet_ml_session, typenet_ml_video = (build_typenet_ml_asset(g) for g in GRAINS)
+
+# Evaluated by the verification benchmark (keystroke_assets/evaluation); the platform grain pools sessions.
+from keystroke_assets.evaluation import Evaluable  # noqa: E402
+
+EVALUATION = [Evaluable(f"typenet_ml/{g}", split="platform" if g == "platform" else "session") for g in GRAINS]

@@ -140,3 +140,8 @@ def typenet_sequences(context: dg.AssetExecutionContext, config: SequenceConfig,
             "tasks_cut_at_M": int((features["length"] == config.sequence_length).sum()),
         },
     )
+
+# Evaluated by the verification benchmark (keystroke_assets/evaluation) as a pooled baseline: no network is trained.
+from keystroke_assets.evaluation import Evaluable, pooled_steps  # noqa: E402
+
+EVALUATION = Evaluable("typenet_sequences", label="baseline", vectors=lambda t: pooled_steps(t, sequence_array(t), STEP))

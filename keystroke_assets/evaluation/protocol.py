@@ -1,0 +1,225 @@
+"""The verification protocol, scores and error rates (TypeNet's protocol without a network).
+
+Samples are the rows of a feature table (one vector per task, session, platform, ...), each with
+user_id and device_type. Everything is computed per device type: impostors type on the same kind
+of device.
+
+- **Enrolment and probe** never share a session. `session` split: a user's first sessions by id
+  enrol, the rest probe: web app session 1 enrols, session 2 probes; Aalto (no platform) the first
+  5 sections enrol. `platform` split (a grain that pools a user's sessions): leave one platform out,
+  three folds (enrol on two platforms, probe the third), comparisons of the folds pooled; Aalto
+  rows have no platform and take no part. A user needs an enrolment and a probe sample in a fold.
+- **Template**: the mean of the user's enrolment samples (column by column, over present values).
+- **Scale**: each column's mean absolute deviation from its mean over every enrolment sample of
+  the device type (of the fold). Columns null on every row of the device type (another device
+  type's columns), with no enrolment value, or constant over the enrolment samples (deviation 0:
+  nothing to tell apart, and no scale) are dropped.
+- **Score**: scaled Manhattan distance, the mean over the columns present in both the probe and
+  the template of |probe - template| / scale (a mean, not a sum, so that a missing value does not
+  make a pair look closer). A comparison with no column in common has no score and is counted.
+- **Genuine**: each probe against its own user's template; **impostor**: each probe against every
+  other user's template of the same device type.
+- **Rates** at a threshold t (accept when score <= t): FMR = impostor scores <= t / impostors,
+  FNMR = genuine scores > t / genuines, at every distinct score. **EER**: where the DET curve
+  through these points, joined by straight lines, crosses FMR = FNMR. Ties rule: genuine and
+  impostor scores that are equal are accepted together, so the curve joins those points by a
+  diagonal, and equal distributions give EER 0.5. **FNMR at FMR a**: the lowest FNMR of a
+  threshold whose FMR is at most a (no interpolation: a threshold one could set).
+"""
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from keystroke_assets.features.common import GRAIN_IDS
+
+SESSION_ENROLMENT = {"web_app": 1, "aalto": 5}  # sessions (Aalto: sections) that enrol, per source
+PLATFORMS = (1, 2, 3)
+ID_COLUMNS = [*GRAIN_IDS, "length"]  # never a feature
+FMR_TARGETS = (0.01, 0.001)
+BLOCK_CELLS = 2**22  # probe x template x column differences held at once (16 MB of float32)
+
+
+def feature_matrix(samples: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
+    """(ids, values): the id columns present, and every other numeric (not boolean) column as a
+    float32 matrix, null as NaN."""
+    ids = [c for c in samples.columns if c in ID_COLUMNS]
+    numeric = [c for c in samples.columns if c not in ID_COLUMNS
+               and pd.api.types.is_numeric_dtype(samples[c]) and not pd.api.types.is_bool_dtype(samples[c])]
+    values = samples[numeric].to_numpy(dtype=np.float32, na_value=np.nan) if numeric else np.zeros((len(samples), 0), np.float32)
+    return samples[ids].reset_index(drop=True), values
+
+
+def pooled_steps(tasks: pd.DataFrame, steps: np.ndarray, channels: list[str]) -> pd.DataFrame:
+    """A sequence table's baseline vectors: per task, each channel's mean and standard deviation
+    (ddof = 1; missing for one step) over the task's first `length` steps, the recorded ones.
+    `steps` is the (n, M, channels) array of the table."""
+    recorded = np.arange(steps.shape[1])[None, :] < tasks["length"].to_numpy()[:, None]
+    n = recorded.sum(axis=1)[:, None].astype(np.float64)
+    x = np.where(recorded[:, :, None], steps, 0.0).astype(np.float64)
+    mean = x.sum(axis=1) / n
+    with np.errstate(invalid="ignore", divide="ignore"):
+        var = (np.where(recorded[:, :, None], (steps - mean[:, None, :]) ** 2, 0.0)).sum(axis=1) / (n - 1)
+    out = tasks[[c for c in tasks.columns if c in ID_COLUMNS]].reset_index(drop=True)
+    for i, channel in enumerate(channels):
+        out[f"{channel}_mean"] = mean[:, i]
+        out[f"{channel}_std"] = np.where(n[:, 0] >= 2, np.sqrt(var[:, i]), np.nan)
+    return out
+
+
+def folds(ids: pd.DataFrame, split: str) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """(name, enrol, probe) boolean masks over the samples, per fold of the split."""
+    platform = ids["platform_id"].to_numpy(dtype=np.float64, na_value=np.nan) if "platform_id" in ids else None
+    if split == "platform":
+        if platform is None:
+            raise ValueError("the platform split needs a platform_id column")
+        return [(f"platform {p} probes", ~np.isnan(platform) & (platform != p), platform == p) for p in PLATFORMS]
+    if "session_id" not in ids:
+        raise ValueError("the session split needs a session_id column")
+    rank = ids.groupby("user_id", observed=True)["session_id"].rank(method="dense").to_numpy()
+    aalto = np.isnan(platform) if platform is not None else np.zeros(len(ids), bool)
+    enrol = rank <= np.where(aalto, SESSION_ENROLMENT["aalto"], SESSION_ENROLMENT["web_app"])
+    return [("sessions", enrol, ~enrol)]
+
+
+@dataclass
+class Scores:
+    """The scores of one device type, and what was compared."""
+
+    genuine: np.ndarray
+    impostor: np.ndarray
+    users: int  # users with an enrolment and a probe sample (in some fold)
+    columns: int  # columns compared (the most of any fold)
+    without_score: int  # comparisons with no column in common
+    # when asked for: every comparison (fold, probe sample, template user, genuine, score) and
+    # the enrolment samples of every template (fold, sample, user); samples by position
+    comparisons: pd.DataFrame | None = None
+    enrolment: pd.DataFrame | None = None
+
+
+def scaled_manhattan(probes: np.ndarray, templates: np.ndarray, block_cells: int = BLOCK_CELLS) -> np.ndarray:
+    """(probes x templates) mean |probe - template| over the columns present in both (NaN where
+    none is), inputs already scaled. Probes in blocks of at most `block_cells` differences."""
+    n, d = probes.shape
+    present_t = ~np.isnan(templates)
+    filled_t = np.where(present_t, templates, 0).astype(np.float32)
+    out = np.empty((n, len(templates)), np.float32)
+    step = max(1, block_cells // max(1, len(templates) * d))
+    for start in range(0, n, step):
+        block = probes[start:start + step]
+        present = ~np.isnan(block)
+        filled = np.where(present, block, 0).astype(np.float32)
+        # a difference counts where both are present: |p - t| * both, summed over columns
+        both = present[:, None, :] & present_t[None, :, :]
+        total = (np.abs(filled[:, None, :] - filled_t[None, :, :]) * both).sum(axis=2)
+        shared = present.astype(np.float32) @ present_t.astype(np.float32).T
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[start:start + step] = np.where(shared > 0, total / shared, np.nan)
+    return out
+
+
+def verification_scores(
+    ids: pd.DataFrame, values: np.ndarray, split: str, keep_comparisons: bool = False, block_cells: int = BLOCK_CELLS
+) -> Scores:
+    """Genuine and impostor scores of samples of ONE device type (ids with user_id and the split's
+    ids, values as from feature_matrix), by the protocol of this module's docstring."""
+    values = values[:, ~np.isnan(values).all(axis=0)] if len(values) else values
+    user_codes, user_names = pd.factorize(ids["user_id"])
+    genuine, impostor, kept, enrolled, users, columns, without = [], [], [], [], set(), 0, 0
+    for name, enrol, probe in folds(ids, split):
+        with_both = np.intersect1d(user_codes[enrol], user_codes[probe])
+        enrol, probe = enrol & np.isin(user_codes, with_both), probe & np.isin(user_codes, with_both)
+        if len(with_both) == 0:
+            continue
+        users.update(with_both.tolist())
+        e = values[enrol].astype(np.float64)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a column with no enrolment value: NaN, dropped below
+            spread = np.nanmean(np.abs(e - np.nanmean(e, axis=0)), axis=0)
+        use = np.isfinite(spread) & (spread > 0)
+        columns = max(columns, int(use.sum()))
+        scale = spread[use]
+        # templates: the mean of each user's enrolment samples, over present values
+        rank = np.searchsorted(with_both, user_codes[enrol])
+        x = e[:, use] / scale
+        present = ~np.isnan(x)
+        sums = np.zeros((len(with_both), x.shape[1]))
+        counts = np.zeros_like(sums)
+        np.add.at(sums, rank, np.where(present, x, 0))
+        np.add.at(counts, rank, present)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            templates = (sums / counts).astype(np.float32)
+        probe_rows = np.flatnonzero(probe)
+        scores = scaled_manhattan((values[probe_rows][:, use] / scale).astype(np.float32), templates, block_cells)
+        own = user_codes[probe_rows][:, None] == with_both[None, :]
+        scored = ~np.isnan(scores)
+        without += int((~scored).sum())
+        genuine.append(scores[own & scored])
+        impostor.append(scores[~own & scored])
+        if keep_comparisons:
+            p, t = np.nonzero(scored)
+            kept.append(pd.DataFrame({"fold": name, "probe": probe_rows[p], "template_user": user_names[with_both[t]],
+                                      "genuine": own[p, t], "score": scores[p, t]}))
+            enrol_rows = np.flatnonzero(enrol)
+            enrolled.append(pd.DataFrame({"fold": name, "sample": enrol_rows, "user": user_names[user_codes[enrol_rows]]}))
+    empty = np.zeros(0, np.float32)
+    return Scores(
+        genuine=np.concatenate(genuine) if genuine else empty,
+        impostor=np.concatenate(impostor) if impostor else empty,
+        users=len(users), columns=columns, without_score=without,
+        comparisons=pd.concat(kept, ignore_index=True) if keep_comparisons and kept else None,
+        enrolment=pd.concat(enrolled, ignore_index=True) if keep_comparisons and enrolled else None,
+    )
+
+
+def det_points(genuine: np.ndarray, impostor: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(thresholds, FMR, FNMR) at -inf and at every distinct score, accepting score <= threshold."""
+    scores = np.concatenate([genuine, impostor])
+    thresholds, at = np.unique(scores, return_inverse=True)
+    is_genuine = np.r_[np.ones(len(genuine), bool), np.zeros(len(impostor), bool)]
+    accepted_genuine = np.cumsum(np.bincount(at[is_genuine], minlength=len(thresholds)))
+    accepted_impostor = np.cumsum(np.bincount(at[~is_genuine], minlength=len(thresholds)))
+    fmr = np.r_[0.0, accepted_impostor / max(len(impostor), 1)]
+    fnmr = np.r_[1.0, 1.0 - accepted_genuine / max(len(genuine), 1)]
+    return np.r_[-np.inf, thresholds], fmr, fnmr
+
+
+def equal_error_rate(fmr: np.ndarray, fnmr: np.ndarray) -> float:
+    """Where the DET points (of det_points), joined by straight lines, cross FMR = FNMR."""
+    gap = fmr - fnmr  # from -1 at -inf up to +1 at the largest score, never decreasing
+    k = int(np.argmax(gap >= 0))
+    if k == 0:
+        return float(fmr[0])
+    share = -gap[k - 1] / (gap[k] - gap[k - 1])
+    return float(fmr[k - 1] + share * (fmr[k] - fmr[k - 1]))
+
+
+def fnmr_at_fmr(fmr: np.ndarray, fnmr: np.ndarray, target: float) -> float:
+    """The lowest FNMR of a threshold with FMR <= target (the -inf threshold always qualifies)."""
+    return float(fnmr[fmr <= target + 1e-12].min())
+
+
+def evaluate_device(ids: pd.DataFrame, values: np.ndarray, split: str, device_type: str) -> tuple[dict, Scores | None]:
+    """The results row of one device type, and its scores (None when not evaluable)."""
+    mine = (ids["device_type"].astype(str) == device_type).to_numpy()
+    scores = verification_scores(ids[mine], values[mine], split)
+    row = {"device_type": device_type, "users": scores.users, "columns": scores.columns,
+           "genuine": len(scores.genuine), "impostor": len(scores.impostor), "without_score": scores.without_score}
+    nan = {"eer": np.nan, **{_fnmr_name(a): np.nan for a in FMR_TARGETS}}
+    if scores.users < 2:
+        return {**row, "status": f"not evaluable: {scores.users} user(s) with enrolment and probe samples", **nan}, None
+    if not len(scores.genuine) or not len(scores.impostor):
+        return {**row, "status": "not evaluable: no comparison has a column in common", **nan}, None
+    _, fmr, fnmr = det_points(scores.genuine, scores.impostor)
+    return {**row, "status": "evaluated", "eer": equal_error_rate(fmr, fnmr),
+            **{_fnmr_name(a): fnmr_at_fmr(fmr, fnmr, a) for a in FMR_TARGETS}}, scores
+
+
+def _fnmr_name(target: float) -> str:
+    return f"fnmr_at_fmr_{target * 100:g}pct"
+
+
+RESULT_COLUMNS = ["device_type", "status", "users", "columns", "genuine", "impostor", "without_score", "eer",
+                  *(_fnmr_name(a) for a in FMR_TARGETS)]
