@@ -26,8 +26,7 @@ def det_curves(curves: dict[str, tuple[np.ndarray, np.ndarray, float]], title: s
     low = 1e-4
     for device, (fmr, fnmr, eer) in curves.items():
         x, y = _thinned(fmr, fnmr)
-        ax.plot(np.maximum(x, low), np.maximum(y, low), color=DEVICE_COLORS.get(device), drawstyle="default",
-                label=f"{device}: EER {eer:.1%}")
+        ax.plot(np.maximum(x, low), np.maximum(y, low), color=DEVICE_COLORS.get(device), label=f"{device}: EER {eer:.1%}")
         ax.plot([max(eer, low)], [max(eer, low)], "o", color=DEVICE_COLORS.get(device))
     ax.plot([low, 1], [low, 1], color="grey", linestyle=":", linewidth=1)
     ax.set_xscale("log")
