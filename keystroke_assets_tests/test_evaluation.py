@@ -59,11 +59,12 @@ def test_three_users_by_hand():
     scores = verification_scores(ids, values, "session")
     assert sorted(scores.genuine) == pytest.approx([3 / 8, 9 / 8, 9 / 8])
     assert sorted(scores.impostor) == pytest.approx([3 / 8, 3 / 8, 9 / 8, 15 / 8, 21 / 8, 21 / 8])
-    # DET points (FMR, FNMR), accepting raw distance <= t:
-    #   t = -inf (0, 1); t = 1: genuine a and impostors 1, 1 -> (2/6, 2/3);
-    #   t = 3: all genuine, impostors 1, 1, 3 -> (3/6, 0); t = 5 -> (4/6, 0); t = 7 -> (1, 0)
+    # DET points (FMR, FNMR), accepting raw distance <= t, at -inf, just below and at each genuine
+    # score, and +inf: t = -inf (0, 1); t < 1: no impostor below 1 (0, 1); t = 1: genuine a and
+    # impostors 1, 1 (2/6, 2/3); t < 3: (2/6, 2/3); t = 3: every genuine, impostors 1, 1, 3 (3/6, 0);
+    # t = +inf (1, 0)
     fmr, fnmr = rates(scores)
-    assert fmr == pytest.approx([0, 1 / 3, 1 / 2, 2 / 3, 1]) and fnmr == pytest.approx([1, 2 / 3, 0, 0, 0])
+    assert fmr == pytest.approx([0, 0, 1 / 3, 1 / 3, 1 / 2, 1]) and fnmr == pytest.approx([1, 1, 2 / 3, 2 / 3, 0, 0])
     # FMR - FNMR turns positive between t = 1 (-1/3) and t = 3 (+1/2): the segment crosses at
     # 1/3 of (1/2 + 1/3) = 2/5 of its length: FMR = 1/3 + 2/5 * (1/2 - 1/3) = 2/5,
     # FNMR = 2/3 - 2/5 * 2/3 = 2/5

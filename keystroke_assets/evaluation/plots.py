@@ -43,12 +43,12 @@ def det_curves(curves: dict[str, tuple[np.ndarray, np.ndarray, float]], title: s
 
 
 def score_histograms(scores: dict[str, tuple[np.ndarray, np.ndarray]], title: str) -> dg.MetadataValue:
-    """Genuine and impostor score densities {device type: (genuine, impostor)}, one panel each,
-    up to the 99th percentile of the impostor scores."""
+    """Genuine and impostor score densities {device type: (genuine, impostor), scores sorted},
+    one panel each, up to the larger 99th percentile of the two."""
     fig = _figure(figsize=(SIZE[0], SIZE[1] / 2))
     axes = np.atleast_1d(fig.subplots(1, len(scores)))
     for ax, (device, (genuine, impostor)) in zip(axes, scores.items()):
-        top = float(np.percentile(np.r_[genuine, impostor], 99)) or 1.0
+        top = max(float(v[int(0.99 * (len(v) - 1))]) for v in (genuine, impostor)) or 1.0
         for values, name, color in [(impostor, "impostor", "tab:red"), (genuine, "genuine", "tab:green")]:
             counts, edges = np.histogram(values, bins=50, range=(0, top))
             ax.stairs(counts / max(len(values), 1), edges, color=color, label=f"{name} ({len(values):,})")

@@ -86,7 +86,7 @@ def folds(ids: pd.DataFrame, split: str) -> list[tuple[str, np.ndarray, np.ndarr
 
 @dataclass
 class Scores:
-    """The scores of one device type, and what was compared."""
+    """The scores of one device type (each sorted ascending), and what was compared."""
 
     genuine: np.ndarray
     impostor: np.ndarray
@@ -99,13 +99,13 @@ class Scores:
     enrolment: pd.DataFrame | None = None
 
 
-def scaled_manhattan(probes: np.ndarray, templates: np.ndarray, block_cells: int = BLOCK_CELLS) -> np.ndarray:
-    """(probes x templates) mean |probe - template| over the columns present in both (NaN where
-    none is), inputs already scaled. Probes in blocks of at most `block_cells` differences."""
+def scaled_manhattan(probes: np.ndarray, templates: np.ndarray, block_cells: int = BLOCK_CELLS):
+    """(first probe, block of probes x templates) of the mean |probe - template| over the columns
+    present in both (NaN where none is), inputs already scaled; at most `block_cells` differences
+    per block."""
     n, d = probes.shape
     present_t = ~np.isnan(templates)
     filled_t = np.where(present_t, templates, 0).astype(np.float32)
-    out = np.empty((n, len(templates)), np.float32)
     step = max(1, block_cells // max(1, len(templates) * d))
     for start in range(0, n, step):
         block = probes[start:start + step]
@@ -116,74 +116,94 @@ def scaled_manhattan(probes: np.ndarray, templates: np.ndarray, block_cells: int
         total = (np.abs(filled[:, None, :] - filled_t[None, :, :]) * both).sum(axis=2)
         shared = present.astype(np.float32) @ present_t.astype(np.float32).T
         with np.errstate(invalid="ignore", divide="ignore"):
-            out[start:start + step] = np.where(shared > 0, total / shared, np.nan)
-    return out
+            yield start, np.where(shared > 0, total / shared, np.nan).astype(np.float32)
+
+
+def _fold(values: np.ndarray, user_codes: np.ndarray, enrol: np.ndarray, probe: np.ndarray):
+    """(users with both, enrol, probe, scaled probes, templates) of one fold, or None without users."""
+    with_both = np.intersect1d(user_codes[enrol], user_codes[probe])
+    if len(with_both) == 0:
+        return None
+    enrol, probe = enrol & np.isin(user_codes, with_both), probe & np.isin(user_codes, with_both)
+    e = values[enrol].astype(np.float64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a column with no enrolment value: NaN, dropped below
+        spread = np.nanmean(np.abs(e - np.nanmean(e, axis=0)), axis=0)
+    use = np.isfinite(spread) & (spread > 0)
+    scale = spread[use]
+    # templates: the mean of each user's enrolment samples, over present values
+    x = e[:, use] / scale
+    present = ~np.isnan(x)
+    sums = np.zeros((len(with_both), x.shape[1]))
+    counts = np.zeros_like(sums)
+    rank = np.searchsorted(with_both, user_codes[enrol])
+    np.add.at(sums, rank, np.where(present, x, 0))
+    np.add.at(counts, rank, present)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        templates = (sums / counts).astype(np.float32)
+    return with_both, enrol, probe, (values[probe][:, use] / scale).astype(np.float32), templates
 
 
 def verification_scores(
     ids: pd.DataFrame, values: np.ndarray, split: str, keep_comparisons: bool = False, block_cells: int = BLOCK_CELLS
 ) -> Scores:
     """Genuine and impostor scores of samples of ONE device type (ids with user_id and the split's
-    ids, values as from feature_matrix), by the protocol of this module's docstring."""
+    ids, values as from feature_matrix), by the protocol of this module's docstring. Held whole:
+    the scores (4 bytes a comparison); the differences are computed in blocks."""
     values = values[:, ~np.isnan(values).all(axis=0)] if len(values) else values
     user_codes, user_names = pd.factorize(ids["user_id"])
-    genuine, impostor, kept, enrolled, users, columns, without = [], [], [], [], set(), 0, 0
-    for name, enrol, probe in folds(ids, split):
-        with_both = np.intersect1d(user_codes[enrol], user_codes[probe])
-        enrol, probe = enrol & np.isin(user_codes, with_both), probe & np.isin(user_codes, with_both)
-        if len(with_both) == 0:
-            continue
-        users.update(with_both.tolist())
-        e = values[enrol].astype(np.float64)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # a column with no enrolment value: NaN, dropped below
-            spread = np.nanmean(np.abs(e - np.nanmean(e, axis=0)), axis=0)
-        use = np.isfinite(spread) & (spread > 0)
-        columns = max(columns, int(use.sum()))
-        scale = spread[use]
-        # templates: the mean of each user's enrolment samples, over present values
-        rank = np.searchsorted(with_both, user_codes[enrol])
-        x = e[:, use] / scale
-        present = ~np.isnan(x)
-        sums = np.zeros((len(with_both), x.shape[1]))
-        counts = np.zeros_like(sums)
-        np.add.at(sums, rank, np.where(present, x, 0))
-        np.add.at(counts, rank, present)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            templates = (sums / counts).astype(np.float32)
+    prepared = [(name, f) for name, enrol, probe in folds(ids, split) if (f := _fold(values, user_codes, enrol, probe))]
+    # every probe has its own user's template: one genuine comparison each, the rest impostors
+    n_probes = sum(len(f[3]) for _, f in prepared)
+    genuine = np.empty(n_probes, np.float32)
+    impostor = np.empty(sum(len(f[3]) * (len(f[0]) - 1) for _, f in prepared), np.float32)
+    n_genuine = n_impostor = without = 0
+    kept, enrolled = [], []
+    for name, (with_both, enrol, probe, probes, templates) in prepared:
         probe_rows = np.flatnonzero(probe)
-        scores = scaled_manhattan((values[probe_rows][:, use] / scale).astype(np.float32), templates, block_cells)
-        own = user_codes[probe_rows][:, None] == with_both[None, :]
-        scored = ~np.isnan(scores)
-        without += int((~scored).sum())
-        genuine.append(scores[own & scored])
-        impostor.append(scores[~own & scored])
+        own_template = np.searchsorted(with_both, user_codes[probe_rows])
+        for start, scores in scaled_manhattan(probes, templates, block_cells):
+            own = own_template[start:start + len(scores), None] == np.arange(len(with_both))[None, :]
+            scored = ~np.isnan(scores)
+            without += int((~scored).sum())
+            mine, others = scores[own & scored], scores[~own & scored]
+            genuine[n_genuine:n_genuine + len(mine)] = mine
+            impostor[n_impostor:n_impostor + len(others)] = others
+            n_genuine, n_impostor = n_genuine + len(mine), n_impostor + len(others)
+            if keep_comparisons:
+                p, t = np.nonzero(scored)
+                kept.append(pd.DataFrame({"fold": name, "probe": probe_rows[start + p], "template_user": user_names[with_both[t]],
+                                          "genuine": own[p, t], "score": scores[p, t]}))
         if keep_comparisons:
-            p, t = np.nonzero(scored)
-            kept.append(pd.DataFrame({"fold": name, "probe": probe_rows[p], "template_user": user_names[with_both[t]],
-                                      "genuine": own[p, t], "score": scores[p, t]}))
             enrol_rows = np.flatnonzero(enrol)
             enrolled.append(pd.DataFrame({"fold": name, "sample": enrol_rows, "user": user_names[user_codes[enrol_rows]]}))
-    empty = np.zeros(0, np.float32)
+    genuine, impostor = genuine[:n_genuine], impostor[:n_impostor]
+    genuine.sort()
+    impostor.sort()
     return Scores(
-        genuine=np.concatenate(genuine) if genuine else empty,
-        impostor=np.concatenate(impostor) if impostor else empty,
-        users=len(users), columns=columns, without_score=without,
-        comparisons=pd.concat(kept, ignore_index=True) if keep_comparisons and kept else None,
-        enrolment=pd.concat(enrolled, ignore_index=True) if keep_comparisons and enrolled else None,
+        genuine=genuine, impostor=impostor,
+        users=len(set().union(*(f[0].tolist() for _, f in prepared))),
+        columns=max((f[3].shape[1] for _, f in prepared), default=0), without_score=without,
+        comparisons=pd.concat(kept, ignore_index=True) if kept else None,
+        enrolment=pd.concat(enrolled, ignore_index=True) if enrolled else None,
     )
 
 
 def det_points(genuine: np.ndarray, impostor: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(thresholds, FMR, FNMR) at -inf and at every distinct score, accepting score <= threshold."""
-    scores = np.concatenate([genuine, impostor])
-    thresholds, at = np.unique(scores, return_inverse=True)
-    is_genuine = np.r_[np.ones(len(genuine), bool), np.zeros(len(impostor), bool)]
-    accepted_genuine = np.cumsum(np.bincount(at[is_genuine], minlength=len(thresholds)))
-    accepted_impostor = np.cumsum(np.bincount(at[~is_genuine], minlength=len(thresholds)))
-    fmr = np.r_[0.0, accepted_impostor / max(len(impostor), 1)]
-    fnmr = np.r_[1.0, 1.0 - accepted_genuine / max(len(genuine), 1)]
-    return np.r_[-np.inf, thresholds], fmr, fnmr
+    """(thresholds, FMR, FNMR) of the DET curve, accepting score <= threshold, from scores sorted
+    ascending (as Scores holds them). FNMR changes only at a genuine score, so the curve is drawn
+    exactly by the points at -inf, just below and at each distinct genuine score, and at the
+    largest score: between them FMR alone moves (a straight line)."""
+    at = np.unique(genuine)
+    below = np.searchsorted(impostor, at, side="left")
+    upto = np.searchsorted(impostor, at, side="right")
+    genuine_upto = np.searchsorted(genuine, at, side="right")
+    genuine_below = np.r_[0, genuine_upto[:-1]]
+    n_g, n_i = max(len(genuine), 1), max(len(impostor), 1)
+    thresholds = np.r_[-np.inf, np.column_stack([np.nextafter(at, -np.inf), at]).ravel(), np.inf]
+    fmr = np.r_[0.0, np.column_stack([below, upto]).ravel() / n_i, 1.0]
+    fnmr = np.r_[1.0, 1.0 - np.column_stack([genuine_below, genuine_upto]).ravel() / n_g, 0.0]
+    return thresholds, fmr, fnmr
 
 
 def equal_error_rate(fmr: np.ndarray, fnmr: np.ndarray) -> float:
