@@ -99,6 +99,8 @@ def test_summary_has_every_evaluated_feature_sorted(real):
     # the dropped-in feature's row is its own evaluation's
     own = read("hold_by_key_class").set_index("device_type").loc["desktop", "eer"]
     assert summary.set_index(["feature", "device_type"]).loc[("hold_by_key_class", "desktop"), "eer"] == own
+    assert metadata["evaluation/summary"]["eer/hold_by_key_class/desktop"].value == pytest.approx(own)
+    assert not any(k.endswith("/mobile") for k in metadata["evaluation/summary"])  # no mobile user: no number
     assert metadata["evaluation/summary"]["eer_chart"].value.startswith("![EER per feature type](data:image/png")
 
 

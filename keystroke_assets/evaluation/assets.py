@@ -137,7 +137,9 @@ def summary_asset(evaluated: list[Evaluable]) -> dg.AssetsDefinition:
     )
     def summary(context: dg.AssetExecutionContext, **tables: pd.DataFrame):
         table = summary_table({name: (by_input[name], df) for name, df in tables.items()})
-        yield dg.Output(table, metadata={"summary": report_table(table), "eer_chart": eer_bars(table)})
+        # one number per (feature, device type): Dagster plots each across versions on this asset too
+        eers = {f"eer/{r.feature}/{r.device_type}": float(r.eer) for r in table.itertuples() if r.status == "evaluated"}
+        yield dg.Output(table, metadata={"summary": report_table(table), "eer_chart": eer_bars(table), **eers})
         yield from run_checks(table, SUMMARY_CHECKS)
 
     return summary
