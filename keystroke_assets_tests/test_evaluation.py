@@ -21,8 +21,14 @@ def web_app(samples: list[tuple]) -> tuple[pd.DataFrame, np.ndarray]:
 
 
 def rates(scores):
-    _, fmr, fnmr = det_points(scores.genuine, scores.impostor)
+    _, fmr, fnmr = det_points(scores)
     return fmr, fnmr
+
+
+def impostor_scores(scores) -> list:
+    """The impostor scores of the comparisons made (kept when asked for: Scores only counts them)."""
+    made = scores.comparisons
+    return sorted(made["score"][~made["genuine"]])
 
 
 def test_users_far_apart_eer_0():
@@ -42,9 +48,10 @@ def test_copies_of_one_user_eer_one_half():
     # only at the threshold that accepts nothing, so FNMR there is 1
     samples = [(1, [3, 5, 9]), (1, [4, 1, 8]), (2, [6, 2, 7]), (2, [5, 5, 5])]
     ids, values = web_app([(u, s, 1, v) for u in ["x", "y", "z"] for s, v in samples])
-    row, scores = evaluate_device(ids, values, "session", "desktop")
+    scores = verification_scores(ids, values, "session", keep_comparisons=True)
     d1, d2 = np.unique(scores.genuine)
-    assert sorted(scores.genuine) == [d1] * 3 + [d2] * 3 and sorted(scores.impostor) == [d1] * 6 + [d2] * 6
+    assert list(scores.genuine) == [d1] * 3 + [d2] * 3 and impostor_scores(scores) == [d1] * 6 + [d2] * 6
+    row, _ = evaluate_device(ids, values, "session", "desktop")
     assert (row["genuine"], row["impostor"]) == (3 * 2, 3 * 2 * 2)  # 2 probes per user, vs 1 own and 2 other templates
     assert row["eer"] == 0.5 and row["fnmr_at_fmr_1pct"] == 1
 
@@ -56,9 +63,13 @@ def test_three_users_by_hand():
     # genuine 1, 3, 3; impostor 3, 7, 7, 1, 5, 1; scores are these / (8/3)
     ids, values = web_app([("a", 1, 1, [0]), ("b", 1, 1, [4]), ("c", 1, 1, [8]),
                            ("a", 2, 1, [1]), ("b", 2, 1, [7]), ("c", 2, 1, [5])])
-    scores = verification_scores(ids, values, "session")
-    assert sorted(scores.genuine) == pytest.approx([3 / 8, 9 / 8, 9 / 8])
-    assert sorted(scores.impostor) == pytest.approx([3 / 8, 3 / 8, 9 / 8, 15 / 8, 21 / 8, 21 / 8])
+    scores = verification_scores(ids, values, "session", keep_comparisons=True)
+    assert list(scores.genuine) == pytest.approx([3 / 8, 9 / 8, 9 / 8])
+    assert impostor_scores(scores) == pytest.approx([3 / 8, 3 / 8, 9 / 8, 15 / 8, 21 / 8, 21 / 8])
+    # what the rates need of the impostors, counted: at the distinct genuine scores 3/8 and 9/8,
+    # impostors below (0; 3/8, 3/8) and up to (3/8, 3/8; and 9/8)
+    assert list(scores.thresholds) == pytest.approx([3 / 8, 9 / 8]) and scores.impostors == 6
+    assert list(scores.impostor_below) == [0, 2] and list(scores.impostor_upto) == [2, 3]
     # DET points (FMR, FNMR), accepting raw distance <= t, at -inf, just below and at each genuine
     # score, and +inf: t = -inf (0, 1); t < 1: no impostor below 1 (0, 1); t = 1: genuine a and
     # impostors 1, 1 (2/6, 2/3); t < 3: (2/6, 2/3); t = 3: every genuine, impostors 1, 1, 3 (3/6, 0);
@@ -86,10 +97,10 @@ def test_null_and_constant_columns():
     nan = np.nan
     ids, values = web_app([("a", 1, 1, [0, 0, 5, nan]), ("b", 1, 1, [2, 4, 5, nan]), ("c", 1, 1, [4, 8, 5, nan]),
                            ("a", 2, 1, [1, nan, 5, nan]), ("b", 2, 1, [2, 4, 5, nan]), ("c", 2, 1, [nan, nan, 5, nan])])
-    scores = verification_scores(ids, values, "session")
+    scores = verification_scores(ids, values, "session", keep_comparisons=True)
     assert (scores.columns, scores.without_score, scores.users) == (2, 3, 3)
-    assert sorted(scores.genuine) == pytest.approx([0, 0.75])
-    assert sorted(scores.impostor) == pytest.approx([0.75, 1.5, 1.5, 2.25])
+    assert list(scores.genuine) == pytest.approx([0, 0.75])
+    assert impostor_scores(scores) == pytest.approx([0.75, 1.5, 1.5, 2.25]) and scores.impostors == 4
 
 
 def test_enrolment_and_probe_never_share_a_session():
@@ -132,7 +143,7 @@ def test_leave_one_platform_out():
         assert set(platform[made["probe"][made["fold"] == fold]]) == {p}
         assert set(platform[enrolment["sample"][enrolment["fold"] == fold]]) == {1, 2, 3} - {p}
     # per fold 3 probes x 3 templates, 3 of them genuine; three folds pooled
-    assert (len(scores.genuine), len(scores.impostor)) == (9, 18)
+    assert (len(scores.genuine), scores.impostors) == (9, 18)
 
 
 def test_fewer_than_two_users_not_evaluable():
@@ -157,8 +168,9 @@ def test_pooled_sequence_baseline():
 
 
 def test_blocks_give_the_same_scores():
-    # the three-user case again, one probe per block of differences
+    # the three-user case again, one (probe, template) pair per block: one probe per block
     ids, values = web_app([("a", 1, 1, [0]), ("b", 1, 1, [4]), ("c", 1, 1, [8]),
                            ("a", 2, 1, [1]), ("b", 2, 1, [7]), ("c", 2, 1, [5])])
-    scores = verification_scores(ids, values, "session", block_cells=1)
-    assert sorted(scores.genuine) == pytest.approx([3 / 8, 9 / 8, 9 / 8])
+    whole, blocks = (verification_scores(ids, values, "session", keep_comparisons=True, block_cells=n) for n in (2**22, 1))
+    assert impostor_scores(blocks) == impostor_scores(whole) == pytest.approx([3 / 8, 3 / 8, 9 / 8, 15 / 8, 21 / 8, 21 / 8])
+    assert list(blocks.impostor_upto) == list(whole.impostor_upto) == [2, 3]

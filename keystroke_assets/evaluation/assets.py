@@ -16,7 +16,9 @@ import pandas as pd
 from keystroke_assets.assets.common import OutputCheck, check_specs, has_columns, report_table, run_checks, version_asset
 from keystroke_assets.evaluation.declaration import Evaluable, declarations
 from keystroke_assets.evaluation.plots import det_curves, eer_bars, score_histograms
-from keystroke_assets.evaluation.protocol import FMR_TARGETS, RESULT_COLUMNS, det_points, evaluate_device, feature_matrix
+from keystroke_assets.evaluation.protocol import (
+    FMR_TARGETS, RESULT_COLUMNS, RESULT_DESCRIPTIONS, det_points, evaluate_device, feature_matrix,
+)
 from keystroke_assets.plots import DEVICE_COLORS
 
 GROUP = "evaluation"
@@ -71,6 +73,7 @@ def evaluate(declaration: Evaluable, features: pd.DataFrame) -> tuple[pd.DataFra
         if scores is not None:
             scored[device] = (scores, row["eer"])
     table = pd.DataFrame(rows, columns=RESULT_COLUMNS)
+    table.attrs["column_descriptions"] = RESULT_DESCRIPTIONS
     title = f"{declaration.feature}{' (' + declaration.label + ')' if declaration.label else ''}"
     metadata = {
         **{f"eer/{r.device_type}": float(r.eer) for r in table.itertuples() if r.status == "evaluated"},
@@ -83,9 +86,9 @@ def evaluate(declaration: Evaluable, features: pd.DataFrame) -> tuple[pd.DataFra
         metadata["label"] = declaration.label
     if scored:
         metadata["det_curve"] = det_curves(
-            {d: (*det_points(s.genuine, s.impostor)[1:], eer) for d, (s, eer) in scored.items()}, title
+            {d: (*det_points(s)[1:], eer) for d, (s, eer) in scored.items()}, title
         )
-        metadata["score_histograms"] = score_histograms({d: (s.genuine, s.impostor) for d, (s, _) in scored.items()}, title)
+        metadata["score_histograms"] = score_histograms({d: s for d, (s, _) in scored.items()}, title)
     return table, metadata
 
 
@@ -118,7 +121,9 @@ def summary_table(results: dict[str, tuple[Evaluable, pd.DataFrame]]) -> pd.Data
     best EER first, the not evaluable last."""
     parts = [table.assign(feature=d.feature, label=d.label) for d, table in results.values()]
     summary = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=SUMMARY_COLUMNS)
-    return summary[SUMMARY_COLUMNS].sort_values(["eer", "feature", "device_type"], na_position="last", kind="stable").reset_index(drop=True)
+    summary = summary[SUMMARY_COLUMNS].sort_values(["eer", "feature", "device_type"], na_position="last", kind="stable")
+    summary.attrs["column_descriptions"] = {"feature": "key under features/", "label": "e.g. 'baseline'", **RESULT_DESCRIPTIONS}
+    return summary.reset_index(drop=True)
 
 
 def summary_asset(evaluated: list[Evaluable]) -> dg.AssetsDefinition:

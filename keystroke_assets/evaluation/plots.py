@@ -4,6 +4,7 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
+from keystroke_assets.evaluation.protocol import Scores
 from keystroke_assets.plots import DEVICE_COLORS, SIZE, _figure, _title, png_markdown
 
 DET_POINTS = 1000  # points drawn per curve, spread evenly on the log FMR axis
@@ -42,16 +43,18 @@ def det_curves(curves: dict[str, tuple[np.ndarray, np.ndarray, float]], title: s
     return png_markdown(fig, "DET curves")
 
 
-def score_histograms(scores: dict[str, tuple[np.ndarray, np.ndarray]], title: str) -> dg.MetadataValue:
-    """Genuine and impostor score densities {device type: (genuine, impostor), scores sorted},
-    one panel each, up to the larger 99th percentile of the two."""
+def score_histograms(scores: dict[str, Scores], title: str) -> dg.MetadataValue:
+    """Genuine and impostor score densities per device type, one panel each, up to the larger
+    99th percentile of the two (impostors: the Scores' sample of them)."""
     fig = _figure(figsize=(SIZE[0], SIZE[1] / 2))
     axes = np.atleast_1d(fig.subplots(1, len(scores)))
-    for ax, (device, (genuine, impostor)) in zip(axes, scores.items()):
-        top = max(float(v[int(0.99 * (len(v) - 1))]) for v in (genuine, impostor)) or 1.0
-        for values, name, color in [(impostor, "impostor", "tab:red"), (genuine, "genuine", "tab:green")]:
+    for ax, (device, s) in zip(axes, scores.items()):
+        top = max(float(v[int(0.99 * (len(v) - 1))]) for v in (s.genuine, s.impostor_sample) if len(v)) or 1.0
+        sampled = "" if len(s.impostor_sample) == s.impostors else f"a sample of {len(s.impostor_sample):,} of "
+        for values, name, color in [(s.impostor_sample, f"impostor ({sampled}{s.impostors:,})", "tab:red"),
+                                    (s.genuine, f"genuine ({len(s.genuine):,})", "tab:green")]:
             counts, edges = np.histogram(values, bins=50, range=(0, top))
-            ax.stairs(counts / max(len(values), 1), edges, color=color, label=f"{name} ({len(values):,})")
+            ax.stairs(counts / max(len(values), 1), edges, color=color, label=name)
         ax.set_xlabel("scaled Manhattan distance", fontsize=8)
         ax.tick_params(labelsize=7)
         ax.legend(fontsize=7)

@@ -11,7 +11,7 @@ of device.
   rows have no platform and take no part. A user needs an enrolment and a probe sample in a fold.
 - **Template**: the mean of the user's enrolment samples (column by column, over present values).
 - **Scale**: each column's mean absolute deviation from its mean over every enrolment sample of
-  the device type (of the fold). Columns null on every row of the device type (another device
+  the device type (of the fold; users with enrolment and probe samples). Columns null on every row of the device type (another device
   type's columns), with no enrolment value, or constant over the enrolment samples (deviation 0:
   nothing to tell apart, and no scale) are dropped.
 - **Score**: scaled Manhattan distance, the mean over the columns present in both the probe and
@@ -25,6 +25,9 @@ of device.
   impostor scores that are equal are accepted together, so the curve joins those points by a
   diagonal, and equal distributions give EER 0.5. **FNMR at FMR a**: the lowest FNMR of a
   threshold whose FMR is at most a (no interpolation: a threshold one could set).
+- **Cost**: every probe meets every template of its device type, so the work grows with the square
+  of the users; it runs column by column over blocks of (probe, template) pairs, and the impostor
+  scores are counted against the genuine ones block by block, never held whole.
 """
 
 import warnings
@@ -39,7 +42,8 @@ SESSION_ENROLMENT = {"web_app": 1, "aalto": 5}  # sessions (Aalto: sections) tha
 PLATFORMS = (1, 2, 3)
 ID_COLUMNS = [*GRAIN_IDS, "length"]  # never a feature
 FMR_TARGETS = (0.01, 0.001)
-BLOCK_CELLS = 2**22  # (probe, template) pairs scored at once: two float32 buffers of 16 MB
+BLOCK_CELLS = 2**22  # (probe, template) pairs scored at once: a few float32 buffers of 16 MB
+IMPOSTOR_SAMPLE = 10**6  # impostor scores kept for the histograms
 
 
 def feature_matrix(samples: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
@@ -86,10 +90,16 @@ def folds(ids: pd.DataFrame, split: str) -> list[tuple[str, np.ndarray, np.ndarr
 
 @dataclass
 class Scores:
-    """The scores of one device type (each sorted ascending), and what was compared."""
+    """The scores of one device type and what was compared. Impostor scores (all but one comparison
+    of every probe) are not kept: what the error rates need of them is counted block by block,
+    the impostors below and up to each distinct genuine score; a sample is kept for the plots."""
 
-    genuine: np.ndarray
-    impostor: np.ndarray
+    genuine: np.ndarray  # sorted
+    thresholds: np.ndarray  # the distinct genuine scores
+    impostor_below: np.ndarray  # impostor scores < each threshold
+    impostor_upto: np.ndarray  # impostor scores <= each threshold
+    impostors: int
+    impostor_sample: np.ndarray  # at most IMPOSTOR_SAMPLE of them, drawn evenly at random
     users: int  # users with an enrolment and a probe sample (in some fold)
     columns: int  # columns compared (the most of any fold)
     without_score: int  # comparisons with no column in common
@@ -99,37 +109,29 @@ class Scores:
     enrolment: pd.DataFrame | None = None
 
 
-def scaled_manhattan(probes: np.ndarray, templates: np.ndarray, block_cells: int = BLOCK_CELLS):
-    """(first probe, block of probes x templates) of the mean |probe - template| over the columns
-    present in both (NaN where none is), inputs already scaled; blocks of at most `block_cells`
-    (probe, template) pairs. The differences are summed column by column over the whole block (one
-    array operation per column: ~15x faster than a (probes, templates, columns) cube, which
-    reduces over its short last axis, and no cube in memory)."""
-    n, d = probes.shape
-    present_t = ~np.isnan(templates)
-    complete_t = present_t.all(axis=0)
-    columns_t = np.ascontiguousarray(templates.T)  # a column's values over templates, contiguous
-    step = max(1, block_cells // max(1, len(templates)))
-    total = np.empty((min(step, n), len(templates)), np.float32)
-    diff = np.empty_like(total)
-    for start in range(0, n, step):
-        block = probes[start:start + step]
-        present = ~np.isnan(block)
-        complete = present.all(axis=0) & complete_t
-        total_b, diff_b = total[:len(block)], diff[:len(block)]
-        total_b[:] = 0
-        for k in range(d):
-            np.subtract(block[:, k, None], columns_t[k][None, :], out=diff_b)
-            np.abs(diff_b, out=diff_b)
-            if not complete[k]:
-                diff_b[np.isnan(diff_b)] = 0  # a difference counts where both are present
-            total_b += diff_b
-        if complete.all():
-            yield start, total_b / np.float32(d) if d else np.full_like(total_b, np.nan)
-            continue
-        shared = present.astype(np.float32) @ present_t.astype(np.float32).T
-        with np.errstate(invalid="ignore", divide="ignore"):
-            yield start, np.where(shared > 0, total_b / shared, np.nan).astype(np.float32)
+def scaled_manhattan(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Mean |a - b| over the columns present in both (NaN where none is) of scaled values given
+    column-major, (columns, ...) arrays whose other axes broadcast: (d, n) with (d, n) pairs them
+    up, (d, n, 1) with (d, 1, m) compares every a with every b. Summed column by column (one array
+    operation per column over every pair: ~15x faster than reducing a (pairs, columns) cube over
+    its short last axis, and no cube in memory), in the same order and precision whichever the
+    shape, so equal inputs score exactly equal."""
+    d = len(a)
+    present_a, present_b = ~np.isnan(a), ~np.isnan(b)
+    complete = present_a.all(axis=tuple(range(1, a.ndim))) & present_b.all(axis=tuple(range(1, b.ndim)))
+    shape = np.broadcast_shapes(a.shape[1:], b.shape[1:])
+    total, diff = np.zeros(shape, np.float32), np.empty(shape, np.float32)
+    shared = np.full(shape, np.float32(complete.sum()))
+    for k in range(d):
+        np.subtract(a[k], b[k], out=diff)
+        np.abs(diff, out=diff)
+        if not complete[k]:
+            both = present_a[k] & present_b[k]
+            diff[~both] = 0  # a difference counts where both are present
+            shared += both
+        total += diff
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(shared > 0, total / shared, np.float32(np.nan))
 
 
 def _fold(values: np.ndarray, user_codes: np.ndarray, enrol: np.ndarray, probe: np.ndarray):
@@ -160,29 +162,42 @@ def _fold(values: np.ndarray, user_codes: np.ndarray, enrol: np.ndarray, probe: 
 def verification_scores(
     ids: pd.DataFrame, values: np.ndarray, split: str, keep_comparisons: bool = False, block_cells: int = BLOCK_CELLS
 ) -> Scores:
-    """Genuine and impostor scores of samples of ONE device type (ids with user_id and the split's
-    ids, values as from feature_matrix), by the protocol of this module's docstring. Held whole:
-    the scores (4 bytes a comparison); the differences are computed in blocks."""
+    """The Scores of samples of ONE device type (ids with user_id and the split's ids, values as
+    from feature_matrix), by the protocol of this module's docstring. Two passes: the genuine
+    scores (one per probe), then every probe against every template in blocks of at most
+    `block_cells` pairs, counting the impostor scores against the genuine ones."""
     values = values[:, ~np.isnan(values).all(axis=0)] if len(values) else values
     user_codes, user_names = pd.factorize(ids["user_id"])
-    prepared = [(name, f) for name, enrol, probe in folds(ids, split) if (f := _fold(values, user_codes, enrol, probe))]
-    # every probe has its own user's template: one genuine comparison each, the rest impostors
-    n_probes = sum(len(f[3]) for _, f in prepared)
-    genuine = np.empty(n_probes, np.float32)
-    impostor = np.empty(sum(len(f[3]) * (len(f[0]) - 1) for _, f in prepared), np.float32)
-    n_genuine = n_impostor = without = 0
-    kept, enrolled = [], []
-    for name, (with_both, enrol, probe, probes, templates) in prepared:
+    prepared = []
+    for name, enrol, probe in folds(ids, split):
+        if fold := _fold(values, user_codes, enrol, probe):
+            with_both, _, probe, probes, templates = fold
+            own = np.searchsorted(with_both, user_codes[probe])  # each probe's own template
+            prepared.append((name, fold, own, scaled_manhattan(probes.T, np.ascontiguousarray(templates[own].T))))
+    genuine = np.concatenate([g for *_, g in prepared]) if prepared else np.zeros(0, np.float32)
+    without = int(np.isnan(genuine).sum())
+    genuine = np.sort(genuine[~np.isnan(genuine)])
+    thresholds = np.unique(genuine)
+    below = np.zeros(len(thresholds) + 1, np.int64)
+    upto = np.zeros_like(below)
+    impostors = sum(len(f[3]) * (len(f[0]) - 1) for _, f, *_ in prepared)
+    rng = np.random.default_rng(0)
+    sample, kept, enrolled = [], [], []
+    for name, (with_both, enrol, probe, probes, templates), own_template, _ in prepared:
         probe_rows = np.flatnonzero(probe)
-        own_template = np.searchsorted(with_both, user_codes[probe_rows])
-        for start, scores in scaled_manhattan(probes, templates, block_cells):
-            own = own_template[start:start + len(scores), None] == np.arange(len(with_both))[None, :]
+        columns_t = np.ascontiguousarray(templates.T)[:, None, :]  # a column's values over templates, contiguous
+        step = max(1, block_cells // len(with_both))
+        for start in range(0, len(probes), step):
+            scores = scaled_manhattan(np.ascontiguousarray(probes[start:start + step].T)[:, :, None], columns_t)
+            own = own_template[start:start + step, None] == np.arange(len(with_both))[None, :]
             scored = ~np.isnan(scores)
-            without += int((~scored).sum())
-            mine, others = scores[own & scored], scores[~own & scored]
-            genuine[n_genuine:n_genuine + len(mine)] = mine
-            impostor[n_impostor:n_impostor + len(others)] = others
-            n_genuine, n_impostor = n_genuine + len(mine), n_impostor + len(others)
+            others = scores[~own & scored]
+            without += int((~own & ~scored).sum())
+            # a score x is <= every threshold from the first one >= x on (searchsorted left), and
+            # < every threshold from the first one > x on (right)
+            upto += np.bincount(np.searchsorted(thresholds, others, side="left"), minlength=len(below))
+            below += np.bincount(np.searchsorted(thresholds, others, side="right"), minlength=len(below))
+            sample.append(others[rng.random(len(others)) < IMPOSTOR_SAMPLE / max(impostors, 1)])
             if keep_comparisons:
                 p, t = np.nonzero(scored)
                 kept.append(pd.DataFrame({"fold": name, "probe": probe_rows[start + p], "template_user": user_names[with_both[t]],
@@ -190,31 +205,26 @@ def verification_scores(
         if keep_comparisons:
             enrol_rows = np.flatnonzero(enrol)
             enrolled.append(pd.DataFrame({"fold": name, "sample": enrol_rows, "user": user_names[user_codes[enrol_rows]]}))
-    genuine, impostor = genuine[:n_genuine], impostor[:n_impostor]
-    genuine.sort()
-    impostor.sort()
     return Scores(
-        genuine=genuine, impostor=impostor,
-        users=len(set().union(*(f[0].tolist() for _, f in prepared))),
-        columns=max((f[3].shape[1] for _, f in prepared), default=0), without_score=without,
+        genuine=genuine, thresholds=thresholds, impostor_below=np.cumsum(below)[:-1], impostor_upto=np.cumsum(upto)[:-1],
+        impostors=int(np.sum(upto)), impostor_sample=np.sort(np.concatenate(sample)) if sample else np.zeros(0, np.float32),
+        users=len(set().union(*(f[0].tolist() for _, f, *_ in prepared))),
+        columns=max((f[3].shape[1] for _, f, *_ in prepared), default=0), without_score=without,
         comparisons=pd.concat(kept, ignore_index=True) if kept else None,
         enrolment=pd.concat(enrolled, ignore_index=True) if enrolled else None,
     )
 
 
-def det_points(genuine: np.ndarray, impostor: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(thresholds, FMR, FNMR) of the DET curve, accepting score <= threshold, from scores sorted
-    ascending (as Scores holds them). FNMR changes only at a genuine score, so the curve is drawn
-    exactly by the points at -inf, just below and at each distinct genuine score, and at the
-    largest score: between them FMR alone moves (a straight line)."""
-    at = np.unique(genuine)
-    below = np.searchsorted(impostor, at, side="left")
-    upto = np.searchsorted(impostor, at, side="right")
+def det_points(scores: Scores) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(thresholds, FMR, FNMR) of the DET curve, accepting score <= threshold. FNMR changes only
+    at a genuine score, so the curve is drawn exactly by the points at -inf, just below and at
+    each distinct genuine score, and at +inf: between them FMR alone moves (a straight line)."""
+    at, genuine = scores.thresholds, scores.genuine
     genuine_upto = np.searchsorted(genuine, at, side="right")
     genuine_below = np.r_[0, genuine_upto[:-1]]
-    n_g, n_i = max(len(genuine), 1), max(len(impostor), 1)
+    n_g, n_i = max(len(genuine), 1), max(scores.impostors, 1)
     thresholds = np.r_[-np.inf, np.column_stack([np.nextafter(at, -np.inf), at]).ravel(), np.inf]
-    fmr = np.r_[0.0, np.column_stack([below, upto]).ravel() / n_i, 1.0]
+    fmr = np.r_[0.0, np.column_stack([scores.impostor_below, scores.impostor_upto]).ravel() / n_i, 1.0]
     fnmr = np.r_[1.0, 1.0 - np.column_stack([genuine_below, genuine_upto]).ravel() / n_g, 0.0]
     return thresholds, fmr, fnmr
 
@@ -239,13 +249,13 @@ def evaluate_device(ids: pd.DataFrame, values: np.ndarray, split: str, device_ty
     mine = (ids["device_type"].astype(str) == device_type).to_numpy()
     scores = verification_scores(ids[mine], values[mine], split)
     row = {"device_type": device_type, "users": scores.users, "columns": scores.columns,
-           "genuine": len(scores.genuine), "impostor": len(scores.impostor), "without_score": scores.without_score}
+           "genuine": len(scores.genuine), "impostor": scores.impostors, "without_score": scores.without_score}
     nan = {"eer": np.nan, **{_fnmr_name(a): np.nan for a in FMR_TARGETS}}
     if scores.users < 2:
         return {**row, "status": f"not evaluable: {scores.users} user(s) with enrolment and probe samples", **nan}, None
-    if not len(scores.genuine) or not len(scores.impostor):
+    if not len(scores.genuine) or not scores.impostors:
         return {**row, "status": "not evaluable: no comparison has a column in common", **nan}, None
-    _, fmr, fnmr = det_points(scores.genuine, scores.impostor)
+    _, fmr, fnmr = det_points(scores)
     return {**row, "status": "evaluated", "eer": equal_error_rate(fmr, fnmr),
             **{_fnmr_name(a): fnmr_at_fmr(fmr, fnmr, a) for a in FMR_TARGETS}}, scores
 
@@ -254,5 +264,15 @@ def _fnmr_name(target: float) -> str:
     return f"fnmr_at_fmr_{target * 100:g}pct"
 
 
-RESULT_COLUMNS = ["device_type", "status", "users", "columns", "genuine", "impostor", "without_score", "eer",
-                  *(_fnmr_name(a) for a in FMR_TARGETS)]
+RESULT_DESCRIPTIONS = {
+    "device_type": "desktop or mobile",
+    "status": "'evaluated', or why not (fewer than two users with enrolment and probe samples)",
+    "users": "users with enrolment and probe samples",
+    "columns": "feature columns compared (after dropping all-null and constant ones; the most of any fold)",
+    "genuine": "genuine comparisons (probe vs own template)",
+    "impostor": "impostor comparisons (probe vs another user's template)",
+    "without_score": "comparisons without a column present in both (no score)",
+    "eer": "equal error rate (DET points joined by straight lines; ties accepted together)",
+    **{_fnmr_name(a): f"lowest FNMR of a threshold with FMR <= {a:.1%}" for a in FMR_TARGETS},
+}
+RESULT_COLUMNS = list(RESULT_DESCRIPTIONS)
