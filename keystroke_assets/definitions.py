@@ -4,6 +4,7 @@ import dagster as dg
 
 from keystroke_assets import assets, features
 from keystroke_assets.automation import automation_sensor
+from keystroke_assets.evaluation.assets import evaluation_assets
 from keystroke_assets.resources import resources_from_env
 from keystroke_assets.sensors import upload_sensor
 
@@ -11,6 +12,7 @@ defs = dg.Definitions(
     assets=[
         *dg.load_assets_from_package_module(assets),
         *dg.load_assets_from_package_module(features),
+        *evaluation_assets(features),  # an evaluation per feature module that declares one
     ],
     sensors=[upload_sensor, automation_sensor],
     resources=resources_from_env(),

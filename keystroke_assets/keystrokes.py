@@ -13,10 +13,9 @@ import numpy as np
 import pandas as pd
 
 from keystroke_assets.frames import group_codes, run_starts
+from keystroke_assets.schema import TASK_IDS
 from keystroke_assets.keycodes import UNIDENTIFIED, key_identity, keycodes
 
-# The ids of a task (docs/features.md §3): one web-app task file, or one Aalto section.
-TASK_IDS = ["user_id", "device_type", "platform_id", "video_id", "session_id", "task_id"]
 KEYSTROKE_COLUMNS = [*TASK_IDS, "sequence_id", "key", "keycode", "press_ms", "release_ms", "HL"]
 KEYPAIR_COLUMNS = [
     *TASK_IDS, "sequence_id", "key1", "key2", "keycode1", "keycode2",

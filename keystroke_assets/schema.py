@@ -3,6 +3,11 @@
 import dagster as dg
 import pandas as pd
 
+# The ids of a task (docs/features.md §3): one web-app task file, or one Aalto section.
+TASK_IDS = ["user_id", "device_type", "platform_id", "video_id", "session_id", "task_id"]
+# Tables with a task and a user grain: `grain` says which; ids finer than the grain are null.
+GRAIN_IDS = ["grain", *TASK_IDS]
+
 COLUMN_DESCRIPTIONS = {
     # identities
     "user_id": "participant id (web app: 32 hex characters; Aalto: PARTICIPANT_ID)",

@@ -9,6 +9,7 @@ import pandas as pd
 
 from keystroke_assets.features.common import (
     GRAIN_IDS,
+    Evaluable,
     Feature,
     OutputCheck,
     ParticipantShards,
@@ -46,6 +47,7 @@ HOLD_BY_KEY_CLASS = Feature(
     "hold_by_key_class",
     [*GRAIN_IDS, *COLUMNS],
     checks=(OutputCheck("holds_non_negative", "Every median hold is >= 0 ms.", _holds_non_negative),),
+    evaluation=Evaluable(rows={"grain": "task"}),  # its task rows are samples of a user's typing
 )
 
 

@@ -20,7 +20,7 @@ def test_asset_keys_and_lineage():
     graph = defs.resolve_asset_graph()
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
     assert FOUNDATION <= keys
-    assert all(k in FOUNDATION or k.startswith("features/") for k in keys)
+    assert all(k in FOUNDATION or k.startswith(("features/", "evaluation/")) for k in keys)
     parents = lambda k: {p.to_user_string() for p in graph.get(dg.AssetKey.from_user_string(k)).parent_keys}
     assert parents("raw_data") == {"web_app_data"}
     assert parents("cleaned_data") == {"web_app_data", "raw_data"}
@@ -38,7 +38,7 @@ def test_every_asset_explains_itself():
         assert node.partitions_def is not None and node.partitions_def.name == "dataset_versions", key
         assert node.description and len(node.description) > 40, key
         assert node.code_version, key
-        assert node.group_name in {"ingest", "keystrokes", "features"}, key
+        assert node.group_name in {"ingest", "keystrokes", "features", "evaluation"}, key
         assert node.owners == ["team:keystroke-research"], key
         assert node.check_keys, f"{key} has no asset check"
 

@@ -26,6 +26,7 @@ import pandas as pd
 
 from keystroke_assets.features.common import (
     GRAIN_IDS,
+    Evaluable,
     Feature,
     ObjectStore,
     OutputCheck,
@@ -184,6 +185,7 @@ BEHAVIORAL = Feature(
             _counts_consistent,
         ),
     ),
+    evaluation=Evaluable(rows={"grain": "task"}),
 )
 
 
@@ -211,3 +213,4 @@ def behavioral(keystrokes: ParticipantShards, web_app_data: pd.DataFrame, storag
             "tasks_without_typed_text": int(features.loc[features["grain"] == "task", "typed_characters"].isna().sum()),
         },
     )
+

@@ -20,17 +20,19 @@ from keystroke_assets.assets.common import (
     OutputCheck, ShardChecks, check_specs, has_columns, non_empty, report_table, run_checks, version_asset,
 )
 from keystroke_assets.assets.web_app_data import read_kept
+from keystroke_assets.evaluation import Evaluable, pooled_steps
 from keystroke_assets.frames import group_codes, stack_shards
 from keystroke_assets.ingest.names import classify
 from keystroke_assets.keycodes import (
     RECONSTRUCTABLE_LABEL, KeycodePolicy, apply_keycode_policy, canonical_key, key_identity, policy_note,
 )
-from keystroke_assets.keystrokes import TASK_IDS, has_next
+from keystroke_assets.keystrokes import has_next
 from keystroke_assets.resources.object_store import ObjectStore
 from keystroke_assets.resources.parquet_io_manager import ParticipantShards, TableSpool
+from keystroke_assets.schema import GRAIN_IDS, TASK_IDS
 
 __all__ = [
-    "Feature", "OutputCheck", "ShardChecks",
+    "Feature", "Evaluable", "pooled_steps", "OutputCheck", "ShardChecks",
     "ParticipantShards", "TableSpool", "report_table", "stack_shards", "grouped_stats", "group_codes",
     "key_identity", "key_identity_codes", "canonical_key", "next_latencies", "pair_rows",
     "KeycodePolicy", "apply_keycode_policy", "policy_note", "RECONSTRUCTABLE_LABEL",
@@ -41,8 +43,6 @@ __all__ = [
 
 # What tells tasks apart (TASK_IDS less what follows from these); an Aalto task has no platform or video.
 TASK = ["user_id", "platform_id", "video_id", "session_id"]
-# Tables with a task and a user grain: `grain` says which; ids finer than the grain are null.
-GRAIN_IDS = ["grain", *TASK_IDS]
 FINER_THAN_USER = ["platform_id", "video_id", "session_id", "task_id"]
 
 STAT_DESCRIPTIONS = {
@@ -206,12 +206,15 @@ def no_personal_data() -> OutputCheck:
 @dataclass(frozen=True)
 class Feature:
     """A feature type, declared once: its name (asset key `features/<name>`), the id columns every
-    row carries and its own checks, which run after the ones every feature shares (columns present,
-    non-empty, no personal data)."""
+    row carries, its own checks, which run after the ones every feature shares (columns present,
+    non-empty, no personal data), and how to evaluate it."""
 
     name: str
     id_columns: list[str]
     checks: tuple[OutputCheck, ...] = ()
+    # set when the feature's rows are samples of a user's typing: evaluation/<name> then measures
+    # how well it tells typists apart (keystroke_assets/evaluation)
+    evaluation: Evaluable | None = None
 
     @property
     def key(self) -> dg.AssetKey:

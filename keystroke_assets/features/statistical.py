@@ -11,6 +11,7 @@ import pandas as pd
 from keystroke_assets.features.common import (
     GRAIN_IDS,
     STAT_DESCRIPTIONS,
+    Evaluable,
     Feature,
     OutputCheck,
     ParticipantShards,
@@ -87,6 +88,7 @@ STATISTICAL = Feature(
             "user_counts_add_up", "Each user's pair counts equal the sum over the user's tasks.", _user_counts_add_up
         ),
     ),
+    evaluation=Evaluable(rows={"grain": "task"}),
 )
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from keystroke_assets.features.common import (
-    Feature, OutputCheck, ParticipantShards, group_codes, grouped_stats, key_identity_codes, report_table, stack_shards,
+    Evaluable, Feature, OutputCheck, ParticipantShards, group_codes, grouped_stats, key_identity_codes, report_table, stack_shards,
 )
 from keystroke_assets.keystrokes import DEFAULT_OUTLIER_THRESHOLDS, OutlierThresholds
 from keystroke_assets.resources.outlier_rules import OutlierRules
@@ -236,6 +236,8 @@ def typenet_ml_feature(grain_name: str) -> Feature:
             ),
             OutputCheck("quartiles_ordered", "q1 <= median <= q3 in every statistic.", _quartiles_ordered),
         ),
+        # the platform grain pools a user's sessions: it enrols on two platforms and probes the third
+        evaluation=Evaluable(split="platform" if grain_name == "platform" else "session"),
     )
 
 
@@ -243,8 +245,12 @@ def _stacked(parts: list[tuple[pd.DataFrame, pd.DataFrame]]) -> tuple[pd.DataFra
     return tuple(stack_shards(p) for p in zip(*parts))
 
 
-def build_typenet_ml_asset(grain_name: str) -> dg.AssetsDefinition:
-    grain, feature = GRAINS[grain_name], typenet_ml_feature(grain_name)
+# one feature type per grain
+TYPENET_ML = [typenet_ml_feature(g) for g in GRAINS]
+
+
+def build_typenet_ml_asset(feature: Feature) -> dg.AssetsDefinition:
+    grain = GRAINS[feature.name.removeprefix("typenet_ml/")]
 
     @feature.asset(
         code_version="3",
@@ -289,4 +295,5 @@ def build_typenet_ml_asset(grain_name: str) -> dg.AssetsDefinition:
     return typenet_ml
 
 
-typenet_ml_platform, typenet_ml_session, typenet_ml_video = (build_typenet_ml_asset(g) for g in GRAINS)
+typenet_ml_platform, typenet_ml_session, typenet_ml_video = map(build_typenet_ml_asset, TYPENET_ML)
+

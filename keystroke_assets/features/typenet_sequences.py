@@ -17,8 +17,8 @@ import pandas as pd
 import pyarrow as pa
 
 from keystroke_assets.features.common import (
-    RECONSTRUCTABLE_LABEL, TASK_IDS, Feature, KeycodePolicy, OutputCheck, ParticipantShards, apply_keycode_policy,
-    next_latencies, policy_note, stack_shards, tasks_of,
+    RECONSTRUCTABLE_LABEL, TASK_IDS, Evaluable, Feature, KeycodePolicy, OutputCheck, ParticipantShards,
+    apply_keycode_policy, next_latencies, policy_note, pooled_steps, stack_shards, tasks_of,
 )
 
 STEP = ["HL_s", "IL_s", "PL_s", "RL_s", "keycode_255"]
@@ -117,6 +117,8 @@ TYPENET_SEQUENCES = Feature(
         ),
         OutputCheck("keycode_scaled", "keycode / 255 lies in [0, 1]; holds are non-negative.", _keycodes_scaled),
     ),
+    # no network is trained here: a pooled baseline of each task's steps
+    evaluation=Evaluable(label="baseline", vectors=lambda t: pooled_steps(t, sequence_array(t), STEP)),
 )
 
 
@@ -151,3 +153,4 @@ def typenet_sequences(config: SequenceConfig, keystrokes: ParticipantShards):
             "tasks_cut_at_M": int((features["length"] == config.sequence_length).sum()),
         },
     )
+

@@ -1,0 +1,60 @@
+"""What a feature type declares to be evaluated (its Feature's `evaluation`), and finding the
+declarations."""
+
+import dataclasses
+import importlib
+import pkgutil
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from types import ModuleType
+
+import pandas as pd
+
+SPLITS = ("session", "platform")
+
+
+@dataclass(frozen=True)
+class Evaluable:
+    """How the verification benchmark evaluates a feature type (`Feature(..., evaluation=Evaluable(...))`).
+
+    - rows: the samples are the rows with these values (e.g. {"grain": "task"}); default every row.
+    - split: "session" (each user's first sessions enrol, the later ones probe: protocol.py) or
+      "platform" (leave-one-platform-out, for a grain that pools a user's sessions).
+    - vectors: the samples as ids + numeric columns, for a table that is not one already (a
+      sequence table pooled into a baseline); default: the rows as stored, every numeric column
+      except the ids is a feature.
+    - label: shown next to the feature in the results (e.g. "baseline").
+    - feature: the feature's key under `features/` (e.g. "typenet_ml/session"), taken from the
+      Feature that declares it; the evaluation asset is `evaluation/<feature>`.
+    """
+
+    rows: Mapping[str, object] = field(default_factory=dict)
+    split: str = "session"
+    vectors: Callable[[pd.DataFrame], pd.DataFrame] | None = None
+    label: str = ""
+    feature: str = ""
+
+    def __post_init__(self):
+        if self.split not in SPLITS:
+            raise ValueError(f"{self.feature}: split must be one of {', '.join(SPLITS)}, not {self.split!r}")
+        if self.feature == "summary":
+            raise ValueError("'summary' is the name of the evaluation summary; name the feature otherwise")
+
+
+def evaluations(features: Iterable) -> list[Evaluable]:
+    """The evaluation of every Feature (duck-typed: `name`, `evaluation`) that declares one, named by
+    its feature key."""
+    return [dataclasses.replace(f.evaluation, feature=f.name) for f in features if isinstance(getattr(f, "evaluation", None), Evaluable)]
+
+
+def declarations(package: ModuleType) -> list[Evaluable]:
+    """The evaluations of the feature types declared at the top level of the package's modules (a
+    Feature, or a list of them), by feature key: a module dropped into the package is found as
+    definitions.py finds its assets."""
+    found: dict[str, Evaluable] = {}
+    for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"{package.__name__}.{info.name}")
+        for value in vars(module).values():
+            for evaluation in evaluations(value if type(value) in (list, tuple) else [value]):
+                found.setdefault(evaluation.feature, evaluation)
+    return [found[k] for k in sorted(found)]

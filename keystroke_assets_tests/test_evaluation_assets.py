@@ -1,0 +1,123 @@
+"""The evaluation assets on the real samples, materialized in a temporary instance, and a feature
+module dropped into features/ that declares itself evaluable."""
+
+import os
+import shutil
+import subprocess
+import sys
+
+import dagster as dg
+import pandas as pd
+import pytest
+
+from keystroke_assets import features
+from keystroke_assets.definitions import defs
+from keystroke_assets.evaluation.assets import evaluation_assets
+from keystroke_assets.evaluation.declaration import declarations, evaluations
+from keystroke_assets.partitions import dataset_versions
+from keystroke_assets.resources import resources_from_env
+
+from .conftest import REPO, VERSION, failed_rules_of
+from .hold_by_key_class import HOLD_BY_KEY_CLASS, hold_by_key_class
+
+# The real samples' complete desktop users: 2 from the web app (18 tasks: 2 sessions x 3 platforms
+# x 3 videos) and the 6 Aalto participants (15 sections each). The Android user is broken by the
+# 290-event rule: no mobile user.
+WEB_APP_USERS, AALTO_USERS, AALTO_SECTIONS = 2, 6, 15
+DESKTOP_USERS = WEB_APP_USERS + AALTO_USERS
+
+
+@pytest.fixture(scope="module")
+def real(real_data, tmp_path_factory):
+    """Every asset of the project, plus hold_by_key_class and its evaluation, on the real samples."""
+    root = tmp_path_factory.mktemp("evaluation")
+    uploads = root / "uploads"
+    uploads.mkdir()
+    for folder in [real_data / "fpd_webapp_2025" / "web_app_data", real_data / "aalto136m_desktop"]:
+        for f in folder.iterdir():
+            shutil.copy(f, uploads / f.name)
+    env = {"KEYSTROKE_UPLOADS": str(uploads), "KEYSTROKE_STORAGE": str(root / "storage")}
+    project = [a for a in defs.assets if not any(k.path[0] == "evaluation" for k in a.keys)]
+    assets = [*project, hold_by_key_class, *evaluation_assets([*declarations(features), *evaluations([HOLD_BY_KEY_CLASS])])]
+    (root / "home").mkdir()
+    with dg.instance_for_test(temp_dir=str(root / "home")) as instance:
+        instance.add_dynamic_partitions(dataset_versions.name, [VERSION])
+        result = dg.materialize(assets, partition_key=VERSION, instance=instance, resources=resources_from_env(env))
+        assert result.success
+        failed = failed_rules_of(result)
+        metadata = {
+            key.to_user_string(): instance.get_latest_materialization_event(key).asset_materialization.metadata
+            for a in assets for key in a.keys if key.path[0] == "evaluation"
+        }
+    read = lambda name: pd.read_parquet(root / "storage" / "evaluation" / name / f"{VERSION}.parquet")
+    return read, metadata, failed
+
+
+def test_real_desktop_sample_typenet_ml(real):
+    read, metadata, failed = real
+    assert failed == []
+    for grain in ["session", "video"]:
+        table = read(f"typenet_ml/{grain}").set_index("device_type")
+        desktop = table.loc["desktop"]
+        # the EER the UI plots across versions is the table's
+        assert metadata[f"evaluation/typenet_ml/{grain}"]["eer/desktop"].value == pytest.approx(desktop["eer"])
+        assert 0 < desktop["eer"] < 0.5, grain
+        assert desktop["users"] == DESKTOP_USERS
+        assert table.loc["mobile", "status"].startswith("not evaluable") and pd.isna(table.loc["mobile", "eer"])
+        assert "eer/mobile" not in metadata[f"evaluation/typenet_ml/{grain}"]
+    session = read("typenet_ml/session").set_index("device_type").loc["desktop"]
+    # probes: each web-app user's 3 (platform, session 2) groups, each Aalto user's 15 - 5 sections;
+    # each probe meets its own template once and the 7 other users' once each
+    probes = WEB_APP_USERS * 3 + AALTO_USERS * (AALTO_SECTIONS - 5)
+    assert (session["genuine"], session["impostor"]) == (probes, probes * (DESKTOP_USERS - 1))
+    video = read("typenet_ml/video").set_index("device_type").loc["desktop"]
+    probes = WEB_APP_USERS * 3 * 3 + AALTO_USERS * (AALTO_SECTIONS - 5)  # Aalto: a section is its own video group
+    assert (video["genuine"], video["impostor"]) == (probes, probes * (DESKTOP_USERS - 1))
+    # the platform grain: only the web-app users have platforms; 3 folds x 2 probes, 2 genuine, 2 impostor
+    platform = read("typenet_ml/platform").set_index("device_type").loc["desktop"]
+    assert (platform["users"], platform["genuine"], platform["impostor"]) == (WEB_APP_USERS, 6, 6)
+    plots = metadata["evaluation/typenet_ml/session"]
+    assert plots["det_curve"].value.startswith("![DET curves](data:image/png;base64,")
+    assert plots["score_histograms"].value.startswith("![score histograms](data:image/png;base64,")
+
+
+def test_summary_has_every_evaluated_feature_sorted(real):
+    read, metadata, _ = real
+    summary = read("summary")
+    evaluated = ["behavioral", "hold_by_key_class", "statistical", "typenet_ml/platform", "typenet_ml/session",
+                 "typenet_ml/video", "typenet_sequences"]
+    assert sorted(set(summary["feature"])) == evaluated
+    assert len(summary) == len(evaluated) * 2  # desktop and mobile
+    assert summary.loc[summary["feature"] == "typenet_sequences", "label"].unique().tolist() == ["baseline"]
+    desktop = summary[summary["device_type"] == "desktop"]
+    assert (desktop["status"] == "evaluated").all() and desktop["eer"].between(0, 0.5).all()
+    # best first, the not evaluable (every mobile row) last
+    assert summary["eer"].iloc[: len(evaluated)].is_monotonic_increasing
+    assert summary["eer"].iloc[len(evaluated):].isna().all()
+    # the dropped-in feature's row is its own evaluation's
+    own = read("hold_by_key_class").set_index("device_type").loc["desktop", "eer"]
+    assert summary.set_index(["feature", "device_type"]).loc[("hold_by_key_class", "desktop"), "eer"] == own
+    assert metadata["evaluation/summary"]["eer/hold_by_key_class/desktop"].value == pytest.approx(own)
+    assert not any(k.endswith("/mobile") for k in metadata["evaluation/summary"])  # no mobile user: no number
+    assert metadata["evaluation/summary"]["eer_chart"].value.startswith("![EER per feature type](data:image/png")
+
+
+def test_a_feature_module_dropped_into_features_gets_an_evaluation(tmp_path):
+    """The worked example (its Feature declares an evaluation), copied into features/ of a copy of the
+    package and nothing else edited: evaluation/hold_by_key_class reads it, the summary reads that."""
+    package = tmp_path / "keystroke_assets"
+    shutil.copytree(REPO / "keystroke_assets", package, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(REPO / "keystroke_assets_tests" / "hold_by_key_class.py", package / "features")
+    probe = (
+        "import dagster as dg, keystroke_assets\n"
+        f"assert keystroke_assets.__file__.startswith({str(tmp_path)!r})\n"
+        "from keystroke_assets.definitions import defs\n"
+        "graph = defs.resolve_asset_graph()\n"
+        "parents = lambda *path: sorted(p.to_user_string() for p in graph.get(dg.AssetKey(list(path))).parent_keys)\n"
+        "print(parents('evaluation', 'hold_by_key_class'))\n"
+        "print('evaluation/hold_by_key_class' in parents('evaluation', 'summary'))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(tmp_path)},
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split("\n")[:2] == ["['features/hold_by_key_class']", "True"]
