@@ -22,6 +22,7 @@ warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 
 REPO = Path(__file__).resolve().parents[1]
 REAL = REPO.parent / "shared" / "data" / "real"
+LOCAL_INSTANCE = REPO / "keystroke_assets" / "dagster.yaml"  # what `keystroke-assets demo` puts in DAGSTER_HOME
 VERSION = "2025-09-07_00-27-43_lab-mac"
 
 # A background job of a non-interactive shell starts with SIGINT ignored, and Dagster maps SIGTERM

@@ -1,6 +1,6 @@
 """Dagster's servers as real processes for tests: webserver + daemon, or `keystroke-assets demo`
 (which execs `dagster dev`), on 127.0.0.1 with a temporary DAGSTER_HOME holding the repo's
-dagster.yaml.
+local instance settings (keystroke_assets/dagster.yaml).
 
 Each process runs in its own session (process group): a non-interactive shell's background jobs
 ignore SIGTERM, a group leader of its own does not, and SIGTERM to the group also reaches the code
@@ -24,7 +24,7 @@ import dagster as dg
 import psutil
 import pytest
 
-from .conftest import REPO, _free_port
+from .conftest import LOCAL_INSTANCE, REPO, _free_port
 
 BIN = Path(sys.executable).parent
 WORKSPACE = REPO / "workspace.yaml"
@@ -51,7 +51,7 @@ def wait_for(condition: Callable, timeout_s: float, what: str, diagnostics: Call
 def dagster_home(path: Path) -> Path:
     """A DAGSTER_HOME with the repo's instance settings and the community pop-up dismissed."""
     path.mkdir(parents=True, exist_ok=True)
-    (path / "dagster.yaml").write_text((REPO / "dagster.yaml").read_text())
+    (path / "dagster.yaml").write_text(LOCAL_INSTANCE.read_text())
     (path / ".nux").mkdir(exist_ok=True)
     (path / ".nux" / "nux.yaml").write_text("seen: 1\n")
     return path

@@ -36,7 +36,7 @@ from dagster._serdes import ConfigurableClassData, deserialize_value
 from keystroke_assets.resources import resources_from_env
 from keystroke_assets.resources.object_store import GCSObjectStore
 
-from .conftest import REPO, _free_port
+from .conftest import LOCAL_INSTANCE, REPO, _free_port
 from .servers import stop_groups
 from .test_postgres import PASSWORD as PG_PASSWORD
 from .test_postgres import postgres  # noqa: F401 (fixture: a private Postgres cluster on 127.0.0.1)
@@ -138,13 +138,13 @@ def test_production_instance_has_no_credential_of_its_own(monkeypatch):
 
 def test_local_instance_config_passes_dagsters_validation(tmp_path, monkeypatch):
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))  # where `keystroke-assets demo` copies it
-    dagster_instance_config(str(REPO))
-    ref = InstanceRef.from_dir(str(REPO))
+    dagster_instance_config(str(LOCAL_INSTANCE.parent))
+    ref = InstanceRef.from_dir(str(LOCAL_INSTANCE.parent))
     for data in configured(ref).values():
         if data:  # None: Dagster's default for that section
             resolve(data)
     # and the instance itself, built by Dagster from a copy (SQLite in a temporary folder)
-    shutil.copy(REPO / "dagster.yaml", tmp_path / "dagster.yaml")
+    shutil.copy(LOCAL_INSTANCE, tmp_path / "dagster.yaml")
     with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
         assert isinstance(instance.run_coordinator, QueuedRunCoordinator)
         queue = instance.get_concurrency_config().run_queue_config

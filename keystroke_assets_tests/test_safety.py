@@ -94,8 +94,8 @@ def test_object_names_never_leave_the_store(tmp_path):
 def test_the_webserver_listens_on_loopback_unless_told_otherwise(capsys):
     with pytest.raises(SystemExit):
         cli.main(["--help"])
-    assert "`dagster dev` on 127.0.0.1" in " ".join(capsys.readouterr().out.split())  # the demo command's line
-    # Dagster's own default, which `dagster dev` and the repo's test servers rely on too
+    assert "(`dg dev`) on 127.0.0.1" in " ".join(capsys.readouterr().out.split())  # the demo command's line
+    # Dagster's own default, which `dg dev` and the repo's test servers rely on too
     webserver = Path(sys.executable).parent / "dagster-webserver"
     help_text = subprocess.run([str(webserver), "--help"], capture_output=True, text=True, check=True).stdout
     assert re.search(r"--host TEXT\s+Host to run server on\s+\[default:\s+127\.0\.0\.1\]", help_text)

@@ -1,5 +1,7 @@
 """keypairs: consecutive keystroke pairs of every task with TypeNet latencies (ms)."""
 
+import warnings
+
 import dagster as dg
 import pandas as pd
 from dagster_pandas import PandasColumn
@@ -13,18 +15,22 @@ from keystroke_assets.resources.parquet_io_manager import ParticipantShards, Tab
 
 _MS = 10**13  # bound on any latency: more than 300 years in ms means a broken time
 
-# dagster-pandas column constraints of keypairs: types, nulls, ranges (HL, IL, PL, RL in ms, spec/features.md §2)
-KEYPAIR_CONSTRAINTS = [
-    *[PandasColumn(c, constraints=[ColumnDTypeInSetConstraint({"category"}), NonNullableColumnConstraint()])
-      for c in ["user_id", "key1", "key2"]],
-    PandasColumn.categorical_column("device_type", categories={"desktop", "mobile"}, non_nullable=True),
-    PandasColumn.integer_column("sequence_id", min_value=0, non_nullable=True),
-    *[PandasColumn.integer_column(c, min_value=0, non_nullable=True)
-      for c in ["key1_press", "key1_release", "key2_press", "key2_release"]],
-    PandasColumn.integer_column("HL", min_value=0, max_value=_MS, non_nullable=True),
-    *[PandasColumn.integer_column(c, min_value=-_MS, max_value=_MS, non_nullable=True) for c in ["IL", "PL", "RL"]],
-    PandasColumn.boolean_column("outlier", non_nullable=True),
-]
+# dagster-pandas column constraints of keypairs: types, nulls, ranges (HL, IL, PL, RL in ms, spec/features.md §2).
+# PandasColumn is marked beta: without the filter every process that loads the code location (each
+# server, daemon and run worker) prints the same block of BetaWarnings, which nobody can act on.
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", dg.BetaWarning)
+    KEYPAIR_CONSTRAINTS = [
+        *[PandasColumn(c, constraints=[ColumnDTypeInSetConstraint({"category"}), NonNullableColumnConstraint()])
+          for c in ["user_id", "key1", "key2"]],
+        PandasColumn.categorical_column("device_type", categories={"desktop", "mobile"}, non_nullable=True),
+        PandasColumn.integer_column("sequence_id", min_value=0, non_nullable=True),
+        *[PandasColumn.integer_column(c, min_value=0, non_nullable=True)
+          for c in ["key1_press", "key1_release", "key2_press", "key2_release"]],
+        PandasColumn.integer_column("HL", min_value=0, max_value=_MS, non_nullable=True),
+        *[PandasColumn.integer_column(c, min_value=-_MS, max_value=_MS, non_nullable=True) for c in ["IL", "PL", "RL"]],
+        PandasColumn.boolean_column("outlier", non_nullable=True),
+    ]
 
 
 def _latency_identities(df: pd.DataFrame) -> tuple[bool, dict]:
