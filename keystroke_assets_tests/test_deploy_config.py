@@ -322,6 +322,7 @@ def test_dockerfile_builds_the_package_with_the_deploy_extra():
         f"dagster-k8s=={family}", f"dagster-postgres=={family}"]
 
 
+@pytest.mark.servers
 def test_dockerfile_command_serves_the_code_location(tmp_path):
     """The image's command, run here on 127.0.0.1 (host and port swapped): a code server that loads
     the definitions and answers gRPC. Its module and port are the ones the Helm values give."""

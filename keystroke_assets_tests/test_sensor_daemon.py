@@ -8,7 +8,8 @@ import time
 from datetime import datetime, timezone
 
 import dagster as dg
-from dagster._core.scheduler.instigation import InstigatorType
+import pytest
+from dagster._core.scheduler.instigation import InstigatorType  # the cursor of a sensor: no public reader
 
 from keystroke_assets.definitions import defs
 from keystroke_assets.partitions import dataset_versions, make_version_id
@@ -17,6 +18,8 @@ from keystroke_assets.sensors import UploadCursor, listing_digest
 from keystroke_assets.synthetic import web_app_uploads
 
 from .servers import dagster_servers, demo, instance_at, wait_for
+
+pytestmark = pytest.mark.servers
 
 ASSETS = list(defs.resolve_asset_graph().toposorted_asset_keys)
 # seconds for each wait below. Measured on 2 cores shared with other work (load 3-4): a burst to

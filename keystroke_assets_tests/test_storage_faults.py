@@ -140,7 +140,7 @@ def test_a_local_write_that_fails_leaves_the_old_file_and_no_temporary(tmp_path,
     assert os.listdir(tmp_path / "raw_data") == ["v.parquet"]
 
 
-@pytest.mark.parametrize("mode", ["local", "gcs"])
+@pytest.mark.parametrize("mode", ["local", pytest.param("gcs", marks=pytest.mark.servers)])
 def test_readers_never_see_a_partial_object(mode, tmp_path, request):
     """One thread rewrites an object with 1 MB or 9 MB (a multipart, then a resumable upload on
     GCS) while another reads it: every read is one whole version."""
