@@ -40,11 +40,23 @@ def drop(store, participants: range, chunks: int = 3) -> str:
     return make_version_id("sensor", datetime.fromtimestamp(math.floor(newest), timezone.utc))
 
 
-def sensor_cursor(instance) -> UploadCursor | None:
+def upload_sensor_state(instance):
     for state in instance.all_instigator_state(instigator_type=InstigatorType.SENSOR):
-        if state.origin.instigator_name == "upload_sensor" and state.instigator_data:
-            return UploadCursor.from_json(state.instigator_data.cursor)
+        if state.origin.instigator_name == "upload_sensor":
+            return state
     return None
+
+
+def sensor_cursor(instance) -> UploadCursor | None:
+    state = upload_sensor_state(instance)
+    return UploadCursor.from_json(state.instigator_data.cursor) if state and state.instigator_data else None
+
+
+def evaluated_sensor_ticks(instance, after: float) -> list:
+    """The upload sensor's ticks started after `after` (a timestamp) that finished evaluating."""
+    state = upload_sensor_state(instance)
+    ticks = instance.get_ticks(state.instigator_origin_id, state.selector_id, after=after)
+    return [t for t in ticks if t.status.value in ("SKIPPED", "SUCCESS")]
 
 
 def missing(instance, version: str) -> list[str]:
@@ -124,6 +136,8 @@ def test_gcs_uploads_make_one_version_across_a_daemon_crash(tmp_path, gcs_bucket
         assert versions(instance) == [expected]
         assert participants_in(instance, expected) == 2
         assert gcs_bucket.get_blob(f"datasets/keypairs/{expected}.parquet") is not None
-        time.sleep(5)  # a few more ticks of the restarted daemon: still one version
+        # a tick of the restarted daemon evaluated after the version was complete: still one version
+        complete = time.time()
+        wait_for(lambda: evaluated_sensor_ticks(instance, complete), BOUND, "a sensor tick after completion", servers.log_tails)
         assert versions(instance) == [expected]
         print(f"GCS, daemon killed and restarted: burst → complete version in {took:.0f} s")
