@@ -313,8 +313,9 @@ def test_dockerfile_builds_the_package_with_the_deploy_extra():
     for args in (a for i, a in instructions if i == "COPY"):
         *sources, _ = args.split()
         assert all((REPO / s).exists() for s in sources), sources  # the build context is the repo root
-    [install] = [a for i, a in instructions if i == "RUN" and "pip install" in a]
-    assert '".[deploy]"' in install
+    [install] = [a for i, a in instructions if i == "RUN" and "uv sync" in a]
+    assert "--frozen" in install.split() and "--extra deploy" in install  # exactly the versions of uv.lock
+    assert ("COPY", "pyproject.toml uv.lock ./") in instructions
     # the extra pins the Dagster libraries the image needs to the family's release
     gcp = next(d for d in pyproject["project"]["dependencies"] if d.startswith("dagster-gcp=="))
     family = gcp.split("==")[1]
