@@ -198,13 +198,5 @@ def demo(folder: Path, env: dict, logs: Path, participants: int = 1):
 @contextmanager
 def instance_at(home: Path):
     """The servers' instance, opened from the test process."""
-    old = os.environ.get("DAGSTER_HOME")
-    os.environ["DAGSTER_HOME"] = str(home)
-    try:
-        with dg.DagsterInstance.get() as instance:
-            yield instance
-    finally:
-        if old is None:
-            os.environ.pop("DAGSTER_HOME", None)
-        else:
-            os.environ["DAGSTER_HOME"] = old
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        yield instance
