@@ -1,12 +1,12 @@
 """Dagster's servers as real processes for tests: webserver + daemon, or `keystroke-assets demo`
-(which execs `dagster dev`), on 127.0.0.1 with a temporary DAGSTER_HOME holding the repo's
+(which execs `dg dev`), on 127.0.0.1 with a temporary DAGSTER_HOME holding the
 local instance settings (keystroke_assets/dagster.yaml).
 
 Each process runs in its own session (process group): a non-interactive shell's background jobs
 ignore SIGTERM, a group leader of its own does not, and SIGTERM to the group also reaches the code
 servers and run workers it started. `kill_daemon` SIGKILLs the daemon process alone, as a crash
-would: the code server it started finishes the run in flight, then exits. Under `dagster dev`,
-`kill_dev_daemon` does the same, and `dagster dev` then stops everything, as it does.
+would: the code server it started finishes the run in flight, then exits. Under `dg dev`,
+`kill_dev_daemon` does the same, and `dg dev` then stops everything, as it does.
 """
 
 import json
@@ -73,7 +73,7 @@ class Servers:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.groups: list[subprocess.Popen] = []
-        self.main: subprocess.Popen | None = None  # the webserver, or `dagster dev`
+        self.main: subprocess.Popen | None = None  # the webserver, or `dg dev`
         self.daemon: subprocess.Popen | None = None
 
     def start(self, name: str, argv: list) -> subprocess.Popen:
@@ -94,13 +94,13 @@ class Servers:
         self.daemon.wait(timeout=STOP_SECONDS)
 
     def start_demo(self, participants: int = 1) -> None:
-        """`keystroke-assets demo` (which execs `dagster dev`) on a new port."""
+        """`keystroke-assets demo` (which execs `dg dev`) on a new port."""
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.main = self.start("demo", [BIN / "keystroke-assets", "demo", "--participants", participants, "--port", self.port])
 
     def kill_dev_daemon(self) -> None:
-        """SIGKILL the daemon of `dagster dev`; `dagster dev` then shuts the rest down and exits."""
+        """SIGKILL the daemon of `dg dev`; `dg dev` then shuts the rest down and exits."""
         (daemon,) = [p for p in psutil.Process(self.main.pid).children(recursive=True)
                      if "dagster._daemon" in p.cmdline()]
         daemon.kill()
@@ -185,7 +185,7 @@ def dagster_servers(home: Path, env: dict, logs: Path, before_daemon: Callable[[
 
 @contextmanager
 def demo(folder: Path, env: dict, logs: Path, participants: int = 1):
-    """`keystroke-assets demo` started in `folder`, as the README's first command, up and answering."""
+    """`keystroke-assets demo` started in `folder`, as in the README's Start, up and answering."""
     logs.mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in server_env(env).items()
            if k not in ("DAGSTER_HOME", "KEYSTROKE_UPLOADS", "KEYSTROKE_STORAGE")}

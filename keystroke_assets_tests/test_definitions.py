@@ -54,7 +54,7 @@ def test_dg_check_defs_at_the_root_of_a_fresh_clone():
 
 
 def test_a_feature_module_dropped_into_features_becomes_an_asset(tmp_path):
-    """The README's "Adding a feature type": a copy of the package plus the worked example's module
+    """docs/adding-a-feature.md: a copy of the package plus the worked example's module
     in features/, and nothing else edited, defines features/hold_by_key_class, fed by keypairs."""
     import shutil
 

@@ -1,5 +1,5 @@
 """The upload sensor and automation with the real daemon: uploads copied into the local folder of
-the README's first command (`keystroke-assets demo`, i.e. `dagster dev`), or into a bucket of
+the README's Start (`keystroke-assets demo`, i.e. `dg dev`), or into a bucket of
 fake-gcs-server, become one fully materialized version by themselves, even when the daemon is
 killed and restarted on the way."""
 
@@ -23,7 +23,7 @@ pytestmark = pytest.mark.servers
 
 ASSETS = list(defs.resolve_asset_graph().toposorted_asset_keys)
 # seconds for each wait below. Measured on 2 cores shared with other work (load 3-4): a burst to
-# a complete version in 91 s (GCS) and 152 s (with dagster dev killed and started again); the
+# a complete version in 91 s (GCS) and 152 s (the demo killed and started again); the
 # rest is room for a busier machine, where each step's subprocess starts slower.
 BOUND = 420
 
@@ -89,9 +89,9 @@ def seen_by_the_sensor(instance, store) -> bool:
 
 
 def test_readme_demo_makes_a_version_of_a_copied_participant_across_a_daemon_crash(tmp_path):
-    """`keystroke-assets demo` (the README's first command: `dagster dev`), a participant's files
-    copied into the upload folder, the daemon killed in the quiet period (dagster dev stops) and
-    dagster dev started again."""
+    """`keystroke-assets demo` (the README's Start: `dg dev`), a participant's files
+    copied into the upload folder, the daemon killed in the quiet period (dg dev stops) and
+    dg dev started again."""
     with demo(tmp_path, {}, tmp_path / "logs") as servers, instance_at(servers.home) as instance:
         assert sensors_status(servers) == {"upload_sensor": "RUNNING", "keep_versions_complete": "RUNNING"}
         (demo_version,) = versions(instance)
@@ -113,7 +113,7 @@ def test_readme_demo_makes_a_version_of_a_copied_participant_across_a_daemon_cra
         assert [r for r in instance.get_runs() if r.status == dg.DagsterRunStatus.FAILURE] == []
         # automation never takes a snapshot: the demo version waits for "Materialize all" in the UI
         assert missing(instance, demo_version) == [k.to_user_string() for k in ASSETS]
-        print(f"README demo, daemon killed and dagster dev restarted: copied participant → complete version in {took:.0f} s")
+        print(f"README demo, daemon killed and dg dev restarted: copied participant → complete version in {took:.0f} s")
 
 
 def test_gcs_uploads_make_one_version_across_a_daemon_crash(tmp_path, gcs_bucket):
