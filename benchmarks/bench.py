@@ -90,7 +90,7 @@ def build(instance: dg.DagsterInstance, uploads: Path, storage: Path, creator: s
     sampler.start()
     instance.add_dynamic_partitions(dataset_versions.name, [version])
     job = dg.build_reconstructable_job(  # by module name: run as `-m`, this module is __main__
-        "keystroke_assets.bench", "every_asset", reconstructable_kwargs={"uploads": str(uploads), "storage": str(storage)}
+        "benchmarks.bench", "every_asset", reconstructable_kwargs={"uploads": str(uploads), "storage": str(storage)}
     )
     start = time.time()
     result = dg.execute_job(
