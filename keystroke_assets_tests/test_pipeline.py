@@ -9,10 +9,12 @@ from keystroke_assets.synthetic import aalto_uploads, web_app_uploads, write_upl
 
 from .conftest import VERSION, materialize_version
 
-CHAIN = [
-    "web_app_data", "raw_data", "cleaned_data", "keypairs",
+SNAPSHOT = "web_app_data"
+AFTER_SNAPSHOT = [
+    "raw_data", "cleaned_data", "keypairs",
     "features/typenet_ml/platform", "features/typenet_ml/session", "features/typenet_ml/video",
 ]
+CHAIN = [SNAPSHOT, *AFTER_SNAPSHOT]
 CHAIN_KEYS = [dg.AssetKey.from_user_string(k) for k in CHAIN]
 
 
@@ -142,10 +144,10 @@ def test_broken_uploads_never_sink_the_version(instance, tmp_path):
 def test_same_version_twice_gives_identical_outputs(instance, real_uploads, tmp_path):
     env = env_for(real_uploads, tmp_path)
     materialize_version(instance, env, selection=CHAIN_KEYS)
-    first = {k: read(tmp_path, k) for k in CHAIN[3:]}
+    first = {k: read(tmp_path, k) for k in AFTER_SNAPSHOT}
     # the upload store changes after the snapshot: re-materializing later stages reads the snapshot
     (real_uploads / "f_090e14f795db6d9fad9fc4ddd6ff5094_0.csv").write_bytes(b"")
-    materialize_version(instance, env, selection=CHAIN_KEYS[1:])
+    materialize_version(instance, env, selection=AFTER_SNAPSHOT)
     for key, before in first.items():
         pd.testing.assert_frame_equal(read(tmp_path, key), before)
 
@@ -153,9 +155,9 @@ def test_same_version_twice_gives_identical_outputs(instance, real_uploads, tmp_
 def test_snapshot_keeps_each_object_once(instance, tmp_path):
     uploads = generated_uploads(tmp_path)
     env = env_for(uploads, tmp_path)
-    materialize_version(instance, env, selection=CHAIN_KEYS[:1])
+    materialize_version(instance, env, selection=[SNAPSHOT])
     second = "2025-09-08_00-00-00_lab-mac"
-    materialize_version(instance, env, version=second, selection=CHAIN_KEYS[:1])
+    materialize_version(instance, env, version=second, selection=[SNAPSHOT])
     assert metadata(instance, "web_app_data", second)["bytes_new"].value == 0
     packs = sorted(p.relative_to(tmp_path / "storage").as_posix() for p in (tmp_path / "storage").rglob("*.pack"))
     # one pack per kind of object the stages read, all from the first version
@@ -174,17 +176,17 @@ def test_snapshot_keeps_each_object_once(instance, tmp_path):
 def test_a_version_keeps_its_object_set(instance, tmp_path):
     uploads = generated_uploads(tmp_path)
     env = env_for(uploads, tmp_path)
-    materialize_version(instance, env, selection=CHAIN_KEYS[:1])
+    materialize_version(instance, env, selection=[SNAPSHOT])
     (aalto,) = uploads.glob("*_keystrokes.txt")
     aalto.unlink()
-    materialize_version(instance, env, selection=CHAIN_KEYS[:1])
+    materialize_version(instance, env, selection=[SNAPSHOT])
     assert metadata(instance, "web_app_data")["snapshot"].value == "kept from its first materialization"
     assert aalto.name in set(read(tmp_path, "web_app_data")["name"])
 
 
 def test_invalid_partition_refused_before_anything_is_written(instance, tmp_path):
     result = materialize_version(
-        instance, env_for(generated_uploads(tmp_path), tmp_path), version="2025-09-07 bad", selection=CHAIN_KEYS[:1], raise_on_error=False
+        instance, env_for(generated_uploads(tmp_path), tmp_path), version="2025-09-07 bad", selection=[SNAPSHOT], raise_on_error=False
     )
     assert not result.success
     failure = [e for e in result.all_events if e.is_step_failure][0]
