@@ -7,7 +7,6 @@ DAGSTER_HOME); 3 unknown version or asset.
 
 import argparse
 import sys
-import warnings
 from collections.abc import Sequence
 
 from keystroke_assets import commands
@@ -59,7 +58,6 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    warnings.filterwarnings("ignore", message=r".*is currently in (beta|preview)")
     try:
         return args.run(args)
     except commands.CommandError as e:

@@ -2,7 +2,11 @@
 without a cluster: both dagster.yaml files through Dagster's own loading and schema validation and
 each configurable class's own config schema; the production instance as written, on a real Postgres
 (127.0.0.1) with its compute logs in fake GCS; the Kubernetes Job a run would become; the Helm values
-against the instance; the Dockerfile's command serving the code location."""
+against the instance; the Dockerfile's command serving the code location.
+
+The `dagster._...` imports below are what Dagster itself uses to validate an instance config, build a
+run launcher's Job and talk to a code server: no public API does these checks, and they are the
+checks, so they stay (and say so when a Dagster upgrade moves them)."""
 
 import importlib
 import json
