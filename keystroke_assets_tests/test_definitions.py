@@ -9,7 +9,8 @@ import dagster as dg
 
 from keystroke_assets.definitions import defs
 
-REPO = Path(__file__).resolve().parents[1]
+from .conftest import REPO
+
 FOUNDATION = {
     "web_app_data", "raw_data", "cleaned_data", "keypairs",
     "features/typenet_ml/platform", "features/typenet_ml/session", "features/typenet_ml/video",
