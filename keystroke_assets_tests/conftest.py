@@ -80,6 +80,15 @@ def instance():
         yield inst
 
 
+@pytest.fixture
+def disk_instance(tmp_path):
+    """An instance in SQLite files under tmp_path, for tests that read the instance's own files."""
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    with dg.instance_for_test(temp_dir=str(home)) as inst:
+        yield inst
+
+
 def materialize_version(
     instance, env: dict, version: str = VERSION, selection=None, raise_on_error: bool = True, run_config=None
 ) -> dg.ExecuteInProcessResult:

@@ -139,9 +139,10 @@ def test_no_credential_in_the_repo():
     assert not credentials_in("postgresql+psycopg2://db:5432/dagster  password: {env: DAGSTER_PG_PASSWORD}")
 
 
-def test_no_credential_in_the_logs_or_metadata(instance, gcs_bucket, tmp_path, monkeypatch):
+def test_no_credential_in_the_logs_or_metadata(disk_instance, gcs_bucket, tmp_path, monkeypatch):
     """A GCS run, with a secret in the environment: afterwards nothing in the instance's storage
     (event log, run storage, captured stdout and stderr) holds the secret or a credential."""
+    instance = disk_instance
     secret = "s3cr3t-" + "9f2b" * 8
     monkeypatch.setenv("KEYSTROKE_TEST_SECRET", secret)
     for name, data in web_app_uploads(1, seed=4, broken_every=0):
