@@ -2,11 +2,15 @@
 
 `launch_asset_backfill` submits the same backfill object the UI's "Materialize → backfill" dialog
 creates (GraphQL `launchPartitionBackfill`): it is listed on the UI's Backfills page and the
-daemon (`dagster-daemon run`, or `dagster dev`) runs it, one run per version, through the run queue.
-Dagster's Python API has no public call for this, so it uses the classes the UI's server uses.
+daemon (`dagster-daemon run`, or `dg dev`) runs it, one run per version, through the run queue.
+`stale_partitions` asks the same resolver as the UI's "unsynced" badge. Dagster's Python API (1.13)
+has no public call for either, so both use the classes the UI's server uses: the imports from
+`dagster._core` below, to be checked on every Dagster upgrade (test_backfill.py, test_restale.py
+and test_cli.py exercise them).
 """
 
 from collections.abc import Sequence
+from datetime import datetime, timezone
 
 import dagster as dg
 from dagster._core.asset_graph_view.asset_graph_view import AssetGraphView
@@ -17,7 +21,6 @@ from dagster._core.definitions.temporal_context import TemporalContext
 from dagster._core.definitions.utils import check_valid_title
 from dagster._core.execution.backfill import PartitionBackfill
 from dagster._core.utils import make_new_backfill_id
-from dagster._time import get_current_datetime, get_current_timestamp
 
 from keystroke_assets.partitions import dataset_versions, validate_version_id
 
@@ -46,7 +49,7 @@ def launch_asset_backfill(
     subset = dataset_versions.subset_with_partition_keys(versions)
     backfill = PartitionBackfill.from_asset_graph_subset(
         backfill_id=make_new_backfill_id(),
-        backfill_timestamp=get_current_timestamp(),
+        backfill_timestamp=datetime.now(timezone.utc).timestamp(),
         tags={},
         dynamic_partitions_store=instance,
         asset_graph_subset=AssetGraphSubset(partitions_subsets_by_asset_key={k: subset for k in keys}),
@@ -72,7 +75,7 @@ def stale_partitions(
     key = asset_key if isinstance(asset_key, dg.AssetKey) else dg.AssetKey.from_user_string(asset_key)
     graph = asset_graph.resolve_asset_graph() if isinstance(asset_graph, dg.Definitions) else asset_graph
     view = AssetGraphView(
-        temporal_context=TemporalContext(effective_dt=get_current_datetime(), last_event_id=None),
+        temporal_context=TemporalContext(effective_dt=datetime.now(timezone.utc), last_event_id=None),
         instance=instance,
         asset_graph=graph,
     )

@@ -3,7 +3,7 @@ store has been quiet for a while.
 
 Each tick lists the store's stamps (name, size, generation: no object is read). Nothing else
 happens unless that listing differs from the last one or complete participants are waiting for a
-version. A participant is complete by name (spec/data.md §2): the consent, start-time and
+version. A participant is complete by name (docs/data.md §2): the consent, start-time and
 demographics records and all 18 task CSVs are present; an Aalto participant's one file is. Whether
 the consent says Yes and each task holds enough events stays cleaned_data's decision.
 

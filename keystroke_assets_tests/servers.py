@@ -1,12 +1,12 @@
 """Dagster's servers as real processes for tests: webserver + daemon, or `keystroke-assets demo`
-(which execs `dagster dev`), on 127.0.0.1 with a temporary DAGSTER_HOME holding the repo's
-dagster.yaml.
+(which execs `dg dev`), on 127.0.0.1 with a temporary DAGSTER_HOME holding the
+local instance settings (keystroke_assets/dagster.yaml).
 
 Each process runs in its own session (process group): a non-interactive shell's background jobs
 ignore SIGTERM, a group leader of its own does not, and SIGTERM to the group also reaches the code
 servers and run workers it started. `kill_daemon` SIGKILLs the daemon process alone, as a crash
-would: the code server it started finishes the run in flight, then exits. Under `dagster dev`,
-`kill_dev_daemon` does the same, and `dagster dev` then stops everything, as it does.
+would: the code server it started finishes the run in flight, then exits. Under `dg dev`,
+`kill_dev_daemon` does the same, and `dg dev` then stops everything, as it does.
 """
 
 import json
@@ -24,7 +24,7 @@ import dagster as dg
 import psutil
 import pytest
 
-from .conftest import REPO, _free_port
+from .conftest import LOCAL_INSTANCE, REPO, _free_port
 
 BIN = Path(sys.executable).parent
 WORKSPACE = REPO / "workspace.yaml"
@@ -51,7 +51,7 @@ def wait_for(condition: Callable, timeout_s: float, what: str, diagnostics: Call
 def dagster_home(path: Path) -> Path:
     """A DAGSTER_HOME with the repo's instance settings and the community pop-up dismissed."""
     path.mkdir(parents=True, exist_ok=True)
-    (path / "dagster.yaml").write_text((REPO / "dagster.yaml").read_text())
+    (path / "dagster.yaml").write_text(LOCAL_INSTANCE.read_text())
     (path / ".nux").mkdir(exist_ok=True)
     (path / ".nux" / "nux.yaml").write_text("seen: 1\n")
     return path
@@ -73,7 +73,7 @@ class Servers:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.groups: list[subprocess.Popen] = []
-        self.main: subprocess.Popen | None = None  # the webserver, or `dagster dev`
+        self.main: subprocess.Popen | None = None  # the webserver, or `dg dev`
         self.daemon: subprocess.Popen | None = None
 
     def start(self, name: str, argv: list) -> subprocess.Popen:
@@ -94,13 +94,13 @@ class Servers:
         self.daemon.wait(timeout=STOP_SECONDS)
 
     def start_demo(self, participants: int = 1) -> None:
-        """`keystroke-assets demo` (which execs `dagster dev`) on a new port."""
+        """`keystroke-assets demo` (which execs `dg dev`) on a new port."""
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.main = self.start("demo", [BIN / "keystroke-assets", "demo", "--participants", participants, "--port", self.port])
 
     def kill_dev_daemon(self) -> None:
-        """SIGKILL the daemon of `dagster dev`; `dagster dev` then shuts the rest down and exits."""
+        """SIGKILL the daemon of `dg dev`; `dg dev` then shuts the rest down and exits."""
         (daemon,) = [p for p in psutil.Process(self.main.pid).children(recursive=True)
                      if "dagster._daemon" in p.cmdline()]
         daemon.kill()
@@ -185,7 +185,7 @@ def dagster_servers(home: Path, env: dict, logs: Path, before_daemon: Callable[[
 
 @contextmanager
 def demo(folder: Path, env: dict, logs: Path, participants: int = 1):
-    """`keystroke-assets demo` started in `folder`, as the README's first command, up and answering."""
+    """`keystroke-assets demo` started in `folder`, as in the README's Start, up and answering."""
     logs.mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in server_env(env).items()
            if k not in ("DAGSTER_HOME", "KEYSTROKE_UPLOADS", "KEYSTROKE_STORAGE")}
@@ -198,13 +198,5 @@ def demo(folder: Path, env: dict, logs: Path, participants: int = 1):
 @contextmanager
 def instance_at(home: Path):
     """The servers' instance, opened from the test process."""
-    old = os.environ.get("DAGSTER_HOME")
-    os.environ["DAGSTER_HOME"] = str(home)
-    try:
-        with dg.DagsterInstance.get() as instance:
-            yield instance
-    finally:
-        if old is None:
-            os.environ.pop("DAGSTER_HOME", None)
-        else:
-            os.environ["DAGSTER_HOME"] = old
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        yield instance

@@ -511,7 +511,7 @@ def _records(instance, key: str, label: str) -> list[dict]:
     return [r.data for r in md[label].value.records]
 
 
-@pytest.fixture(scope="module", params=["local", "gcs"])
+@pytest.fixture(scope="module", params=["local", pytest.param("gcs", marks=pytest.mark.servers)])
 def corpus(request, tmp_path_factory) -> Run:
     mode = request.param
     objects = objects_for(mode)

@@ -11,11 +11,11 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from keystroke_assets import cli
+from keystroke_assets import cli, commands
 from keystroke_assets.partitions import dataset_versions
 from keystroke_assets.synthetic import web_app_uploads, write_uploads
 
-from .conftest import REPO, materialize_version
+from .conftest import LOCAL_INSTANCE, REPO, materialize_version
 from .servers import dagster_home
 
 V1 = "2026-01-01_00-00-00_lab-mac"
@@ -156,7 +156,7 @@ def test_versions_table_and_json(env, instance, capsys):
     record = instance.fetch_materializations(
         dg.AssetRecordsFilter(asset_key=dg.AssetKey("raw_data"), asset_partitions=[V1]), limit=1
     ).records[0]
-    assert one["raw_data"]["materialized_at"] == cli._iso(record.timestamp)
+    assert one["raw_data"]["materialized_at"] == commands._iso(record.timestamp)
 
     code, out, _ = run(capsys, "versions")
     lines = out.splitlines()
@@ -282,7 +282,7 @@ def test_backfill_stale_after_a_code_version_bump(env, instance, capsys, monkeyp
 
     bumped = [a.map_asset_specs(lambda s: s.replace_attributes(code_version="2")) if statistical in a.keys else a
               for a in defs.assets]
-    monkeypatch.setattr(cli, "_graph", lambda: dg.Definitions(assets=bumped, resources=defs.resources).resolve_asset_graph())
+    monkeypatch.setattr(commands, "_graph", lambda: dg.Definitions(assets=bumped, resources=defs.resources).resolve_asset_graph())
     code, out, _ = run(capsys, "backfill", "-f", "statistical", "--stale")
     (backfill_id,) = out.split()
     assert backfill_targets(instance, backfill_id) == (["features/statistical"], [V1, V2])
@@ -319,7 +319,7 @@ def test_export_versions_json(env, instance, capsys):
             {
                 "version_id": V1, "created_by": "lab-mac", "timestamp": "2026-01-01T00:00:00Z",
                 "stages": {"raw_data": {"path": "/data/raw_data/v1.parquet"}},
-                "features": {"kvc": {"path": "gs://b/features/kvc/v1.parquet", "extracted_at": cli._iso(kvc.timestamp), "version": "3"}},
+                "features": {"kvc": {"path": "gs://b/features/kvc/v1.parquet", "extracted_at": commands._iso(kvc.timestamp), "version": "3"}},
             },
             {"version_id": V2, "created_by": "lab-mac", "timestamp": "2026-01-02T00:00:00Z", "stages": {}, "features": {}},
         ]
@@ -328,23 +328,26 @@ def test_export_versions_json(env, instance, capsys):
     assert json.loads(out) == json.loads(path.read_text())
 
 
-# --- demo (up to the exec of `dagster dev`) ---------------------------------------------------------
+# --- demo (up to the exec of `dg dev`) ---------------------------------------------------------
 
 
 def test_demo_prepares_home_uploads_and_a_version(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     for name in ("DAGSTER_HOME", "KEYSTROKE_UPLOADS", "KEYSTROKE_STORAGE", "KEYSTROKE_QUIET_SECONDS"):
-        monkeypatch.delenv(name, raising=False)
+        # set first, so monkeypatch records the variable and removes what the demo sets after the test
+        # (delenv of an unset variable records nothing to restore)
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
     execs = []
     monkeypatch.setattr(os, "execv", lambda path, argv: execs.append(argv))
 
     cli.main(["demo", "--participants", "2", "--port", "3123"])
     home = tmp_path / ".dagster"
-    assert (home / "dagster.yaml").read_text() == (REPO / "dagster.yaml").read_text()
+    assert (home / "dagster.yaml").read_text() == LOCAL_INSTANCE.read_text()
     assert (home / ".nux" / "nux.yaml").read_text() == "seen: 1\n"
     uploads = sorted(p.name for p in (tmp_path / "data" / "uploads").iterdir())
     assert uploads == sorted(name for name, _ in web_app_uploads(2, seed=0))
-    assert execs == [[str(Path(sys.executable).with_name("dagster")), "dev", "-h", "127.0.0.1", "-p", "3123",
+    assert execs == [[str(Path(sys.executable).with_name("dg")), "dev", "-h", "127.0.0.1", "-p", "3123",
                       "-w", str(REPO / "workspace.yaml")]]
     assert os.environ["KEYSTROKE_UPLOADS"] == str(tmp_path / "data" / "uploads")
     assert os.environ["KEYSTROKE_QUIET_SECONDS"] == "60"

@@ -1,4 +1,4 @@
-"""Runs at once on the local SQLite instance, through the real run queue: the repo's dagster.yaml
+"""Runs at once on the local SQLite instance, through the real run queue: the local instance settings
 (QueuedRunCoordinator, at most 3 runs, 1 run per `dagster/partition` value), dagster-webserver
 and dagster-daemon as processes, each run in its own worker process."""
 
@@ -8,11 +8,14 @@ import urllib.request
 
 import dagster as dg
 import pyarrow.parquet as pq
+import pytest
 
 from keystroke_assets.partitions import dataset_versions
 from keystroke_assets.synthetic import web_app_uploads, write_uploads
 
 from .servers import dagster_servers, instance_at
+
+pytestmark = pytest.mark.servers
 
 V1, V2 = "2025-10-01_00-00-00_lab-a", "2025-10-01_00-00-00_lab-b"
 CHAIN = ["web_app_data", "raw_data", "cleaned_data"]

@@ -2,7 +2,11 @@
 without a cluster: both dagster.yaml files through Dagster's own loading and schema validation and
 each configurable class's own config schema; the production instance as written, on a real Postgres
 (127.0.0.1) with its compute logs in fake GCS; the Kubernetes Job a run would become; the Helm values
-against the instance; the Dockerfile's command serving the code location."""
+against the instance; the Dockerfile's command serving the code location.
+
+The `dagster._...` imports below are what Dagster itself uses to validate an instance config, build a
+run launcher's Job and talk to a code server: no public API does these checks, and they are the
+checks, so they stay (and say so when a Dagster upgrade moves them)."""
 
 import importlib
 import json
@@ -36,7 +40,7 @@ from dagster._serdes import ConfigurableClassData, deserialize_value
 from keystroke_assets.resources import resources_from_env
 from keystroke_assets.resources.object_store import GCSObjectStore
 
-from .conftest import REPO, _free_port
+from .conftest import LOCAL_INSTANCE, REPO, _free_port
 from .servers import stop_groups
 from .test_postgres import PASSWORD as PG_PASSWORD
 from .test_postgres import postgres  # noqa: F401 (fixture: a private Postgres cluster on 127.0.0.1)
@@ -138,13 +142,13 @@ def test_production_instance_has_no_credential_of_its_own(monkeypatch):
 
 def test_local_instance_config_passes_dagsters_validation(tmp_path, monkeypatch):
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))  # where `keystroke-assets demo` copies it
-    dagster_instance_config(str(REPO))
-    ref = InstanceRef.from_dir(str(REPO))
+    dagster_instance_config(str(LOCAL_INSTANCE.parent))
+    ref = InstanceRef.from_dir(str(LOCAL_INSTANCE.parent))
     for data in configured(ref).values():
         if data:  # None: Dagster's default for that section
             resolve(data)
     # and the instance itself, built by Dagster from a copy (SQLite in a temporary folder)
-    shutil.copy(REPO / "dagster.yaml", tmp_path / "dagster.yaml")
+    shutil.copy(LOCAL_INSTANCE, tmp_path / "dagster.yaml")
     with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
         assert isinstance(instance.run_coordinator, QueuedRunCoordinator)
         queue = instance.get_concurrency_config().run_queue_config
@@ -313,8 +317,9 @@ def test_dockerfile_builds_the_package_with_the_deploy_extra():
     for args in (a for i, a in instructions if i == "COPY"):
         *sources, _ = args.split()
         assert all((REPO / s).exists() for s in sources), sources  # the build context is the repo root
-    [install] = [a for i, a in instructions if i == "RUN" and "pip install" in a]
-    assert '".[deploy]"' in install
+    [install] = [a for i, a in instructions if i == "RUN" and "uv sync" in a]
+    assert "--frozen" in install.split() and "--extra deploy" in install  # exactly the versions of uv.lock
+    assert ("COPY", "pyproject.toml uv.lock ./") in instructions
     # the extra pins the Dagster libraries the image needs to the family's release
     gcp = next(d for d in pyproject["project"]["dependencies"] if d.startswith("dagster-gcp=="))
     family = gcp.split("==")[1]
@@ -322,6 +327,7 @@ def test_dockerfile_builds_the_package_with_the_deploy_extra():
         f"dagster-k8s=={family}", f"dagster-postgres=={family}"]
 
 
+@pytest.mark.servers
 def test_dockerfile_command_serves_the_code_location(tmp_path):
     """The image's command, run here on 127.0.0.1 (host and port swapped): a code server that loads
     the definitions and answers gRPC. Its module and port are the ones the Helm values give."""

@@ -1,23 +1,33 @@
 """The whole chain for one version on a real local instance: real samples, generated uploads,
-broken uploads, determinism."""
+broken uploads, determinism, the snapshot."""
 
 import pandas as pd
 import pyarrow.parquet as pq
 import dagster as dg
 
-from keystroke_assets.synthetic import web_app_uploads, write_uploads
+from keystroke_assets.synthetic import aalto_uploads, web_app_uploads, write_uploads
 
 from .conftest import VERSION, failed_rules_of, materialize_version
 
-CHAIN = [
-    "web_app_data", "raw_data", "cleaned_data", "keystrokes", "keypairs",
+SNAPSHOT = "web_app_data"
+AFTER_SNAPSHOT = [
+    "raw_data", "cleaned_data", "keystrokes", "keypairs",
     "features/typenet_ml/platform", "features/typenet_ml/session", "features/typenet_ml/video",
 ]
+CHAIN = [SNAPSHOT, *AFTER_SNAPSHOT]
 CHAIN_KEYS = [dg.AssetKey.from_user_string(k) for k in CHAIN]
 
 
 def env_for(uploads, tmp_path) -> dict:
     return {"KEYSTROKE_UPLOADS": str(uploads), "KEYSTROKE_STORAGE": str(tmp_path / "storage")}
+
+
+def generated_uploads(tmp_path):
+    """Two complete web-app participants and one Aalto participant: every kind of object a stage reads."""
+    uploads = tmp_path / "uploads"
+    write_uploads(uploads, web_app_uploads(2, seed=2, broken_every=0))
+    write_uploads(uploads, aalto_uploads(1, seed=2))
+    return uploads
 
 
 def read(tmp_path, key: str, version: str = VERSION) -> pd.DataFrame:
@@ -80,7 +90,7 @@ def test_generated_uploads_end_to_end(instance, tmp_path):
     assert (pairs["PL"] == pairs["HL"] + pairs["IL"]).all()
 
 
-def test_broken_uploads_never_sink_the_version(instance, real_data, tmp_path):
+def test_broken_uploads_never_sink_the_version(instance, tmp_path):
     uploads = tmp_path / "uploads"
     write_uploads(uploads, web_app_uploads(3, seed=1, broken_every=0))
     good_files = sorted(p.name for p in uploads.glob("*.csv"))
@@ -130,19 +140,20 @@ def test_broken_uploads_never_sink_the_version(instance, real_data, tmp_path):
 def test_same_version_twice_gives_identical_outputs(instance, real_uploads, tmp_path):
     env = env_for(real_uploads, tmp_path)
     materialize_version(instance, env, selection=CHAIN_KEYS)
-    first = {k: read(tmp_path, k) for k in CHAIN[3:]}
+    first = {k: read(tmp_path, k) for k in AFTER_SNAPSHOT}
     # the upload store changes after the snapshot: re-materializing later stages reads the snapshot
     (real_uploads / "f_090e14f795db6d9fad9fc4ddd6ff5094_0.csv").write_bytes(b"")
-    materialize_version(instance, env, selection=CHAIN_KEYS[1:])
+    materialize_version(instance, env, selection=AFTER_SNAPSHOT)
     for key, before in first.items():
         pd.testing.assert_frame_equal(read(tmp_path, key), before)
 
 
-def test_snapshot_keeps_each_object_once(instance, real_uploads, tmp_path):
-    env = env_for(real_uploads, tmp_path)
-    materialize_version(instance, env, selection=CHAIN_KEYS[:1])
+def test_snapshot_keeps_each_object_once(instance, tmp_path):
+    uploads = generated_uploads(tmp_path)
+    env = env_for(uploads, tmp_path)
+    materialize_version(instance, env, selection=[SNAPSHOT])
     second = "2025-09-08_00-00-00_lab-mac"
-    materialize_version(instance, env, version=second, selection=CHAIN_KEYS[:1])
+    materialize_version(instance, env, version=second, selection=[SNAPSHOT])
     assert metadata(instance, "web_app_data", second)["bytes_new"].value == 0
     packs = sorted(p.relative_to(tmp_path / "storage").as_posix() for p in (tmp_path / "storage").rglob("*.pack"))
     # one pack per kind of object the stages read, all from the first version
@@ -151,25 +162,27 @@ def test_snapshot_keeps_each_object_once(instance, real_uploads, tmp_path):
     assert manifest["kept_as"].dropna().str.startswith(f"web_app_data/packs/{VERSION}/").all()
     assert manifest["kept_as"].notna().sum() == (manifest["kind"] != "unrecognised").sum()
     # the bytes kept are the upload's bytes
-    csv = manifest[manifest["name"] == "f_090e14f795db6d9fad9fc4ddd6ff5094_0.csv"].iloc[0]
+    csv = manifest[manifest["kind"] == "keystrokes"].iloc[0]
     pack, span = csv["kept_as"].rsplit("@", 1)
     offset, size = map(int, span.split(":"))
     kept = (tmp_path / "storage" / pack).read_bytes()[offset: offset + size]
-    assert kept == (real_uploads / "f_090e14f795db6d9fad9fc4ddd6ff5094_0.csv").read_bytes()
+    assert kept == (uploads / csv["name"]).read_bytes()
 
 
-def test_a_version_keeps_its_object_set(instance, real_uploads, tmp_path):
-    env = env_for(real_uploads, tmp_path)
-    materialize_version(instance, env, selection=CHAIN_KEYS[:1])
-    (real_uploads / "100001_keystrokes.txt").unlink()
-    materialize_version(instance, env, selection=CHAIN_KEYS[:1])
+def test_a_version_keeps_its_object_set(instance, tmp_path):
+    uploads = generated_uploads(tmp_path)
+    env = env_for(uploads, tmp_path)
+    materialize_version(instance, env, selection=[SNAPSHOT])
+    (aalto,) = uploads.glob("*_keystrokes.txt")
+    aalto.unlink()
+    materialize_version(instance, env, selection=[SNAPSHOT])
     assert metadata(instance, "web_app_data")["snapshot"].value == "kept from its first materialization"
-    assert "100001_keystrokes.txt" in set(read(tmp_path, "web_app_data")["name"])
+    assert aalto.name in set(read(tmp_path, "web_app_data")["name"])
 
 
-def test_invalid_partition_refused_before_anything_is_written(instance, real_uploads, tmp_path):
+def test_invalid_partition_refused_before_anything_is_written(instance, tmp_path):
     result = materialize_version(
-        instance, env_for(real_uploads, tmp_path), version="2025-09-07 bad", selection=CHAIN_KEYS[:1], raise_on_error=False
+        instance, env_for(generated_uploads(tmp_path), tmp_path), version="2025-09-07 bad", selection=[SNAPSHOT], raise_on_error=False
     )
     assert not result.success
     failure = [e for e in result.all_events if e.is_step_failure][0]

@@ -17,7 +17,7 @@ import yaml
 
 from keystroke_assets.synthetic import web_app_uploads, write_uploads
 
-from .conftest import REPO, VERSION, _free_port, materialize_version
+from .conftest import REPO, VERSION, _free_port, materialize_version, require
 
 CHAIN = [dg.AssetKey(k) for k in ["web_app_data", "raw_data", "cleaned_data", "keystrokes", "keypairs"]]
 PASSWORD = os.urandom(12).hex()  # a fresh one each run, never stored
@@ -41,8 +41,7 @@ def _as_postgres(argv: list) -> list[str]:
 def postgres():
     """A private cluster on a free port of 127.0.0.1 with a database `dagster`; yields the port."""
     bindir = _bin()
-    if bindir is None:
-        pytest.skip("Postgres binaries (initdb, pg_ctl) are absent: apt-get install postgresql")
+    require(bindir is not None, "Postgres binaries (initdb, pg_ctl) are absent: apt-get install postgresql")
     root = Path(tempfile.mkdtemp(prefix="ks-pg-"))  # not under pytest's tmp: the postgres user must reach it
     data, port = root / "data", _free_port()
     (root / "pw").write_text(PASSWORD)

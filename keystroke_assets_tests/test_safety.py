@@ -94,8 +94,8 @@ def test_object_names_never_leave_the_store(tmp_path):
 def test_the_webserver_listens_on_loopback_unless_told_otherwise(capsys):
     with pytest.raises(SystemExit):
         cli.main(["--help"])
-    assert "`dagster dev` on 127.0.0.1" in " ".join(capsys.readouterr().out.split())  # the demo command's line
-    # Dagster's own default, which `dagster dev` and the repo's test servers rely on too
+    assert "(`dg dev`) on 127.0.0.1" in " ".join(capsys.readouterr().out.split())  # the demo command's line
+    # Dagster's own default, which `dg dev` and the repo's test servers rely on too
     webserver = Path(sys.executable).parent / "dagster-webserver"
     help_text = subprocess.run([str(webserver), "--help"], capture_output=True, text=True, check=True).stdout
     assert re.search(r"--host TEXT\s+Host to run server on\s+\[default:\s+127\.0\.0\.1\]", help_text)
@@ -139,9 +139,10 @@ def test_no_credential_in_the_repo():
     assert not credentials_in("postgresql+psycopg2://db:5432/dagster  password: {env: DAGSTER_PG_PASSWORD}")
 
 
-def test_no_credential_in_the_logs_or_metadata(instance, gcs_bucket, tmp_path, monkeypatch):
+def test_no_credential_in_the_logs_or_metadata(disk_instance, gcs_bucket, tmp_path, monkeypatch):
     """A GCS run, with a secret in the environment: afterwards nothing in the instance's storage
     (event log, run storage, captured stdout and stderr) holds the secret or a credential."""
+    instance = disk_instance
     secret = "s3cr3t-" + "9f2b" * 8
     monkeypatch.setenv("KEYSTROKE_TEST_SECRET", secret)
     for name, data in web_app_uploads(1, seed=4, broken_every=0):

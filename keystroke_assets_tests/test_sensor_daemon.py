@@ -1,5 +1,5 @@
 """The upload sensor and automation with the real daemon: uploads copied into the local folder of
-the README's first command (`keystroke-assets demo`, i.e. `dagster dev`), or into a bucket of
+the README's Start (`keystroke-assets demo`, i.e. `dg dev`), or into a bucket of
 fake-gcs-server, become one fully materialized version by themselves, even when the daemon is
 killed and restarted on the way."""
 
@@ -8,7 +8,8 @@ import time
 from datetime import datetime, timezone
 
 import dagster as dg
-from dagster._core.scheduler.instigation import InstigatorType
+import pytest
+from dagster._core.scheduler.instigation import InstigatorType  # the cursor of a sensor: no public reader
 
 from keystroke_assets.definitions import defs
 from keystroke_assets.partitions import dataset_versions, make_version_id
@@ -18,9 +19,11 @@ from keystroke_assets.synthetic import web_app_uploads
 
 from .servers import dagster_servers, demo, instance_at, wait_for
 
+pytestmark = pytest.mark.servers
+
 ASSETS = list(defs.resolve_asset_graph().toposorted_asset_keys)
 # seconds for each wait below. Measured on 2 cores shared with other work (load 3-4): a burst to
-# a complete version in 91 s (GCS) and 152 s (with dagster dev killed and started again); the
+# a complete version in 91 s (GCS) and 152 s (the demo killed and started again); the
 # rest is room for a busier machine, where each step's subprocess starts slower.
 BOUND = 420
 
@@ -37,11 +40,23 @@ def drop(store, participants: range, chunks: int = 3) -> str:
     return make_version_id("sensor", datetime.fromtimestamp(math.floor(newest), timezone.utc))
 
 
-def sensor_cursor(instance) -> UploadCursor | None:
+def upload_sensor_state(instance):
     for state in instance.all_instigator_state(instigator_type=InstigatorType.SENSOR):
-        if state.origin.instigator_name == "upload_sensor" and state.instigator_data:
-            return UploadCursor.from_json(state.instigator_data.cursor)
+        if state.origin.instigator_name == "upload_sensor":
+            return state
     return None
+
+
+def sensor_cursor(instance) -> UploadCursor | None:
+    state = upload_sensor_state(instance)
+    return UploadCursor.from_json(state.instigator_data.cursor) if state and state.instigator_data else None
+
+
+def evaluated_sensor_ticks(instance, after: float) -> list:
+    """The upload sensor's ticks started after `after` (a timestamp) that finished evaluating."""
+    state = upload_sensor_state(instance)
+    ticks = instance.get_ticks(state.instigator_origin_id, state.selector_id, after=after)
+    return [t for t in ticks if t.status.value in ("SKIPPED", "SUCCESS")]
 
 
 def missing(instance, version: str) -> list[str]:
@@ -74,9 +89,9 @@ def seen_by_the_sensor(instance, store) -> bool:
 
 
 def test_readme_demo_makes_a_version_of_a_copied_participant_across_a_daemon_crash(tmp_path):
-    """`keystroke-assets demo` (the README's first command: `dagster dev`), a participant's files
-    copied into the upload folder, the daemon killed in the quiet period (dagster dev stops) and
-    dagster dev started again."""
+    """`keystroke-assets demo` (the README's Start: `dg dev`), a participant's files
+    copied into the upload folder, the daemon killed in the quiet period (dg dev stops) and
+    dg dev started again."""
     with demo(tmp_path, {}, tmp_path / "logs") as servers, instance_at(servers.home) as instance:
         assert sensors_status(servers) == {"upload_sensor": "RUNNING", "keep_versions_complete": "RUNNING"}
         (demo_version,) = versions(instance)
@@ -98,7 +113,7 @@ def test_readme_demo_makes_a_version_of_a_copied_participant_across_a_daemon_cra
         assert [r for r in instance.get_runs() if r.status == dg.DagsterRunStatus.FAILURE] == []
         # automation never takes a snapshot: the demo version waits for "Materialize all" in the UI
         assert missing(instance, demo_version) == [k.to_user_string() for k in ASSETS]
-        print(f"README demo, daemon killed and dagster dev restarted: copied participant → complete version in {took:.0f} s")
+        print(f"README demo, daemon killed and dg dev restarted: copied participant → complete version in {took:.0f} s")
 
 
 def test_gcs_uploads_make_one_version_across_a_daemon_crash(tmp_path, gcs_bucket):
@@ -121,6 +136,8 @@ def test_gcs_uploads_make_one_version_across_a_daemon_crash(tmp_path, gcs_bucket
         assert versions(instance) == [expected]
         assert participants_in(instance, expected) == 2
         assert gcs_bucket.get_blob(f"datasets/keypairs/{expected}.parquet") is not None
-        time.sleep(5)  # a few more ticks of the restarted daemon: still one version
+        # a tick of the restarted daemon evaluated after the version was complete: still one version
+        complete = time.time()
+        wait_for(lambda: evaluated_sensor_ticks(instance, complete), BOUND, "a sensor tick after completion", servers.log_tails)
         assert versions(instance) == [expected]
         print(f"GCS, daemon killed and restarted: burst → complete version in {took:.0f} s")

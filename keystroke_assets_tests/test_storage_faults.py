@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 from dagster_gcp import GCSResource
 
+from keystroke_assets.definitions import defs
 from keystroke_assets.partitions import dataset_versions
 from keystroke_assets.resources.object_store import GCSObjectStore, LocalObjectStore
 from keystroke_assets.sensors import upload_sensor
@@ -100,7 +101,17 @@ def test_storage_down_answering_errors_and_slow_mid_run_the_run_still_succeeds(i
     assert parquet(gcs_bucket, "cleaned_data")["user_id"].nunique() == 2
 
 
-def test_a_failed_run_leaves_the_previous_materialization_intact(instance, gcs_bucket, proxy):
+@pytest.fixture
+def no_retry_waits(monkeypatch):
+    """The assets' retry policy with its attempts but no waits (2±2, 6±2, 14±2 s otherwise), for tests
+    where the waits are not what is checked. Through the op's private attribute: Dagster has no public
+    way to change the retry policy of an asset already defined."""
+    for asset in defs.assets:
+        policy = asset.op.retry_policy
+        monkeypatch.setattr(asset.op, "_retry_policy", dg.RetryPolicy(max_retries=policy.max_retries, delay=0))
+
+
+def test_a_failed_run_leaves_the_previous_materialization_intact(instance, gcs_bucket, proxy, no_retry_waits):
     env = env_of(gcs_bucket)
     first = materialize_version(instance, env, selection=SELECTION)
     blob = gcs_bucket.get_blob(f"datasets/raw_data/{VERSION}.parquet")
@@ -140,7 +151,7 @@ def test_a_local_write_that_fails_leaves_the_old_file_and_no_temporary(tmp_path,
     assert os.listdir(tmp_path / "raw_data") == ["v.parquet"]
 
 
-@pytest.mark.parametrize("mode", ["local", "gcs"])
+@pytest.mark.parametrize("mode", ["local", pytest.param("gcs", marks=pytest.mark.servers)])
 def test_readers_never_see_a_partial_object(mode, tmp_path, request):
     """One thread rewrites an object with 1 MB or 9 MB (a multipart, then a resumable upload on
     GCS) while another reads it: every read is one whole version."""

@@ -3,6 +3,7 @@ TypeNet latencies (ms). One step makes both from one pass over cleaned_data's sh
 (docs/features.md §1-2): the pairs are the keystrokes' neighbours, and the counts of what was
 dropped on the way stay with keypairs' quality report."""
 
+import warnings
 from contextlib import ExitStack
 
 import dagster as dg
@@ -23,7 +24,9 @@ from keystroke_assets.resources.parquet_io_manager import ParticipantShards, Tab
 _MS = 10**13  # bound on any latency: more than 300 years in ms means a broken time
 KEYSTROKES, KEYPAIRS = dg.AssetKey("keystrokes"), dg.AssetKey("keypairs")
 
-# dagster-pandas column constraints of keystrokes and keypairs: types, nulls, ranges (ms, docs/features.md §1-2)
+# dagster-pandas column constraints of keystrokes and keypairs: types, nulls, ranges (ms, docs/features.md §1-2).
+# PandasColumn is marked beta: without the filter every process that loads the code location (each
+# server, daemon and run worker) prints the same block of BetaWarnings, which nobody can act on.
 def _categorical(*columns: str) -> list[PandasColumn]:
     return [PandasColumn(c, constraints=[ColumnDTypeInSetConstraint({"category"}), NonNullableColumnConstraint()])
             for c in columns]
@@ -33,19 +36,21 @@ def _times(*columns: str) -> list[PandasColumn]:
     return [PandasColumn.integer_column(c, min_value=0, non_nullable=True) for c in columns]
 
 
-_SHARED_CONSTRAINTS = [
-    PandasColumn.categorical_column("device_type", categories={"desktop", "mobile"}, non_nullable=True),
-    PandasColumn.integer_column("sequence_id", min_value=0, non_nullable=True),
-    PandasColumn.integer_column("HL", min_value=0, max_value=_MS, non_nullable=True),
-]
-KEYSTROKE_CONSTRAINTS = [*_categorical("user_id", "key"), *_SHARED_CONSTRAINTS, *_times("press_ms", "release_ms")]
-KEYPAIR_CONSTRAINTS = [
-    *_categorical("user_id", "key1", "key2"),
-    *_SHARED_CONSTRAINTS,
-    *_times("key1_press", "key1_release", "key2_press", "key2_release"),
-    *[PandasColumn.integer_column(c, min_value=-_MS, max_value=_MS, non_nullable=True) for c in ["IL", "PL", "RL"]],
-    PandasColumn.boolean_column("outlier", non_nullable=True),
-]
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", dg.BetaWarning)
+    _SHARED_CONSTRAINTS = [
+        PandasColumn.categorical_column("device_type", categories={"desktop", "mobile"}, non_nullable=True),
+        PandasColumn.integer_column("sequence_id", min_value=0, non_nullable=True),
+        PandasColumn.integer_column("HL", min_value=0, max_value=_MS, non_nullable=True),
+    ]
+    KEYSTROKE_CONSTRAINTS = [*_categorical("user_id", "key"), *_SHARED_CONSTRAINTS, *_times("press_ms", "release_ms")]
+    KEYPAIR_CONSTRAINTS = [
+        *_categorical("user_id", "key1", "key2"),
+        *_SHARED_CONSTRAINTS,
+        *_times("key1_press", "key1_release", "key2_press", "key2_release"),
+        *[PandasColumn.integer_column(c, min_value=-_MS, max_value=_MS, non_nullable=True) for c in ["IL", "PL", "RL"]],
+        PandasColumn.boolean_column("outlier", non_nullable=True),
+    ]
 
 
 def _latency_identities(df: pd.DataFrame) -> tuple[bool, dict]:

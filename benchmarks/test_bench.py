@@ -1,11 +1,11 @@
 """The benchmark at smoke size: it runs the whole chain and reports every asset. Its figures are
-measured by hand (README "Benchmark"), never asserted here."""
+measured by hand (docs/performance.md), never asserted here."""
 
 from pathlib import Path
 
 import dagster as dg
 
-from keystroke_assets import bench
+from benchmarks import bench
 from keystroke_assets.definitions import defs
 from keystroke_assets.synthetic import web_app_uploads
 

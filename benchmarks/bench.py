@@ -1,10 +1,10 @@
 """Benchmark: generate N participants' uploads, materialize the whole chain of one version
 in-process, print per asset wall seconds, keystrokes per second and peak RSS.
 
-    python -m keystroke_assets.bench --participants 600
-    python -m keystroke_assets.bench --participants 600 --format aalto
-    python -m keystroke_assets.bench --participants 600 --incremental   # then a version with 1 % more
-    python -m keystroke_assets.bench --participants 600 --instance DIR  # on DIR/dagster.yaml's instance
+    python -m benchmarks.bench --participants 600
+    python -m benchmarks.bench --participants 600 --format aalto
+    python -m benchmarks.bench --participants 600 --incremental   # then a version with 1 % more
+    python -m benchmarks.bench --participants 600 --instance DIR  # on DIR/dagster.yaml's instance
 """
 
 import argparse
@@ -58,7 +58,7 @@ GENERATORS = {"web_app": web_app_uploads, "aalto": aalto_uploads}
 def time_pairing(storage: Path, version: str) -> tuple[float, float, float]:
     """(seconds, start, end) of `keystrokes.keypairs` over the version's cleaned_data, shard by
     shard as the keypairs step pairs it: seconds in the pairing only, without reading, writing,
-    plots or checks (the issue's keypairs throughput); start and end bound the whole pass."""
+    plots or checks (the keypairs throughput); start and end bound the whole pass."""
     from keystroke_assets.keystrokes import keypairs
     from keystroke_assets.resources.parquet_io_manager import ParticipantShards
 
@@ -90,7 +90,7 @@ def build(instance: dg.DagsterInstance, uploads: Path, storage: Path, creator: s
     sampler.start()
     instance.add_dynamic_partitions(dataset_versions.name, [version])
     job = dg.build_reconstructable_job(  # by module name: run as `-m`, this module is __main__
-        "keystroke_assets.bench", "every_asset", reconstructable_kwargs={"uploads": str(uploads), "storage": str(storage)}
+        "benchmarks.bench", "every_asset", reconstructable_kwargs={"uploads": str(uploads), "storage": str(storage)}
     )
     start = time.time()
     result = dg.execute_job(

@@ -1,0 +1,1 @@
+"""Tools outside the runtime package: the benchmark (`python -m benchmarks.bench`)."""
