@@ -79,7 +79,9 @@ def every_asset(uploads: str, storage: str) -> dg.JobDefinition:
 
     job = dg.define_asset_job("bench", selection=dg.AssetSelection.all())
     resources = resources_from_env({"KEYSTROKE_UPLOADS": uploads, "KEYSTROKE_STORAGE": storage})
-    return dg.Definitions(assets=list(defs.assets), resources=resources, jobs=[job], executor=defs.executor).resolve_job_def("bench")
+    return dg.Definitions(
+        assets=list(defs.assets), resources=resources, jobs=[job], executor=defs.executor
+    ).resolve_job_def("bench")
 
 
 def build(instance: dg.DagsterInstance, uploads: Path, storage: Path, creator: str) -> tuple[str, list[tuple]]:
@@ -113,11 +115,20 @@ def build(instance: dg.DagsterInstance, uploads: Path, storage: Path, creator: s
             begun[event.step_key] = entry.timestamp
         elif event.event_type_value == "STEP_SUCCESS":
             seconds = event.event_specific_data.duration_ms / 1000
-            rows.append((event.step_key.replace("__", "/"), seconds, keystrokes / seconds,
-                         sampler.peak(begun[event.step_key], entry.timestamp)))
+            rows.append(
+                (
+                    event.step_key.replace("__", "/"),
+                    seconds,
+                    keystrokes / seconds,
+                    sampler.peak(begun[event.step_key], entry.timestamp),
+                )
+            )
     rows.append((PAIRING, pairing[0], keystrokes / pairing[0], sampler.peak(*pairing[1:])))
     rows.append(("whole chain (wall, with Dagster)", wall, keystrokes / wall, chain_rss))
-    print(f"\nversion {version}: {keystrokes:,} keystrokes, load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
+    print(
+        f"\nversion {version}: {keystrokes:,} keystrokes, "
+        f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores"
+    )
     print(f"{'asset':40} {'seconds':>8} {'keystrokes/s':>14} {'peak RSS MB':>12}")
     for name, seconds, rate, rss in rows:
         print(f"{name:40} {seconds:8.2f} {rate:14,.0f} {rss / 2**20:12.0f}")
@@ -144,14 +155,23 @@ def prepare(participants: int, fmt: str, workdir: Path, seed: int = 0) -> tuple[
 
 
 def run(
-    participants: int, fmt: str, workdir: Path, seed: int = 0, incremental: bool = False, instance_home: Path | None = None
+    participants: int,
+    fmt: str,
+    workdir: Path,
+    seed: int = 0,
+    incremental: bool = False,
+    instance_home: Path | None = None,
 ) -> list[tuple]:
     """Build one version of `participants` participants; with `incremental`, then a second one
     in the same instance and data store with 1 % more participants (at least one), as a version
     made after new uploads arrive. The instance is a new SQLite one unless `instance_home` names
     a folder with a dagster.yaml (e.g. Postgres storage). Returns the rows of the last build."""
     uploads, storage, home = prepare(participants, fmt, workdir, seed)
-    with (dg.DagsterInstance.from_config(str(instance_home)) if instance_home else dg.instance_for_test(temp_dir=str(home))) as instance:
+    with (
+        dg.DagsterInstance.from_config(str(instance_home))
+        if instance_home
+        else dg.instance_for_test(temp_dir=str(home))
+    ) as instance:
         _, rows = build(instance, uploads, storage, "bench")
         if not incremental:
             return rows
@@ -164,7 +184,9 @@ def run(
         finally:  # the folder keeps what uploads.json says it holds
             for name in added:
                 (uploads / name).unlink()
-    print(f"\nthe version with {more} more participants took {again[-1][1] / rows[-1][1]:.0%} of the first build's time")
+    print(
+        f"\nthe version with {more} more participants took {again[-1][1] / rows[-1][1]:.0%} of the first build's time"
+    )
     return again
 
 
@@ -173,12 +195,24 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--participants", "-n", type=int, default=600)
     parser.add_argument("--format", choices=["web_app", "aalto"], default="web_app")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--workdir", type=Path, help="keep generated data here and reuse its uploads on the next run with the same "
-                        "participants, format and seed (default: a temporary folder)")
-    parser.add_argument("--incremental", action="store_true", help="then build a second version with 1 %% more "
-                        "participants in the same instance and data store, and compare its time with the first")
-    parser.add_argument("--instance", type=Path, help="a folder with the dagster.yaml of the instance to run on, "
-                        "e.g. Postgres storage as in production (default: a new SQLite instance, as `dagster dev` keeps)")
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        help="keep generated data here and reuse its uploads on the next run with the same "
+        "participants, format and seed (default: a temporary folder)",
+    )
+    parser.add_argument(
+        "--incremental",
+        action="store_true",
+        help="then build a second version with 1 %% more "
+        "participants in the same instance and data store, and compare its time with the first",
+    )
+    parser.add_argument(
+        "--instance",
+        type=Path,
+        help="a folder with the dagster.yaml of the instance to run on, "
+        "e.g. Postgres storage as in production (default: a new SQLite instance, as `dagster dev` keeps)",
+    )
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore")
     if args.workdir:

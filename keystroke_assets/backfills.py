@@ -10,7 +10,7 @@ and test_cli.py exercise them).
 """
 
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import dagster as dg
 from dagster._core.asset_graph_view.asset_graph_view import AssetGraphView
@@ -49,7 +49,7 @@ def launch_asset_backfill(
     subset = dataset_versions.subset_with_partition_keys(versions)
     backfill = PartitionBackfill.from_asset_graph_subset(
         backfill_id=make_new_backfill_id(),
-        backfill_timestamp=datetime.now(timezone.utc).timestamp(),
+        backfill_timestamp=datetime.now(UTC).timestamp(),
         tags={},
         dynamic_partitions_store=instance,
         asset_graph_subset=AssetGraphSubset(partitions_subsets_by_asset_key={k: subset for k in keys}),
@@ -75,7 +75,7 @@ def stale_partitions(
     key = asset_key if isinstance(asset_key, dg.AssetKey) else dg.AssetKey.from_user_string(asset_key)
     graph = asset_graph.resolve_asset_graph() if isinstance(asset_graph, dg.Definitions) else asset_graph
     view = AssetGraphView(
-        temporal_context=TemporalContext(effective_dt=datetime.now(timezone.utc), last_event_id=None),
+        temporal_context=TemporalContext(effective_dt=datetime.now(UTC), last_event_id=None),
         instance=instance,
         asset_graph=graph,
     )

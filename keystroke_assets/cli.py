@@ -30,20 +30,38 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("materialize", help="run what a version is missing (or has stale)")
     p.add_argument("--version", required=True, help="the version id, YYYY-MM-DD_HH-MM-SS_<creator>")
-    p.add_argument("-f", "--feature", action="append", default=[], metavar="FEATURE",
-                   help="only this asset or feature and what it reads (repeatable; a prefix such as typenet_ml selects all under it)")
-    p.add_argument("--force", action="store_true", help="run the selection again even where it is up to date (never the snapshot)")
+    p.add_argument(
+        "-f",
+        "--feature",
+        action="append",
+        default=[],
+        metavar="FEATURE",
+        help="only this asset or feature and what it reads "
+        "(repeatable; a prefix such as typenet_ml selects all under it)",
+    )
+    p.add_argument(
+        "--force", action="store_true", help="run the selection again even where it is up to date (never the snapshot)"
+    )
     p.add_argument("--dry-run", action="store_true", help="print what would run; write nothing")
     p.set_defaults(run=lambda a: commands.materialize(a.version, a.feature, a.force, a.dry_run))
 
-    p = sub.add_parser("backfill", help="a Dagster backfill of features over versions (runs in the daemon, shown in the UI)")
-    p.add_argument("-f", "--feature", action="append", required=True, metavar="FEATURE", help="asset or feature (repeatable)")
+    p = sub.add_parser(
+        "backfill", help="a Dagster backfill of features over versions (runs in the daemon, shown in the UI)"
+    )
+    p.add_argument(
+        "-f", "--feature", action="append", required=True, metavar="FEATURE", help="asset or feature (repeatable)"
+    )
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--all-versions", action="store_true", help="every version whose inputs exist")
     which.add_argument("--missing", action="store_true", help="only versions where the feature is missing")
-    which.add_argument("--stale", action="store_true",
-                       help="only versions where the feature is stale (its code_version or an input changed)")
-    p.set_defaults(run=lambda a: commands.backfill(a.feature, "all" if a.all_versions else "stale" if a.stale else "missing"))
+    which.add_argument(
+        "--stale",
+        action="store_true",
+        help="only versions where the feature is stale (its code_version or an input changed)",
+    )
+    p.set_defaults(
+        run=lambda a: commands.backfill(a.feature, "all" if a.all_versions else "stale" if a.stale else "missing")
+    )
 
     p = sub.add_parser("export-versions-json", help="write the old versions.json, generated from the instance")
     p.add_argument("path", nargs="?", help="output file (default: stdout)")

@@ -17,7 +17,7 @@ import time
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 
@@ -44,7 +44,7 @@ def _say(*parts) -> None:
 def _iso(timestamp: float | None) -> str | None:
     if timestamp is None:
         return None
-    return datetime.fromtimestamp(timestamp, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 # --- Dagster: instance, definitions, state -------------------------------------------------------
@@ -106,14 +106,21 @@ class State:
 def asset_states(instance, graph, keys: Iterable, versions: Sequence[str]) -> dict:
     """{(asset key, version): State} from the instance's latest materialization of each partition."""
     import dagster as dg
+
     from keystroke_assets.backfills import stale_partitions
 
     states = {}
     for key in keys:
-        latest = instance.get_latest_storage_id_by_partition(key, dg.DagsterEventType.ASSET_MATERIALIZATION, set(versions))
-        records = instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=key, storage_ids=list(latest.values())), limit=max(len(latest), 1)
-        ).records if latest else []
+        latest = instance.get_latest_storage_id_by_partition(
+            key, dg.DagsterEventType.ASSET_MATERIALIZATION, set(versions)
+        )
+        records = (
+            instance.fetch_materializations(
+                dg.AssetRecordsFilter(asset_key=key, storage_ids=list(latest.values())), limit=max(len(latest), 1)
+            ).records
+            if latest
+            else []
+        )
         stale = set(stale_partitions(instance, graph, key)) if latest else set()
         by_version = {r.partition_key: r for r in records}
         for version in versions:
@@ -145,6 +152,7 @@ def run_in_process(instance, version: str, keys: Sequence) -> bool:
     """Materialize `keys` for `version` in this process with the environment's resources; print one
     line per asset as it is stored (and a heartbeat while a step runs long). True on success."""
     import dagster as dg
+
     from keystroke_assets.definitions import defs
     from keystroke_assets.resources import resources_from_env
 
@@ -154,8 +162,13 @@ def run_in_process(instance, version: str, keys: Sequence) -> bool:
     def run():
         try:
             outcome["result"] = dg.materialize(
-                list(defs.assets), selection=list(keys), partition_key=version, instance=instance,
-                resources=resources_from_env(), raise_on_error=False, tags={CLI_TAG: token},
+                list(defs.assets),
+                selection=list(keys),
+                partition_key=version,
+                instance=instance,
+                resources=resources_from_env(),
+                raise_on_error=False,
+                tags={CLI_TAG: token},
                 run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
             )
         except Exception as e:  # reported below, never lost in the thread
@@ -166,8 +179,10 @@ def run_in_process(instance, version: str, keys: Sequence) -> bool:
     thread.start()
     run_id, cursor, running, last_line = None, None, {}, began
     wanted = {
-        dg.DagsterEventType.STEP_START, dg.DagsterEventType.STEP_FAILURE,
-        dg.DagsterEventType.ASSET_MATERIALIZATION, dg.DagsterEventType.ASSET_CHECK_EVALUATION,
+        dg.DagsterEventType.STEP_START,
+        dg.DagsterEventType.STEP_FAILURE,
+        dg.DagsterEventType.ASSET_MATERIALIZATION,
+        dg.DagsterEventType.ASSET_CHECK_EVALUATION,
     }
     while True:
         finished = not thread.is_alive()
@@ -247,8 +262,13 @@ def versions(as_json: bool = False) -> int:
         return EXIT_OK
     width = max(len(k.to_user_string()) for k in keys)
     for row in rows:
-        counts = {s: sum(a["status"] == s for a in row["assets"].values()) for s in ("materialized", "stale", "missing")}
-        print(f"{row['version']}  ({counts['materialized']} materialized, {counts['stale']} stale, {counts['missing']} missing)")
+        counts = {
+            s: sum(a["status"] == s for a in row["assets"].values()) for s in ("materialized", "stale", "missing")
+        }
+        print(
+            f"{row['version']}  ({counts['materialized']} materialized, {counts['stale']} stale, "
+            f"{counts['missing']} missing)"
+        )
         for name, a in row["assets"].items():
             when = (a["materialized_at"] or "").replace("T", " ").rstrip("Z")
             code = f"code {a['code_version']}" if a["code_version"] else ""
@@ -276,8 +296,10 @@ def new_version(creator: str | None = None) -> int:
         instance.delete_dynamic_partition(dataset_versions.name, version)
         _say(f"the snapshot failed; version {version} removed")
         return EXIT_FAILED
-    _say("automation (dagster dev, or the daemon) materializes the rest; or run "
-         f"`keystroke-assets materialize --version {version}`")
+    _say(
+        "automation (dagster dev, or the daemon) materializes the rest; or run "
+        f"`keystroke-assets materialize --version {version}`"
+    )
     print(version)
     return EXIT_OK
 
@@ -315,7 +337,9 @@ def materialize(version: str, features: Sequence[str] = (), force: bool = False,
     states = asset_states(instance, graph, graph.toposorted_asset_keys, [version])
     steps = plan(graph, states, version, selected, force)
     if not steps:
-        print(f"nothing to run for {version}: everything selected is materialized and up to date (--force runs it again)")
+        print(
+            f"nothing to run for {version}: everything selected is materialized and up to date (--force runs it again)"
+        )
         return EXIT_OK
     width = max(len(k.to_user_string()) for k, _ in steps)
     header = "would run" if dry_run else "running"
@@ -344,7 +368,10 @@ def backfill(features: Sequence[str], which: str) -> int:
     for v in versions:
         absent = [p.to_user_string() for p in inputs if states[p, v].status == "missing"]
         if absent:
-            _say(f"skipping {v}: {', '.join(sorted(absent))} not materialized (`keystroke-assets materialize --version {v}`)")
+            _say(
+                f"skipping {v}: {', '.join(sorted(absent))} not materialized "
+                f"(`keystroke-assets materialize --version {v}`)"
+            )
         else:
             ready.append(v)
     # one backfill per set of versions, so no asset runs again where it is up to date
@@ -354,14 +381,19 @@ def backfill(features: Sequence[str], which: str) -> int:
         if todo:
             groups.setdefault(todo, []).append(key)
     if not groups:
-        print("nothing to backfill: " + ("no version is ready" if which == "all" else f"no version has these assets {which}"))
+        print(
+            "nothing to backfill: "
+            + ("no version is ready" if which == "all" else f"no version has these assets {which}")
+        )
         return EXIT_OK
     for todo, group in groups.items():
         names = ", ".join(k.to_user_string() for k in group)
         title = f"keystroke-assets backfill {' '.join(features)}"
         backfill_id = launch_asset_backfill(instance, group, list(todo), title=title)
-        _say(f"backfill {backfill_id}: {names} × {len(todo)} versions; the daemon runs it "
-             f"(UI: Overview → Backfills, /runs/b/{backfill_id})")
+        _say(
+            f"backfill {backfill_id}: {names} × {len(todo)} versions; the daemon runs it "
+            f"(UI: Overview → Backfills, /runs/b/{backfill_id})"
+        )
         print(backfill_id)
     return EXIT_OK
 
@@ -384,17 +416,21 @@ def versions_json(instance, graph) -> dict:
             name = key.to_user_string()
             if name.startswith("features/"):
                 features[name.removeprefix("features/")] = {
-                    "path": state.path, "extracted_at": _iso(state.materialized_at), "version": state.code_version,
+                    "path": state.path,
+                    "extracted_at": _iso(state.materialized_at),
+                    "version": state.code_version,
                 }
             else:
                 stages[name] = {"path": state.path}
-        out.append({
-            "version_id": v,
-            "created_by": version_creator(v),
-            "timestamp": _iso(version_created_at(v).timestamp()),
-            "stages": stages,
-            "features": features,
-        })
+        out.append(
+            {
+                "version_id": v,
+                "created_by": version_creator(v),
+                "timestamp": _iso(version_created_at(v).timestamp()),
+                "stages": stages,
+                "features": features,
+            }
+        )
     return {"versions": out}
 
 
@@ -453,7 +489,7 @@ Dagster UI: {url}   (DAGSTER_HOME={home})
 - Materialize the demo version: Assets → Materialize all → pick the version. (A version's snapshot is
   taken by whoever makes it; automation then keeps the rest of it complete.)
 - A new version: copy a participant's files into {uploads.uri()}; the upload sensor makes one after
-  {os.environ['KEYSTROKE_QUIET_SECONDS']} s without new uploads and it is materialized by itself. Or run
+  {os.environ["KEYSTROKE_QUIET_SECONDS"]} s without new uploads and it is materialized by itself. Or run
   `keystroke-assets new-version`.
 - In another shell: `export DAGSTER_HOME={home}`, then `keystroke-assets versions`.
 """)
@@ -462,5 +498,3 @@ Dagster UI: {url}   (DAGSTER_HOME={home})
     argv = [str(Path(sys.executable).with_name("dg")), "dev", "-h", "127.0.0.1", "-p", str(port), "-w", str(WORKSPACE)]
     sys.stdout.flush()
     os.execv(argv[0], argv)
-
-

@@ -27,14 +27,16 @@ from keystroke_assets.resources import resources_from_env
 from keystroke_assets.resources.object_store import ObjectStore
 from keystroke_assets.resources.parquet_io_manager import asset_object_name
 
-PLATFORM_NAMES = {1: "facebook", 2: "instagram", 3: "twitter"}  # platform_id (spec/data.md §1)
+PLATFORM_NAMES = {1: "facebook", 2: "instagram", 3: "twitter"}  # platform_id (docs/data.md §1)
 
 
 def _read(key, version: str, storage: ObjectStore | None) -> pa.Table:
     store = storage if storage is not None else resources_from_env()["storage"]
     name = asset_object_name(key, version)
     if not store.exists(name):
-        raise FileNotFoundError(f"{store.uri(name)} does not exist: materialize {key.to_user_string()} for {version} first")
+        raise FileNotFoundError(
+            f"{store.uri(name)} does not exist: materialize {key.to_user_string()} for {version} first"
+        )
     return pq.read_table(io.BytesIO(store.read_bytes(name)))
 
 
@@ -42,8 +44,10 @@ def _keycodes_as(codes: np.ndarray, stored: KeycodePolicy, wanted: KeycodePolicy
     """Stored keycodes as the `wanted` policy allows: the stored policy's are reused as they are
     (classes of classes would all read 0 'other')."""
     if KEYCODE_POLICIES.index(wanted) < KEYCODE_POLICIES.index(stored):
-        raise ValueError(f"the asset was materialized with keycodes={stored}: it cannot give keycodes={wanted}; "
-                         f"materialize it again with keycodes={wanted} or export with keycodes={stored}")
+        raise ValueError(
+            f"the asset was materialized with keycodes={stored}: it cannot give keycodes={wanted}; "
+            f"materialize it again with keycodes={wanted} or export with keycodes={stored}"
+        )
     return codes if wanted == stored else apply_keycode_policy(codes, wanted)
 
 

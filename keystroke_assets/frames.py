@@ -48,7 +48,9 @@ def group_codes(df: pd.DataFrame, by: list[str], columns: list[str] | None = Non
     rank = np.empty_like(order)
     rank[order] = np.arange(len(order))
     group_rows = starts[np.flatnonzero(first)[order]]
-    return np.repeat(rank[seen], np.diff(np.r_[starts, len(df)])), df.iloc[group_rows][columns or by].reset_index(drop=True)
+    return np.repeat(rank[seen], np.diff(np.r_[starts, len(df)])), df.iloc[group_rows][columns or by].reset_index(
+        drop=True
+    )
 
 
 def _sorted_codes(values: pd.Series) -> tuple[np.ndarray, int]:
@@ -87,9 +89,12 @@ def drop_unused_categories(values: pd.Series) -> pd.Series:
         return values
     new_code = np.where(used, np.cumsum(used) - 1, -1)
     return pd.Series(
-        pd.Categorical.from_codes(np.where(codes >= 0, new_code[codes], -1), dtype=pd.CategoricalDtype(
-            values.cat.categories[used], ordered=values.cat.ordered)),
-        index=values.index, name=values.name,
+        pd.Categorical.from_codes(
+            np.where(codes >= 0, new_code[codes], -1),
+            dtype=pd.CategoricalDtype(values.cat.categories[used], ordered=values.cat.ordered),
+        ),
+        index=values.index,
+        name=values.name,
     )
 
 

@@ -13,15 +13,28 @@ import numpy as np
 import pandas as pd
 
 from keystroke_assets.frames import group_codes, run_starts
-from keystroke_assets.schema import TASK_IDS
 from keystroke_assets.keycodes import UNIDENTIFIED, key_identity, keycodes
+from keystroke_assets.schema import TASK_IDS
 
 KEYSTROKE_COLUMNS = [*TASK_IDS, "sequence_id", "key", "keycode", "press_ms", "release_ms", "HL"]
 KEYPAIR_COLUMNS = [
-    *TASK_IDS, "sequence_id", "key1", "key2", "keycode1", "keycode2",
-    "key1_press", "key1_release", "key2_press", "key2_release", "HL", "IL", "PL", "RL", "outlier",
+    *TASK_IDS,
+    "sequence_id",
+    "key1",
+    "key2",
+    "keycode1",
+    "keycode2",
+    "key1_press",
+    "key1_release",
+    "key2_press",
+    "key2_release",
+    "HL",
+    "IL",
+    "PL",
+    "RL",
+    "outlier",
 ]
-LATENCIES = ["HL", "IL", "PL", "RL"]  # TypeNet latencies of a keypair (spec/features.md §2), ms
+LATENCIES = ["HL", "IL", "PL", "RL"]  # TypeNet latencies of a keypair (docs/features.md §2), ms
 
 
 @dataclass(frozen=True)
@@ -33,7 +46,7 @@ class OutlierThresholds:
     il_abs_max_ms: int
 
 
-# The team's thresholds by device type (spec/features.md §2): a phone's virtual keyboard fires press
+# The team's thresholds by device type (docs/features.md §2): a phone's virtual keyboard fires press
 # and release together, so mobile has no lower bound on HL.
 DEFAULT_OUTLIER_THRESHOLDS = {
     "desktop": OutlierThresholds(hl_min_ms=30, hl_max_ms=2000, il_abs_max_ms=1000),
@@ -172,7 +185,9 @@ def _keystroke_table(strokes: dict, tasks: pd.DataFrame) -> pd.DataFrame:
     table = {
         # the task's columns taken from the tasks' arrays (categorical codes, not objects)
         **{column: tasks[column].array.take(task) for column in TASK_IDS},
-        "sequence_id": (np.arange(len(task)) - np.repeat(task_start, np.diff(np.r_[task_start, len(task)]))).astype(np.int32),
+        "sequence_id": (np.arange(len(task)) - np.repeat(task_start, np.diff(np.r_[task_start, len(task)]))).astype(
+            np.int32
+        ),
         "key": pd.Categorical.from_codes(strokes["key"][order], categories=strokes["categories"]),
         "keycode": strokes["keycode"][order].astype(np.int32, copy=False),
         "press_ms": press,
@@ -188,15 +203,22 @@ def has_next(sequence_id: np.ndarray) -> np.ndarray:
     return np.r_[sequence_id[1:] != 0, False] if len(sequence_id) else np.zeros(0, bool)
 
 
-def outliers(device_type: pd.api.extensions.ExtensionArray | np.ndarray, hl: np.ndarray, il: np.ndarray, thresholds: dict[str, OutlierThresholds]) -> np.ndarray:
+def outliers(
+    device_type: pd.api.extensions.ExtensionArray | np.ndarray,
+    hl: np.ndarray,
+    il: np.ndarray,
+    thresholds: dict[str, OutlierThresholds],
+) -> np.ndarray:
     """The outlier flag of pairs by their device type's thresholds (docs/features.md §2)."""
     codes, devices = pd.factorize(device_type)
     unknown = [d for d in devices if d not in thresholds]
     if unknown:
         raise ValueError(f"no outlier thresholds for device type {unknown[0]!r}: known {', '.join(thresholds)}")
     by_device = [thresholds[d] for d in devices]
-    hl_min, hl_max, il_max = (np.array([getattr(t, f) for t in by_device], dtype=np.int64)[codes]
-                              for f in ("hl_min_ms", "hl_max_ms", "il_abs_max_ms"))
+    hl_min, hl_max, il_max = (
+        np.array([getattr(t, f) for t in by_device], dtype=np.int64)[codes]
+        for f in ("hl_min_ms", "hl_max_ms", "il_abs_max_ms")
+    )
     return (hl > hl_max) | (hl < hl_min) | (np.abs(il) > il_max)
 
 
@@ -247,7 +269,9 @@ def keystrokes(events: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
         quality.append(pd.DataFrame({"user_id": tasks["user_id"].astype(str), **counts}))
     if not parts:
         empty = {k: np.zeros(0, np.int64) for k in ["task", "key", "press_ms", "release_ms", "line", "keycode"]}
-        parts.append(_keystroke_table({**empty, "categories": pd.Index([], dtype=object)}, pd.DataFrame(columns=TASK_IDS)))
+        parts.append(
+            _keystroke_table({**empty, "categories": pd.Index([], dtype=object)}, pd.DataFrame(columns=TASK_IDS))
+        )
     table = pd.concat(parts, ignore_index=True)
     for column in ["user_id", "device_type"]:
         if not isinstance(table[column].dtype, pd.CategoricalDtype):
@@ -258,8 +282,11 @@ def keystrokes(events: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     if (user[1:] < user[:-1]).any():  # web-app and Aalto participants interleave in participant order
         table = table.take(np.argsort(user, kind="stable")).reset_index(drop=True)
     per_user = (
-        pd.concat(quality, ignore_index=True).groupby("user_id", sort=True).sum() if quality else pd.DataFrame()
-    ).reindex(columns=[*QUALITY_COUNTS, *RENAMED_COUNTS], fill_value=0).fillna(0).astype(np.int64)
+        (pd.concat(quality, ignore_index=True).groupby("user_id", sort=True).sum() if quality else pd.DataFrame())
+        .reindex(columns=[*QUALITY_COUNTS, *RENAMED_COUNTS], fill_value=0)
+        .fillna(0)
+        .astype(np.int64)
+    )
     return table, per_user
 
 

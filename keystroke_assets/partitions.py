@@ -1,9 +1,9 @@
 """Dataset versions: one dynamic partition per immutable snapshot of the upload store."""
 
+import getpass
 import re
 import socket
-import getpass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import dagster as dg
 
@@ -33,7 +33,7 @@ def make_version_id(creator: str, when: datetime | None = None) -> str:
             f"invalid creator {creator!r}: use lower-case letters, digits and single '-' "
             "(e.g. 'lab-mac-alice' or 'sensor')"
         )
-    when = (when or datetime.now(timezone.utc)).astimezone(timezone.utc)
+    when = (when or datetime.now(UTC)).astimezone(UTC)
     return f"{when:%Y-%m-%d_%H-%M-%S}_{creator}"
 
 
@@ -54,7 +54,7 @@ def validate_version_id(version: str) -> str:
 
 def version_created_at(version: str) -> datetime:
     validate_version_id(version)
-    return datetime.strptime(version[:19], "%Y-%m-%d_%H-%M-%S").replace(tzinfo=timezone.utc)
+    return datetime.strptime(version[:19], "%Y-%m-%d_%H-%M-%S").replace(tzinfo=UTC)
 
 
 def version_creator(version: str) -> str:

@@ -44,8 +44,12 @@ def _title(ax, text: str) -> None:
 def _threshold_lines(t: OutlierThresholds) -> dict[str, list[int]]:
     """Where a device type's outlier thresholds lie on each latency's axis (ms); HL's lower bound
     only where there is one (mobile has none: 0)."""
-    return {"HL": ([t.hl_min_ms] if t.hl_min_ms > 0 else []) + [t.hl_max_ms], "IL": [-t.il_abs_max_ms, t.il_abs_max_ms],
-            "PL": [], "RL": []}
+    return {
+        "HL": ([t.hl_min_ms] if t.hl_min_ms > 0 else []) + [t.hl_max_ms],
+        "IL": [-t.il_abs_max_ms, t.il_abs_max_ms],
+        "PL": [],
+        "RL": [],
+    }
 
 
 def latency_histograms(
@@ -79,8 +83,12 @@ def latency_histograms(
             for name, mask in devices.items():
                 # bins as a count and a range: np.histogram's fast path (edges make it sort)
                 counts, _ = np.histogram(x[mask], bins=len(edges) - 1, range=(edges[0], edges[-1]))
-                ax.stairs(counts, 10**edges if row and log_time else edges, color=DEVICE_COLORS[name],
-                          label=f"{name} ({int(mask.sum()):,})")
+                ax.stairs(
+                    counts,
+                    10**edges if row and log_time else edges,
+                    color=DEVICE_COLORS[name],
+                    label=f"{name} ({int(mask.sum()):,})",
+                )
             span = (10 ** edges[[0, -1]]) if row and log_time else edges[[0, -1]]
             for name in devices:
                 for t in _threshold_lines(thresholds[name])[latency]:
@@ -123,8 +131,12 @@ def participant_quality(table: pd.DataFrame) -> dg.MetadataValue:
     fig = _figure()
     left, middle, right = fig.subplots(1, 3, gridspec_kw={"width_ratios": [2.2, 1, 1]})
     left.scatter(
-        table["keypairs"], table["outlier_share"], s=10 + 4 * np.sqrt(table["dropped_events"]), alpha=0.6,
-        edgecolor="k", linewidth=0.3,
+        table["keypairs"],
+        table["outlier_share"],
+        s=10 + 4 * np.sqrt(table["dropped_events"]),
+        alpha=0.6,
+        edgecolor="k",
+        linewidth=0.3,
     )
     left.set_xlabel("keypairs", fontsize=8)
     left.set_ylabel("outlier share", fontsize=8)

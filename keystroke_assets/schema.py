@@ -38,7 +38,7 @@ COLUMN_DESCRIPTIONS = {
     "PL": "press latency = key2_press - key1_press, ms",
     "RL": "release latency = key2_release - key1_release, ms",
     "outlier": "by the pair's device type's thresholds (outlier_rules resource; desktop by default HL > 2000 ms "
-               "or HL < 30 ms or |IL| > 1000 ms, mobile HL > 2000 ms or |IL| > 1000 ms)",
+    "or HL < 30 ms or |IL| > 1000 ms, mobile HL > 2000 ms or |IL| > 1000 ms)",
     # snapshot manifest
     "name": "object name relative to the upload store",
     "size": "object size, bytes",

@@ -22,7 +22,7 @@ import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import dagster as dg
 import pandas as pd
@@ -120,23 +120,27 @@ def decide(
             last_version=cursor.last_version if cursor else None,
         )
     if cursor.complete == cursor.versioned:
-        return Decision(None, cursor, f"no change in complete participants ({cursor.complete_count}) since the last version")
+        return Decision(
+            None, cursor, f"no change in complete participants ({cursor.complete_count}) since the last version"
+        )
     quiet_since = max(cursor.changed_at, cursor.newest)
     if now - quiet_since < quiet:
-        until = datetime.fromtimestamp(quiet_since + quiet, timezone.utc)
+        until = datetime.fromtimestamp(quiet_since + quiet, UTC)
         return Decision(
-            None, cursor,
+            None,
+            cursor,
             f"{cursor.complete_count} complete participants differ from the last version; waiting for "
             f"{quiet:g} s without new uploads (until {until:%Y-%m-%d %H:%M:%S} UTC if nothing arrives)",
         )
     when = math.floor(cursor.newest)
     if cursor.last_version:  # a later burst always gets a later id, even with preserved mtimes
         when = max(when, int(version_created_at(cursor.last_version).timestamp()) + 1)
-    version = make_version_id(CREATOR, datetime.fromtimestamp(when, timezone.utc))
+    version = make_version_id(CREATOR, datetime.fromtimestamp(when, UTC))
     return Decision(
         version,
         replace(cursor, versioned=cursor.complete, last_version=version),
-        f"new version {version}: {cursor.complete_count} complete participants, no upload for {now - quiet_since:.0f} s",
+        f"new version {version}: {cursor.complete_count} complete participants, "
+        f"no upload for {now - quiet_since:.0f} s",
     )
 
 

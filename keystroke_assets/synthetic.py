@@ -5,7 +5,7 @@ derived from `(seed, participant index)`: participant `i` gets the same id and t
 whatever the number of participants generated, so generating 0..599 and then 600..605 gives the
 same objects as generating 0..605 at once.
 
-Web-app participants (spec/data.md §1) get 18 task CSVs with their `_metadata.json` and `_raw.txt`,
+Web-app participants (docs/data.md §1) get 18 task CSVs with their `_metadata.json` and `_raw.txt`,
 and consent, demographics, start-time and completion records. The CSVs carry the quirks of the
 real app: nothing escaped (the comma key is `Key.comma`, or a raw `,` in some tasks as older app
 versions wrote it; the double quote is a raw `"`), Shift released before its letter and a capital
@@ -41,7 +41,7 @@ import string
 import sys
 import time
 from collections.abc import Iterable, Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -67,10 +67,17 @@ __all__ = [
 
 CSV_HEADER = "Press or Release,Key,Time"
 AALTO_COLUMNS = (
-    "PARTICIPANT_ID", "TEST_SECTION_ID", "SENTENCE", "USER_INPUT", "KEYSTROKE_ID",
-    "PRESS_TIME", "RELEASE_TIME", "LETTER", "KEYCODE",
+    "PARTICIPANT_ID",
+    "TEST_SECTION_ID",
+    "SENTENCE",
+    "USER_INPUT",
+    "KEYSTROKE_ID",
+    "PRESS_TIME",
+    "RELEASE_TIME",
+    "LETTER",
+    "KEYCODE",
 )
-MIN_EVENTS = 290  # the completeness bar of spec/data.md §2: every complete task has more events
+MIN_EVENTS = 290  # the completeness bar of docs/data.md §2: every complete task has more events
 N_TASKS = 18
 N_AALTO_SECTIONS = 15
 PLATFORMS = ("facebook", "instagram", "twitter")  # seq % 3 -> platform
@@ -80,13 +87,18 @@ BROKEN_KINDS = ("consent_no", "missing_task_csv", "short_task", "no_demographics
 
 WEB_APP_CLOCK = 1_735_660_000_000  # the capture's fixed offset: CSV times start near this
 AALTO_CLOCK = 1_473_275_000_000  # epoch ms of the Aalto study (September 2016)
-STUDY_START = datetime(2025, 6, 1, tzinfo=timezone.utc)  # wall clock of the JSON records
+STUDY_START = datetime(2025, 6, 1, tzinfo=UTC)  # wall clock of the JSON records
 
 # ---------------------------------------------------------------------------------------------
 # Keys. A key id indexes KEY_NAMES; ids 0..94 are the printable ASCII characters (code - 32).
 _PRINTABLE = [chr(c) for c in range(32, 127)]
 KEY_NAMES = [{" ": "Key.space", ",": "Key.comma"}.get(c, c) for c in _PRINTABLE] + [
-    "Key.shift", "Key.backspace", "Key.enter", "Unidentified", ",", "",
+    "Key.shift",
+    "Key.backspace",
+    "Key.enter",
+    "Unidentified",
+    ",",
+    "",
 ]
 SHIFT, BKSP, ENTER, UNIDENTIFIED, RAW_COMMA, EMPTY = range(95, 101)  # EMPTY: a key the browser did not name
 COMMA, SPACE = ord(",") - 32, ord(" ") - 32
@@ -101,7 +113,7 @@ _IS_LOWER = np.zeros(128, bool)
 _IS_LOWER[[ord(c) for c in string.ascii_lowercase]] = True
 _LOWER_KEY = np.arange(_N_KEYS, dtype=np.int16)  # key id -> key id of the lower-case letter
 _LOWER_KEY[[ord(c) - 32 for c in string.ascii_uppercase]] = [ord(c) - 32 for c in string.ascii_lowercase]
-_IDENTITY = _LOWER_KEY.astype(np.int64)  # keystroke identity (spec/features.md §1): case-folded
+_IDENTITY = _LOWER_KEY.astype(np.int64)  # keystroke identity (docs/features.md §1): case-folded
 _IDENTITY[RAW_COMMA] = COMMA
 _IS_UPPER_KEY = np.zeros(_N_KEYS, bool)
 _IS_UPPER_KEY[[ord(c) - 32 for c in string.ascii_uppercase]] = True
@@ -120,8 +132,8 @@ _LINE_MASK = np.zeros((2 * _N_KEYS, _LINE_WIDTH), bool)
 for _i, (_t, _k) in enumerate((t, k) for t in "PR" for k in KEY_NAMES):
     _b = f"{_t},{_k},".encode()
     assert len(_b) <= _PREFIX_END
-    _LINE_BYTES[_i, _PREFIX_END - len(_b):_PREFIX_END] = np.frombuffer(_b, np.uint8)
-    _LINE_MASK[_i, _PREFIX_END - len(_b):_PREFIX_END + 14] = True
+    _LINE_BYTES[_i, _PREFIX_END - len(_b) : _PREFIX_END] = np.frombuffer(_b, np.uint8)
+    _LINE_MASK[_i, _PREFIX_END - len(_b) : _PREFIX_END + 14] = True
 _LINE_BYTES[:, _PREFIX_END + 13] = ord("\n")
 _LINE_LEN = _LINE_MASK.sum(axis=1)
 _DIGITS4 = np.array([list(f"{i:04d}".encode()) for i in range(10_000)], np.uint8).view("<u4").ravel()
@@ -148,8 +160,23 @@ def _aalto_letter_keycode(key_id: int) -> tuple[str, int]:
     c = "," if key_id == RAW_COMMA else _PRINTABLE[key_id]
     if c.isalpha() or c.isdigit():
         return c, ord(c.upper())
-    codes = {" ": 32, ".": 190, ",": 188, "'": 222, '"': 222, "?": 191, "/": 191, "!": 49,
-             "-": 189, "_": 189, ";": 186, ":": 186, "=": 187, "(": 57, ")": 48}
+    codes = {
+        " ": 32,
+        ".": 190,
+        ",": 188,
+        "'": 222,
+        '"': 222,
+        "?": 191,
+        "/": 191,
+        "!": 49,
+        "-": 189,
+        "_": 189,
+        ";": 186,
+        ":": 186,
+        "=": 187,
+        "(": 57,
+        ")": 48,
+    }
     return c, codes.get(c, 0)
 
 
@@ -185,8 +212,9 @@ _PUNCT = np.array(["", ".", "!", "?", ","], dtype=object)
 _QUOTE = np.array(["", '"'], dtype=object)
 
 
-def _compose(rng: np.random.Generator, targets: np.ndarray, *, p_end: float, p_comma: float, p_quote: float,
-             shift: bool = True) -> list[str]:
+def _compose(
+    rng: np.random.Generator, targets: np.ndarray, *, p_end: float, p_comma: float, p_quote: float, shift: bool = True
+) -> list[str]:
     """One text per target: random words with capitals, punctuation and quotes, long enough to need
     at least `target` keystrokes (with a Shift keystroke per shifted character if `shift`)."""
     n_texts = len(targets)
@@ -238,7 +266,9 @@ def _keystrokes(rng: np.random.Generator, texts: list[str], *, typo_p: float, sh
     return keys, np.repeat(text_of_char, count), shift_pos
 
 
-def _timing(rng: np.random.Generator, keys: np.ndarray, task: np.ndarray, shift_pos: np.ndarray, p: dict, t0: np.ndarray):
+def _timing(
+    rng: np.random.Generator, keys: np.ndarray, task: np.ndarray, shift_pos: np.ndarray, p: dict, t0: np.ndarray
+):
     """Press and release times (int64 ms) of keystrokes; `task` (sorted) says which sequence each
     keystroke belongs to, sequence k starts at t0[k]. Returns (press, release, release key ids,
     auto-repeat press times, their key ids, their keystroke index)."""
@@ -350,32 +380,72 @@ def is_aalto_participant(index: int, aalto_share: float) -> bool:
 
 
 _DESKTOP_DEVICES = (
-    ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/138.0.0.0 Safari/537.36", "Win32", "1920x1080"),
-    ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/139.0.0.0 Safari/537.36 Edg/139.0.0.0", "Win32", "1536x864"),
-    ("Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.5 Safari/605.1.15", "MacIntel", "1440x900"),
-    ("Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/138.0.0.0 Safari/537.36", "MacIntel", "1280x800"),
+    (
+        "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/138.0.0.0 Safari/537.36",
+        "Win32",
+        "1920x1080",
+    ),
+    (
+        "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/139.0.0.0 Safari/537.36 Edg/139.0.0.0",
+        "Win32",
+        "1536x864",
+    ),
+    (
+        "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.5 Safari/605.1.15",
+        "MacIntel",
+        "1440x900",
+    ),
+    (
+        "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/138.0.0.0 Safari/537.36",
+        "MacIntel",
+        "1280x800",
+    ),
     ("Mozilla/5.0 (X11; Linux x86_64; rv:141.0) Gecko/20100101 Firefox/141.0", "Linux x86_64", "1920x1200"),
     ("Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:142.0) Gecko/20100101 Firefox/142.0", "Win32", "1366x768"),
 )
 _PHONES = {  # device_type as the real task metadata writes it: user agent, platform, screen
     "android": (
-        ("Mozilla/5.0 (Linux; Android 10; K) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/139.0.0.0 Mobile Safari/537.36", "Linux armv81", "393x873"),
-        ("Mozilla/5.0 (Linux; Android 10; K) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/138.0.0.0 Mobile Safari/537.36", "Linux aarch64", "412x915"),
+        (
+            "Mozilla/5.0 (Linux; Android 10; K) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/139.0.0.0 Mobile Safari/537.36",
+            "Linux armv81",
+            "393x873",
+        ),
+        (
+            "Mozilla/5.0 (Linux; Android 10; K) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/138.0.0.0 Mobile Safari/537.36",
+            "Linux aarch64",
+            "412x915",
+        ),
     ),
     "iphone": (
-        ("Mozilla/5.0 (iPhone; CPU iPhone OS 18_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.5 Mobile/15E148 Safari/604.1", "iPhone", "390x844"),
-        ("Mozilla/5.0 (iPhone; CPU iPhone OS 18_6_2 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) CriOS/138.0.7204.119 Mobile/15E148 Safari/604.1", "iPhone", "390x844"),
+        (
+            "Mozilla/5.0 (iPhone; CPU iPhone OS 18_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.5 Mobile/15E148 Safari/604.1",
+            "iPhone",
+            "390x844",
+        ),
+        (
+            "Mozilla/5.0 (iPhone; CPU iPhone OS 18_6_2 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) CriOS/138.0.7204.119 Mobile/15E148 Safari/604.1",
+            "iPhone",
+            "390x844",
+        ),
     ),
 }
-_TIMEZONES = ("America/Los_Angeles", "America/New_York", "America/Chicago", "Europe/London",
-              "Europe/Berlin", "Asia/Calcutta", "Asia/Tokyo", "Australia/Sydney")
+_TIMEZONES = (
+    "America/Los_Angeles",
+    "America/New_York",
+    "America/Chicago",
+    "Europe/London",
+    "Europe/Berlin",
+    "Asia/Calcutta",
+    "Asia/Tokyo",
+    "Australia/Sydney",
+)
 _GENDERS = ("Female", "Male", "Non-binary", "Prefer not to say")
 _HANDEDNESS = ("Right", "Right", "Right", "Right", "Left", "Ambidextrous")
 _EDUCATION = ("High school", "Some college", "Bachelor's degree", "Master's degree", "Doctorate", "Other")
 
 
 def _iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 def _json(obj: dict) -> bytes:
@@ -386,9 +456,17 @@ def _task_metadata_template(user: str, mobile: bool, device_type: str, agent: st
     """The `_metadata.json` of a task as a %-template of (platform_id, task_id, start_time,
     end_time, duration_ms, platform): json.dumps(indent=2) of the same dict, 20x faster."""
     fields = {
-        "user_id": user, "platform_id": "%d", "task_id": "%d", "start_time": -1, "end_time": -2,
-        "duration_ms": -3, "platform": "%s", "is_mobile": mobile, "device_type": device_type,
-        "user_agent": agent, "screen_size": screen,
+        "user_id": user,
+        "platform_id": "%d",
+        "task_id": "%d",
+        "start_time": -1,
+        "end_time": -2,
+        "duration_ms": -3,
+        "platform": "%s",
+        "is_mobile": mobile,
+        "device_type": device_type,
+        "user_agent": agent,
+        "screen_size": screen,
     }
     text = json.dumps(fields, indent=2).replace("%", "%%").replace('"%%d"', '"%d"').replace('"%%s"', '"%s"')
     return text.replace(": -1,", ": %d,").replace(": -2,", ": %d,").replace(": -3,", ": %d,")
@@ -400,29 +478,53 @@ def _typing_params(rng: np.random.Generator, phone: str | None) -> dict:
     iPhone: median 11 ms, 87 % under 30 ms), no auto-repeat and next to no rollover."""
     if phone == "android":
         return {
-            "hold": rng.uniform(4, 6), "hold_sigma": rng.uniform(0.35, 0.45), "hold_min": 1.0,
-            "gap": rng.uniform(130, 200), "gap_sigma": rng.uniform(0.7, 0.9),
-            "pause": rng.uniform(0.01, 0.035), "rollover": 0.0, "repeat": 0.0, "repeat_bksp": 0.0,
-            "typo": rng.uniform(0.005, 0.02), "quote": 0.0, "raw_comma": 0.0,
+            "hold": rng.uniform(4, 6),
+            "hold_sigma": rng.uniform(0.35, 0.45),
+            "hold_min": 1.0,
+            "gap": rng.uniform(130, 200),
+            "gap_sigma": rng.uniform(0.7, 0.9),
+            "pause": rng.uniform(0.01, 0.035),
+            "rollover": 0.0,
+            "repeat": 0.0,
+            "repeat_bksp": 0.0,
+            "typo": rng.uniform(0.005, 0.02),
+            "quote": 0.0,
+            "raw_comma": 0.0,
         }
     if phone == "iphone":
         return {
-            "hold": rng.uniform(9, 12), "hold_sigma": rng.uniform(0.75, 0.9), "hold_min": 1.0,
-            "gap": rng.uniform(90, 140), "gap_sigma": rng.uniform(0.5, 0.65),
-            "pause": rng.uniform(0.005, 0.02), "rollover": rng.uniform(0.003, 0.01), "repeat": 0.0,
-            "repeat_bksp": 0.0, "typo": rng.uniform(0.02, 0.04), "quote": 0.0, "raw_comma": 0.0,
+            "hold": rng.uniform(9, 12),
+            "hold_sigma": rng.uniform(0.75, 0.9),
+            "hold_min": 1.0,
+            "gap": rng.uniform(90, 140),
+            "gap_sigma": rng.uniform(0.5, 0.65),
+            "pause": rng.uniform(0.005, 0.02),
+            "rollover": rng.uniform(0.003, 0.01),
+            "repeat": 0.0,
+            "repeat_bksp": 0.0,
+            "typo": rng.uniform(0.02, 0.04),
+            "quote": 0.0,
+            "raw_comma": 0.0,
         }
     return {
-        "hold": rng.uniform(80, 125), "hold_sigma": rng.uniform(0.2, 0.35), "hold_min": 15.0,
-        "gap": rng.uniform(120, 220), "gap_sigma": rng.uniform(0.45, 0.65),
-        "pause": rng.uniform(0.015, 0.05), "rollover": rng.uniform(0.07, 0.2),
-        "repeat": 0.001, "repeat_bksp": 0.08, "typo": rng.uniform(0.01, 0.03), "quote": 0.04,
+        "hold": rng.uniform(80, 125),
+        "hold_sigma": rng.uniform(0.2, 0.35),
+        "hold_min": 15.0,
+        "gap": rng.uniform(120, 220),
+        "gap_sigma": rng.uniform(0.45, 0.65),
+        "pause": rng.uniform(0.015, 0.05),
+        "rollover": rng.uniform(0.07, 0.2),
+        "repeat": 0.001,
+        "repeat_bksp": 0.08,
+        "typo": rng.uniform(0.01, 0.03),
+        "quote": 0.04,
         "raw_comma": 0.2,  # share of tasks written by an older app version (raw comma key)
     }
 
 
-def _task_csvs(rng: np.random.Generator, p: dict, phone: str | None, clock: int, short_task: int | None,
-               empty_keys: bool):
+def _task_csvs(
+    rng: np.random.Generator, p: dict, phone: str | None, clock: int, short_task: int | None, empty_keys: bool
+):
     """The 18 task CSVs of one participant: [(csv bytes, typed text, typing duration ms)]."""
     n_tasks = N_TASKS
     targets = rng.integers(150, 201, n_tasks)  # keystrokes: >= 300 events a task
@@ -454,7 +556,9 @@ def _task_csvs(rng: np.random.Generator, p: dict, phone: str | None, clock: int,
     tasks = np.concatenate([task, task[rep_of], task])
     # a press never released (often the last key, as the page moves on)
     unreleased = rng.random(n_tasks) < 0.08
-    which = np.where(rng.random(n_tasks) < 0.5, k_end - 1, k_start + (rng.random(n_tasks) * (k_end - k_start)).astype(np.int64))
+    which = np.where(
+        rng.random(n_tasks) < 0.5, k_end - 1, k_start + (rng.random(n_tasks) * (k_end - k_start)).astype(np.int64)
+    )
     keep = np.ones(len(times), bool)
     keep[n + n_rep + which[unreleased]] = False
     times, kinds, key_ids, tasks = times[keep], kinds[keep], key_ids[keep], tasks[keep]
@@ -502,38 +606,51 @@ def _web_app_participant(index: int, seed: int, broken_every: int) -> Iterator[t
     start_ms = int((STUDY_START + timedelta(minutes=47 * index)).timestamp() * 1000) + int(rng.integers(0, 40 * 60_000))
     clock = WEB_APP_CLOCK + int(rng.integers(0, 60_000))  # this participant's capture offset
 
-    yield f"{u}_consent.json", _json({
-        "consented": "No" if kind == "consent_no" else "Yes",
-        "userId": u,
-        "timestamp": _iso(start_ms - int(rng.integers(20_000, 120_000))),
-        "userAgent": agent,
-        "url": "https://typing-study.example.invalid/consent",
-    })
-    yield f"{u}_start_time.json", _json({
-        "start_timestamp": _iso(start_ms),
-        "timezone": _TIMEZONES[int(rng.integers(0, len(_TIMEZONES)))],
-        "session_id": u,
-    })
-    demographics = _json({
-        "email": f"participant{index:04d}@example.invalid",
-        "gender": _GENDERS[int(rng.integers(0, len(_GENDERS)))],
-        "age": str(int(rng.integers(18, 70))),
-        "handedness": _HANDEDNESS[int(rng.integers(0, len(_HANDEDNESS)))],
-        "education": _EDUCATION[int(rng.integers(0, len(_EDUCATION)))],
-        "consent_email_for_future": bool(rng.random() < 0.4),
-        "submission_timestamp": _iso(start_ms + int(rng.integers(30_000, 180_000))),
-        "device_info": {"userAgent": agent, "platform": platform, "screen": screen, "language": "en-US"},
-        "is_mobile": mobile,
-        "device_type": device_type,
-    })
+    yield (
+        f"{u}_consent.json",
+        _json(
+            {
+                "consented": "No" if kind == "consent_no" else "Yes",
+                "userId": u,
+                "timestamp": _iso(start_ms - int(rng.integers(20_000, 120_000))),
+                "userAgent": agent,
+                "url": "https://typing-study.example.invalid/consent",
+            }
+        ),
+    )
+    yield (
+        f"{u}_start_time.json",
+        _json(
+            {
+                "start_timestamp": _iso(start_ms),
+                "timezone": _TIMEZONES[int(rng.integers(0, len(_TIMEZONES)))],
+                "session_id": u,
+            }
+        ),
+    )
+    demographics = _json(
+        {
+            "email": f"participant{index:04d}@example.invalid",
+            "gender": _GENDERS[int(rng.integers(0, len(_GENDERS)))],
+            "age": str(int(rng.integers(18, 70))),
+            "handedness": _HANDEDNESS[int(rng.integers(0, len(_HANDEDNESS)))],
+            "education": _EDUCATION[int(rng.integers(0, len(_EDUCATION)))],
+            "consent_email_for_future": bool(rng.random() < 0.4),
+            "submission_timestamp": _iso(start_ms + int(rng.integers(30_000, 180_000))),
+            "device_info": {"userAgent": agent, "platform": platform, "screen": screen, "language": "en-US"},
+            "is_mobile": mobile,
+            "device_type": device_type,
+        }
+    )
     if kind != "no_demographics":
         yield f"{u}_demographics.json", demographics
 
     t = start_ms + int(rng.integers(200_000, 400_000))  # the first task starts after the forms
     waits = rng.integers(20_000, 240_000, N_TASKS)  # watching the next video
     extra = rng.integers(5_000, 40_000, N_TASKS)  # reading, thinking, submitting
-    tasks = _task_csvs(_rng(seed, index, 1), p, phone, clock, odd_task if kind == "short_task" else None,
-                       has_empty_keys(index, seed))
+    tasks = _task_csvs(
+        _rng(seed, index, 1), p, phone, clock, odd_task if kind == "short_task" else None, has_empty_keys(index, seed)
+    )
     meta = _task_metadata_template(u, mobile, device_type, agent, screen)
     for seq, (csv, text, typing_ms) in enumerate(tasks):
         stem = f"{task_prefix(seq)}_{u}_{seq}"
@@ -544,22 +661,29 @@ def _web_app_participant(index: int, seed: int, broken_every: int) -> Iterator[t
         yield f"{stem}_raw.txt", text.encode()
         t += duration + int(waits[seq])
 
-    yield f"{u}_completion.json", _json({
-        "completion_timestamp": _iso(t),
-        "user_id": u,
-        "study_version": "1.0",
-        "last_task_index": N_TASKS,
-        "completion_status": "success",
-        "survey_code_generated": "pending",
-        "redirect_to_survey_code": True,
-        "mturk_worker_id": None,
-        "mturk_assignment_id": None,
-        "mturk_hit_id": None,
-        "is_mturk_session": False,
-    })
+    yield (
+        f"{u}_completion.json",
+        _json(
+            {
+                "completion_timestamp": _iso(t),
+                "user_id": u,
+                "study_version": "1.0",
+                "last_task_index": N_TASKS,
+                "completion_status": "success",
+                "survey_code_generated": "pending",
+                "redirect_to_survey_code": True,
+                "mturk_worker_id": None,
+                "mturk_assignment_id": None,
+                "mturk_hit_id": None,
+                "is_mturk_session": False,
+            }
+        ),
+    )
 
 
-def web_app_uploads(n_participants: int, seed: int = 0, *, first_index: int = 0, broken_every: int = 25) -> Iterator[tuple[str, bytes]]:
+def web_app_uploads(
+    n_participants: int, seed: int = 0, *, first_index: int = 0, broken_every: int = 25
+) -> Iterator[tuple[str, bytes]]:
     """Yield (object_name, bytes) for every upload object of n participants in the web-app format.
 
     Participants are `first_index .. first_index + n_participants - 1`; the objects of each depend
@@ -577,10 +701,15 @@ def _aalto_participant(index: int, seed: int) -> tuple[str, bytes]:
     rng = _rng(seed, index, 136)
     pid = 100_000 + index
     p = {
-        "hold": rng.uniform(70, 130), "hold_sigma": rng.uniform(0.2, 0.35), "hold_min": 20.0,
-        "gap": rng.uniform(60, 160), "gap_sigma": rng.uniform(0.4, 0.6),
-        "pause": rng.uniform(0.003, 0.015), "rollover": rng.uniform(0.15, 0.45),
-        "repeat": 0.0, "repeat_bksp": 0.0,
+        "hold": rng.uniform(70, 130),
+        "hold_sigma": rng.uniform(0.2, 0.35),
+        "hold_min": 20.0,
+        "gap": rng.uniform(60, 160),
+        "gap_sigma": rng.uniform(0.4, 0.6),
+        "pause": rng.uniform(0.003, 0.015),
+        "rollover": rng.uniform(0.15, 0.45),
+        "repeat": 0.0,
+        "repeat_bksp": 0.0,
     }
     typo_p = rng.uniform(0.01, 0.04)
     n = N_AALTO_SECTIONS
@@ -606,8 +735,13 @@ def _aalto_participant(index: int, seed: int) -> tuple[str, bytes]:
     heads = [f"{pid}\t{sid}\t{s}\t{i}\t" for sid, s, i in zip(section_ids.tolist(), sentences, inputs)]
     rows = [
         f"{heads[s]}{i}\t{a}\t{b}\t{lk}"
-        for s, i, a, b, lk in zip(section[order].tolist(), ids[order].tolist(), press[order].tolist(),
-                                  release[order].tolist(), _AALTO_SUFFIX[keys[order]].tolist())
+        for s, i, a, b, lk in zip(
+            section[order].tolist(),
+            ids[order].tolist(),
+            press[order].tolist(),
+            release[order].tolist(),
+            _AALTO_SUFFIX[keys[order]].tolist(),
+        )
     ]
     return f"{pid}_keystrokes.txt", ("\t".join(AALTO_COLUMNS) + "\n" + "\n".join(rows) + "\n").encode()
 
@@ -621,8 +755,9 @@ def aalto_uploads(n_participants: int, seed: int = 0, *, first_index: int = 0) -
         yield _aalto_participant(index, seed)
 
 
-def demo_uploads(n_participants: int, seed: int = 0, *, first_index: int = 0, broken_every: int = 25,
-                 aalto_share: float = 0.1) -> Iterator[tuple[str, bytes]]:
+def demo_uploads(
+    n_participants: int, seed: int = 0, *, first_index: int = 0, broken_every: int = 25, aalto_share: float = 0.1
+) -> Iterator[tuple[str, bytes]]:
     """Yield (object_name, bytes) of n participants of both formats in one upload set: participant
     `index` is an Aalto one (`<100000 + index>_keystrokes.txt`) when `is_aalto_participant(index,
     aalto_share)`, else the web-app participant `index` of `web_app_uploads` (desktop or phone,
@@ -662,23 +797,38 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="destination folder (created if missing)")
     parser.add_argument("-n", "--participants", type=int, required=True, help="number of participants")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--format", choices=("web_app", "aalto", "mixed"), default="web_app",
-                        help="mixed: web-app participants with a share of Aalto ones (demo_uploads)")
+    parser.add_argument(
+        "--format",
+        choices=("web_app", "aalto", "mixed"),
+        default="web_app",
+        help="mixed: web-app participants with a share of Aalto ones (demo_uploads)",
+    )
     parser.add_argument("--first-index", type=int, default=0, help="index of the first participant")
-    parser.add_argument("--broken-every", type=int, default=25,
-                        help="web_app: every B-th participant is broken (0: none); default 25")
-    parser.add_argument("--aalto-share", type=float, default=0.1,
-                        help="mixed: share of the participants in the Aalto format; default 0.1")
+    parser.add_argument(
+        "--broken-every", type=int, default=25, help="web_app: every B-th participant is broken (0: none); default 25"
+    )
+    parser.add_argument(
+        "--aalto-share",
+        type=float,
+        default=0.1,
+        help="mixed: share of the participants in the Aalto format; default 0.1",
+    )
     args = parser.parse_args(argv)
     if args.participants < 0 or args.first_index < 0 or args.broken_every < 0:
         parser.error("-n, --first-index and --broken-every must not be negative")
 
     if args.format == "web_app":
-        uploads = web_app_uploads(args.participants, args.seed, first_index=args.first_index,
-                                  broken_every=args.broken_every)
+        uploads = web_app_uploads(
+            args.participants, args.seed, first_index=args.first_index, broken_every=args.broken_every
+        )
     elif args.format == "mixed":
-        uploads = demo_uploads(args.participants, args.seed, first_index=args.first_index,
-                               broken_every=args.broken_every, aalto_share=args.aalto_share)
+        uploads = demo_uploads(
+            args.participants,
+            args.seed,
+            first_index=args.first_index,
+            broken_every=args.broken_every,
+            aalto_share=args.aalto_share,
+        )
     else:
         uploads = aalto_uploads(args.participants, args.seed, first_index=args.first_index)
     total = 0
@@ -693,8 +843,10 @@ def main(argv: list[str] | None = None) -> int:
     count = write_uploads(args.out, counted())
     last = args.first_index + args.participants - 1
     indices = f"indices {args.first_index}..{last}" if args.participants else "no indices"
-    print(f"wrote {count} files ({total / 1e6:.1f} MB) for {args.participants} {args.format} participants "
-          f"({indices}, seed {args.seed}) to {args.out} in {time.perf_counter() - began:.1f} s")
+    print(
+        f"wrote {count} files ({total / 1e6:.1f} MB) for {args.participants} {args.format} participants "
+        f"({indices}, seed {args.seed}) to {args.out} in {time.perf_counter() - began:.1f} s"
+    )
     return 0
 
 

@@ -108,7 +108,9 @@ class FaultProxy:
     def _forward(self, method, path, headers, body):
         conn = http.client.HTTPConnection(self.upstream, timeout=60)
         try:
-            conn.request(method, path, body=body, headers={k: v for k, v in headers.items() if k.lower() not in HOP_BY_HOP})
+            conn.request(
+                method, path, body=body, headers={k: v for k, v in headers.items() if k.lower() not in HOP_BY_HOP}
+            )
             resp = conn.getresponse()
             return resp.status, resp.getheaders(), resp.read()
         finally:
@@ -118,7 +120,9 @@ class FaultProxy:
         """Send the request with its full Content-Length but only half of its body, then hang up."""
         host, port = self.upstream.split(":")
         with socket.create_connection((host, int(port))) as s:
-            lines = [f"{method} {path} HTTP/1.1"] + [f"{k}: {v}" for k, v in headers.items() if k.lower() not in HOP_BY_HOP]
+            lines = [f"{method} {path} HTTP/1.1"] + [
+                f"{k}: {v}" for k, v in headers.items() if k.lower() not in HOP_BY_HOP
+            ]
             s.sendall(("\r\n".join(lines) + "\r\nConnection: close\r\n\r\n").encode() + body[: len(body) // 2])
             time.sleep(0.2)
 

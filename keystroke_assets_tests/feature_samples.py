@@ -16,8 +16,26 @@ from .conftest import VERSION, failed_rules_of, materialize_version
 FEATURE_KEYS = [dg.AssetKey(["features", name]) for name in ["statistical", "typenet_sequences", "kvc", "behavioral"]]
 CHAIN_KEYS = [dg.AssetKey(k) for k in ["web_app_data", "raw_data", "cleaned_data", "keystrokes", "keypairs"]]
 PAIR_COLUMNS = [
-    "user_id", "device_type", "platform_id", "video_id", "session_id", "sequence_id", "task_id", "key1", "key2",
-    "keycode1", "keycode2", "key1_press", "key1_release", "key2_press", "key2_release", "HL", "IL", "PL", "RL", "outlier",
+    "user_id",
+    "device_type",
+    "platform_id",
+    "video_id",
+    "session_id",
+    "sequence_id",
+    "task_id",
+    "key1",
+    "key2",
+    "keycode1",
+    "keycode2",
+    "key1_press",
+    "key1_release",
+    "key2_press",
+    "key2_release",
+    "HL",
+    "IL",
+    "PL",
+    "RL",
+    "outlier",
 ]
 
 
@@ -32,10 +50,23 @@ def make_pairs(tasks: list[dict]) -> pd.DataFrame:
         for i, ((k1, c1, p1, r1), (k2, c2, p2, r2)) in enumerate(zip(task["strokes"], task["strokes"][1:])):
             hl, il = r1 - p1, p2 - r1
             rows.append(
-                {**ids, "sequence_id": i, "key1": k1, "key2": k2, "keycode1": c1, "keycode2": c2,
-                 "key1_press": p1, "key1_release": r1, "key2_press": p2, "key2_release": r2,
-                 "HL": hl, "IL": il, "PL": p2 - p1, "RL": r2 - r1,
-                 "outlier": hl > t.hl_max_ms or hl < t.hl_min_ms or abs(il) > t.il_abs_max_ms}
+                {
+                    **ids,
+                    "sequence_id": i,
+                    "key1": k1,
+                    "key2": k2,
+                    "keycode1": c1,
+                    "keycode2": c2,
+                    "key1_press": p1,
+                    "key1_release": r1,
+                    "key2_press": p2,
+                    "key2_release": r2,
+                    "HL": hl,
+                    "IL": il,
+                    "PL": p2 - p1,
+                    "RL": r2 - r1,
+                    "outlier": hl > t.hl_max_ms or hl < t.hl_min_ms or abs(il) > t.il_abs_max_ms,
+                }
             )
     pairs = pd.DataFrame(rows)[PAIR_COLUMNS]
     for column in ["platform_id", "video_id", "session_id", "task_id"]:
@@ -47,8 +78,18 @@ def make_pairs(tasks: list[dict]) -> pd.DataFrame:
 
 
 KEYSTROKE_COLUMNS = [
-    "user_id", "device_type", "platform_id", "video_id", "session_id", "task_id", "sequence_id", "key", "keycode",
-    "press_ms", "release_ms", "HL",
+    "user_id",
+    "device_type",
+    "platform_id",
+    "video_id",
+    "session_id",
+    "task_id",
+    "sequence_id",
+    "key",
+    "keycode",
+    "press_ms",
+    "release_ms",
+    "HL",
 ]
 
 
@@ -56,9 +97,17 @@ def make_keystrokes(tasks: list[dict]) -> pd.DataFrame:
     """The keystrokes table of hand-written tasks (as for make_pairs), laid out as the keystrokes
     asset stores it."""
     rows = [
-        {**{k: v for k, v in task.items() if k != "strokes"}, "sequence_id": i, "key": key, "keycode": code,
-         "press_ms": press, "release_ms": release, "HL": release - press}
-        for task in tasks for i, (key, code, press, release) in enumerate(task["strokes"])
+        {
+            **{k: v for k, v in task.items() if k != "strokes"},
+            "sequence_id": i,
+            "key": key,
+            "keycode": code,
+            "press_ms": press,
+            "release_ms": release,
+            "HL": release - press,
+        }
+        for task in tasks
+        for i, (key, code, press, release) in enumerate(task["strokes"])
     ]
     strokes = pd.DataFrame(rows)[KEYSTROKE_COLUMNS]
     for column in ["platform_id", "video_id", "session_id", "task_id"]:

@@ -79,8 +79,13 @@ class Servers:
     def start(self, name: str, argv: list) -> subprocess.Popen:
         with open(self.logs / f"{name}-{len(self.groups)}.log", "wb") as log:
             proc = subprocess.Popen(
-                [str(a) for a in argv], cwd=self.cwd, env=self.env, stdin=subprocess.DEVNULL,
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                [str(a) for a in argv],
+                cwd=self.cwd,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         self.groups.append(proc)
         return proc
@@ -97,12 +102,15 @@ class Servers:
         """`keystroke-assets demo` (which execs `dg dev`) on a new port."""
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.main = self.start("demo", [BIN / "keystroke-assets", "demo", "--participants", participants, "--port", self.port])
+        self.main = self.start(
+            "demo", [BIN / "keystroke-assets", "demo", "--participants", participants, "--port", self.port]
+        )
 
     def kill_dev_daemon(self) -> None:
         """SIGKILL the daemon of `dg dev`; `dg dev` then shuts the rest down and exits."""
-        (daemon,) = [p for p in psutil.Process(self.main.pid).children(recursive=True)
-                     if "dagster._daemon" in p.cmdline()]
+        (daemon,) = [
+            p for p in psutil.Process(self.main.pid).children(recursive=True) if "dagster._daemon" in p.cmdline()
+        ]
         daemon.kill()
         self.main.wait(timeout=60)
 
@@ -127,7 +135,9 @@ class Servers:
             return json.load(r)["data"]
 
     def log_tails(self, chars: int = 2500) -> str:
-        return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-chars:]}" for p in sorted(self.logs.glob("*.log")))
+        return "\n".join(
+            f"--- {p.name}\n{p.read_text(errors='replace')[-chars:]}" for p in sorted(self.logs.glob("*.log"))
+        )
 
     def stop(self) -> None:
         stop_groups(self.groups)
@@ -173,7 +183,9 @@ def dagster_servers(home: Path, env: dict, logs: Path, before_daemon: Callable[[
     with instance_at(dagster_home(home)):
         pass  # storage created once, before two processes race to create it
     servers = Servers(home, server_env({**env, "DAGSTER_HOME": str(home)}), logs)
-    servers.main = servers.start("webserver", [BIN / "dagster-webserver", "-h", "127.0.0.1", "-p", servers.port, "-w", WORKSPACE])
+    servers.main = servers.start(
+        "webserver", [BIN / "dagster-webserver", "-h", "127.0.0.1", "-p", servers.port, "-w", WORKSPACE]
+    )
     if before_daemon is None:
         servers.start_daemon()
     with _running(servers):
@@ -187,8 +199,9 @@ def dagster_servers(home: Path, env: dict, logs: Path, before_daemon: Callable[[
 def demo(folder: Path, env: dict, logs: Path, participants: int = 1):
     """`keystroke-assets demo` started in `folder`, as in the README's Start, up and answering."""
     logs.mkdir(parents=True, exist_ok=True)
-    env = {k: v for k, v in server_env(env).items()
-           if k not in ("DAGSTER_HOME", "KEYSTROKE_UPLOADS", "KEYSTROKE_STORAGE")}
+    env = {
+        k: v for k, v in server_env(env).items() if k not in ("DAGSTER_HOME", "KEYSTROKE_UPLOADS", "KEYSTROKE_STORAGE")
+    }
     servers = Servers(folder / ".dagster", env, logs, cwd=folder)
     servers.start_demo(participants)
     with _running(servers):

@@ -38,7 +38,11 @@ def downstream_of(key: dg.AssetKey) -> set[str]:
 
 
 def requested(result) -> dict:
-    return {k.to_user_string(): sorted(result.get_requested_partitions(k)) for k in ASSETS if result.get_requested_partitions(k)}
+    return {
+        k.to_user_string(): sorted(result.get_requested_partitions(k))
+        for k in ASSETS
+        if result.get_requested_partitions(k)
+    }
 
 
 def test_a_new_version_gets_everything_after_its_snapshot_in_one_tick(instance):
@@ -93,7 +97,5 @@ def test_nothing_runs_downstream_of_a_failed_blocking_check(instance, tmp_path):
     for path in uploads.glob("*.csv"):
         path.write_bytes(b"")  # every keystroke file empty: raw_data's blocking non_empty check fails
     result = materialize_version(instance, env, V1, selection=["web_app_data", "raw_data"], raise_on_error=False)
-    assert failed_rules_of(result) == [
-        ("raw_data", "non_empty")
-    ]
+    assert failed_rules_of(result) == [("raw_data", "non_empty")]
     assert tick(instance).total_requested == 0  # cleaned_data would read raw_data: held back

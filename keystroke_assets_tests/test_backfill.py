@@ -11,14 +11,15 @@ from keystroke_assets.definitions import defs
 from keystroke_assets.synthetic import web_app_uploads, write_uploads
 
 from .conftest import REPO, materialize_version
-from .hold_by_key_class import HOLD_BY_KEY_CLASS, hold_by_key_class_features
 from .feature_samples import make_keystrokes
+from .hold_by_key_class import HOLD_BY_KEY_CLASS, hold_by_key_class_features
 from .servers import Servers, dagster_home, server_env, wait_for
 
 VERSIONS = ["2025-09-01_10-00-00_lab-mac", "2025-09-02_10-00-00_lab-mac", "2025-09-03_10-00-00_lab-mac"]
 # the chain and one other feature: enough to see that nothing but the new asset runs, and quick
 MATERIALIZED = [dg.AssetKey(k) for k in ["web_app_data", "raw_data", "cleaned_data", "keystrokes", "keypairs"]] + [
-    dg.AssetKey(["features", "statistical"])]
+    dg.AssetKey(["features", "statistical"])
+]
 PROJECT_KEYS = sorted(defs.resolve_asset_graph().get_all_asset_keys(), key=lambda k: k.to_user_string())
 BACKFILL_TIMEOUT_S = 300  # a bound for a loaded machine; idle, the backfill finishes in about 40 s
 
@@ -54,9 +55,22 @@ def daemon_instance(tmp_path, monkeypatch):
 
 def test_the_new_feature_by_hand():
     ids = {"user_id": "u1", "device_type": "desktop", "platform_id": 1, "video_id": 1, "session_id": 1, "task_id": 0}
-    features = hold_by_key_class_features(make_keystrokes([{**ids, "strokes": [
-        ("a", 65, 0, 100), ("Key.space", 32, 150, 230), ("b", 66, 300, 360), ("Key.shift", 16, 400, 450),
-        ("C", 67, 420, 500)]}]))
+    features = hold_by_key_class_features(
+        make_keystrokes(
+            [
+                {
+                    **ids,
+                    "strokes": [
+                        ("a", 65, 0, 100),
+                        ("Key.space", 32, 150, 230),
+                        ("b", 66, 300, 360),
+                        ("Key.shift", 16, 400, 450),
+                        ("C", 67, 420, 500),
+                    ],
+                }
+            ]
+        )
+    )
     task = features[features["grain"] == "task"].iloc[0]
     # letters a, b, C hold 100, 60, 80 ms: median 80; space 80; Shift 50
     assert (task["HL_median_letter"], task["HL_median_space"], task["HL_median_other"]) == (80, 80, 50)
@@ -84,7 +98,9 @@ def test_new_feature_backfilled_over_every_version(daemon_instance):
     servers = start_daemon()
     done = wait_for(
         lambda: (b := instance.get_backfill(backfill_id)).status.value != "REQUESTED" and b,
-        BACKFILL_TIMEOUT_S, "the backfill to finish", servers.log_tails,
+        BACKFILL_TIMEOUT_S,
+        "the backfill to finish",
+        servers.log_tails,
     )
     assert done.status.value == "COMPLETED_SUCCESS", servers.log_tails()  # BulkActionStatus: not public
 

@@ -53,7 +53,7 @@ def csv(lines: list[str], header: bool = True) -> bytes:
 def with_line(extra: str, after: int = 10) -> bytes:
     """A clean task with one more line after event `after`: it is file line after + 3."""
     lines = clean_lines()
-    return csv(lines[:after + 1] + [extra] + lines[after + 1:])
+    return csv(lines[: after + 1] + [extra] + lines[after + 1 :])
 
 
 def record(**fields) -> bytes:
@@ -65,8 +65,9 @@ def participant(u: str, csvs: dict | None = None, **records) -> dict[str, bytes]
     CSVs, keyword records replace (bytes) or drop (None) consent / demographics / start_time."""
     objects = {
         f"{u}_consent.json": record(consented="Yes", userId=u, userAgent="Mozilla/5.0 (X11; Linux x86_64)"),
-        f"{u}_demographics.json": record(email=f"p{u[-4:]}@example.invalid", age="31", gender="x",
-                                         is_mobile=False, device_type="desktop"),
+        f"{u}_demographics.json": record(
+            email=f"p{u[-4:]}@example.invalid", age="31", gender="x", is_mobile=False, device_type="desktop"
+        ),
         f"{u}_start_time.json": record(start_timestamp="2025-06-01T10:00:00.000Z", timezone="Europe/Helsinki"),
     }
     for seq in range(18):  # task metadata and typed text are left out: cleaning needs neither
@@ -78,15 +79,27 @@ def participant(u: str, csvs: dict | None = None, **records) -> dict[str, bytes]
     return {name: data for name, data in objects.items() if data is not None}
 
 
-AALTO_HEADER = "PARTICIPANT_ID\tTEST_SECTION_ID\tSENTENCE\tUSER_INPUT\tKEYSTROKE_ID\tPRESS_TIME\tRELEASE_TIME\tLETTER\tKEYCODE"
+AALTO_HEADER = (
+    "PARTICIPANT_ID\tTEST_SECTION_ID\tSENTENCE\tUSER_INPUT\tKEYSTROKE_ID\tPRESS_TIME\tRELEASE_TIME\tLETTER\tKEYCODE"
+)
 
 
 def aalto_rows(pid: int, sections: int = 15) -> list[list[str]]:
     """20 keystrokes a section: press 1473275000000 + 10000 s + 150 k, held 90 ms."""
     return [
-        [str(pid), str(1000 + s), "the quick brown fox", "the quick brown fox", str(20 * s + k),
-         str(1_473_275_000_000 + 10_000 * s + 150 * k), str(1_473_275_000_000 + 10_000 * s + 150 * k + 90), "q", "81"]
-        for s in range(sections) for k in range(20)
+        [
+            str(pid),
+            str(1000 + s),
+            "the quick brown fox",
+            "the quick brown fox",
+            str(20 * s + k),
+            str(1_473_275_000_000 + 10_000 * s + 150 * k),
+            str(1_473_275_000_000 + 10_000 * s + 150 * k + 90),
+            "q",
+            "81",
+        ]
+        for s in range(sections)
+        for k in range(20)
     ]
 
 
@@ -164,7 +177,9 @@ def nul_bytes(u):
 def wrong_delimiter(u):
     data = csv([line.replace(",", ";") for line in clean_lines()])
     return quarantined_task(
-        u, data, "no valid event line; 300 bad lines, first line 2 'P;a;1735660000000': fewer than 3 comma-separated fields"
+        u,
+        data,
+        "no valid event line; 300 bad lines, first line 2 'P;a;1735660000000': fewer than 3 comma-separated fields",
     )
 
 
@@ -172,7 +187,9 @@ def wrong_delimiter(u):
 def tab_separated(u):
     data = csv([line.replace(",", "\t") for line in clean_lines()], header=False)
     return quarantined_task(
-        u, data, "no valid event line; 300 bad lines, first line 1 'P\\ta\\t1735660000000': fewer than 3 comma-separated fields"
+        u,
+        data,
+        "no valid event line; 300 bad lines, first line 1 'P\\ta\\t1735660000000': fewer than 3 comma-separated fields",
     )
 
 
@@ -214,8 +231,12 @@ def utf16_with_bom(u):
 @case
 def windows_line_ends(u):
     name = task(u, 0)
-    return Case(participant(u, {0: csv(clean_lines()).replace(b"\n", b"\r\n")}), rows={name: 300},
-                complete={u: "desktop"}, pairs={name: 149})
+    return Case(
+        participant(u, {0: csv(clean_lines()).replace(b"\n", b"\r\n")}),
+        rows={name: 300},
+        complete={u: "desktop"},
+        pairs={name: 149},
+    )
 
 
 @case
@@ -230,7 +251,9 @@ def truncated_last_line(u):
     name = task(u, 0)
     return Case(
         participant(u, {0: csv(clean_lines()).rstrip(b"\n") + b"\nP,a,173566"}),
-        problems={name: (False, "1 bad lines dropped, first line 302 'P,a,173566': time '173566' is not 13 digits of ms")},
+        problems={
+            name: (False, "1 bad lines dropped, first line 302 'P,a,173566': time '173566' is not 13 digits of ms")
+        },
         rows={name: 300},
         complete={u: "desktop"},
     )
@@ -287,8 +310,13 @@ def duplicate_events(u):
     lines = clean_lines()
     for i in (100, 80, 60, 40, 20):  # from the end, so the indices stay right
         lines.insert(i + 1, lines[i])
-    return Case(participant(u, {0: csv(lines)}), rows={name: 305}, complete={u: "desktop"},
-                quality={u: {"duplicates": 5}}, pairs={name: 149})
+    return Case(
+        participant(u, {0: csv(lines)}),
+        rows={name: 305},
+        complete={u: "desktop"},
+        quality={u: {"duplicates": 5}},
+        pairs={name: 149},
+    )
 
 
 @case
@@ -297,8 +325,13 @@ def empty_key(u):
     name = task(u, 0)
     lines = clean_lines()
     lines[20:22] = [line.replace(f",{KEYS[0]},", ",,") for line in lines[20:22]]  # keystroke 10 (key a)
-    return Case(participant(u, {0: csv(lines)}), rows={name: 300}, complete={u: "desktop"},
-                quality={u: {"empty_keys": 1}}, pairs={name: 149})
+    return Case(
+        participant(u, {0: csv(lines)}),
+        rows={name: 300},
+        complete={u: "desktop"},
+        quality={u: {"empty_keys": 1}},
+        pairs={name: 149},
+    )
 
 
 @case
@@ -307,8 +340,13 @@ def release_before_press(u):
     lines = clean_lines()
     # keystroke 10 becomes key z released at 1735660002000, pressed 80 ms later and never released
     lines[20:22] = ["R,z,1735660002000", "P,z,1735660002080"]
-    return Case(participant(u, {0: csv(lines)}), rows={name: 300}, complete={u: "desktop"},
-                quality={u: {"orphans": 1, "unreleased": 1}}, pairs={name: 148})
+    return Case(
+        participant(u, {0: csv(lines)}),
+        rows={name: 300},
+        complete={u: "desktop"},
+        quality={u: {"orphans": 1, "unreleased": 1}},
+        pairs={name: 148},
+    )
 
 
 # --- names --------------------------------------------------------------------------------
@@ -319,38 +357,54 @@ NOT_A_TASK = "not a task of the study (f: 0, 3, .., 15; i: 1, 4, .., 16; t: 2, 5
 
 @case
 def name_with_spaces(u):
-    return Case({**participant(u), task(u, 0, " (1).csv"): csv(clean_lines()[:4])},
-                ignored={task(u, 0, " (1).csv"): UNRECOGNISED}, complete={u: "desktop"})
+    return Case(
+        {**participant(u), task(u, 0, " (1).csv"): csv(clean_lines()[:4])},
+        ignored={task(u, 0, " (1).csv"): UNRECOGNISED},
+        complete={u: "desktop"},
+    )
 
 
 @case
 def name_with_unicode(u):
     names = [task(u, 0).replace("f_", "ƒ_"), "١٢٣_keystrokes.txt"]  # Arabic-Indic digits are no participant id
-    return Case({**participant(u), **{n: csv(clean_lines()[:4]) for n in names}},
-                ignored={n: UNRECOGNISED for n in names}, complete={u: "desktop"})
+    return Case(
+        {**participant(u), **{n: csv(clean_lines()[:4]) for n in names}},
+        ignored={n: UNRECOGNISED for n in names},
+        complete={u: "desktop"},
+    )
 
 
 @case
 def name_in_a_folder(u):
     # a second copy of task 0 inside a folder must not be merged into the participant's task 0
-    return Case({**participant(u), f"old/{task(u, 0)}": csv(clean_lines()[:4])},
-                ignored={f"old/{task(u, 0)}": PATH}, complete={u: "desktop"}, pairs={task(u, 0): 149})
+    return Case(
+        {**participant(u), f"old/{task(u, 0)}": csv(clean_lines()[:4])},
+        ignored={f"old/{task(u, 0)}": PATH},
+        complete={u: "desktop"},
+        pairs={task(u, 0): 149},
+    )
 
 
 @case
 def name_with_dotdot(u):
     # GCS names are free text: `uploads/../x` and `uploads//x` are objects under the prefix
     names = [f"../{task(u, 3)}", f"/{task(u, 6)}", f"./{task(u, 9)}", f"..\\{task(u, 12)}", f"{task(u, 0)}.."]
-    return Case({**participant(u), **{n: b"P,a,1\n" for n in names}},
-                ignored={n: (UNRECOGNISED if "/" not in n else PATH) for n in names},
-                complete={u: "desktop"}, modes=("gcs",))
+    return Case(
+        {**participant(u), **{n: b"P,a,1\n" for n in names}},
+        ignored={n: (UNRECOGNISED if "/" not in n else PATH) for n in names},
+        complete={u: "desktop"},
+        modes=("gcs",),
+    )
 
 
 @case
 def partial_upload(u):
     name = task(u, 0) + ".gstmp"
-    return Case({**participant(u), name: b"P,a,17356"}, ignored={name: "partial upload (.gstmp): ignored"},
-                complete={u: "desktop"})
+    return Case(
+        {**participant(u), name: b"P,a,17356"},
+        ignored={name: "partial upload (.gstmp): ignored"},
+        complete={u: "desktop"},
+    )
 
 
 # --- participants ---------------------------------------------------------------------------
@@ -372,7 +426,9 @@ def consent_false(u):
 
 @case
 def consent_not_json(u):
-    return Case(participant(u, consent=b"{consented: Yes"), broken={u: "consent record not valid JSON (JSONDecodeError)"})
+    return Case(
+        participant(u, consent=b"{consented: Yes"), broken={u: "consent record not valid JSON (JSONDecodeError)"}
+    )
 
 
 @case
@@ -387,8 +443,10 @@ def consent_not_an_object(u):
 
 @case
 def consent_not_utf8(u):
-    return Case(participant(u, consent='{"consented": "Yes", "name": "Jos\xe9"}'.encode("latin-1")),
-                broken={u: "consent record not valid JSON (UnicodeDecodeError)"})
+    return Case(
+        participant(u, consent='{"consented": "Yes", "name": "Jos\xe9"}'.encode("latin-1")),
+        broken={u: "consent record not valid JSON (UnicodeDecodeError)"},
+    )
 
 
 @case
@@ -423,35 +481,52 @@ def start_time_missing(u):
 def aalto_float_and_scientific_times(u):
     rows = aalto_rows(910001)
     rows[0][5], rows[0][6] = "1.473275e+12", "1473275000090.0"  # exact as floats
-    return Case({"910001_keystrokes.txt": aalto(rows)}, rows={"910001_keystrokes.txt": 300},
-                complete={"910001": "desktop"})
+    return Case(
+        {"910001_keystrokes.txt": aalto(rows)}, rows={"910001_keystrokes.txt": 300}, complete={"910001": "desktop"}
+    )
 
 
 @case
 def aalto_row_with_missing_field(u):
     rows = aalto_rows(910002, sections=16)
     del rows[25][8]  # section 1001 loses its KEYCODE in one row: that section is dropped
-    return Case({"910002_keystrokes.txt": aalto(rows)},
-                problems={"910002_keystrokes.txt": (False, "section 1001: 1 rows with a wrong number of fields; section dropped")},
-                rows={"910002_keystrokes.txt": 300}, complete={"910002": "desktop"})
+    return Case(
+        {"910002_keystrokes.txt": aalto(rows)},
+        problems={
+            "910002_keystrokes.txt": (False, "section 1001: 1 rows with a wrong number of fields; section dropped")
+        },
+        rows={"910002_keystrokes.txt": 300},
+        complete={"910002": "desktop"},
+    )
 
 
 @case
 def aalto_huge_and_not_finite_times(u):
     rows = aalto_rows(910003)
     rows[3][5], rows[4][6], rows[5][5] = "1e300", "inf", "nan"
-    return Case({"910003_keystrokes.txt": aalto(rows)},
-                problems={"910003_keystrokes.txt": (
-                    False, "3 rows with a non-numeric or out-of-range time (0 to 9999999999999 ms) or section dropped")},
-                rows={"910003_keystrokes.txt": 297}, complete={"910003": "desktop"})
+    return Case(
+        {"910003_keystrokes.txt": aalto(rows)},
+        problems={
+            "910003_keystrokes.txt": (
+                False,
+                "3 rows with a non-numeric or out-of-range time (0 to 9999999999999 ms) or section dropped",
+            )
+        },
+        rows={"910003_keystrokes.txt": 297},
+        complete={"910003": "desktop"},
+    )
 
 
 @case
 def aalto_release_before_press(u):
     rows = aalto_rows(910004)
     rows[7][6] = str(int(rows[7][5]) - 5)
-    return Case({"910004_keystrokes.txt": aalto(rows)}, rows={"910004_keystrokes.txt": 300},
-                complete={"910004": "desktop"}, quality={"910004": {"release_before_press": 1}})
+    return Case(
+        {"910004_keystrokes.txt": aalto(rows)},
+        rows={"910004_keystrokes.txt": 300},
+        complete={"910004": "desktop"},
+        quality={"910004": {"release_before_press": 1}},
+    )
 
 
 @case
@@ -465,10 +540,16 @@ def aalto_latin1_and_crlf(u):
 @case
 def aalto_wrong_header(u):
     data = aalto(aalto_rows(910006), header="id,section,sentence")
-    return Case({"910006_keystrokes.txt": data},
-                problems={"910006_keystrokes.txt": (True, "unexpected header 'id,section,sentence': expected "
-                                                          + " TAB ".join(AALTO_HEADER.split("\t")))},
-                rows={"910006_keystrokes.txt": 0})
+    return Case(
+        {"910006_keystrokes.txt": data},
+        problems={
+            "910006_keystrokes.txt": (
+                True,
+                "unexpected header 'id,section,sentence': expected " + " TAB ".join(AALTO_HEADER.split("\t")),
+            )
+        },
+        rows={"910006_keystrokes.txt": 0},
+    )
 
 
 assert len(CASES) >= 25
@@ -485,7 +566,7 @@ def objects_for(mode: str) -> dict[str, bytes]:
 
 
 def is_event_file(name: str) -> bool:
-    """A task CSV of the study or an Aalto file (spec/data.md §1), written out independently of ingest.names."""
+    """A task CSV of the study or an Aalto file (docs/data.md §1), written out independently of ingest.names."""
     m = re.fullmatch(r"([fit])_[0-9a-f]{32}_([0-9]|1[0-7])\.csv", name)
     return bool(m and int(m[2]) % 3 == "fit".index(m[1])) or bool(re.fullmatch(r"[0-9]+_keystrokes\.txt", name))
 
@@ -534,12 +615,17 @@ def corpus(request, tmp_path_factory) -> Run:
         bucket = storage.Client(project="test").create_bucket("ks-bad-inputs-corpus")
         with ThreadPoolExecutor(16) as pool:
             list(pool.map(lambda item: bucket.blob(f"uploads/{item[0]}").upload_from_string(item[1]), objects.items()))
-        env = {"KEYSTROKE_UPLOADS": "gs://ks-bad-inputs-corpus/uploads", "KEYSTROKE_STORAGE": "gs://ks-bad-inputs-corpus/datasets"}
+        env = {
+            "KEYSTROKE_UPLOADS": "gs://ks-bad-inputs-corpus/uploads",
+            "KEYSTROKE_STORAGE": "gs://ks-bad-inputs-corpus/datasets",
+        }
 
     def read(key: str) -> pd.DataFrame:
         if mode == "local":
             return pq.read_table(tmp / "storage" / key / f"{VERSION}.parquet").to_pandas()
-        return pq.read_table(io.BytesIO(bucket.blob(f"datasets/{key}/{VERSION}.parquet").download_as_bytes())).to_pandas()
+        return pq.read_table(
+            io.BytesIO(bucket.blob(f"datasets/{key}/{VERSION}.parquet").download_as_bytes())
+        ).to_pandas()
 
     (tmp / "home").mkdir()
     with dg.instance_for_test(temp_dir=str(tmp / "home")) as instance:
@@ -551,7 +637,9 @@ def corpus(request, tmp_path_factory) -> Run:
             mode=mode,
             result=result,
             objects=objects,
-            problems={(r["file"], r["problem"]): r["quarantined"] for r in _records(instance, "raw_data", "parse_problems")},
+            problems={
+                (r["file"], r["problem"]): r["quarantined"] for r in _records(instance, "raw_data", "parse_problems")
+            },
             ignored={r["name"]: r["reason"] for r in _records(instance, "web_app_data", "ignored_objects_report")},
             broken={r["user_id"]: r["reasons"] for r in _records(instance, "cleaned_data", "broken_participants")},
             devices=dict(zip(first["user_id"].astype(str), first["device_type"].astype(str))),

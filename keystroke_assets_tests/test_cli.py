@@ -60,8 +60,9 @@ def ingest(capsys, instance, version: str) -> None:
 def report_old_code(instance, key: str, version: str) -> None:
     """A materialization as an older code version would have recorded it."""
     instance.report_runless_asset_event(
-        dg.AssetMaterialization(asset_key=dg.AssetKey.from_user_string(key), partition=version,
-                                tags={"dagster/code_version": "0"})
+        dg.AssetMaterialization(
+            asset_key=dg.AssetKey.from_user_string(key), partition=version, tags={"dagster/code_version": "0"}
+        )
     )
 
 
@@ -95,8 +96,12 @@ def test_errors_and_exit_codes(env, instance, capsys):
 
 
 def test_argument_errors_exit_2(env, capsys):
-    for argv in (["backfill", "-f", "typenet_ml"], ["backfill", "-f", "kvc", "--missing", "--all-versions"],
-                 ["materialize"], ["frobnicate"]):
+    for argv in (
+        ["backfill", "-f", "typenet_ml"],
+        ["backfill", "-f", "kvc", "--missing", "--all-versions"],
+        ["materialize"],
+        ["frobnicate"],
+    ):
         with pytest.raises(SystemExit) as exit_:
             cli.main(argv)
         assert exit_.value.code == 2, argv
@@ -212,9 +217,13 @@ def test_materialize_force_and_stale(env, instance, capsys):
     ingest(capsys, instance, V1)
     code, out, _ = run(capsys, "materialize", "--version", V1, "-f", "cleaned_data", "--force", "--dry-run")
     assert out.splitlines()[1:] == ["  cleaned_data  (--force)"]
-    code, out, _ = run(capsys, "materialize", "--version", V1, "-f", "raw_data", "-f", "keypairs", "--force", "--dry-run")
+    code, out, _ = run(
+        capsys, "materialize", "--version", V1, "-f", "raw_data", "-f", "keypairs", "--force", "--dry-run"
+    )
     assert out.splitlines()[1:] == [
-        "  raw_data      (--force)", "  cleaned_data  (reads raw_data, which runs)", "  keypairs      (missing)",
+        "  raw_data      (--force)",
+        "  cleaned_data  (reads raw_data, which runs)",
+        "  keypairs      (missing)",
     ]
     report_old_code(instance, "raw_data", V1)
     code, out, err = run(capsys, "materialize", "--version", V1, "-f", "cleaned_data")
@@ -248,7 +257,9 @@ def test_backfill_missing_and_all_versions(env, instance, capsys):
     # V1 has keypairs (the features' input), V2 has not: V2 is skipped with a word why
     for version in (V1,):
         for key in [*INGEST, "keypairs", FEATURES[0]]:
-            instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=dg.AssetKey.from_user_string(key), partition=version))
+            instance.report_runless_asset_event(
+                dg.AssetMaterialization(asset_key=dg.AssetKey.from_user_string(key), partition=version)
+            )
 
     code, out, err = run(capsys, "backfill", "-f", "typenet_ml", "--missing")
     assert code == 0 and f"skipping {V2}: keypairs not materialized" in err
@@ -280,9 +291,13 @@ def test_backfill_stale_after_a_code_version_bump(env, instance, capsys, monkeyp
     code, out, _ = run(capsys, "backfill", "-f", "statistical", "--stale")
     assert code == 0 and out.startswith("nothing to backfill: no version has these assets stale")
 
-    bumped = [a.map_asset_specs(lambda s: s.replace_attributes(code_version="2")) if statistical in a.keys else a
-              for a in defs.assets]
-    monkeypatch.setattr(commands, "_graph", lambda: dg.Definitions(assets=bumped, resources=defs.resources).resolve_asset_graph())
+    bumped = [
+        a.map_asset_specs(lambda s: s.replace_attributes(code_version="2")) if statistical in a.keys else a
+        for a in defs.assets
+    ]
+    monkeypatch.setattr(
+        commands, "_graph", lambda: dg.Definitions(assets=bumped, resources=defs.resources).resolve_asset_graph()
+    )
     code, out, _ = run(capsys, "backfill", "-f", "statistical", "--stale")
     (backfill_id,) = out.split()
     assert backfill_targets(instance, backfill_id) == (["features/statistical"], [V1, V2])
@@ -301,14 +316,22 @@ def test_backfill_without_versions(env, capsys):
 
 def test_export_versions_json(env, instance, capsys):
     instance.add_dynamic_partitions(dataset_versions.name, [V1, V2])
-    instance.report_runless_asset_event(dg.AssetMaterialization(
-        asset_key="raw_data", partition=V1, metadata={"path": dg.MetadataValue.path("/data/raw_data/v1.parquet")},
-        tags={"dagster/code_version": "1"},
-    ))
-    instance.report_runless_asset_event(dg.AssetMaterialization(
-        asset_key=["features", "kvc"], partition=V1, metadata={"path": dg.MetadataValue.path("gs://b/features/kvc/v1.parquet")},
-        tags={"dagster/code_version": "3"},
-    ))
+    instance.report_runless_asset_event(
+        dg.AssetMaterialization(
+            asset_key="raw_data",
+            partition=V1,
+            metadata={"path": dg.MetadataValue.path("/data/raw_data/v1.parquet")},
+            tags={"dagster/code_version": "1"},
+        )
+    )
+    instance.report_runless_asset_event(
+        dg.AssetMaterialization(
+            asset_key=["features", "kvc"],
+            partition=V1,
+            metadata={"path": dg.MetadataValue.path("gs://b/features/kvc/v1.parquet")},
+            tags={"dagster/code_version": "3"},
+        )
+    )
     kvc = instance.fetch_materializations(dg.AssetKey(["features", "kvc"]), limit=1).records[0]
 
     path = env / "out" / "versions.json"
@@ -317,11 +340,25 @@ def test_export_versions_json(env, instance, capsys):
     assert json.loads(path.read_text()) == {
         "versions": [
             {
-                "version_id": V1, "created_by": "lab-mac", "timestamp": "2026-01-01T00:00:00Z",
+                "version_id": V1,
+                "created_by": "lab-mac",
+                "timestamp": "2026-01-01T00:00:00Z",
                 "stages": {"raw_data": {"path": "/data/raw_data/v1.parquet"}},
-                "features": {"kvc": {"path": "gs://b/features/kvc/v1.parquet", "extracted_at": commands._iso(kvc.timestamp), "version": "3"}},
+                "features": {
+                    "kvc": {
+                        "path": "gs://b/features/kvc/v1.parquet",
+                        "extracted_at": commands._iso(kvc.timestamp),
+                        "version": "3",
+                    }
+                },
             },
-            {"version_id": V2, "created_by": "lab-mac", "timestamp": "2026-01-02T00:00:00Z", "stages": {}, "features": {}},
+            {
+                "version_id": V2,
+                "created_by": "lab-mac",
+                "timestamp": "2026-01-02T00:00:00Z",
+                "stages": {},
+                "features": {},
+            },
         ]
     }
     code, out, _ = run(capsys, "export-versions-json")
@@ -347,8 +384,18 @@ def test_demo_prepares_home_uploads_and_a_version(tmp_path, monkeypatch, capsys)
     assert (home / ".nux" / "nux.yaml").read_text() == "seen: 1\n"
     uploads = sorted(p.name for p in (tmp_path / "data" / "uploads").iterdir())
     assert uploads == sorted(name for name, _ in web_app_uploads(2, seed=0))
-    assert execs == [[str(Path(sys.executable).with_name("dg")), "dev", "-h", "127.0.0.1", "-p", "3123",
-                      "-w", str(REPO / "workspace.yaml")]]
+    assert execs == [
+        [
+            str(Path(sys.executable).with_name("dg")),
+            "dev",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            "3123",
+            "-w",
+            str(REPO / "workspace.yaml"),
+        ]
+    ]
     assert os.environ["KEYSTROKE_UPLOADS"] == str(tmp_path / "data" / "uploads")
     assert os.environ["KEYSTROKE_QUIET_SECONDS"] == "60"
     with dg.DagsterInstance.get() as instance:
@@ -365,6 +412,10 @@ def test_demo_prepares_home_uploads_and_a_version(tmp_path, monkeypatch, capsys)
 
 
 def test_console_script_is_installed(env):
-    done = subprocess.run([Path(sys.executable).with_name("keystroke-assets"), "versions", "--json"],
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [Path(sys.executable).with_name("keystroke-assets"), "versions", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0 and json.loads(done.stdout) == {"versions": []}

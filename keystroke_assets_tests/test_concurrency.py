@@ -68,17 +68,17 @@ def test_two_versions_run_at_once_and_one_version_never_twice_at_once(tmp_path):
         first, other, again = (launch(servers.url, v) for v in (V1, V2, V1))
         deadline = time.time() + 600
         while time.time() < deadline:
-            records = {r.dagster_run.run_id: r for r in instance.get_run_records(dg.RunsFilter(run_ids=[first, other, again]))}
+            records = {
+                r.dagster_run.run_id: r for r in instance.get_run_records(dg.RunsFilter(run_ids=[first, other, again]))
+            }
             if all(r.dagster_run.status in DONE for r in records.values()):
                 break
             time.sleep(1)
-        logs = [
-            e.message or ""
-            for run_id in records
-            for e in instance.all_logs(run_id)
-        ]
+        logs = [e.message or "" for run_id in records for e in instance.all_logs(run_id)]
 
-        queued, launched = ({r: event_time(instance, r, kind) for r in records} for kind in ("RUN_ENQUEUED", "RUN_STARTING"))
+        queued, launched = (
+            {r: event_time(instance, r, kind) for r in records} for kind in ("RUN_ENQUEUED", "RUN_STARTING")
+        )
 
     assert {r.dagster_run.status for r in records.values()} == {dg.DagsterRunStatus.SUCCESS}
     a, b = records[first], records[other]

@@ -12,8 +12,14 @@ from keystroke_assets.definitions import defs
 from .conftest import REPO
 
 FOUNDATION = {
-    "web_app_data", "raw_data", "cleaned_data", "keystrokes", "keypairs",
-    "features/typenet_ml/platform", "features/typenet_ml/session", "features/typenet_ml/video",
+    "web_app_data",
+    "raw_data",
+    "cleaned_data",
+    "keystrokes",
+    "keypairs",
+    "features/typenet_ml/platform",
+    "features/typenet_ml/session",
+    "features/typenet_ml/video",
 }
 
 
@@ -22,7 +28,10 @@ def test_asset_keys_and_lineage():
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
     assert FOUNDATION <= keys
     assert all(k in FOUNDATION or k.startswith(("features/", "evaluation/")) for k in keys)
-    parents = lambda k: {p.to_user_string() for p in graph.get(dg.AssetKey.from_user_string(k)).parent_keys}
+
+    def parents(k):
+        return {p.to_user_string() for p in graph.get(dg.AssetKey.from_user_string(k)).parent_keys}
+
     assert parents("raw_data") == {"web_app_data"}
     assert parents("cleaned_data") == {"web_app_data", "raw_data"}
     assert parents("keypairs") == parents("keystrokes") == {"cleaned_data"}
@@ -50,7 +59,12 @@ def test_dg_check_defs_at_the_root_of_a_fresh_clone():
     env = {k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"}
     env["VIRTUAL_ENV"] = str(Path(sys.executable).parents[1])  # as after `source .venv/bin/activate`
     done = subprocess.run(
-        [Path(sys.executable).with_name("dg"), "check", "defs"], cwd=REPO, env=env, capture_output=True, text=True, timeout=180
+        [Path(sys.executable).with_name("dg"), "check", "defs"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "All definitions loaded successfully" in done.stdout + done.stderr
@@ -73,7 +87,13 @@ def test_a_feature_module_dropped_into_features_becomes_an_asset(tmp_path):
         "node = graph.get(dg.AssetKey(['features', 'hold_by_key_class']))\n"
         "print(sorted(p.to_user_string() for p in node.parent_keys), node.code_version)\n"
     )
-    out = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(tmp_path)},
-                         capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split("\n")[0] == "['keystrokes'] 1"

@@ -24,12 +24,12 @@ import dagster as dg
 import pytest
 import yaml
 from dagster._config import process_config, resolve_to_config_type
+from dagster._core.code_pointer import ModuleCodePointer
 from dagster._core.errors import DagsterUserCodeUnreachableError
 from dagster._core.instance.config import dagster_instance_config
 from dagster._core.instance.ref import InstanceRef
 from dagster._core.launcher import LaunchRunContext
 from dagster._core.origin import JobPythonOrigin, RepositoryPythonOrigin
-from dagster._core.code_pointer import ModuleCodePointer
 from dagster._core.run_coordinator import QueuedRunCoordinator
 from dagster._core.scheduler import DagsterDaemonScheduler
 from dagster._core.test_utils import create_run_for_test
@@ -103,7 +103,10 @@ def test_production_instance_config_passes_dagsters_validation(monkeypatch):
     from dagster_gcp.gcs.compute_log_manager import GCSComputeLogManager
     from dagster_k8s import K8sRunLauncher
     from dagster_postgres import (
-        DagsterPostgresStorage, PostgresEventLogStorage, PostgresRunStorage, PostgresScheduleStorage,
+        DagsterPostgresStorage,
+        PostgresEventLogStorage,
+        PostgresRunStorage,
+        PostgresScheduleStorage,
     )
 
     assert {section: klass for section, (klass, _) in classes.items()} == {
@@ -165,13 +168,21 @@ def hello_compute_logs() -> int:
 
 
 def test_production_instance_runs_on_postgres_with_compute_logs_in_gcs(
-    postgres, gcs_bucket, tmp_path, monkeypatch  # noqa: F811 (the fixture imported above)
+    postgres,  # noqa: F811 (the fixture imported above)
+    gcs_bucket,
+    tmp_path,
+    monkeypatch,
 ):
     """deploy/dagster.yaml as written, on a real Postgres and fake GCS: a run is stored, found again by
     a second instance, and its captured stdout lands in the bucket. Only the run launcher (it needs a
     cluster) stays unused: the run executes in process."""
-    env = {**PROD_ENV, "DAGSTER_PG_HOST": "127.0.0.1", "DAGSTER_PG_PORT": str(postgres),
-           "DAGSTER_PG_PASSWORD": PG_PASSWORD, "DAGSTER_COMPUTE_LOGS_BUCKET": gcs_bucket.name}
+    env = {
+        **PROD_ENV,
+        "DAGSTER_PG_HOST": "127.0.0.1",
+        "DAGSTER_PG_PORT": str(postgres),
+        "DAGSTER_PG_PASSWORD": PG_PASSWORD,
+        "DAGSTER_COMPUTE_LOGS_BUCKET": gcs_bucket.name,
+    }
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     home = tmp_path / "home"
@@ -197,12 +208,18 @@ def test_a_run_becomes_this_kubernetes_job(tmp_path, monkeypatch):
         monkeypatch.setenv(name, value)
     _, config = resolve(InstanceRef.from_dir(str(DEPLOY)).run_launcher_data)
     kubeconfig = tmp_path / "kubeconfig"  # never contacted: outside a cluster, in place of in-cluster config
-    kubeconfig.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config", "current-context": "c",
-        "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:9"}}],
-        "users": [{"name": "u", "user": {}}],
-        "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
-    }))
+    kubeconfig.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "current-context": "c",
+                "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:9"}}],
+                "users": [{"name": "u", "user": {}}],
+                "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
+            }
+        )
+    )
     created = []
 
     class BatchApi:
@@ -211,14 +228,20 @@ def test_a_run_becomes_this_kubernetes_job(tmp_path, monkeypatch):
 
     from dagster_k8s import K8sRunLauncher
 
-    launcher = K8sRunLauncher(**{**config, "load_incluster_config": False, "kubeconfig_file": str(kubeconfig)},
-                              k8s_client_batch_api=BatchApi())
+    launcher = K8sRunLauncher(
+        **{**config, "load_incluster_config": False, "kubeconfig_file": str(kubeconfig)},
+        k8s_client_batch_api=BatchApi(),
+    )
     deployment = user_deployment()
     image = f"{deployment['image']['repository']}:{deployment['image']['tag']}"
-    origin = JobPythonOrigin("__ASSET_JOB", RepositoryPythonOrigin(
-        executable_path="/usr/local/bin/python", container_image=image,
-        code_pointer=ModuleCodePointer("keystroke_assets.definitions", "defs", None),
-    ))
+    origin = JobPythonOrigin(
+        "__ASSET_JOB",
+        RepositoryPythonOrigin(
+            executable_path="/usr/local/bin/python",
+            container_image=image,
+            code_pointer=ModuleCodePointer("keystroke_assets.definitions", "defs", None),
+        ),
+    )
     with dg.instance_for_test() as instance:
         launcher.register_instance(instance)
         run = create_run_for_test(instance, job_name="__ASSET_JOB", job_code_origin=origin)
@@ -275,7 +298,9 @@ def test_helm_values_and_the_production_instance_agree():
     queue = values["dagsterDaemon"]["runCoordinator"]["config"]["queuedRunCoordinator"]
     coordinator = instance["run_coordinator"]["config"]
     assert (queue["maxConcurrentRuns"], queue["tagConcurrencyLimits"]) == (
-        coordinator["max_concurrent_runs"], coordinator["tag_concurrency_limits"])
+        coordinator["max_concurrent_runs"],
+        coordinator["tag_concurrency_limits"],
+    )
 
     k8s, launcher = values["runLauncher"]["config"]["k8sRunLauncher"], instance["run_launcher"]["config"]
     assert k8s["jobNamespace"] == launcher["job_namespace"]
@@ -292,12 +317,17 @@ def test_helm_values_and_the_production_instance_agree():
     assert values["postgresql"]["postgresqlScheme"] == instance["storage"]["postgres"]["postgres_db"]["scheme"]
 
     daemon = values["dagsterDaemon"]
-    assert daemon["runRetries"] == {"enabled": True, "maxRetries": instance["run_retries"]["max_retries"],
-                                    "retryOnAssetOrOpFailure": instance["run_retries"]["retry_on_asset_or_op_failure"]}
+    assert daemon["runRetries"] == {
+        "enabled": True,
+        "maxRetries": instance["run_retries"]["max_retries"],
+        "retryOnAssetOrOpFailure": instance["run_retries"]["retry_on_asset_or_op_failure"],
+    }
     monitoring = instance["run_monitoring"]
-    assert daemon["runMonitoring"] == {"enabled": monitoring["enabled"],
-                                       "startTimeoutSeconds": monitoring["start_timeout_seconds"],
-                                       "cancelTimeoutSeconds": monitoring["cancel_timeout_seconds"]}
+    assert daemon["runMonitoring"] == {
+        "enabled": monitoring["enabled"],
+        "startTimeoutSeconds": monitoring["start_timeout_seconds"],
+        "cancelTimeoutSeconds": monitoring["cancel_timeout_seconds"],
+    }
     assert values["retention"]["sensor"]["purgeAfterDays"] == instance["retention"]["sensor"]["purge_after_days"]
     assert values["retention"]["schedule"]["purgeAfterDays"] == instance["retention"]["schedule"]["purge_after_days"]
 
@@ -324,7 +354,9 @@ def test_dockerfile_builds_the_package_with_the_deploy_extra():
     gcp = next(d for d in pyproject["project"]["dependencies"] if d.startswith("dagster-gcp=="))
     family = gcp.split("==")[1]
     assert sorted(pyproject["project"]["optional-dependencies"]["deploy"]) == [
-        f"dagster-k8s=={family}", f"dagster-postgres=={family}"]
+        f"dagster-k8s=={family}",
+        f"dagster-postgres=={family}",
+    ]
 
 
 @pytest.mark.servers
@@ -344,15 +376,18 @@ def test_dockerfile_command_serves_the_code_location(tmp_path):
     argv = [str(Path(sys.executable).parent / "dagster"), *command[1:3], *[x for kv in local.items() for x in kv]]
     log = tmp_path / "code-server.log"
     with log.open("wb") as out:
-        server = subprocess.Popen(argv, cwd=REPO, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                  start_new_session=True)
+        server = subprocess.Popen(
+            argv, cwd=REPO, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
     try:
         client = DagsterGrpcClient(host="127.0.0.1", port=port)
         deadline = time.monotonic() + CODE_SERVER_START_S
         response = None
         while not isinstance(response, ListRepositoriesResponse):
             assert server.poll() is None, f"{shlex.join(argv)} exited: {log.read_text()[-3000:]}"
-            assert time.monotonic() < deadline, f"no definitions on port {port} after {CODE_SERVER_START_S} s: {response}"
+            assert time.monotonic() < deadline, (
+                f"no definitions on port {port} after {CODE_SERVER_START_S} s: {response}"
+            )
             try:
                 response = deserialize_value(client.list_repositories())
             except DagsterUserCodeUnreachableError:  # not listening yet

@@ -6,16 +6,24 @@ import pandas as pd
 import pytest
 
 from keystroke_assets.evaluation.protocol import (
-    det_points, equal_error_rate, evaluate_device, fnmr_at_fmr, pooled_steps, verification_scores,
+    det_points,
+    equal_error_rate,
+    evaluate_device,
+    fnmr_at_fmr,
+    pooled_steps,
+    verification_scores,
 )
 
 
 def web_app(samples: list[tuple]) -> tuple[pd.DataFrame, np.ndarray]:
     """(ids, values) of desktop web-app samples [(user, session, platform, [values...]), ...]."""
     ids = pd.DataFrame(
-        {"user_id": [s[0] for s in samples], "device_type": "desktop",
-         "session_id": pd.array([s[1] for s in samples], dtype="Int64"),
-         "platform_id": pd.array([s[2] for s in samples], dtype="Int64")}
+        {
+            "user_id": [s[0] for s in samples],
+            "device_type": "desktop",
+            "session_id": pd.array([s[1] for s in samples], dtype="Int64"),
+            "platform_id": pd.array([s[2] for s in samples], dtype="Int64"),
+        }
     )
     return ids, np.array([s[3] for s in samples], dtype=np.float32)
 
@@ -61,8 +69,9 @@ def test_three_users_by_hand():
     # (4 + 0 + 4) / 3 = 8/3. Probes (session 2): a 1, b 7, c 5. Raw |probe - template|:
     #   a's probe 1: a 1, b 3, c 7;  b's probe 7: a 7, b 3, c 1;  c's probe 5: a 5, b 1, c 3
     # genuine 1, 3, 3; impostor 3, 7, 7, 1, 5, 1; scores are these / (8/3)
-    ids, values = web_app([("a", 1, 1, [0]), ("b", 1, 1, [4]), ("c", 1, 1, [8]),
-                           ("a", 2, 1, [1]), ("b", 2, 1, [7]), ("c", 2, 1, [5])])
+    ids, values = web_app(
+        [("a", 1, 1, [0]), ("b", 1, 1, [4]), ("c", 1, 1, [8]), ("a", 2, 1, [1]), ("b", 2, 1, [7]), ("c", 2, 1, [5])]
+    )
     scores = verification_scores(ids, values, "session", keep_comparisons=True)
     assert list(scores.genuine) == pytest.approx([3 / 8, 9 / 8, 9 / 8])
     assert impostor_scores(scores) == pytest.approx([3 / 8, 3 / 8, 9 / 8, 15 / 8, 21 / 8, 21 / 8])
@@ -95,8 +104,16 @@ def test_null_and_constant_columns():
     # a's probe has x only: vs a 0.75, b 0.75, c 2.25. b's probe: vs a (1.5 + 1.5) / 2 = 1.5,
     # b 0, c 1.5. c's probe shares no column: no score, 3 comparisons counted.
     nan = np.nan
-    ids, values = web_app([("a", 1, 1, [0, 0, 5, nan]), ("b", 1, 1, [2, 4, 5, nan]), ("c", 1, 1, [4, 8, 5, nan]),
-                           ("a", 2, 1, [1, nan, 5, nan]), ("b", 2, 1, [2, 4, 5, nan]), ("c", 2, 1, [nan, nan, 5, nan])])
+    ids, values = web_app(
+        [
+            ("a", 1, 1, [0, 0, 5, nan]),
+            ("b", 1, 1, [2, 4, 5, nan]),
+            ("c", 1, 1, [4, 8, 5, nan]),
+            ("a", 2, 1, [1, nan, 5, nan]),
+            ("b", 2, 1, [2, 4, 5, nan]),
+            ("c", 2, 1, [nan, nan, 5, nan]),
+        ]
+    )
     scores = verification_scores(ids, values, "session", keep_comparisons=True)
     assert (scores.columns, scores.without_score, scores.users) == (2, 3, 3)
     assert list(scores.genuine) == pytest.approx([0, 0.75])
@@ -131,8 +148,10 @@ def test_leave_one_platform_out():
     # the platform grain: a row per (user, platform); each fold enrols on two platforms and probes
     # the third; Aalto rows (no platform) take no part
     rng = np.random.default_rng(1)
-    ids, values = web_app([(u, None, p, rng.normal(size=2)) for u in ["u", "v", "w"] for p in (1, 2, 3)]
-                          + [("aalto", None, None, [0.0, 0.0])])
+    ids, values = web_app(
+        [(u, None, p, rng.normal(size=2)) for u in ["u", "v", "w"] for p in (1, 2, 3)]
+        + [("aalto", None, None, [0.0, 0.0])]
+    )
     ids = ids.drop(columns="session_id")
     scores = verification_scores(ids, values, "platform", keep_comparisons=True)
     made, enrolment = scores.comparisons, scores.enrolment
@@ -169,8 +188,15 @@ def test_pooled_sequence_baseline():
 
 def test_blocks_give_the_same_scores():
     # the three-user case again, one (probe, template) pair per block: one probe per block
-    ids, values = web_app([("a", 1, 1, [0]), ("b", 1, 1, [4]), ("c", 1, 1, [8]),
-                           ("a", 2, 1, [1]), ("b", 2, 1, [7]), ("c", 2, 1, [5])])
-    whole, blocks = (verification_scores(ids, values, "session", keep_comparisons=True, block_cells=n) for n in (2**22, 1))
-    assert impostor_scores(blocks) == impostor_scores(whole) == pytest.approx([3 / 8, 3 / 8, 9 / 8, 15 / 8, 21 / 8, 21 / 8])
+    ids, values = web_app(
+        [("a", 1, 1, [0]), ("b", 1, 1, [4]), ("c", 1, 1, [8]), ("a", 2, 1, [1]), ("b", 2, 1, [7]), ("c", 2, 1, [5])]
+    )
+    whole, blocks = (
+        verification_scores(ids, values, "session", keep_comparisons=True, block_cells=n) for n in (2**22, 1)
+    )
+    assert (
+        impostor_scores(blocks)
+        == impostor_scores(whole)
+        == pytest.approx([3 / 8, 3 / 8, 9 / 8, 15 / 8, 21 / 8, 21 / 8])
+    )
     assert list(blocks.impostor_upto) == list(whole.impostor_upto) == [2, 3]

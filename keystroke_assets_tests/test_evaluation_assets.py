@@ -38,7 +38,11 @@ def real(real_data, tmp_path_factory):
             shutil.copy(f, uploads / f.name)
     env = {"KEYSTROKE_UPLOADS": str(uploads), "KEYSTROKE_STORAGE": str(root / "storage")}
     project = [a for a in defs.assets if not any(k.path[0] == "evaluation" for k in a.keys)]
-    assets = [*project, hold_by_key_class, *evaluation_assets([*declarations(features), *evaluations([HOLD_BY_KEY_CLASS])])]
+    assets = [
+        *project,
+        hold_by_key_class,
+        *evaluation_assets([*declarations(features), *evaluations([HOLD_BY_KEY_CLASS])]),
+    ]
     (root / "home").mkdir()
     with dg.instance_for_test(temp_dir=str(root / "home")) as instance:
         instance.add_dynamic_partitions(dataset_versions.name, [VERSION])
@@ -47,9 +51,14 @@ def real(real_data, tmp_path_factory):
         failed = failed_rules_of(result)
         metadata = {
             key.to_user_string(): instance.get_latest_materialization_event(key).asset_materialization.metadata
-            for a in assets for key in a.keys if key.path[0] == "evaluation"
+            for a in assets
+            for key in a.keys
+            if key.path[0] == "evaluation"
         }
-    read = lambda name: pd.read_parquet(root / "storage" / "evaluation" / name / f"{VERSION}.parquet")
+
+    def read(name):
+        return pd.read_parquet(root / "storage" / "evaluation" / name / f"{VERSION}.parquet")
+
     return read, metadata, failed
 
 
@@ -84,8 +93,15 @@ def test_real_desktop_sample_typenet_ml(real):
 def test_summary_has_every_evaluated_feature_sorted(real):
     read, metadata, _ = real
     summary = read("summary")
-    evaluated = ["behavioral", "hold_by_key_class", "statistical", "typenet_ml/platform", "typenet_ml/session",
-                 "typenet_ml/video", "typenet_sequences"]
+    evaluated = [
+        "behavioral",
+        "hold_by_key_class",
+        "statistical",
+        "typenet_ml/platform",
+        "typenet_ml/session",
+        "typenet_ml/video",
+        "typenet_sequences",
+    ]
     assert sorted(set(summary["feature"])) == evaluated
     assert len(summary) == len(evaluated) * 2  # desktop and mobile
     assert summary.loc[summary["feature"] == "typenet_sequences", "label"].unique().tolist() == ["baseline"]
@@ -93,7 +109,7 @@ def test_summary_has_every_evaluated_feature_sorted(real):
     assert (desktop["status"] == "evaluated").all() and desktop["eer"].between(0, 0.5).all()
     # best first, the not evaluable (every mobile row) last
     assert summary["eer"].iloc[: len(evaluated)].is_monotonic_increasing
-    assert summary["eer"].iloc[len(evaluated):].isna().all()
+    assert summary["eer"].iloc[len(evaluated) :].isna().all()
     # the dropped-in feature's row is its own evaluation's
     own = read("hold_by_key_class").set_index("device_type").loc["desktop", "eer"]
     assert summary.set_index(["feature", "device_type"]).loc[("hold_by_key_class", "desktop"), "eer"] == own
@@ -117,7 +133,13 @@ def test_a_feature_module_dropped_into_features_gets_an_evaluation(tmp_path):
         "print(parents('evaluation', 'hold_by_key_class'))\n"
         "print('evaluation/hold_by_key_class' in parents('evaluation', 'summary'))\n"
     )
-    out = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(tmp_path)},
-                         capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split("\n")[:2] == ["['features/hold_by_key_class']", "True"]

@@ -18,13 +18,26 @@ U1 = "c" * 32
 
 
 def web_task(platform: int, video: int, session: int, t0: int) -> dict:
-    return {"user_id": U1, "device_type": "desktop", "platform_id": platform, "video_id": video,
-            "session_id": session, "task_id": (session - 1) * 9 + (video - 1) * 3 + platform - 1,
-            "strokes": [("a", 65, t0, t0 + 100), ("b", 66, t0 + 200, t0 + 260)]}
+    return {
+        "user_id": U1,
+        "device_type": "desktop",
+        "platform_id": platform,
+        "video_id": video,
+        "session_id": session,
+        "task_id": (session - 1) * 9 + (video - 1) * 3 + platform - 1,
+        "strokes": [("a", 65, t0, t0 + 100), ("b", 66, t0 + 200, t0 + 260)],
+    }
 
 
-AALTO = {"user_id": "100003", "device_type": "desktop", "platform_id": None, "video_id": None, "session_id": 5,
-         "task_id": 5, "strokes": [("x", 88, 10, 90), ("y", 89, 120, 200), ("z", 90, 300, 310)]}
+AALTO = {
+    "user_id": "100003",
+    "device_type": "desktop",
+    "platform_id": None,
+    "video_id": None,
+    "session_id": 5,
+    "task_id": 5,
+    "strokes": [("x", 88, 10, 90), ("y", 89, 120, 200), ("z", 90, 300, 310)],
+}
 KEYSTROKES = make_keystrokes([web_task(1, 1, 1, 1000), web_task(2, 1, 1, 2000), web_task(3, 2, 2, 3000), AALTO])
 
 
@@ -32,7 +45,9 @@ KEYSTROKES = make_keystrokes([web_task(1, 1, 1, 1000), web_task(2, 1, 1, 2000), 
 def store(tmp_path) -> LocalObjectStore:
     """A data store holding the two feature assets of VERSION, written as the IO manager writes them."""
     store = LocalObjectStore(root=str(tmp_path / "storage"))
-    store.write_bytes(asset_object_name(TYPENET_SEQUENCES.key, VERSION), to_parquet_bytes(sequence_features(KEYSTROKES, m=3)))
+    store.write_bytes(
+        asset_object_name(TYPENET_SEQUENCES.key, VERSION), to_parquet_bytes(sequence_features(KEYSTROKES, m=3))
+    )
     store.write_bytes(asset_object_name(KVC.key, VERSION), to_parquet_bytes(kvc_keystrokes(KEYSTROKES)))
     return store
 
@@ -84,8 +99,16 @@ def test_kvc_layout_and_leave_one_platform_out(store, tmp_path):
 
 # one keystroke of each class: a 1 letter, space 3 space, backspace 6 navigation (editing), 7 2 digit,
 # comma 4 punctuation, shift 5 modifier, left arrow 6 navigation, Unidentified 0 other
-KINDS = [("a", 65), ("Key.space", 32), ("Key.backspace", 8), ("7", 55), ("Key.comma", 188), ("Key.shift", 16),
-         ("Key.left", 37), ("Unidentified", 0)]
+KINDS = [
+    ("a", 65),
+    ("Key.space", 32),
+    ("Key.backspace", 8),
+    ("7", 55),
+    ("Key.comma", 188),
+    ("Key.shift", 16),
+    ("Key.left", 37),
+    ("Unidentified", 0),
+]
 KINDS_TASK = {**web_task(1, 1, 1, 0), "strokes": [(k, c, 100 * i, 100 * i + 50) for i, (k, c) in enumerate(KINDS)]}
 CLASSES = [1, 3, 6, 2, 4, 5, 6, 0]
 
@@ -119,10 +142,15 @@ def test_exports_keep_only_what_the_keycodes_policy_allows(tmp_path, policy, exp
 def test_exports_never_restore_what_the_assets_left_out(tmp_path):
     store = kinds_store(tmp_path / "storage", "classes")
     # stored classes are exported as they are (classes of classes would all be 0, "other")
-    assert load(export_kvc(VERSION, tmp_path / "a", store, keycodes="classes")["all"])[U1]["1_1_1"][:, 2].tolist() == CLASSES
+    assert (
+        load(export_kvc(VERSION, tmp_path / "a", store, keycodes="classes")["all"])[U1]["1_1_1"][:, 2].tolist()
+        == CLASSES
+    )
     x, _ = load_typenet_sequences(VERSION, store, keycodes="classes")
     np.testing.assert_allclose(x[0, :8, 4] * 255, CLASSES, atol=1e-4)
-    assert load(export_kvc(VERSION, tmp_path / "b", store, keycodes="none")["all"])[U1]["1_1_1"][:, 2].tolist() == [0] * 8
+    assert (
+        load(export_kvc(VERSION, tmp_path / "b", store, keycodes="none")["all"])[U1]["1_1_1"][:, 2].tolist() == [0] * 8
+    )
     with pytest.raises(ValueError, match="materialized with keycodes=classes: it cannot give keycodes=full"):
         export_kvc(VERSION, tmp_path / "c", store)
     with pytest.raises(ValueError, match="keycodes=classes"):

@@ -17,20 +17,59 @@ from .feature_samples import FEATURE_KEYS, make_keystrokes, real_version
 U1, U2, U3 = "a" * 32, "b" * 32, "100001"
 WEB = {"device_type": "desktop", "video_id": 1, "session_id": 1}
 # u1, task 0: PL 100, 600, 1200, 2600, 100; IL -20 (rollover), 520, 1140, 2550, 40
-T1 = {**WEB, "user_id": U1, "platform_id": 1, "task_id": 0, "strokes": [
-    ("Key.shift", 16, 0, 120), ("H", 72, 100, 180), ("i", 73, 700, 760), ("Key.backspace", 8, 1900, 1950),
-    ("Key.caps_lock", 20, 4500, 4560), ("O", 79, 4600, 4680)]}
+T1 = {
+    **WEB,
+    "user_id": U1,
+    "platform_id": 1,
+    "task_id": 0,
+    "strokes": [
+        ("Key.shift", 16, 0, 120),
+        ("H", 72, 100, 180),
+        ("i", 73, 700, 760),
+        ("Key.backspace", 8, 1900, 1950),
+        ("Key.caps_lock", 20, 4500, 4560),
+        ("O", 79, 4600, 4680),
+    ],
+}
 # u1, task 1: PL 300, 2700
-T2 = {**WEB, "user_id": U1, "platform_id": 2, "task_id": 1, "strokes": [
-    ("a", 65, 0, 100), ("b", 66, 300, 380), ("c", 67, 3000, 3050)]}
+T2 = {
+    **WEB,
+    "user_id": U1,
+    "platform_id": 2,
+    "task_id": 1,
+    "strokes": [("a", 65, 0, 100), ("b", 66, 300, 380), ("c", 67, 3000, 3050)],
+}
 # u2 on a phone: 3 of 4 keys Unidentified (keycode 0)
-T3 = {**WEB, "device_type": "mobile", "user_id": U2, "platform_id": 1, "task_id": 0, "strokes": [
-    ("Unidentified", 0, 0, 50), ("Unidentified", 0, 200, 260), ("Key.enter", 13, 400, 450), ("Unidentified", 0, 600, 640)]}
+T3 = {
+    **WEB,
+    "device_type": "mobile",
+    "user_id": U2,
+    "platform_id": 1,
+    "task_id": 0,
+    "strokes": [
+        ("Unidentified", 0, 0, 50),
+        ("Unidentified", 0, 200, 260),
+        ("Key.enter", 13, 400, 450),
+        ("Unidentified", 0, 600, 640),
+    ],
+}
 # an Aalto section: no typed text object
-T4 = {"user_id": U3, "device_type": "desktop", "platform_id": None, "video_id": None, "session_id": 7, "task_id": 7,
-      "strokes": [("a", 65, 0, 100), ("b", 66, 200, 300)]}
-TYPED = pd.DataFrame({"user_id": [U1, U1, U2], "task_id": pd.array([0, 1, 0], dtype="Int64"),
-                      "typed_characters": pd.array([2, 3, 1], dtype="Int64")})
+T4 = {
+    "user_id": U3,
+    "device_type": "desktop",
+    "platform_id": None,
+    "video_id": None,
+    "session_id": 7,
+    "task_id": 7,
+    "strokes": [("a", 65, 0, 100), ("b", 66, 200, 300)],
+}
+TYPED = pd.DataFrame(
+    {
+        "user_id": [U1, U1, U2],
+        "task_id": pd.array([0, 1, 0], dtype="Int64"),
+        "typed_characters": pd.array([2, 3, 1], dtype="Int64"),
+    }
+)
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +88,8 @@ def row(features, grain, user, task=None):
 def test_task_measures_by_hand(features):
     t1 = row(features, "task", U1, 0)
     expected = {
-        "keystrokes": 6, "pairs": 5,
+        "keystrokes": 6,
+        "pairs": 5,
         "active_duration_s": 4.68,  # last release 4680 - first press 0
         "keystrokes_per_minute": 6 / (4.68 / 60),  # 76.92
         "typed_characters": 2,
@@ -57,8 +97,12 @@ def test_task_measures_by_hand(features):
         "unidentified_share": 0.0,
         "backspace_rate": 1 / 6,
         "rollover_rate": 1 / 5,  # IL -20
-        "pauses_500ms": 3, "pauses_1000ms": 2, "pauses_2000ms": 1,  # PL 600 1200 2600 / 1200 2600 / 2600
-        "pause_share_500ms": 3 / 5, "pause_share_1000ms": 2 / 5, "pause_share_2000ms": 1 / 5,
+        "pauses_500ms": 3,
+        "pauses_1000ms": 2,
+        "pauses_2000ms": 1,  # PL 600 1200 2600 / 1200 2600 / 2600
+        "pause_share_500ms": 3 / 5,
+        "pause_share_1000ms": 2 / 5,
+        "pause_share_2000ms": 1 / 5,
         "pause_mean_ms": (600 + 1200 + 2600) / 3,
         "bursts": 2,  # split at PL 2600
         "burst_mean_length": 6 / 2,
@@ -66,11 +110,20 @@ def test_task_measures_by_hand(features):
         "pl_cv": math.sqrt(4348000 / 4) / 920,
         # 50 ms bins: 100 -> 2 (twice), 600 -> 12, 1200 -> 24, 2600 -> overflow: p = .4 .2 .2 .2
         "pl_entropy_bits": -(0.4 * math.log2(0.4) + 3 * 0.2 * math.log2(0.2)),  # 1.921928
-        "shift_keystrokes": 1, "shift_rate": 1 / 6,
-        "caps_lock_keystrokes": 1, "caps_lock_rate": 1 / 6,
+        "shift_keystrokes": 1,
+        "shift_rate": 1 / 6,
+        "caps_lock_keystrokes": 1,
+        "caps_lock_rate": 1 / 6,
     }
-    assert set(expected) == set(features.columns) - {"grain", "user_id", "device_type", "platform_id", "video_id",
-                                                      "session_id", "task_id"}
+    assert set(expected) == set(features.columns) - {
+        "grain",
+        "user_id",
+        "device_type",
+        "platform_id",
+        "video_id",
+        "session_id",
+        "task_id",
+    }
     for column, value in expected.items():
         assert t1[column] == pytest.approx(value), column
 
@@ -104,12 +157,14 @@ def test_phone_and_aalto_rows_are_null_where_unknowable(features):
 
 
 def test_typed_characters_counts_characters_and_reads_only_raw_text():
-    manifest = pd.DataFrame({
-        "name": [f"f_{U1}_0_raw.txt", f"i_{U1}_1_raw.txt", f"{U1}_demographics.json", f"f_{U1}_0.csv"],
-        "kind": ["raw_text", "raw_text", "record", "keystrokes"],
-        "user_id": [U1] * 4,
-        "kept_as": ["k0", "k1", "k2", "k3"],
-    })
+    manifest = pd.DataFrame(
+        {
+            "name": [f"f_{U1}_0_raw.txt", f"i_{U1}_1_raw.txt", f"{U1}_demographics.json", f"f_{U1}_0.csv"],
+            "kind": ["raw_text", "raw_text", "record", "keystrokes"],
+            "user_id": [U1] * 4,
+            "kept_as": ["k0", "k1", "k2", "k3"],
+        }
+    )
     blobs = {"k0": "héllo wörld".encode(), "k1": b"", "k2": b'{"email": "x@y.z"}', "k3": b"P,a,1\n"}
     asked = []
 
@@ -160,8 +215,10 @@ def test_real_lines(real_data, tmp_path_factory):
     assert aalto["words_per_minute"].isna().all()
 
 
-# What the uploads hold that is personal (spec/data.md §1), as column names and as values.
-PERSONAL_NAMES = re.compile(r"e_?mail|(^|_)age($|_)|gender|user_?agent|consent|handedness|education|raw_text|typed_text")
+# What the uploads hold that is personal (docs/data.md §1), as column names and as values.
+PERSONAL_NAMES = re.compile(
+    r"e_?mail|(^|_)age($|_)|gender|user_?agent|consent|handedness|education|raw_text|typed_text"
+)
 EMAIL = re.compile(r"[\w.+-]+@[\w-]+\.[\w.]+")
 
 

@@ -5,21 +5,31 @@ import pandas as pd
 import pytest
 
 from keystroke_assets.assets.common import failed_rules
-from keystroke_assets.features.kvc import KVC, COLUMNS, kvc_keystrokes
+from keystroke_assets.features.kvc import COLUMNS, KVC, kvc_keystrokes
 
 from .feature_samples import make_keystrokes, real_version
 
 WEB = {"user_id": "u1", "device_type": "desktop", "platform_id": 3, "video_id": 2, "session_id": 2, "task_id": 14}
-AALTO = {"user_id": "100001", "device_type": "desktop", "platform_id": None, "video_id": None, "session_id": 1090979,
-         "task_id": 1090979}
+AALTO = {
+    "user_id": "100001",
+    "device_type": "desktop",
+    "platform_id": None,
+    "video_id": None,
+    "session_id": 1090979,
+    "task_id": 1090979,
+}
 
 
 @pytest.fixture(scope="module")
 def keystrokes():
-    return kvc_keystrokes(make_keystrokes([
-        {**WEB, "strokes": [("h", 72, 1000, 1090), ("Key.shift", 16, 1050, 1300), ("I", 73, 1200, 1260)]},
-        {**AALTO, "strokes": [("a", 65, 5, 50), ("b", 66, 60, 61)]},
-    ]))
+    return kvc_keystrokes(
+        make_keystrokes(
+            [
+                {**WEB, "strokes": [("h", 72, 1000, 1090), ("Key.shift", 16, 1050, 1300), ("I", 73, 1200, 1260)]},
+                {**AALTO, "strokes": [("a", 65, 5, 50), ("b", 66, 60, 61)]},
+            ]
+        )
+    )
 
 
 def test_keystrokes_by_hand(keystrokes):
@@ -28,7 +38,10 @@ def test_keystrokes_by_hand(keystrokes):
     web = keystrokes[keystrokes["user_id"] == "u1"]
     # every keystroke once, in press order, including the task's last one (key2 of the last pair)
     assert web[["press_ms", "release_ms", "keycode"]].to_numpy().tolist() == [
-        [1000, 1090, 72], [1050, 1300, 16], [1200, 1260, 73]]
+        [1000, 1090, 72],
+        [1050, 1300, 16],
+        [1200, 1260, 73],
+    ]
     assert web["sequence_id"].tolist() == [0, 1, 2]
     # task name <platform>_<video>_<session>; an Aalto section has only its id
     assert set(web["task"]) == {"3_2_2"}
@@ -60,14 +73,20 @@ def test_real_lines(real_data, tmp_path_factory):
     web = table[(table["user_id"] == "090e14f795db6d9fad9fc4ddd6ff5094") & (table["task"] == "1_1_1")]
     # f_090e..._0.csv (facebook, video 1, session 1) starts P s, R s, P t, R t, P u, R u
     assert web[["press_ms", "release_ms", "keycode"]].head(3).to_numpy().tolist() == [
-        [1735660013225, 1735660013324, 83], [1735660013866, 1735660013922, 84], [1735660014562, 1735660014634, 85]]
+        [1735660013225, 1735660013324, 83],
+        [1735660013866, 1735660013922, 84],
+        [1735660014562, 1735660014634, 85],
+    ]
     # 304 events alternating press / release: 152 keystrokes; the last is P k 134545, R k 134621
     assert len(web) == 152
     assert web[["press_ms", "release_ms", "keycode"]].iloc[-1].tolist() == [1735660134545, 1735660134621, 75]
     aalto = table[(table["user_id"] == "100001") & (table["task"] == "1090979")]
     # 100001_keystrokes.txt: SHIFT 1473275372512-372663 (16), W 372583-372703 (87), a 372759-372903 (65)
     assert aalto[["press_ms", "release_ms", "keycode"]].head(3).to_numpy().tolist() == [
-        [1473275372512, 1473275372663, 16], [1473275372583, 1473275372703, 87], [1473275372759, 1473275372903, 65]]
+        [1473275372512, 1473275372663, 16],
+        [1473275372583, 1473275372703, 87],
+        [1473275372759, 1473275372903, 65],
+    ]
     # every keystroke of every task is there once: keypairs + one per task
     pairs = real.read("keypairs")
     assert len(table) == len(pairs) + pairs.groupby(["user_id", "task_id"], observed=True).ngroups

@@ -14,8 +14,19 @@ from .feature_samples import make_pairs, real_version
 
 WEB = {"device_type": "desktop", "video_id": 1, "session_id": 1}
 # Task A: HL 100, 80, 50, 100; the last pair's IL = 2000 - 700 = 1300 > 1000 makes it an outlier.
-TASK_A = {**WEB, "user_id": "u1", "platform_id": 1, "task_id": 0, "strokes": [
-    ("a", 65, 0, 100), ("b", 66, 150, 230), ("c", 67, 400, 450), ("d", 68, 600, 700), ("e", 69, 2000, 2100)]}
+TASK_A = {
+    **WEB,
+    "user_id": "u1",
+    "platform_id": 1,
+    "task_id": 0,
+    "strokes": [
+        ("a", 65, 0, 100),
+        ("b", 66, 150, 230),
+        ("c", 67, 400, 450),
+        ("d", 68, 600, 700),
+        ("e", 69, 2000, 2100),
+    ],
+}
 # Task B: one pair, HL 60, IL 40, PL 100, RL 140.
 TASK_B = {**WEB, "user_id": "u1", "platform_id": 2, "task_id": 1, "strokes": [("f", 70, 0, 60), ("g", 71, 100, 200)]}
 
@@ -45,8 +56,19 @@ def test_user_grain_every_statistic_by_hand(features):
     # m4 = (27.5^4 + 7.5^4 + 22.5^4 + 12.5^4) / 4 = 213945.3125; g2 = m4 / m2^2 - 3 = -1.426592
     #   G2 = ((4 + 1) g2 + 6)(4 - 1) / ((4 - 2)(4 - 3)) = -1.699512
     expected = {
-        "count": 4, "mean": 72.5, "std": math.sqrt(1475 / 3), "min": 50, "p05": 51.5, "q1": 57.5, "median": 70,
-        "q3": 85, "p95": 97, "max": 100, "iqr": 27.5, "skewness": 0.481563, "kurtosis": -1.699512,
+        "count": 4,
+        "mean": 72.5,
+        "std": math.sqrt(1475 / 3),
+        "min": 50,
+        "p05": 51.5,
+        "q1": 57.5,
+        "median": 70,
+        "q3": 85,
+        "p95": 97,
+        "max": 100,
+        "iqr": 27.5,
+        "skewness": 0.481563,
+        "kurtosis": -1.699512,
     }
     assert set(expected) == set(STATS)
     for stat, value in expected.items():
@@ -83,7 +105,9 @@ def test_checks_pass_and_catch_a_wrong_output(features):
     assert results["statistics_ordered"] is False
     miscounted = features.copy()
     miscounted.loc[miscounted["grain"] == "task", "PL_count"] += 1
-    assert {name: ok for name, (ok, _) in rule_outcomes(miscounted, STATISTICAL.all_checks).items()}["user_counts_add_up"] is False
+    assert {name: ok for name, (ok, _) in rule_outcomes(miscounted, STATISTICAL.all_checks).items()}[
+        "user_counts_add_up"
+    ] is False
 
 
 def plain_task_latencies(csv_text: str) -> dict[str, list[int]]:
@@ -116,7 +140,9 @@ def test_real_task_against_plain_python(real_data, tmp_path_factory):
         assert task[f"{latency}_mean"] == pytest.approx(statistics.fmean(values))
         assert task[f"{latency}_std"] == pytest.approx(statistics.stdev(values))
         assert (task[f"{latency}_min"], task[f"{latency}_max"]) == (min(values), max(values))
-        assert (task[f"{latency}_q1"], task[f"{latency}_median"], task[f"{latency}_q3"]) == pytest.approx((q1, median, q3))
+        assert (task[f"{latency}_q1"], task[f"{latency}_median"], task[f"{latency}_q3"]) == pytest.approx(
+            (q1, median, q3)
+        )
     # the first pair of that file (P s 13225, R s 13324, P t 13866, R t 13922) is the first value
     assert (expected["HL"][0], expected["IL"][0], expected["PL"][0], expected["RL"][0]) == (99, 542, 641, 598)
 

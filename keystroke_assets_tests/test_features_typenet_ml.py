@@ -8,8 +8,15 @@ import pandas as pd
 import pytest
 
 from keystroke_assets.features.typenet_ml import (
-    COLUMN_LEVELS, GRAINS, _own_columns_filled, fill_statistics, hl_statistics, il_statistics, join_statistics,
-    top_digraphs, typenet_ml_features,
+    COLUMN_LEVELS,
+    GRAINS,
+    _own_columns_filled,
+    fill_statistics,
+    hl_statistics,
+    il_statistics,
+    join_statistics,
+    top_digraphs,
+    typenet_ml_features,
 )
 from keystroke_assets.keystrokes import DEFAULT_OUTLIER_THRESHOLDS
 
@@ -18,20 +25,36 @@ from .feature_samples import make_keystrokes, make_pairs
 DESKTOP = {"device_type": "desktop", "platform_id": 1, "video_id": 1}
 TASKS = [
     # u1, session 1: HL t 100, h 80, e 40, T 100 (same key as t); IL t-h 100, h-e 120, e-t 160
-    {**DESKTOP, "user_id": "u1", "session_id": 1, "task_id": 0,
-     "strokes": [("t", 84, 0, 100), ("h", 72, 200, 280), ("e", 69, 400, 440), ("T", 84, 600, 700)]},
+    {
+        **DESKTOP,
+        "user_id": "u1",
+        "session_id": 1,
+        "task_id": 0,
+        "strokes": [("t", 84, 0, 100), ("h", 72, 200, 280), ("e", 69, 400, 440), ("T", 84, 600, 700)],
+    },
     # u1, session 2: HL t 120, h 60; IL t-h 180; no e
-    {**DESKTOP, "user_id": "u1", "session_id": 2, "task_id": 9,
-     "strokes": [("t", 84, 0, 120), ("h", 72, 300, 360)]},
+    {**DESKTOP, "user_id": "u1", "session_id": 2, "task_id": 9, "strokes": [("t", 84, 0, 120), ("h", 72, 300, 360)]},
     # u2: HL t 50 and 100, h 60, e 20 (< 30: left out of HL); IL t-h 50, h-e 140,
     # e-t 1680 (an outlier pair: |IL| > 1000 and its HL 20 < 30)
-    {**DESKTOP, "user_id": "u2", "session_id": 1, "task_id": 0,
-     "strokes": [("t", 84, 0, 50), ("h", 72, 100, 160), ("e", 69, 300, 320), ("t", 84, 2000, 2100)]},
+    {
+        **DESKTOP,
+        "user_id": "u2",
+        "session_id": 1,
+        "task_id": 0,
+        "strokes": [("t", 84, 0, 50), ("h", 72, 100, 160), ("e", 69, 300, 320), ("t", 84, 2000, 2100)],
+    },
     # u2, session 2: HL e 50, h 50; IL e-h 50 (a digraph u1 never typed)
     {**DESKTOP, "user_id": "u2", "session_id": 2, "task_id": 9, "strokes": [("e", 69, 0, 50), ("h", 72, 100, 150)]},
     # u3 on a phone: HL 90, 100, 80; IL 110, 100
-    {"device_type": "mobile", "platform_id": 1, "video_id": 1, "user_id": "u3", "session_id": 1, "task_id": 0,
-     "strokes": [("Unidentified", 0, 0, 90), ("Unidentified", 0, 200, 300), ("Unidentified", 0, 400, 480)]},
+    {
+        "device_type": "mobile",
+        "platform_id": 1,
+        "video_id": 1,
+        "user_id": "u3",
+        "session_id": 1,
+        "task_id": 0,
+        "strokes": [("Unidentified", 0, 0, 90), ("Unidentified", 0, 200, 300), ("Unidentified", 0, 400, 480)],
+    },
 ]
 
 
@@ -57,10 +80,17 @@ def test_top_digraphs_every_user_of_the_device_count_then_code_points(pairs):
     # e-h, typed by u2 only, never qualifies
     top = top_digraphs(pairs, 2)
     assert top.values.tolist() == [
-        ["desktop", "t", "h", 3], ["desktop", "e", "t", 2], ["mobile", "Unidentified", "Unidentified", 2]]
+        ["desktop", "t", "h", 3],
+        ["desktop", "e", "t", 2],
+        ["mobile", "Unidentified", "Unidentified", 2],
+    ]
     # k above what qualifies: all of them, and never a digraph only one desktop user typed
     assert top_digraphs(pairs, 10)[["key1", "key2"]].values.tolist() == [
-        ["t", "h"], ["e", "t"], ["h", "e"], ["Unidentified", "Unidentified"]]
+        ["t", "h"],
+        ["e", "t"],
+        ["h", "e"],
+        ["Unidentified", "Unidentified"],
+    ]
 
 
 def test_session_grain_fills_from_the_same_users_other_groups_first(pairs):
@@ -82,7 +112,10 @@ def test_session_grain_fills_from_the_same_users_other_groups_first(pairs):
 
 # Two desktop and two mobile users, one task per (user, platform); d1 and m1 on two platforms, so
 # the platform grain has a user mean to fill from. A = "a", B = "b", S = "Key.space", U = "Unidentified".
-D, M = {"device_type": "desktop", "video_id": 1, "session_id": 1, "task_id": 0}, {"device_type": "mobile", "video_id": 1, "session_id": 1, "task_id": 0}
+D, M = (
+    {"device_type": "desktop", "video_id": 1, "session_id": 1, "task_id": 0},
+    {"device_type": "mobile", "video_id": 1, "session_id": 1, "task_id": 0},
+)
 S, U = "Key.space", "Unidentified"
 MIXED = [
     # d1/1: HL a 100, b 60, a 120; pairs a-b (IL 100), b-a (IL 140)
@@ -91,14 +124,28 @@ MIXED = [
     {**D, "user_id": "d1", "platform_id": 2, "strokes": [("a", 65, 0, 80), ("b", 66, 300, 320)]},
     # d2/1: HL b 50, a 40, b 60, c 10 (< 30: c never held in range, so no c column); pairs b-a (IL 50),
     # a-b (IL 1360: an outlier), b-c (IL 40, typed by d2 only)
-    {**D, "user_id": "d2", "platform_id": 1,
-     "strokes": [("b", 66, 0, 50), ("a", 65, 100, 140), ("b", 66, 1500, 1560), ("c", 67, 1600, 1610)]},
+    {
+        **D,
+        "user_id": "d2",
+        "platform_id": 1,
+        "strokes": [("b", 66, 0, 50), ("a", 65, 100, 140), ("b", 66, 1500, 1560), ("c", 67, 1600, 1610)],
+    },
     # m1/1: HL U 3, U 5, S 4, U 3 (a phone's holds: inside mobile's range); pairs U-U (IL 97), U-S (95), S-U (96)
-    {**M, "user_id": "m1", "platform_id": 1, "strokes": [(U, 0, 0, 3), (U, 0, 100, 105), (S, 32, 200, 204), (U, 0, 300, 303)]},
+    {
+        **M,
+        "user_id": "m1",
+        "platform_id": 1,
+        "strokes": [(U, 0, 0, 3), (U, 0, 100, 105), (S, 32, 200, 204), (U, 0, 300, 303)],
+    },
     # m1/2: HL U 6, S 2; pair U-S (IL 94)
     {**M, "user_id": "m1", "platform_id": 2, "strokes": [(U, 0, 0, 6), (S, 32, 100, 102)]},
     # m2/1: HL S 2, U 4, U 8, S 10; pairs S-U (IL 48), U-U (IL 1946: an outlier), U-S (IL 92)
-    {**M, "user_id": "m2", "platform_id": 1, "strokes": [(S, 32, 0, 2), (U, 0, 50, 54), (U, 0, 2000, 2008), (S, 32, 2100, 2110)]},
+    {
+        **M,
+        "user_id": "m2",
+        "platform_id": 1,
+        "strokes": [(S, 32, 0, 2), (U, 0, 50, 54), (U, 0, 2000, 2008), (S, 32, 2100, 2110)],
+    },
 ]
 R200, R50, R32, R8 = math.sqrt(200), math.sqrt(50), math.sqrt(32), math.sqrt(8)
 # std of [3, 3, 5]: mean 11/3, squares 4/9 + 4/9 + 16/9 = 24/9, / (3 - 1) = 4/3
@@ -161,12 +208,18 @@ def test_top_digraphs_per_device_type(mixed):
     # qualifies, so k = 3 takes the two that do. mobile: U-S 3 (m1 twice), then S-U and U-U 2
     # each, "Key.space" < "Unidentified"
     assert top_digraphs(mixed, 3).values.tolist() == [
-        ["desktop", "a", "b", 3], ["desktop", "b", "a", 2],
-        ["mobile", U, S, 3], ["mobile", S, U, 2], ["mobile", U, U, 2]]
+        ["desktop", "a", "b", 3],
+        ["desktop", "b", "a", 2],
+        ["mobile", U, S, 3],
+        ["mobile", S, U, 2],
+        ["mobile", U, U, 2],
+    ]
 
 
 def test_platform_grain_every_cell_by_hand(mixed):
-    features, dictionary, fills = typenet_ml_features(make_keystrokes(MIXED), mixed, GRAINS["platform"], top_digraphs(mixed, 3))
+    features, dictionary, fills = typenet_ml_features(
+        make_keystrokes(MIXED), mixed, GRAINS["platform"], top_digraphs(mixed, 3)
+    )
     stats = ["median", "mean", "std", "q1", "q3"]
     columns = {
         device: [f"{device}__{stem}__{s}" for stem in EXPECTED[(user, 1)] for s in stats]
@@ -175,8 +228,13 @@ def test_platform_grain_every_cell_by_hand(mixed):
     # each device type its own columns, in order; no c (held 10 ms on a desktop), no b-c
     assert [c for c in features.columns if "__" in c] == columns["desktop"] + columns["mobile"]
     assert features[["user_id", "platform_id", "device_type"]].astype(object).values.tolist() == [
-        ["d1", 1, "desktop"], ["d1", 2, "desktop"], ["d2", 1, "desktop"],
-        ["m1", 1, "mobile"], ["m1", 2, "mobile"], ["m2", 1, "mobile"]]
+        ["d1", 1, "desktop"],
+        ["d1", 2, "desktop"],
+        ["d2", 1, "desktop"],
+        ["m1", 1, "mobile"],
+        ["m1", 2, "mobile"],
+        ["m2", 1, "mobile"],
+    ]
     for (user, platform), expected in EXPECTED.items():
         got = row(features, user, platform_id=platform)
         own, other = DEVICE[user], {"desktop": "mobile", "mobile": "desktop"}[DEVICE[user]]
@@ -189,16 +247,34 @@ def test_platform_grain_every_cell_by_hand(mixed):
     # mean, q1, q3 (user) and std (column), IL a-b std (zero), IL b-a median, mean, q1, q3 (user) and
     # std (zero); d2/1: HL a std (column), IL a-b median, mean, q1, q3 (column) and std (zero), IL b-a std (zero)
     assert fills["desktop"] == {
-        "observed": 60 - 22, "user_mean": 9, "column_mean": 7, "zero": 6, "cells": 60, "filled_share": 22 / 60}
+        "observed": 60 - 22,
+        "user_mean": 9,
+        "column_mean": 7,
+        "zero": 6,
+        "cells": 60,
+        "filled_share": 22 / 60,
+    }
     # mobile: 3 rows x 25 columns = 75; m1/1: HL S std (column), three IL std (zero); m1/2: HL S std
     # (column), HL U std (user), IL S-U and U-U median, mean, q1, q3 (user) and all three IL std
     # (zero); m2/1: IL U-U median, mean, q1, q3 (column), three IL std (zero)
     assert fills["mobile"] == {
-        "observed": 75 - 24, "user_mean": 9, "column_mean": 6, "zero": 9, "cells": 75, "filled_share": 24 / 75}
+        "observed": 75 - 24,
+        "user_mean": 9,
+        "column_mean": 6,
+        "zero": 9,
+        "cells": 75,
+        "filled_share": 24 / 75,
+    }
 
     entry = dictionary.set_index("column").loc["mobile__IL__Unidentified__Key.space__q3"]
     assert entry[["device_type", "latency", "key1", "key2", "statistic", "unit"]].tolist() == [
-        "mobile", "IL", U, S, "q3", "ms"]
+        "mobile",
+        "IL",
+        U,
+        S,
+        "q3",
+        "ms",
+    ]
     entry = dictionary.set_index("column").loc["desktop__HL__a__std"]
     assert entry[["device_type", "latency", "key1", "statistic"]].tolist() == ["desktop", "HL", "a", "std"]
     assert entry["key2"] is None
@@ -216,23 +292,46 @@ def test_the_check_sees_an_own_cell_left_null_and_an_other_device_cell_filled(mi
 def test_column_mean_over_observed_cells_only():
     # the case: u1 observed 100 on one platform, missing on two others (user mean 100);
     # u2 observed 200; u3 has nothing -> (100 + 200) / 2 = 150, never (100 + 100 + 100 + 200) / 4 = 125
-    groups = pd.DataFrame({"user_id": ["u1", "u1", "u1", "u2", "u3"], "platform_id": [1, 2, 3, 1, 1],
-                           "device_type": ["desktop"] * 5})
+    groups = pd.DataFrame(
+        {"user_id": ["u1", "u1", "u1", "u2", "u3"], "platform_id": [1, 2, 3, 1, 1], "device_type": ["desktop"] * 5}
+    )
     column = pd.MultiIndex.from_tuples([("desktop", "HL", "a", "", "mean")], names=COLUMN_LEVELS)
     statistics = pd.DataFrame({column[0]: [100, None, None, 200, None]}, dtype=float)
     statistics.columns = column
     features, _, fills = fill_statistics(groups, statistics)
     assert features["desktop__HL__a__mean"].tolist() == [100, 100, 100, 200, 150]
-    assert fills["desktop"] == {"observed": 2, "user_mean": 2, "column_mean": 1, "zero": 0, "cells": 5, "filled_share": 3 / 5}
+    assert fills["desktop"] == {
+        "observed": 2,
+        "user_mean": 2,
+        "column_mean": 1,
+        "zero": 0,
+        "cells": 5,
+        "filled_share": 3 / 5,
+    }
 
 
 def test_hl_from_keystrokes_joins_a_group_without_pairs(mixed):
     # a stored keystrokes table has the one-keystroke task that keypairs cannot: d3 held a for 70 ms
-    strokes = make_keystrokes([*MIXED, {"user_id": "d3", "device_type": "desktop", "platform_id": 1, "video_id": 1,
-                                        "session_id": 1, "task_id": 0, "strokes": [("A", 65, 0, 70)]}])
+    strokes = make_keystrokes(
+        [
+            *MIXED,
+            {
+                "user_id": "d3",
+                "device_type": "desktop",
+                "platform_id": 1,
+                "video_id": 1,
+                "session_id": 1,
+                "task_id": 0,
+                "strokes": [("A", 65, 0, 70)],
+            },
+        ]
+    )
     grain = GRAINS["platform"]
     groups, statistics = join_statistics(
-        grain, hl_statistics(strokes, grain, DEFAULT_OUTLIER_THRESHOLDS), il_statistics(mixed, grain, top_digraphs(mixed, 3)))
+        grain,
+        hl_statistics(strokes, grain, DEFAULT_OUTLIER_THRESHOLDS),
+        il_statistics(mixed, grain, top_digraphs(mixed, 3)),
+    )
     features, _, _ = fill_statistics(groups, statistics)
     d3 = row(features, "d3", platform_id=1)
     assert d3["desktop__HL__a__median"] == 70  # "A" is a

@@ -15,7 +15,10 @@ from keystroke_assets.keystrokes import DEFAULT_OUTLIER_THRESHOLDS
 from .conftest import VERSION, failed_rules_of, materialize_version
 
 PLATFORM = "features/typenet_ml/platform"
-SELECTION = [dg.AssetKey.from_user_string(k) for k in ["web_app_data", "raw_data", "cleaned_data", "keystrokes", "keypairs", PLATFORM]]
+SELECTION = [
+    dg.AssetKey.from_user_string(k)
+    for k in ["web_app_data", "raw_data", "cleaned_data", "keystrokes", "keypairs", PLATFORM]
+]
 ANDROID, IPHONE = "4b4a2c43f630c0b68c7e081dcab95f96", "afa09ecc0c8457d3f735dc457b14526f"
 DESKTOP_WEB = ["090e14f795db6d9fad9fc4ddd6ff5094", "1a8939f78d8fd33068520f598b6bb6b8"]
 AALTO = ["100001", "100003", "100007", "100008", "100013", "100122"]
@@ -42,7 +45,8 @@ def build(tmp_path, folders, run_config=None):
 def test_phones_carry_observed_values(real_data, tmp_path):
     # the Android user's tasks i_..._4 and i_..._7 hold 2 events: lower the 290-event bar to keep it
     strokes, features, metadata = build(
-        tmp_path, [real_data / "fpd_webapp_2025" / "web_app_data", real_data / "fpd_webapp_2025_iphone" / "web_app_data"],
+        tmp_path,
+        [real_data / "fpd_webapp_2025" / "web_app_data", real_data / "fpd_webapp_2025_iphone" / "web_app_data"],
         {"ops": {"cleaned_data": {"config": {"min_events_per_task": 2}}}},
     )
     mobile = features[features["device_type"] == "mobile"]
@@ -82,10 +86,14 @@ def test_phones_carry_observed_values(real_data, tmp_path):
 
 
 def test_aalto_and_web_app_desktop_share_space_digraphs(real_data, tmp_path):
-    _, features, metadata = build(tmp_path, [real_data / "fpd_webapp_2025" / "web_app_data", real_data / "aalto136m_desktop"])
+    _, features, metadata = build(
+        tmp_path, [real_data / "fpd_webapp_2025" / "web_app_data", real_data / "aalto136m_desktop"]
+    )
     assert sorted(features["user_id"].unique()) == sorted(DESKTOP_WEB + AALTO)
     top = pd.DataFrame([r.data for r in metadata["digraphs"].records])
-    digraphs = set(zip(top.loc[top["device_type"] == "desktop", "key1"], top.loc[top["device_type"] == "desktop", "key2"]))
+    digraphs = set(
+        zip(top.loc[top["device_type"] == "desktop", "key1"], top.loc[top["device_type"] == "desktop", "key2"])
+    )
     # Aalto writes ' ' and the web app Key.space: one key, so the space digraphs every one of the 8
     # desktop users typed win the top-k (before, none qualified and the top-k was letter pairs)
     assert {("e", "Key.space"), ("s", "Key.space"), ("Key.space", "t")} <= digraphs
@@ -94,11 +102,18 @@ def test_aalto_and_web_app_desktop_share_space_digraphs(real_data, tmp_path):
     # every Aalto participant's space holds, computed here from the raw file: RELEASE_TIME -
     # PRESS_TIME where LETTER is ' ', within the desktop range [30, 2000] ms
     for user in AALTO:
-        raw = pd.read_csv(real_data / "aalto136m_desktop" / f"{user}_keystrokes.txt", sep="\t", quoting=3,
-                          encoding="latin-1", dtype=str, keep_default_na=False)
+        raw = pd.read_csv(
+            real_data / "aalto136m_desktop" / f"{user}_keystrokes.txt",
+            sep="\t",
+            quoting=3,
+            encoding="latin-1",
+            dtype=str,
+            keep_default_na=False,
+        )
         hold = raw["RELEASE_TIME"].astype(np.int64) - raw["PRESS_TIME"].astype(np.int64)
         space = hold[(raw["LETTER"] == " ") & (hold >= 30) & (hold <= 2000)]
         (index,) = features.index[features["user_id"] == user]  # one row: Aalto has no platform
         row = features.loc[index]
         assert (row["desktop__HL__Key.space__median"], row["desktop__HL__Key.space__mean"]) == pytest.approx(
-            (space.median(), space.mean())), user
+            (space.median(), space.mean())
+        ), user

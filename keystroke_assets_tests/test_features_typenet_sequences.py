@@ -5,14 +5,28 @@ import numpy as np
 import pytest
 
 from keystroke_assets.assets.common import failed_rules
-from keystroke_assets.features.typenet_sequences import TYPENET_SEQUENCES, SequenceConfig, sequence_array, sequence_features
+from keystroke_assets.features.typenet_sequences import (
+    TYPENET_SEQUENCES,
+    SequenceConfig,
+    sequence_array,
+    sequence_features,
+)
 
 from .feature_samples import make_keystrokes, real_version
 
 WEB = {"user_id": "u1", "device_type": "desktop", "platform_id": 1, "video_id": 1, "session_id": 1}
 # five keystrokes: longer than M = 4, so the 4th step pairs with the 5th keystroke
-LONG = {**WEB, "task_id": 0, "strokes": [
-    ("a", 65, 1000, 1100), ("b", 66, 1250, 1300), ("Key.space", 32, 1280, 1400), ("c", 67, 2000, 2090), ("d", 68, 2500, 2600)]}
+LONG = {
+    **WEB,
+    "task_id": 0,
+    "strokes": [
+        ("a", 65, 1000, 1100),
+        ("b", 66, 1250, 1300),
+        ("Key.space", 32, 1280, 1400),
+        ("c", 67, 2000, 2090),
+        ("d", 68, 2500, 2600),
+    ],
+}
 # two keystrokes: shorter than M, padded
 SHORT = {**WEB, "platform_id": 2, "task_id": 1, "strokes": [("x", 88, 0, 80), ("Key.shift", 16, 500, 530)]}
 
@@ -27,7 +41,8 @@ def test_steps_by_hand(sequences):
     assert x.shape == (2, 4, 5) and x.dtype == np.float32
     assert sequences["length"].tolist() == [4, 2]
     long, short = x[0], x[1]
-    # step 0: HL = 1100 - 1000 = 100 ms, IL = 1250 - 1100 = 150, PL = 1250 - 1000 = 250, RL = 1300 - 1100 = 200; 'a' = 65
+    # step 0: HL = 1100 - 1000 = 100 ms, IL = 1250 - 1100 = 150, PL = 1250 - 1000 = 250,
+    # RL = 1300 - 1100 = 200; 'a' = 65
     np.testing.assert_allclose(long[0], [0.100, 0.150, 0.250, 0.200, 65 / 255], rtol=1e-6)
     # step 1 ('b' then space, overlapping): HL 50, IL = 1280 - 1300 = -20, PL 30, RL = 1400 - 1300 = 100
     np.testing.assert_allclose(long[1], [0.050, -0.020, 0.030, 0.100, 66 / 255], rtol=1e-6)
@@ -104,4 +119,4 @@ def test_real_lines(real_data, tmp_path_factory):
     assert [c for c in real.failed_checks if c[0] == "features/typenet_sequences"] == []
     # the shortest task is padded with zeros beyond its length
     short = int(table["length"].idxmin())
-    assert (x[short, table.loc[short, "length"]:] == 0).all()
+    assert (x[short, table.loc[short, "length"] :] == 0).all()

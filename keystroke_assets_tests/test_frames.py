@@ -11,7 +11,9 @@ def test_drop_unused_categories_matches_pandas():
     categories = [f"k{i}" for i in range(50)]
     for used in (50, 7, 1):
         codes = rng.integers(-1, used, size=1000)  # -1: missing
-        values = pd.Series(pd.Categorical.from_codes(codes, categories=categories), index=np.arange(1000) * 3, name="key")
+        values = pd.Series(
+            pd.Categorical.from_codes(codes, categories=categories), index=np.arange(1000) * 3, name="key"
+        )
         dropped = drop_unused_categories(values)
         pd.testing.assert_series_equal(dropped, values.cat.remove_unused_categories())
         assert len(dropped.cat.categories) == len(set(codes) - {-1})
@@ -20,16 +22,20 @@ def test_drop_unused_categories_matches_pandas():
 def test_group_codes_match_a_sorted_pandas_groupby_with_nulls_last():
     rng = np.random.default_rng(1)
     n = 5000
-    df = pd.DataFrame({
-        "user_id": pd.Categorical.from_codes(rng.integers(-1, 6, n), categories=list("fedcba")),  # category order, not alphabetical
-        "platform_id": pd.array(rng.integers(1, 4, n), dtype="Int64"),
-        "key": rng.choice(["a", "B", ",", "Shift"], n),
-        "time_ms": rng.integers(0, 10**12, n),
-    })
+    df = pd.DataFrame(
+        {
+            "user_id": pd.Categorical.from_codes(
+                rng.integers(-1, 6, n), categories=list("fedcba")
+            ),  # category order, not alphabetical
+            "platform_id": pd.array(rng.integers(1, 4, n), dtype="Int64"),
+            "key": rng.choice(["a", "B", ",", "Shift"], n),
+            "time_ms": rng.integers(0, 10**12, n),
+        }
+    )
     df.loc[rng.random(n) < 0.1, "platform_id"] = pd.NA
     # rows in random order, and in runs (a group's rows together, some groups in several runs)
     runs = df.sort_values(["user_id", "key"], kind="stable").reset_index(drop=True)
-    runs = pd.concat([runs.iloc[: n // 2], runs.iloc[n // 4:], runs.iloc[:10]], ignore_index=True)
+    runs = pd.concat([runs.iloc[: n // 2], runs.iloc[n // 4 :], runs.iloc[:10]], ignore_index=True)
     for rows in (df, runs):
         for by in (["user_id"], ["user_id", "platform_id"], ["platform_id", "key"], ["key", "user_id", "platform_id"]):
             codes, groups = group_codes(rows, by, [*by, "time_ms"])

@@ -20,7 +20,10 @@ def test_every_asset_and_both_exports_in_gcs(instance, gcs_bucket, monkeypatch, 
     for name, data in web_app_uploads(4, seed=5, broken_every=0):
         gcs_bucket.blob(f"uploads/{name}").upload_from_string(data)
     gcs_bucket.blob("uploads/f_" + "a" * 32 + "_0.csv.gstmp").upload_from_string(b"P,a,1")
-    env = {"KEYSTROKE_UPLOADS": f"gs://{gcs_bucket.name}/uploads", "KEYSTROKE_STORAGE": f"gs://{gcs_bucket.name}/datasets"}
+    env = {
+        "KEYSTROKE_UPLOADS": f"gs://{gcs_bucket.name}/uploads",
+        "KEYSTROKE_STORAGE": f"gs://{gcs_bucket.name}/datasets",
+    }
     result = materialize_version(instance, env)
     assert result.success and failed_rules_of(result) == []
 
@@ -34,7 +37,9 @@ def test_every_asset_and_both_exports_in_gcs(instance, gcs_bucket, monkeypatch, 
         assert md["dagster/row_count"].value == table.num_rows > 0
         tables[key] = table.to_pandas()
 
-    manifest = pq.read_table(io.BytesIO(gcs_bucket.blob(f"datasets/web_app_data/{VERSION}.parquet").download_as_bytes())).to_pandas()
+    manifest = pq.read_table(
+        io.BytesIO(gcs_bucket.blob(f"datasets/web_app_data/{VERSION}.parquet").download_as_bytes())
+    ).to_pandas()
     csv = manifest[manifest["kind"] == "keystrokes"].iloc[0]
     upload = gcs_bucket.get_blob(f"uploads/{csv['name']}")
     # the manifest names the object with GCS's own checksum and generation
@@ -42,7 +47,7 @@ def test_every_asset_and_both_exports_in_gcs(instance, gcs_bucket, monkeypatch, 
     assert csv["generation"] == str(upload.generation) and csv["crc32c"]
     pack, span = csv["kept_as"].rsplit("@", 1)
     offset, size = map(int, span.split(":"))
-    kept = gcs_bucket.blob(f"datasets/{pack}").download_as_bytes()[offset: offset + size]
+    kept = gcs_bucket.blob(f"datasets/{pack}").download_as_bytes()[offset : offset + size]
     assert kept == upload.download_as_bytes()
     assert tables["keypairs"]["user_id"].nunique() == 4
 

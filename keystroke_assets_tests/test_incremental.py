@@ -3,7 +3,7 @@ checksums, kept bytes) and gives exactly what a from-scratch build of it gives."
 
 import os
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 import pandas as pd
@@ -35,7 +35,7 @@ def test_a_new_version_reads_only_new_uploads_and_equals_a_full_rebuild(tmp_path
     an_hour_ago = time.time() - 3600
     for path in uploads.iterdir():
         os.utime(path, (an_hour_ago, an_hour_ago))
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     first_version, version = make_version_id("lab", now - timedelta(minutes=1)), make_version_id("lab", now)
     env = {"KEYSTROKE_UPLOADS": str(uploads), "KEYSTROKE_STORAGE": str(tmp_path / "storage")}
 
@@ -57,7 +57,9 @@ def test_a_new_version_reads_only_new_uploads_and_equals_a_full_rebuild(tmp_path
         incremental = materialize_version(instance, env, version, selection=STAGES)
         monkeypatch.undo()
     with dg.instance_for_test() as instance:
-        scratch = materialize_version(instance, {**env, "KEYSTROKE_STORAGE": str(tmp_path / "scratch")}, version, selection=STAGES)
+        scratch = materialize_version(
+            instance, {**env, "KEYSTROKE_STORAGE": str(tmp_path / "scratch")}, version, selection=STAGES
+        )
 
     # only the new and the changed uploads were read to checksum them, and only their bytes kept
     added = {p.name for p in uploads.iterdir() if p.stat().st_mtime > an_hour_ago + 1} - {changed.name}
@@ -72,6 +74,8 @@ def test_a_new_version_reads_only_new_uploads_and_equals_a_full_rebuild(tmp_path
         pd.testing.assert_frame_equal(got[key].drop(columns=drop), want[key].drop(columns=drop), obj=key)
     # and the new version does hold the new participants and the changed upload
     users = set(got["raw_data"]["user_id"])
-    assert {participant_id(4), participant_id(5)} <= users and not {participant_id(4), participant_id(5)} & set(first["raw_data"]["user_id"])
+    assert {participant_id(4), participant_id(5)} <= users and not {participant_id(4), participant_id(5)} & set(
+        first["raw_data"]["user_id"]
+    )
     events = lambda tables: int((tables["raw_data"]["file"] == changed.name).sum())  # noqa: E731
     assert events(got) == events(first) - 1

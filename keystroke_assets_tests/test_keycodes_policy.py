@@ -1,6 +1,6 @@
 """The `keycodes` run config of features/kvc and features/typenet_sequences on the real samples:
 `full` keeps the letter codes (65..90), `classes` writes the kind of key, `none` writes 0; both
-asset definitions say their keycodes can spell out typed text (spec/features.md, keycodes)."""
+asset definitions say their keycodes can spell out typed text (docs/features.md, keycodes)."""
 
 import shutil
 
@@ -46,9 +46,15 @@ def rebuilt(policy: str, real_data, tmp_path_factory) -> RealVersion:
         with dg.instance_for_test(temp_dir=str(root / "home")) as instance:
             result = materialize_version(instance, env, selection=KEYS, run_config=run_config)
             assert result.success
-            metadata = {k.to_user_string(): instance.get_latest_materialization_event(k).asset_materialization.metadata
-                        for k in KEYS}
-            failed = [(e.asset_key.to_user_string(), e.check_name) for e in result.get_asset_check_evaluations() if not e.passed]
+            metadata = {
+                k.to_user_string(): instance.get_latest_materialization_event(k).asset_materialization.metadata
+                for k in KEYS
+            }
+            failed = [
+                (e.asset_key.to_user_string(), e.check_name)
+                for e in result.get_asset_check_evaluations()
+                if not e.passed
+            ]
         _rebuilt[policy] = RealVersion(root / "storage", metadata, failed)
     return _rebuilt[policy]
 
@@ -100,5 +106,7 @@ def test_classes_by_hand(real_data, tmp_path_factory):
 @pytest.mark.parametrize("key", KEYS, ids=lambda k: k.to_user_string())
 def test_definitions_say_keycodes_spell_typed_text(key):
     assets_def = defs.resolve_assets_def(key)
-    assert assets_def.metadata_by_key[key]["contains"] == RECONSTRUCTABLE_LABEL["contains"] == "reconstructable typed text"
+    assert (
+        assets_def.metadata_by_key[key]["contains"] == RECONSTRUCTABLE_LABEL["contains"] == "reconstructable typed text"
+    )
     assert "reconstructable typed text" in assets_def.descriptions_by_key[key].lower()

@@ -10,7 +10,12 @@ import pytest
 from keystroke_assets.assets.keypairs import valid_keypairs, valid_keystrokes
 from keystroke_assets.ingest.web_app import parse_web_app_csvs
 from keystroke_assets.keystrokes import (
-    DEFAULT_OUTLIER_THRESHOLDS, KEYSTROKE_COLUMNS, OutlierThresholds, keypairs, keystrokes, pairs_from_keystrokes,
+    DEFAULT_OUTLIER_THRESHOLDS,
+    KEYSTROKE_COLUMNS,
+    OutlierThresholds,
+    keypairs,
+    keystrokes,
+    pairs_from_keystrokes,
 )
 
 from .conftest import VERSION, materialize_version
@@ -34,7 +39,12 @@ def test_real_first_pairs(real_data):
     # P s 13225, R s 13324, P t 13866, R t 13922, P u 14562, R u 14634 (ms, offset 1735660000000)
     p0, p1 = pairs.iloc[0], pairs.iloc[1]
     assert (p0.key1, p0.key2) == ("s", "t")
-    assert (p0.HL, p0.IL, p0.PL, p0.RL) == (13324 - 13225, 13866 - 13324, 13866 - 13225, 13922 - 13324)  # 99 542 641 598
+    assert (p0.HL, p0.IL, p0.PL, p0.RL) == (
+        13324 - 13225,
+        13866 - 13324,
+        13866 - 13225,
+        13922 - 13324,
+    )  # 99 542 641 598
     assert (p1.key1, p1.key2) == ("t", "u")
     assert (p1.HL, p1.IL, p1.PL, p1.RL) == (56, 14562 - 13922, 14562 - 13866, 14634 - 13922)  # 56 640 696 712
     assert (p0.key1_press, p0.key2_release) == (1735660013225, 1735660013922)
@@ -98,7 +108,10 @@ def test_equal_times_keep_file_order_and_outlier_flag():
 
 
 def test_outlier_thresholds():
-    text = "P,a,1000000000000\nR,a,1000000000020\nP,b,1000000000100\nR,b,1000000000200\nP,c,1000000001300\nR,c,1000000001400\n"
+    text = (
+        "P,a,1000000000000\nR,a,1000000000020\nP,b,1000000000100\n"
+        "R,b,1000000000200\nP,c,1000000001300\nR,c,1000000001400\n"
+    )
     pairs, _ = pairs_of(text)
     # pair a→b: HL 20 < 30 → outlier; pair b→c: HL 100, IL 1100 > 1000 → outlier
     assert pairs["outlier"].tolist() == [True, True]
@@ -115,9 +128,21 @@ def test_tasks_are_paired_separately():
 
 def test_aalto_rows_and_release_before_press():
     rows = pd.DataFrame(
-        {"file": "7_keystrokes.txt", "user_id": "7", "device_type": "desktop", "platform_id": pd.NA, "video_id": pd.NA,
-         "session_id": 1, "task_id": 1, "line": [2, 3, 4, 5], "event": "K", "key": ["h", "i", "x", "!"],
-         "time_ms": [1000, 1150, 1300, 1200], "release_ms": [1100, 1230, 1250, 1290], "keycode": [72, 73, 88, 49]}
+        {
+            "file": "7_keystrokes.txt",
+            "user_id": "7",
+            "device_type": "desktop",
+            "platform_id": pd.NA,
+            "video_id": pd.NA,
+            "session_id": 1,
+            "task_id": 1,
+            "line": [2, 3, 4, 5],
+            "event": "K",
+            "key": ["h", "i", "x", "!"],
+            "time_ms": [1000, 1150, 1300, 1200],
+            "release_ms": [1100, 1230, 1250, 1290],
+            "keycode": [72, 73, 88, 49],
+        }
     )
     pairs, quality = keypairs(rows)
     # x (1300..1250) released before press: dropped; order by press: h 1000, i 1150, ! 1200
@@ -195,8 +220,11 @@ EMPTY_KEYS = (
 def test_empty_keys_are_unidentified_keystrokes_not_a_false_pair():
     pairs, quality = pairs_of(EMPTY_KEYS)
     assert list(zip(pairs.key1, pairs.key2)) == [
-        ("Key.space", "Unidentified"), ("Unidentified", "Unidentified"), ("Unidentified", "Unidentified"),
-        ("Unidentified", "Key.space")]
+        ("Key.space", "Unidentified"),
+        ("Unidentified", "Unidentified"),
+        ("Unidentified", "Unidentified"),
+        ("Unidentified", "Key.space"),
+    ]
     assert pairs[["HL", "IL", "PL", "RL"]].values.tolist() == [
         [1080 - 1000, 1220 - 1080, 1220 - 1000, 1265 - 1080],  # 80 140 220 185
         [1265 - 1220, 1405 - 1265, 1405 - 1220, 1450 - 1265],  # 45 140 185 185
@@ -212,11 +240,13 @@ def test_empty_keys_are_unidentified_keystrokes_not_a_false_pair():
 
 def test_empty_key_beside_a_recorded_unidentified_and_the_raw_comma():
     # an empty key name, the phone's `Unidentified` and the old files' raw comma (`P,,,<t>`, key `,`)
-    strokes, quality = keystrokes(events_of(
-        "P,,1000000000000\nR,,1000000000005\n"
-        "P,Unidentified,1000000000100\nR,Unidentified,1000000000104\n"
-        "P,,,1000000000200\nR,,,1000000000290\n"
-    ))
+    strokes, quality = keystrokes(
+        events_of(
+            "P,,1000000000000\nR,,1000000000005\n"
+            "P,Unidentified,1000000000100\nR,Unidentified,1000000000104\n"
+            "P,,,1000000000200\nR,,,1000000000290\n"
+        )
+    )
     assert strokes["key"].tolist() == ["Unidentified", "Unidentified", ","]
     assert strokes["keycode"].tolist() == [0, 0, 188]  # `,` is Key.comma's code
     assert strokes["HL"].tolist() == [5, 4, 90]
@@ -254,13 +284,21 @@ def test_a_3_ms_hold_is_an_outlier_on_a_desktop_not_on_a_phone():
 
 
 def test_each_pair_takes_its_own_device_types_thresholds():
-    both = pd.concat([events_of(PHONE_TAP), events_of(PHONE_TAP, "f_2.csv").assign(user_id="v" * 32, device_type="mobile")],
-                     ignore_index=True)
-    strict_phones = {**DEFAULT_OUTLIER_THRESHOLDS, "mobile": OutlierThresholds(hl_min_ms=0, hl_max_ms=2000, il_abs_max_ms=150)}
+    both = pd.concat(
+        [events_of(PHONE_TAP), events_of(PHONE_TAP, "f_2.csv").assign(user_id="v" * 32, device_type="mobile")],
+        ignore_index=True,
+    )
+    strict_phones = {
+        **DEFAULT_OUTLIER_THRESHOLDS,
+        "mobile": OutlierThresholds(hl_min_ms=0, hl_max_ms=2000, il_abs_max_ms=150),
+    }
     pairs, _ = keypairs(both, strict_phones)
     # both pairs HL 3, IL 197: the desktop one by HL 3 < 30, the mobile one by |IL| 197 > 150
     assert pairs[["device_type", "outlier"]].values.tolist() == [["desktop", True], ["mobile", True]]
-    loose_desktops = {**DEFAULT_OUTLIER_THRESHOLDS, "desktop": OutlierThresholds(hl_min_ms=2, hl_max_ms=2000, il_abs_max_ms=1000)}
+    loose_desktops = {
+        **DEFAULT_OUTLIER_THRESHOLDS,
+        "desktop": OutlierThresholds(hl_min_ms=2, hl_max_ms=2000, il_abs_max_ms=1000),
+    }
     pairs, _ = keypairs(both, loose_desktops)
     assert pairs["outlier"].tolist() == [False, False]  # HL 3 >= 2; the phone's default bounds hold too
     with pytest.raises(ValueError, match="no outlier thresholds for device type 'mobile'"):
@@ -289,13 +327,20 @@ def test_outlier_rules_run_config_changes_the_flag_in_a_materialization(real_dat
     # V→e: HL 22999 - 22973 = 26, IL 23277 - 22999 = 278; e→y: HL 26, IL 23468 - 23303 = 165;
     # y→space: HL 23472 - 23468 = 4, IL 23635 - 23472 = 163. Defaults: a phone has no lower bound on HL.
     assert first_pairs(VERSION) == [
-        ["mobile", "V", "e", 26, 278, False], ["mobile", "e", "y", 26, 165, False], ["mobile", "y", "Key.space", 4, 163, False]]
+        ["mobile", "V", "e", 26, 278, False],
+        ["mobile", "e", "y", 26, 165, False],
+        ["mobile", "y", "Key.space", 4, 163, False],
+    ]
     # mobile_hl_max_ms = 20: the 26 ms holds are outliers now, the 4 ms one is not
     assert first_pairs(stricter) == [
-        ["mobile", "V", "e", 26, 278, True], ["mobile", "e", "y", 26, 165, True], ["mobile", "y", "Key.space", 4, 163, False]]
+        ["mobile", "V", "e", 26, 278, True],
+        ["mobile", "e", "y", 26, 165, True],
+        ["mobile", "y", "Key.space", 4, 163, False],
+    ]
     shown = instance.get_latest_materialization_event(dg.AssetKey("keypairs")).asset_materialization.metadata
     assert shown["outlier_thresholds"].value == (
-        "desktop: HL < 30 or HL > 2000 or |IL| > 1000 ms; mobile: HL > 20 or |IL| > 1000 ms")
+        "desktop: HL < 30 or HL > 2000 or |IL| > 1000 ms; mobile: HL > 20 or |IL| > 1000 ms"
+    )
     # and so does the stored column's description
     columns = {c.name: c.description for c in shown["dagster/column_schema"].value.columns}
     assert columns["outlier"].endswith("mobile: HL > 20 or |IL| > 1000 ms")

@@ -1,4 +1,4 @@
-from datetime import datetime, timezone
+from datetime import UTC, datetime, timezone
 
 import pytest
 
@@ -12,7 +12,7 @@ from keystroke_assets.partitions import (
 
 
 def test_make_version_id_uses_utc_and_creator():
-    when = datetime(2025, 9, 7, 2, 27, 43, tzinfo=timezone.utc)
+    when = datetime(2025, 9, 7, 2, 27, 43, tzinfo=UTC)
     assert make_version_id("lab-mac", when) == "2025-09-07_02-27-43_lab-mac"
 
 
@@ -23,7 +23,9 @@ def test_make_version_id_converts_to_utc():
     assert make_version_id("sensor", datetime(2025, 9, 7, 2, 27, 43, tzinfo=cest)) == "2025-09-07_00-27-43_sensor"
 
 
-@pytest.mark.parametrize("version", ["2025-09-07_00-27-43_lab-mac", "2026-01-31_23-59-59_sensor", "2025-09-07_00-27-43_a1"])
+@pytest.mark.parametrize(
+    "version", ["2025-09-07_00-27-43_lab-mac", "2026-01-31_23-59-59_sensor", "2025-09-07_00-27-43_a1"]
+)
 def test_valid_ids(version):
     assert validate_version_id(version) == version
 
@@ -60,4 +62,4 @@ def test_bad_creator_refused(creator):
 
 def test_parts_of_an_id():
     assert version_creator("2025-09-07_00-27-43_lab-mac-alice") == "lab-mac-alice"
-    assert version_created_at("2025-09-07_00-27-43_lab-mac") == datetime(2025, 9, 7, 0, 27, 43, tzinfo=timezone.utc)
+    assert version_created_at("2025-09-07_00-27-43_lab-mac") == datetime(2025, 9, 7, 0, 27, 43, tzinfo=UTC)

@@ -22,13 +22,44 @@ from .conftest import VERSION, materialize_version
 
 EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
 # in a column name with case and separators removed
-PERSONAL_NAMES = ["email", "useragent", "gender", "handedness", "education", "consent", "timezone",
-                  "screensize", "deviceinfo", "birth", "sentence", "userinput", "rawtext", "typedtext"]
+PERSONAL_NAMES = [
+    "email",
+    "useragent",
+    "gender",
+    "handedness",
+    "education",
+    "consent",
+    "timezone",
+    "screensize",
+    "deviceinfo",
+    "birth",
+    "sentence",
+    "userinput",
+    "rawtext",
+    "typedtext",
+]
 PERSONAL_WORDS = {"age", "sex", "mail", "ip", "url", "language"}  # whole words of a column name
 # record fields that are no personal data: ids the datasets are keyed by, the device class
-NOT_PERSONAL = {"userId", "user_id", "session_id", "platform_id", "task_id", "is_mobile", "device_type", "platform",
-                "consented", "start_time", "end_time", "duration_ms", "last_task_index", "study_version",
-                "completion_status", "survey_code_generated", "redirect_to_survey_code", "is_mturk_session"}
+NOT_PERSONAL = {
+    "userId",
+    "user_id",
+    "session_id",
+    "platform_id",
+    "task_id",
+    "is_mobile",
+    "device_type",
+    "platform",
+    "consented",
+    "start_time",
+    "end_time",
+    "duration_ms",
+    "last_task_index",
+    "study_version",
+    "completion_status",
+    "survey_code_generated",
+    "redirect_to_survey_code",
+    "is_mturk_session",
+}
 
 
 def personal_values(uploads) -> set[str]:

@@ -1,9 +1,9 @@
 """The whole chain for one version on a real local instance: real samples, generated uploads,
 broken uploads, determinism, the snapshot."""
 
+import dagster as dg
 import pandas as pd
 import pyarrow.parquet as pq
-import dagster as dg
 
 from keystroke_assets.synthetic import aalto_uploads, web_app_uploads, write_uploads
 
@@ -11,8 +11,13 @@ from .conftest import VERSION, failed_rules_of, materialize_version
 
 SNAPSHOT = "web_app_data"
 AFTER_SNAPSHOT = [
-    "raw_data", "cleaned_data", "keystrokes", "keypairs",
-    "features/typenet_ml/platform", "features/typenet_ml/session", "features/typenet_ml/video",
+    "raw_data",
+    "cleaned_data",
+    "keystrokes",
+    "keypairs",
+    "features/typenet_ml/platform",
+    "features/typenet_ml/session",
+    "features/typenet_ml/video",
 ]
 CHAIN = [SNAPSHOT, *AFTER_SNAPSHOT]
 CHAIN_KEYS = [dg.AssetKey.from_user_string(k) for k in CHAIN]
@@ -53,10 +58,21 @@ def test_real_samples_end_to_end(instance, real_uploads, tmp_path):
     # 2 complete desktop web-app users and 6 Aalto participants; the phone user's tasks i_..._4 / _7
     # hold 2 events each (< 290) and the stray older user has one task: both broken, with reasons.
     assert sorted(cleaned["user_id"].unique()) == sorted(
-        ["090e14f795db6d9fad9fc4ddd6ff5094", "1a8939f78d8fd33068520f598b6bb6b8",
-         "100001", "100003", "100007", "100008", "100013", "100122"]
+        [
+            "090e14f795db6d9fad9fc4ddd6ff5094",
+            "1a8939f78d8fd33068520f598b6bb6b8",
+            "100001",
+            "100003",
+            "100007",
+            "100008",
+            "100013",
+            "100122",
+        ]
     )
-    broken = {r.data["user_id"]: r.data["reasons"] for r in metadata(instance, "cleaned_data")["broken_participants"].value.records}
+    broken = {
+        r.data["user_id"]: r.data["reasons"]
+        for r in metadata(instance, "cleaned_data")["broken_participants"].value.records
+    }
     assert set(broken) == {"4b4a2c43f630c0b68c7e081dcab95f96", "a74d19a94ce2519e5dac099da4fb4830"}
     assert "i_4b4a2c43f630c0b68c7e081dcab95f96_4.csv (2)" in broken["4b4a2c43f630c0b68c7e081dcab95f96"]
     assert "17 task CSVs missing" in broken["a74d19a94ce2519e5dac099da4fb4830"]
@@ -112,7 +128,9 @@ def test_broken_uploads_never_sink_the_version(instance, tmp_path):
     result = materialize_version(instance, env_for(uploads, tmp_path), selection=CHAIN_KEYS)
     assert result.success and failed_rules_of(result) == []
 
-    problems = {r.data["file"]: r.data["problem"] for r in metadata(instance, "raw_data")["parse_problems"].value.records}
+    problems = {
+        r.data["file"]: r.data["problem"] for r in metadata(instance, "raw_data")["parse_problems"].value.records
+    }
     assert problems[f"f_{victim_user}_0.csv"] == "empty file"
     assert problems["f_" + "b" * 32 + "_0.csv"] == "header only"
     assert "binary" in problems["f_" + "c" * 32 + "_3.csv"]
@@ -120,7 +138,10 @@ def test_broken_uploads_never_sink_the_version(instance, tmp_path):
     assert "not a non-negative integer" in problems["f_" + "e" * 32 + "_9.csv"]
     assert "1 bad lines dropped" in problems["f_" + "f" * 32 + "_12.csv"]
     assert "not UTF-8" in problems["i_" + "a" * 32 + "_1.csv"]
-    ignored = {r.data["name"]: r.data["reason"] for r in metadata(instance, "web_app_data")["ignored_objects_report"].value.records}
+    ignored = {
+        r.data["name"]: r.data["reason"]
+        for r in metadata(instance, "web_app_data")["ignored_objects_report"].value.records
+    }
     assert "unrecognised" in ignored["notes_from_2024.csv"]
     assert "partial" in ignored["f_" + "a" * 32 + "_15.csv.gstmp"]
 
@@ -157,7 +178,9 @@ def test_snapshot_keeps_each_object_once(instance, tmp_path):
     assert metadata(instance, "web_app_data", second)["bytes_new"].value == 0
     packs = sorted(p.relative_to(tmp_path / "storage").as_posix() for p in (tmp_path / "storage").rglob("*.pack"))
     # one pack per kind of object the stages read, all from the first version
-    assert packs == [f"web_app_data/packs/{VERSION}/{k}.pack" for k in ["aalto", "keystrokes", "raw_text", "record", "task_metadata"]]
+    assert packs == [
+        f"web_app_data/packs/{VERSION}/{k}.pack" for k in ["aalto", "keystrokes", "raw_text", "record", "task_metadata"]
+    ]
     manifest = read(tmp_path, "web_app_data", second)
     assert manifest["kept_as"].dropna().str.startswith(f"web_app_data/packs/{VERSION}/").all()
     assert manifest["kept_as"].notna().sum() == (manifest["kind"] != "unrecognised").sum()
@@ -165,7 +188,7 @@ def test_snapshot_keeps_each_object_once(instance, tmp_path):
     csv = manifest[manifest["kind"] == "keystrokes"].iloc[0]
     pack, span = csv["kept_as"].rsplit("@", 1)
     offset, size = map(int, span.split(":"))
-    kept = (tmp_path / "storage" / pack).read_bytes()[offset: offset + size]
+    kept = (tmp_path / "storage" / pack).read_bytes()[offset : offset + size]
     assert kept == (uploads / csv["name"]).read_bytes()
 
 
@@ -182,7 +205,11 @@ def test_a_version_keeps_its_object_set(instance, tmp_path):
 
 def test_invalid_partition_refused_before_anything_is_written(instance, tmp_path):
     result = materialize_version(
-        instance, env_for(generated_uploads(tmp_path), tmp_path), version="2025-09-07 bad", selection=[SNAPSHOT], raise_on_error=False
+        instance,
+        env_for(generated_uploads(tmp_path), tmp_path),
+        version="2025-09-07 bad",
+        selection=[SNAPSHOT],
+        raise_on_error=False,
     )
     assert not result.success
     failure = [e for e in result.all_events if e.is_step_failure][0]

@@ -49,16 +49,36 @@ def postgres():
         shutil.chown(root, "postgres")
         shutil.chown(root / "pw", "postgres")
     subprocess.run(
-        _as_postgres([bindir / "initdb", "-D", data, "-U", "dagster", "--pwfile", root / "pw", "-E", "UTF8",
-                      "--auth-host=scram-sha-256", "--auth-local=trust"]),
-        check=True, capture_output=True,
+        _as_postgres(
+            [
+                bindir / "initdb",
+                "-D",
+                data,
+                "-U",
+                "dagster",
+                "--pwfile",
+                root / "pw",
+                "-E",
+                "UTF8",
+                "--auth-host=scram-sha-256",
+                "--auth-local=trust",
+            ]
+        ),
+        check=True,
+        capture_output=True,
     )
     options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1"
-    subprocess.run(_as_postgres([bindir / "pg_ctl", "-D", data, "-o", options, "-l", root / "log", "-w", "start"]),
-                   check=True, capture_output=True)
+    subprocess.run(
+        _as_postgres([bindir / "pg_ctl", "-D", data, "-o", options, "-l", root / "log", "-w", "start"]),
+        check=True,
+        capture_output=True,
+    )
     try:
-        subprocess.run(_as_postgres([bindir / "createdb", "-h", root, "-p", port, "-U", "dagster", "dagster"]),
-                       check=True, capture_output=True)
+        subprocess.run(
+            _as_postgres([bindir / "createdb", "-h", root, "-p", port, "-U", "dagster", "dagster"]),
+            check=True,
+            capture_output=True,
+        )
         yield port
     finally:
         subprocess.run(_as_postgres([bindir / "pg_ctl", "-D", data, "-m", "fast", "-w", "stop"]), capture_output=True)
@@ -68,7 +88,13 @@ def postgres():
 def test_chain_on_postgres_instance_storage(postgres, tmp_path, monkeypatch):
     import psycopg2
 
-    settings = {"HOST": "127.0.0.1", "PORT": str(postgres), "USERNAME": "dagster", "PASSWORD": PASSWORD, "DB": "dagster"}
+    settings = {
+        "HOST": "127.0.0.1",
+        "PORT": str(postgres),
+        "USERNAME": "dagster",
+        "PASSWORD": PASSWORD,
+        "DB": "dagster",
+    }
     for name, value in settings.items():
         monkeypatch.setenv(f"DAGSTER_PG_{name}", value)
     storage = yaml.safe_load((REPO / "deploy" / "dagster.yaml").read_text())["storage"]

@@ -5,6 +5,7 @@ logs or the metadata."""
 import re
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 
 import dagster as dg
@@ -74,6 +75,10 @@ def test_a_partition_added_with_a_bad_key_fails_at_once_and_writes_nothing(key, 
     assert not (tmp_path / "storage").exists() and not (tmp_path / "tmp").exists()
 
 
+def write_x(store, name: str) -> None:
+    store.write_bytes(name, b"x")
+
+
 def test_object_names_never_leave_the_store(tmp_path):
     root = tmp_path / "store"
     local = LocalObjectStore(root=str(root))
@@ -81,7 +86,7 @@ def test_object_names_never_leave_the_store(tmp_path):
     gcs = GCSObjectStore(gcs=GCSResource(project="test"), bucket="no-such-bucket", prefix="datasets")
     for store in (local, gcs):
         for name in UNSAFE_NAMES:
-            for call in (store.read_bytes, store.exists, lambda n: store.write_bytes(n, b"x")):
+            for call in (store.read_bytes, store.exists, partial(write_x, store)):
                 with pytest.raises(UnsafeObjectName):
                     call(name)
     assert list(tmp_path.iterdir()) == []  # not even the root was made
@@ -121,7 +126,11 @@ def credentials_in(text: str) -> list[str]:
 
 def test_no_credential_in_the_repo():
     files = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=REPO, capture_output=True, text=True, check=True
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.split()
     assert len(files) > 20
     found = {}
@@ -147,7 +156,10 @@ def test_no_credential_in_the_logs_or_metadata(disk_instance, gcs_bucket, tmp_pa
     monkeypatch.setenv("KEYSTROKE_TEST_SECRET", secret)
     for name, data in web_app_uploads(1, seed=4, broken_every=0):
         gcs_bucket.blob(f"uploads/{name}").upload_from_string(data)
-    env = {"KEYSTROKE_UPLOADS": f"gs://{gcs_bucket.name}/uploads", "KEYSTROKE_STORAGE": f"gs://{gcs_bucket.name}/datasets"}
+    env = {
+        "KEYSTROKE_UPLOADS": f"gs://{gcs_bucket.name}/uploads",
+        "KEYSTROKE_STORAGE": f"gs://{gcs_bucket.name}/datasets",
+    }
     result = materialize_version(instance, env, selection=[dg.AssetKey("web_app_data"), dg.AssetKey("raw_data")])
     assert result.success
 

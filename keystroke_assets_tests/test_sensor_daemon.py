@@ -5,7 +5,7 @@ killed and restarted on the way."""
 
 import math
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import dagster as dg
 import pytest
@@ -37,7 +37,7 @@ def drop(store, participants: range, chunks: int = 3) -> str:
             store.write_bytes(name, data)
         time.sleep(1)
     newest = max(s.modified for s in store.list_stamps().values())
-    return make_version_id("sensor", datetime.fromtimestamp(math.floor(newest), timezone.utc))
+    return make_version_id("sensor", datetime.fromtimestamp(math.floor(newest), UTC))
 
 
 def upload_sensor_state(instance):
@@ -85,7 +85,9 @@ def sensors_status(servers) -> dict:
 def seen_by_the_sensor(instance, store) -> bool:
     """The sensor's cursor holds the current listing and complete participants not versioned yet."""
     cursor = sensor_cursor(instance)
-    return bool(cursor) and cursor.listing == listing_digest(store.list_stamps()) and cursor.complete != cursor.versioned
+    return (
+        bool(cursor) and cursor.listing == listing_digest(store.list_stamps()) and cursor.complete != cursor.versioned
+    )
 
 
 def test_readme_demo_makes_a_version_of_a_copied_participant_across_a_daemon_crash(tmp_path):
@@ -99,14 +101,20 @@ def test_readme_demo_makes_a_version_of_a_copied_participant_across_a_daemon_cra
         store = object_store(str(tmp_path / "data" / "uploads"))
         expected = drop(store, range(1, 2))
         copied = time.monotonic()
-        wait_for(lambda: seen_by_the_sensor(instance, store), BOUND, "the sensor to see the participant", servers.log_tails)
+        wait_for(
+            lambda: seen_by_the_sensor(instance, store), BOUND, "the sensor to see the participant", servers.log_tails
+        )
         assert versions(instance) == [demo_version]
         servers.kill_dev_daemon()
         servers.start_demo()
         servers.wait_until_up()
 
-        wait_for(lambda: len(versions(instance)) == 2 and not missing(instance, versions(instance)[1]),
-                 BOUND, "the copied participant's version fully materialized", servers.log_tails)
+        wait_for(
+            lambda: len(versions(instance)) == 2 and not missing(instance, versions(instance)[1]),
+            BOUND,
+            "the copied participant's version fully materialized",
+            servers.log_tails,
+        )
         took = time.monotonic() - copied
         assert versions(instance) == [demo_version, expected]
         assert participants_in(instance, expected) == 2
@@ -131,13 +139,23 @@ def test_gcs_uploads_make_one_version_across_a_daemon_crash(tmp_path, gcs_bucket
         servers.kill_daemon()
         servers.start_daemon()
 
-        wait_for(lambda: not missing(instance, versions(instance)[0]), BOUND, "the version fully materialized", servers.log_tails)
+        wait_for(
+            lambda: not missing(instance, versions(instance)[0]),
+            BOUND,
+            "the version fully materialized",
+            servers.log_tails,
+        )
         took = time.monotonic() - dropped
         assert versions(instance) == [expected]
         assert participants_in(instance, expected) == 2
         assert gcs_bucket.get_blob(f"datasets/keypairs/{expected}.parquet") is not None
         # a tick of the restarted daemon evaluated after the version was complete: still one version
         complete = time.time()
-        wait_for(lambda: evaluated_sensor_ticks(instance, complete), BOUND, "a sensor tick after completion", servers.log_tails)
+        wait_for(
+            lambda: evaluated_sensor_ticks(instance, complete),
+            BOUND,
+            "a sensor tick after completion",
+            servers.log_tails,
+        )
         assert versions(instance) == [expected]
         print(f"GCS, daemon killed and restarted: burst → complete version in {took:.0f} s")

@@ -3,7 +3,7 @@ period, idempotent re-evaluation, cheap empty ticks, the cursor of a new instanc
 listing it reads."""
 
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import dagster as dg
 from dagster_gcp import GCSResource
@@ -37,8 +37,11 @@ def test_completeness_by_name():
         *participant(a),
         *participant(b, tasks=[t for t in range(18) if t != 7]),  # one task CSV missing
         *participant(c, records=("consent", "start_time")),  # no demographics record
-        *participant(d, tasks=range(17)), f"t_{d}_17.csv.gstmp",  # the last CSV still uploading
-        *participant(e), f"{e}_completion.json", f"f_{e}_0_raw.txt",  # extra objects change nothing
+        *participant(d, tasks=range(17)),
+        f"t_{d}_17.csv.gstmp",  # the last CSV still uploading
+        *participant(e),
+        f"{e}_completion.json",
+        f"f_{e}_0_raw.txt",  # extra objects change nothing
         "100001_keystrokes.txt",  # an Aalto participant is one file
         "2024-01-01T00:00:00_" + "f" * 32 + "_consent.json",  # an old name: never a participant
     ]
@@ -128,7 +131,7 @@ def test_a_withdrawal_makes_a_version_without_that_participant():
 
 def test_a_new_instance_does_not_version_again_what_an_existing_version_holds():
     two = burst(2)  # newest object at T0 + 115 s
-    demo = make_version_id("demo", datetime.fromtimestamp(T0 + 120, timezone.utc))
+    demo = make_version_id("demo", datetime.fromtimestamp(T0 + 120, UTC))
     seen = decide(two, None, now=T0 + 130, quiet=QUIET, existing_versions=[demo]).cursor
     assert decide(two, seen, now=T0 + 10 * QUIET, quiet=QUIET).version is None
     # a participant arriving after the demo version is new
@@ -229,5 +232,5 @@ def test_gcs_stamps_and_a_version_from_a_bucket(instance, gcs_bucket, monkeypatc
 
     result = evaluate(instance, store)
     newest = max(s.modified for s in stamps.values())
-    expected = make_version_id("sensor", datetime.fromtimestamp(int(newest), timezone.utc))
+    expected = make_version_id("sensor", datetime.fromtimestamp(int(newest), UTC))
     assert [r.partition_key for r in result.run_requests] == [expected]

@@ -15,7 +15,8 @@ from keystroke_assets.features.kvc import kvc_keystrokes
 from keystroke_assets.features.statistical import statistical_features
 from keystroke_assets.features.typenet_ml import GRAINS, top_digraphs, typenet_ml_features
 from keystroke_assets.features.typenet_sequences import sequence_features
-from keystroke_assets.keystrokes import keypairs as build_keypairs, keystrokes as build_keystrokes
+from keystroke_assets.keystrokes import keypairs as build_keypairs
+from keystroke_assets.keystrokes import keystrokes as build_keystrokes
 from keystroke_assets.resources import object_store
 from keystroke_assets.resources.parquet_io_manager import from_parquet_bytes, to_parquet_bytes
 from keystroke_assets.synthetic import aalto_uploads, web_app_uploads, write_uploads
@@ -39,7 +40,9 @@ def test_features_of_participant_shards_equal_features_of_the_whole_version(inst
 
     for key in ["raw_data", "cleaned_data", "keystrokes", "keypairs"]:
         file = pq.ParquetFile(storage / key / f"{VERSION}.parquet")
-        users = [set(file.read_row_group(i, columns=["user_id"]).column(0).to_pylist()) for i in range(file.num_row_groups)]
+        users = [
+            set(file.read_row_group(i, columns=["user_id"]).column(0).to_pylist()) for i in range(file.num_row_groups)
+        ]
         assert file.num_row_groups >= 5, key
         assert sum(map(len, users)) == len(set().union(*users)), key  # every participant in one shard only
 
@@ -48,14 +51,19 @@ def test_features_of_participant_shards_equal_features_of_the_whole_version(inst
     files = manifest[manifest["kind"].isin(["keystrokes", "aalto"])].reset_index(drop=True)
     read = partial(read_kept, object_store(str(storage)))
     raw, _ = parse_snapshot(files, read(files["kept_as"].tolist()))
-    by_line = lambda df: df.assign(f=df["file"].astype(str)).sort_values(["f", "line"], ignore_index=True).drop(columns="f")  # noqa: E731
+
+    def by_line(df):
+        return df.assign(f=df["file"].astype(str)).sort_values(["f", "line"], ignore_index=True).drop(columns="f")
+
     pd.testing.assert_frame_equal(by_line(stored("raw_data")), by_line(raw), check_categorical=False)
     # cleaned_data, judged shard by shard, as judged on the whole raw_data
     raw = stored("raw_data")
     web, _ = web_app_participants(manifest, raw[raw["event"] != "K"], read, 290)
     aalto, _ = aalto_participants(raw, 15)
     cleaned = complete_events(raw, web, aalto)
-    pd.testing.assert_frame_equal(stored("cleaned_data"), from_parquet_bytes(to_parquet_bytes(cleaned)), check_categorical=False)
+    pd.testing.assert_frame_equal(
+        stored("cleaned_data"), from_parquet_bytes(to_parquet_bytes(cleaned)), check_categorical=False
+    )
 
     pairs, strokes = stored("keypairs"), stored("keystrokes")
     # keystrokes and keypairs, computed shard by shard, as computed from the whole cleaned_data
@@ -69,7 +77,10 @@ def test_features_of_participant_shards_equal_features_of_the_whole_version(inst
         "features/kvc": kvc_keystrokes(strokes),
         "features/typenet_sequences": sequence_features(strokes, 50),
         "features/behavioral": behavioral_features(strokes, typed_characters(manifest, read)),
-        **{f"features/typenet_ml/{g}": typenet_ml_features(strokes, pairs, GRAINS[g], top_digraphs(pairs, 10))[0] for g in GRAINS},
+        **{
+            f"features/typenet_ml/{g}": typenet_ml_features(strokes, pairs, GRAINS[g], top_digraphs(pairs, 10))[0]
+            for g in GRAINS
+        },
     }
     for key, want in whole.items():
         # both through parquet, as the asset's table is stored

@@ -13,12 +13,29 @@ from keystroke_assets.keystrokes import keystrokes
 # Aalto participant 7: section 1 with two keystrokes (h 1000..1100, i 1150..1230), section 2 with
 # one (q 5000..5090).
 ROWS = pd.DataFrame(
-    {"file": "7_keystrokes.txt", "user_id": "7", "device_type": "desktop", "platform_id": pd.NA, "video_id": pd.NA,
-     "session_id": pd.array([1, 1, 2], dtype="Int64"), "task_id": pd.array([1, 1, 2], dtype="Int64"), "line": [2, 3, 4], "event": "K", "key": ["h", "i", "q"],
-     "time_ms": [1000, 1150, 5000], "release_ms": [1100, 1230, 5090], "keycode": [72, 73, 81]}
+    {
+        "file": "7_keystrokes.txt",
+        "user_id": "7",
+        "device_type": "desktop",
+        "platform_id": pd.NA,
+        "video_id": pd.NA,
+        "session_id": pd.array([1, 1, 2], dtype="Int64"),
+        "task_id": pd.array([1, 1, 2], dtype="Int64"),
+        "line": [2, 3, 4],
+        "event": "K",
+        "key": ["h", "i", "q"],
+        "time_ms": [1000, 1150, 5000],
+        "release_ms": [1100, 1230, 5090],
+        "keycode": [72, 73, 81],
+    }
 )
-NO_TEXT = pd.DataFrame({"user_id": pd.Series(dtype=object), "task_id": pd.Series(dtype="Int64"),
-                        "typed_characters": pd.Series(dtype="Int64")})
+NO_TEXT = pd.DataFrame(
+    {
+        "user_id": pd.Series(dtype=object),
+        "task_id": pd.Series(dtype="Int64"),
+        "typed_characters": pd.Series(dtype="Int64"),
+    }
+)
 
 
 @pytest.fixture(scope="module")

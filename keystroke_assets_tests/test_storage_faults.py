@@ -89,8 +89,12 @@ def test_a_stage_table_opened_from_gcs_is_a_checked_local_file(gcs_bucket, proxy
 
 def test_storage_down_answering_errors_and_slow_mid_run_the_run_still_succeeds(instance, gcs_bucket, proxy):
     outage = proxy.add(Rule(body_has(b"datasets/raw_data/"), "outage", seconds=3))  # down for 3 s when raw_data writes
-    errors = proxy.add(Rule(lambda m, path, body: m == "GET" and "/o/uploads%2F" in path, "503", times=5))  # snapshot reads
-    slow = proxy.add(Rule(lambda m, path, body: m == "GET" and "web_app_data%2Fpacks" in path, "delay", times=2, seconds=2))
+    errors = proxy.add(
+        Rule(lambda m, path, body: m == "GET" and "/o/uploads%2F" in path, "503", times=5)
+    )  # snapshot reads
+    slow = proxy.add(
+        Rule(lambda m, path, body: m == "GET" and "web_app_data%2Fpacks" in path, "delay", times=2, seconds=2)
+    )
     result = materialize_version(instance, env_of(gcs_bucket), selection=SELECTION)
 
     assert result.success

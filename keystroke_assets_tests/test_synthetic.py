@@ -5,7 +5,7 @@ import re
 import subprocess
 import sys
 from collections import Counter
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -14,16 +14,27 @@ from keystroke_assets import synthetic as syn
 from keystroke_assets.ingest.aalto import parse_aalto_files
 
 LINE_RE = re.compile(r"^[PR],.*,\d{13}$")
-TASK_RE = re.compile(r"^(?P<p>[fit])_(?P<u>[0-9a-f]{32})_(?P<seq>1[0-7]|[0-9])(?P<suffix>\.csv|_raw\.txt|_metadata\.json)$")
+TASK_RE = re.compile(
+    r"^(?P<p>[fit])_(?P<u>[0-9a-f]{32})_(?P<seq>1[0-7]|[0-9])(?P<suffix>\.csv|_raw\.txt|_metadata\.json)$"
+)
 RECORD_RE = re.compile(r"^(?P<u>[0-9a-f]{32})_(?P<record>consent|demographics|start_time|completion)\.json$")
 AALTO_RE = re.compile(r"^(?P<pid>\d+)_keystrokes\.txt$")
 METADATA_KEYS = {
-    "user_id", "platform_id", "task_id", "start_time", "end_time", "duration_ms", "platform",
-    "is_mobile", "device_type", "user_agent", "screen_size",
+    "user_id",
+    "platform_id",
+    "task_id",
+    "start_time",
+    "end_time",
+    "duration_ms",
+    "platform",
+    "is_mobile",
+    "device_type",
+    "user_agent",
+    "screen_size",
 }
 
 
-@lru_cache(maxsize=None)
+@cache
 def web(n: int, seed: int = 0, first_index: int = 0, broken_every: int = 25) -> dict[str, bytes]:
     objs = list(syn.web_app_uploads(n, seed, first_index=first_index, broken_every=broken_every))
     names = [name for name, _ in objs]
@@ -31,25 +42,25 @@ def web(n: int, seed: int = 0, first_index: int = 0, broken_every: int = 25) -> 
     return dict(objs)
 
 
-@lru_cache(maxsize=None)
+@cache
 def aalto(n: int, seed: int = 0, first_index: int = 0) -> dict[str, bytes]:
     return dict(syn.aalto_uploads(n, seed, first_index=first_index))
 
 
 def events(data: bytes) -> list[tuple[str, str, int]]:
-    """Split each line on its first and last comma (spec/data.md §1)."""
+    """Split each line on its first and last comma (docs/data.md §1)."""
     lines = data.decode("utf-8").split("\n")
     assert lines[0] == syn.CSV_HEADER
     assert lines[-1] == ""  # "\n" line ends, the last one included
     out = []
     for line in lines[1:-1]:
         a, b = line.find(","), line.rfind(",")
-        out.append((line[:a], line[a + 1:b], int(line[b + 1:])))
+        out.append((line[:a], line[a + 1 : b], int(line[b + 1 :])))
     return out
 
 
 def keystrokes(evs: list[tuple[str, str, int]], counts: Counter) -> list[tuple[str, int, int]]:
-    """spec/features.md §1, kept simple: (key, press, release) in press order; `counts` gets the
+    """docs/features.md §1, kept simple: (key, press, release) in press order; `counts` gets the
     duplicate, auto-repeat, orphan, unreleased and case-changed events."""
     order = sorted(range(len(evs)), key=lambda i: (evs[i][2], i))
     seen, down, out = set(), {}, []
@@ -159,7 +170,8 @@ def test_a_complete_participant():
 def test_broken_participants_at_the_expected_indices():
     objs = web(20, broken_every=5)
     assert [syn.broken_kind(i, 5) for i in range(20)] == [None] * 4 + ["consent_no"] + [None] * 4 + [
-        "missing_task_csv"] + [None] * 4 + ["short_task"] + [None] * 4 + ["no_demographics"]
+        "missing_task_csv"
+    ] + [None] * 4 + ["short_task"] + [None] * 4 + ["no_demographics"]
 
     def state(i):
         uid = syn.participant_id(i)
@@ -320,7 +332,9 @@ def test_demo_uploads_mix_every_path():
     assert [syn.phone_kind(i) for i in (2, 7)] == ["android", "iphone"] and syn.has_empty_keys(5)
     # 40 participants: indices 9, 19, 29, 39; prefix-stable as the other generators
     more = dict(syn.demo_uploads(40))
-    assert sorted(n for n in more if n.endswith("_keystrokes.txt")) == [f"{100_000 + i}_keystrokes.txt" for i in (9, 19, 29, 39)]
+    assert sorted(n for n in more if n.endswith("_keystrokes.txt")) == [
+        f"{100_000 + i}_keystrokes.txt" for i in (9, 19, 29, 39)
+    ]
     assert objs.items() <= more.items()
     assert dict(syn.demo_uploads(28, first_index=12)).items() <= more.items()
     assert not any(n.endswith("_keystrokes.txt") for n, _ in syn.demo_uploads(12, aalto_share=0))
@@ -330,9 +344,13 @@ def test_aalto_files():
     # the project's Aalto parser reads them whole: 15 sections each, no problem reported
     parsed = parse_aalto_files([d for _, d in sorted(aalto(3).items())])
     assert parsed.problems.empty
-    assert parsed.events.groupby("user_id")["session_id"].nunique().to_dict() == {"100000": 15, "100001": 15, "100002": 15}
+    assert parsed.events.groupby("user_id")["session_id"].nunique().to_dict() == {
+        "100000": 15,
+        "100001": 15,
+        "100002": 15,
+    }
     assert (parsed.events["release_ms"] > parsed.events["time_ms"]).all()
-    for index, (name, data) in enumerate(sorted(aalto(3).items())):
+    for index, (_, data) in enumerate(sorted(aalto(3).items())):
         lines = data.decode("utf-8").split("\n")
         assert lines[0].split("\t") == list(syn.AALTO_COLUMNS) and lines[-1] == ""
         rows = [ln.split("\t") for ln in lines[1:-1]]
@@ -345,7 +363,12 @@ def test_aalto_files():
         assert (release > press).all() and (press > 1_473_000_000_000).all()
         assert {r[7] for r in rows} >= {"SHIFT", " ", "."}
         assert all(r[8].isdigit() for r in rows)
-        assert {(r[7], r[8]) for r in rows if r[7] in ("SHIFT", " ", ".", "a")} <= {("SHIFT", "16"), (" ", "32"), (".", "190"), ("a", "65")}
+        assert {(r[7], r[8]) for r in rows if r[7] in ("SHIFT", " ", ".", "a")} <= {
+            ("SHIFT", "16"),
+            (" ", "32"),
+            (".", "190"),
+            ("a", "65"),
+        }
         for sid in sections:
             sentence = {r[2] for r in rows if r[1] == sid}
             assert len(sentence) == 1 and 35 <= len(sentence.pop()) <= 80
@@ -367,8 +390,21 @@ def test_write_uploads_and_command_line(tmp_path, capsys):
     assert (tmp_path / "m" / "100009_keystrokes.txt").exists()
 
     done = subprocess.run(
-        [sys.executable, "-m", "keystroke_assets.synthetic", "--out", str(tmp_path / "c"), "-n", "2", "--format", "aalto"],
-        capture_output=True, text=True, check=True, cwd=Path(syn.__file__).parents[1],
+        [
+            sys.executable,
+            "-m",
+            "keystroke_assets.synthetic",
+            "--out",
+            str(tmp_path / "c"),
+            "-n",
+            "2",
+            "--format",
+            "aalto",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(syn.__file__).parents[1],
     )
     assert "2 files" in done.stdout
     assert sorted(p.name for p in (tmp_path / "c").iterdir()) == ["100000_keystrokes.txt", "100001_keystrokes.txt"]

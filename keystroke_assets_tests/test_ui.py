@@ -59,10 +59,15 @@ def stack(tmp_path_factory):
     home = dagster_home(root / "home")
     with instance_at(home) as instance:
         assert materialize_version(instance, env, V1).success
-        assert materialize_version(instance, env, V2, selection=dg.AssetSelection.all() - dg.AssetSelection.assets(*MISSING_IN_V2)).success
+        assert materialize_version(
+            instance, env, V2, selection=dg.AssetSelection.all() - dg.AssetSelection.assets(*MISSING_IN_V2)
+        ).success
     # the daemon starts once the sensors are stopped: declarative automation would fill the missing
     # partitions at its first tick, and these tests are about what a person launches
-    with dagster_servers(home, env, root / "logs", before_daemon=stop_sensors) as servers, instance_at(home) as instance:
+    with (
+        dagster_servers(home, env, root / "logs", before_daemon=stop_sensors) as servers,
+        instance_at(home) as instance,
+    ):
         yield servers, instance
 
 
@@ -93,8 +98,13 @@ def browser():
         chromium = p.chromium.launch(
             executable_path=str(CHROMIUM),
             headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--no-first-run"],
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--no-first-run",
+            ],
         )
         yield chromium
         chromium.close()
@@ -139,8 +149,10 @@ def zoom_out_until_all_visible(page, n_nodes: int) -> None:
     for _ in range(10):
         expect(graph_nodes(page)).to_have_count(n_nodes)
         boxes = [b for b in (n.bounding_box() for n in graph_nodes(page).all()) if b]
-        if len(boxes) == n_nodes and all(0 <= b["x"] and b["x"] + b["width"] <= width and 0 <= b["y"]
-                                         and b["y"] + b["height"] <= height for b in boxes):
+        if len(boxes) == n_nodes and all(
+            0 <= b["x"] and b["x"] + b["width"] <= width and 0 <= b["y"] and b["y"] + b["height"] <= height
+            for b in boxes
+        ):
             return
         zoom = slider.get_attribute("aria-valuenow")
         page.mouse.move(width / 2, height / 2)
@@ -204,8 +216,12 @@ def test_materialize_what_a_version_is_missing(stack, page):
     expect(page).to_have_url(re.compile(r"/runs/[0-9a-f-]{36}"))
     run_id = re.search(r"/runs/([0-9a-f-]{36})", page.url).group(1)
 
-    run = wait_for(lambda: (r := instance.get_run_by_id(run_id)).is_finished and r,
-                   RUN_TIMEOUT_S, f"run {run_id} to finish", servers.log_tails)
+    run = wait_for(
+        lambda: (r := instance.get_run_by_id(run_id)).is_finished and r,
+        RUN_TIMEOUT_S,
+        f"run {run_id} to finish",
+        servers.log_tails,
+    )
     assert run.status == dg.DagsterRunStatus.SUCCESS
     assert run.tags["dagster/partition"] == V2 and run.asset_selection == set(MISSING_IN_V2)
     assert {r.run_id for r in instance.get_runs()} - runs_before == {run_id}
@@ -220,7 +236,9 @@ def plot_entries(materialization: dg.AssetMaterialization) -> dict[str, str]:
     """Metadata entries holding an inline PNG: name -> the image's data URI."""
     found = {}
     for name, value in materialization.metadata.items():
-        image = isinstance(value, dg.MarkdownMetadataValue) and re.search(r"\((data:image/png;base64,[^)]+)\)", value.value)
+        image = isinstance(value, dg.MarkdownMetadataValue) and re.search(
+            r"\((data:image/png;base64,[^)]+)\)", value.value
+        )
         if image:
             found[name] = image.group(1)
     return found

@@ -7,7 +7,15 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from keystroke_assets.assets.common import ShardChecks, check_specs, has_columns, no_nulls, non_empty, report_table, version_asset
+from keystroke_assets.assets.common import (
+    ShardChecks,
+    check_specs,
+    has_columns,
+    no_nulls,
+    non_empty,
+    report_table,
+    version_asset,
+)
 from keystroke_assets.assets.raw_data import EVENT_COLUMNS, RAW_COLUMNS, TASK_OF_FILE
 from keystroke_assets.assets.web_app_data import read_kept
 from keystroke_assets.frames import drop_unused_categories
@@ -80,7 +88,7 @@ def web_app_participants(
         elif "consented" not in consent:
             reasons.append("consent record has no 'consented' field")
         elif consent["consented"] != "Yes":
-            reasons.append(f"consent is {json.dumps(consent['consented'])[:20]}, not \"Yes\"")
+            reasons.append(f'consent is {json.dumps(consent["consented"])[:20]}, not "Yes"')
         demographics, error = _load_json(blobs.get((user, "demographics")))
         if error:
             reasons.append(f"demographics record {error}")

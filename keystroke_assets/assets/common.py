@@ -32,8 +32,13 @@ def version_multi_asset(outs: dict[str, dict], **kwargs):
     asset name -> AssetOut arguments). Subsettable: the step stores only the selected assets."""
     return dg.multi_asset(
         outs={
-            name: dg.AssetOut(owners=OWNERS, automation_condition=keep_complete(), kinds={"pandas", "parquet"},
-                              is_required=False, **out)
+            name: dg.AssetOut(
+                owners=OWNERS,
+                automation_condition=keep_complete(),
+                kinds={"pandas", "parquet"},
+                is_required=False,
+                **out,
+            )
             for name, out in outs.items()
         },
         partitions_def=dataset_versions,
@@ -167,7 +172,9 @@ def report_table(df: pd.DataFrame, max_rows: int = 200) -> dg.MetadataValue:
     """A DataFrame as a table the UI shows (the first max_rows rows; the count is separate)."""
     shown = df.head(max_rows).astype(object).where(df.head(max_rows).notna(), None)
     return dg.MetadataValue.table(
-        records=[dg.TableRecord({str(k): (v if isinstance(v, (int, float, bool)) else str(v)) for k, v in r.items()})
-                 for r in shown.to_dict("records")],
+        records=[
+            dg.TableRecord({str(k): (v if isinstance(v, (int, float, bool)) else str(v)) for k, v in r.items()})
+            for r in shown.to_dict("records")
+        ],
         schema=dg.TableSchema(columns=[dg.TableColumn(str(c), "string") for c in df.columns]),
     )

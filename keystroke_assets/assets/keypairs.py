@@ -9,13 +9,34 @@ from contextlib import ExitStack
 import dagster as dg
 import pandas as pd
 from dagster_pandas import PandasColumn
-from dagster_pandas.constraints import ColumnDTypeInSetConstraint, ConstraintViolationException, NonNullableColumnConstraint
+from dagster_pandas.constraints import (
+    ColumnDTypeInSetConstraint,
+    ConstraintViolationException,
+    NonNullableColumnConstraint,
+)
 
-from keystroke_assets.assets.common import OutputCheck, ShardChecks, check_specs, has_columns, no_nulls, non_empty, report_table, version_multi_asset
+from keystroke_assets.assets.common import (
+    OutputCheck,
+    ShardChecks,
+    check_specs,
+    has_columns,
+    no_nulls,
+    non_empty,
+    report_table,
+    version_multi_asset,
+)
 from keystroke_assets.frames import stack_shards
 from keystroke_assets.keystrokes import (
-    KEYPAIR_COLUMNS, KEYSTROKE_COLUMNS, LATENCIES, QUALITY_COUNTS, RENAMED_COUNTS, OutlierThresholds, keystrokes as build_keystrokes,
+    KEYPAIR_COLUMNS,
+    KEYSTROKE_COLUMNS,
+    LATENCIES,
+    QUALITY_COUNTS,
+    RENAMED_COUNTS,
+    OutlierThresholds,
     pairs_from_keystrokes,
+)
+from keystroke_assets.keystrokes import (
+    keystrokes as build_keystrokes,
 )
 from keystroke_assets.plots import latency_histograms, participant_quality, quality_table
 from keystroke_assets.resources.outlier_rules import OutlierRules
@@ -24,12 +45,15 @@ from keystroke_assets.resources.parquet_io_manager import ParticipantShards, Tab
 _MS = 10**13  # bound on any latency: more than 300 years in ms means a broken time
 KEYSTROKES, KEYPAIRS = dg.AssetKey("keystrokes"), dg.AssetKey("keypairs")
 
+
 # dagster-pandas column constraints of keystrokes and keypairs: types, nulls, ranges (ms, docs/features.md §1-2).
 # PandasColumn is marked beta: without the filter every process that loads the code location (each
 # server, daemon and run worker) prints the same block of BetaWarnings, which nobody can act on.
 def _categorical(*columns: str) -> list[PandasColumn]:
-    return [PandasColumn(c, constraints=[ColumnDTypeInSetConstraint({"category"}), NonNullableColumnConstraint()])
-            for c in columns]
+    return [
+        PandasColumn(c, constraints=[ColumnDTypeInSetConstraint({"category"}), NonNullableColumnConstraint()])
+        for c in columns
+    ]
 
 
 def _times(*columns: str) -> list[PandasColumn]:
@@ -72,7 +96,9 @@ def _press_order(df: pd.DataFrame) -> tuple[bool, dict]:
     back = int((following & (press[1:] < press[:-1])).sum())
     bad_hold = int((df["HL"] != df["release_ms"] - df["press_ms"]).sum() + (df["HL"] < 0).sum())
     return gaps + back + bad_hold == 0, {
-        "sequence_gaps": gaps, "presses_out_of_order": back, "holds_not_release_minus_press_or_negative": bad_hold,
+        "sequence_gaps": gaps,
+        "presses_out_of_order": back,
+        "holds_not_release_minus_press_or_negative": bad_hold,
     }
 
 
@@ -132,9 +158,11 @@ def valid_keystrokes(strokes: pd.DataFrame) -> None:
 def describe_thresholds(thresholds: dict[str, OutlierThresholds]) -> str:
     """The outlier rule of every device type, as the UI shows it."""
     return "; ".join(
-        f"{device}: " + " or ".join(
+        f"{device}: "
+        + " or ".join(
             ([f"HL < {t.hl_min_ms}"] if t.hl_min_ms > 0 else []) + [f"HL > {t.hl_max_ms}", f"|IL| > {t.il_abs_max_ms}"]
-        ) + " ms"
+        )
+        + " ms"
         for device, t in thresholds.items()
     )
 

@@ -4,12 +4,20 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from keystroke_assets.assets.common import ShardChecks, check_specs, has_columns, no_nulls, non_empty, report_table, version_asset
+from keystroke_assets.assets.common import (
+    ShardChecks,
+    check_specs,
+    has_columns,
+    no_nulls,
+    non_empty,
+    report_table,
+    version_asset,
+)
 from keystroke_assets.assets.web_app_data import read_kept
+from keystroke_assets.frames import run_starts, shard_starts
 from keystroke_assets.ingest.aalto import parse_aalto_files
 from keystroke_assets.ingest.names import classify
 from keystroke_assets.ingest.web_app import parse_web_app_csvs
-from keystroke_assets.frames import run_starts, shard_starts
 from keystroke_assets.resources.object_store import ObjectStore
 from keystroke_assets.resources.parquet_io_manager import TableSpool
 
@@ -43,9 +51,13 @@ def parse_snapshot(sources: pd.DataFrame, contents: list[bytes]) -> tuple[pd.Dat
     parsed = parse_aalto_files([contents[i] for i in aalto])
     rows = parsed.events
     if len(rows):
-        parts.append(rows.drop(columns="user_id").assign(
-            file=aalto[rows["file"].to_numpy()], event=pd.Categorical.from_codes(np.full(len(rows), _AALTO_EVENT), dtype=EVENT_TYPE), task_id=rows["session_id"]
-        ))
+        parts.append(
+            rows.drop(columns="user_id").assign(
+                file=aalto[rows["file"].to_numpy()],
+                event=pd.Categorical.from_codes(np.full(len(rows), _AALTO_EVENT), dtype=EVENT_TYPE),
+                task_id=rows["session_id"],
+            )
+        )
     problems += [(names[aalto[f]], q, p) for f, q, p in parsed.problems.itertuples(index=False)]
     events = pd.concat(parts, ignore_index=True)
     file = events["file"].to_numpy()
@@ -113,8 +125,13 @@ def raw_data(config: RawDataConfig, web_app_data: pd.DataFrame, storage: ObjectS
     problems = pd.concat(problems, ignore_index=True)
     if oversized.any():
         limit = f"over the {config.max_file_mb:g} MB limit for one file: not parsed"
-        too_big = pd.DataFrame({"file": files.loc[oversized, "name"], "quarantined": True,
-                                "problem": [f"{size / 1e6:.1f} MB, {limit}" for size in files.loc[oversized, "size"]]})
+        too_big = pd.DataFrame(
+            {
+                "file": files.loc[oversized, "name"],
+                "quarantined": True,
+                "problem": [f"{size / 1e6:.1f} MB, {limit}" for size in files.loc[oversized, "size"]],
+            }
+        )
         problems = pd.concat([problems, too_big], ignore_index=True)
     quarantined = problems[problems["quarantined"]]
     yield dg.Output(

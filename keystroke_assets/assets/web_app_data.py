@@ -5,7 +5,7 @@ import io
 import os
 import tempfile
 from collections import defaultdict
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import dagster as dg
 import numpy as np
@@ -67,10 +67,14 @@ def read_kept(storage: ObjectStore, addresses: list[str]) -> list[bytes]:
 def earlier_manifests(storage: ObjectStore, version: str) -> dict[str, pd.DataFrame]:
     """Every other version's manifest (the listing and where its bytes are kept), by version."""
     own = asset_object_name(dg.AssetKey("web_app_data"), version)
-    names = sorted(n for n in storage.list_names("web_app_data") if n.endswith(".parquet") and n.count("/") == 1 and n != own)
+    names = sorted(
+        n for n in storage.list_names("web_app_data") if n.endswith(".parquet") and n.count("/") == 1 and n != own
+    )
     columns = [*LISTING_COLUMNS, "kept_as"]
     return {
-        name.removeprefix("web_app_data/").removesuffix(".parquet"): pq.read_table(io.BytesIO(data), columns=columns).to_pandas()
+        name.removeprefix("web_app_data/").removesuffix(".parquet"): pq.read_table(
+            io.BytesIO(data), columns=columns
+        ).to_pandas()
         for name, data in zip(names, storage.read_many(names))
     }
 
@@ -78,7 +82,7 @@ def earlier_manifests(storage: ObjectStore, version: str) -> dict[str, pd.DataFr
 def earlier_listing(manifests: dict[str, pd.DataFrame]) -> EarlierListing | None:
     """The upload store as the latest earlier version listed it. Its listing began after the
     version was named; a version dated in the future tells nothing of when it was listed."""
-    dated = [(created.timestamp(), v) for v in manifests if (created := version_created_at(v)) <= datetime.now(timezone.utc)]
+    dated = [(created.timestamp(), v) for v in manifests if (created := version_created_at(v)) <= datetime.now(UTC)]
     if not dated:
         return None
     began, latest = max(dated)
@@ -110,7 +114,7 @@ def keep_objects(
         try:
             with os.fdopen(fd, "wb") as spool:
                 for start in range(0, len(todo), PACK_CHUNK):
-                    chunk = todo.iloc[start: start + PACK_CHUNK]
+                    chunk = todo.iloc[start : start + PACK_CHUNK]
                     for name, md5, data in zip(chunk["name"], chunk["md5"], uploads.read_many(chunk["name"].tolist())):
                         if hashlib.md5(data).hexdigest() != md5:
                             raise RuntimeError(f"upload {name!r} changed while it was snapshotted; materialize again")
@@ -145,7 +149,11 @@ def web_app_data(context: dg.AssetExecutionContext, uploads: ObjectStore, storag
     taken = asset_object_name(context.asset_key, version)
     if storage.exists(taken):
         # A version never changes: materializing it again keeps the object set it was made with.
-        manifest, new_bytes, snapshot = from_parquet_bytes(storage.read_bytes(taken)), 0, "kept from its first materialization"
+        manifest, new_bytes, snapshot = (
+            from_parquet_bytes(storage.read_bytes(taken)),
+            0,
+            "kept from its first materialization",
+        )
     else:
         earlier = earlier_manifests(storage, version)
         manifest, snapshot = snapshot_manifest(uploads.list_objects(earlier=earlier_listing(earlier))), "taken now"

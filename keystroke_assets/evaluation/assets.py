@@ -13,11 +13,23 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from keystroke_assets.assets.common import OutputCheck, check_specs, has_columns, report_table, run_checks, version_asset
+from keystroke_assets.assets.common import (
+    OutputCheck,
+    check_specs,
+    has_columns,
+    report_table,
+    run_checks,
+    version_asset,
+)
 from keystroke_assets.evaluation.declaration import Evaluable, declarations
 from keystroke_assets.evaluation.plots import det_curves, eer_bars, score_histograms
 from keystroke_assets.evaluation.protocol import (
-    FMR_TARGETS, RESULT_COLUMNS, RESULT_DESCRIPTIONS, det_points, evaluate_device, feature_matrix,
+    FMR_TARGETS,
+    RESULT_COLUMNS,
+    RESULT_DESCRIPTIONS,
+    det_points,
+    evaluate_device,
+    feature_matrix,
 )
 from keystroke_assets.plots import DEVICE_COLORS
 
@@ -39,7 +51,10 @@ def _rates_valid(df: pd.DataFrame) -> tuple[bool, dict]:
     rates = df[RATES].to_numpy(dtype=np.float64)
     outside = int((evaluated.to_numpy()[:, None] & ~((rates >= 0) & (rates <= 1))).sum())
     no_comparisons = int((evaluated & ((df["genuine"] == 0) | (df["impostor"] == 0) | (df["users"] < 2))).sum())
-    return outside + no_comparisons == 0, {"rates_outside_0_1": outside, "evaluated_rows_without_comparisons": no_comparisons}
+    return outside + no_comparisons == 0, {
+        "rates_outside_0_1": outside,
+        "evaluated_rows_without_comparisons": no_comparisons,
+    }
 
 
 CHECKS = [
@@ -85,9 +100,7 @@ def evaluate(declaration: Evaluable, features: pd.DataFrame) -> tuple[pd.DataFra
     if declaration.label:
         metadata["label"] = declaration.label
     if scored:
-        metadata["det_curve"] = det_curves(
-            {d: (*det_points(s)[1:], eer) for d, (s, eer) in scored.items()}, title
-        )
+        metadata["det_curve"] = det_curves({d: (*det_points(s)[1:], eer) for d, (s, eer) in scored.items()}, title)
         metadata["score_histograms"] = score_histograms({d: s for d, (s, _) in scored.items()}, title)
     return table, metadata
 
@@ -122,7 +135,11 @@ def summary_table(results: dict[str, tuple[Evaluable, pd.DataFrame]]) -> pd.Data
     parts = [table.assign(feature=d.feature, label=d.label) for d, table in results.values()]
     summary = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=SUMMARY_COLUMNS)
     summary = summary[SUMMARY_COLUMNS].sort_values(["eer", "feature", "device_type"], na_position="last", kind="stable")
-    summary.attrs["column_descriptions"] = {"feature": "key under features/", "label": "e.g. 'baseline'", **RESULT_DESCRIPTIONS}
+    summary.attrs["column_descriptions"] = {
+        "feature": "key under features/",
+        "label": "e.g. 'baseline'",
+        **RESULT_DESCRIPTIONS,
+    }
     return summary.reset_index(drop=True)
 
 

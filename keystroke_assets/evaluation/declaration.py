@@ -44,7 +44,11 @@ class Evaluable:
 def evaluations(features: Iterable) -> list[Evaluable]:
     """The evaluation of every Feature (duck-typed: `name`, `evaluation`) that declares one, named by
     its feature key."""
-    return [dataclasses.replace(f.evaluation, feature=f.name) for f in features if isinstance(getattr(f, "evaluation", None), Evaluable)]
+    return [
+        dataclasses.replace(f.evaluation, feature=f.name)
+        for f in features
+        if isinstance(getattr(f, "evaluation", None), Evaluable)
+    ]
 
 
 def declarations(package: ModuleType) -> list[Evaluable]:

@@ -27,7 +27,9 @@ def det_curves(curves: dict[str, tuple[np.ndarray, np.ndarray, float]], title: s
     low = 1e-4
     for device, (fmr, fnmr, eer) in curves.items():
         x, y = _thinned(fmr, fnmr)
-        ax.plot(np.maximum(x, low), np.maximum(y, low), color=DEVICE_COLORS.get(device), label=f"{device}: EER {eer:.1%}")
+        ax.plot(
+            np.maximum(x, low), np.maximum(y, low), color=DEVICE_COLORS.get(device), label=f"{device}: EER {eer:.1%}"
+        )
         ax.plot([max(eer, low)], [max(eer, low)], "o", color=DEVICE_COLORS.get(device))
     ax.plot([low, 1], [low, 1], color="grey", linestyle=":", linewidth=1)
     ax.set_xscale("log")
@@ -51,8 +53,10 @@ def score_histograms(scores: dict[str, Scores], title: str) -> dg.MetadataValue:
     for ax, (device, s) in zip(axes, scores.items()):
         top = max(float(v[int(0.99 * (len(v) - 1))]) for v in (s.genuine, s.impostor_sample) if len(v)) or 1.0
         sampled = "" if len(s.impostor_sample) == s.impostors else f"a sample of {len(s.impostor_sample):,} of "
-        for values, name, color in [(s.impostor_sample, f"impostor ({sampled}{s.impostors:,})", "tab:red"),
-                                    (s.genuine, f"genuine ({len(s.genuine):,})", "tab:green")]:
+        for values, name, color in [
+            (s.impostor_sample, f"impostor ({sampled}{s.impostors:,})", "tab:red"),
+            (s.genuine, f"genuine ({len(s.genuine):,})", "tab:green"),
+        ]:
             counts, edges = np.histogram(values, bins=50, range=(0, top))
             ax.stairs(counts / max(len(values), 1), edges, color=color, label=name)
         ax.set_xlabel("scaled Manhattan distance", fontsize=8)
@@ -69,7 +73,10 @@ def eer_bars(summary: pd.DataFrame) -> dg.MetadataValue:
     rows = summary[summary["status"] == "evaluated"].iloc[::-1]
     fig = _figure(figsize=(SIZE[0], max(2.0, 0.3 * len(rows) + 1)))
     ax = fig.subplots()
-    names = [f"{f}{' (' + lab + ')' if lab else ''} · {d}" for f, lab, d in zip(rows["feature"], rows["label"], rows["device_type"])]
+    names = [
+        f"{f}{' (' + lab + ')' if lab else ''} · {d}"
+        for f, lab, d in zip(rows["feature"], rows["label"], rows["device_type"])
+    ]
     ax.barh(names, rows["eer"], color=[DEVICE_COLORS.get(d, "grey") for d in rows["device_type"]])
     for y, eer in enumerate(rows["eer"]):
         ax.text(eer, y, f" {eer:.1%}", va="center", fontsize=7)

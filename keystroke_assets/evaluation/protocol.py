@@ -11,9 +11,9 @@ of device.
   rows have no platform and take no part. A user needs an enrolment and a probe sample in a fold.
 - **Template**: the mean of the user's enrolment samples (column by column, over present values).
 - **Scale**: each column's mean absolute deviation from its mean over every enrolment sample of
-  the device type (of the fold; users with enrolment and probe samples). Columns null on every row of the device type (another device
-  type's columns), with no enrolment value, or constant over the enrolment samples (deviation 0:
-  nothing to tell apart, and no scale) are dropped.
+  the device type (of the fold; users with enrolment and probe samples). Columns null on every row
+  of the device type (another device type's columns), with no enrolment value, or constant over
+  the enrolment samples (deviation 0: nothing to tell apart, and no scale) are dropped.
 - **Score**: scaled Manhattan distance, the mean over the columns present in both the probe and
   the template of |probe - template| / scale (a mean, not a sum, so that a missing value does not
   make a pair look closer). A comparison with no column in common has no score and is counted.
@@ -50,9 +50,18 @@ def feature_matrix(samples: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
     """(ids, values): the id columns present, and every other numeric (not boolean) column as a
     float32 matrix, null as NaN."""
     ids = [c for c in samples.columns if c in ID_COLUMNS]
-    numeric = [c for c in samples.columns if c not in ID_COLUMNS
-               and pd.api.types.is_numeric_dtype(samples[c]) and not pd.api.types.is_bool_dtype(samples[c])]
-    values = samples[numeric].to_numpy(dtype=np.float32, na_value=np.nan) if numeric else np.zeros((len(samples), 0), np.float32)
+    numeric = [
+        c
+        for c in samples.columns
+        if c not in ID_COLUMNS
+        and pd.api.types.is_numeric_dtype(samples[c])
+        and not pd.api.types.is_bool_dtype(samples[c])
+    ]
+    values = (
+        samples[numeric].to_numpy(dtype=np.float32, na_value=np.nan)
+        if numeric
+        else np.zeros((len(samples), 0), np.float32)
+    )
     return samples[ids].reset_index(drop=True), values
 
 
@@ -188,8 +197,8 @@ def verification_scores(
         columns_t = np.ascontiguousarray(templates.T)[:, None, :]  # a column's values over templates, contiguous
         step = max(1, block_cells // len(with_both))
         for start in range(0, len(probes), step):
-            scores = scaled_manhattan(np.ascontiguousarray(probes[start:start + step].T)[:, :, None], columns_t)
-            own = own_template[start:start + step, None] == np.arange(len(with_both))[None, :]
+            scores = scaled_manhattan(np.ascontiguousarray(probes[start : start + step].T)[:, :, None], columns_t)
+            own = own_template[start : start + step, None] == np.arange(len(with_both))[None, :]
             scored = ~np.isnan(scores)
             others = scores[~own & scored]
             without += int((~own & ~scored).sum())
@@ -200,16 +209,32 @@ def verification_scores(
             sample.append(others[rng.random(len(others)) < IMPOSTOR_SAMPLE / max(impostors, 1)])
             if keep_comparisons:
                 p, t = np.nonzero(scored)
-                kept.append(pd.DataFrame({"fold": name, "probe": probe_rows[start + p], "template_user": user_names[with_both[t]],
-                                          "genuine": own[p, t], "score": scores[p, t]}))
+                kept.append(
+                    pd.DataFrame(
+                        {
+                            "fold": name,
+                            "probe": probe_rows[start + p],
+                            "template_user": user_names[with_both[t]],
+                            "genuine": own[p, t],
+                            "score": scores[p, t],
+                        }
+                    )
+                )
         if keep_comparisons:
             enrol_rows = np.flatnonzero(enrol)
-            enrolled.append(pd.DataFrame({"fold": name, "sample": enrol_rows, "user": user_names[user_codes[enrol_rows]]}))
+            enrolled.append(
+                pd.DataFrame({"fold": name, "sample": enrol_rows, "user": user_names[user_codes[enrol_rows]]})
+            )
     return Scores(
-        genuine=genuine, thresholds=thresholds, impostor_below=np.cumsum(below)[:-1], impostor_upto=np.cumsum(upto)[:-1],
-        impostors=int(np.sum(upto)), impostor_sample=np.sort(np.concatenate(sample)) if sample else np.zeros(0, np.float32),
+        genuine=genuine,
+        thresholds=thresholds,
+        impostor_below=np.cumsum(below)[:-1],
+        impostor_upto=np.cumsum(upto)[:-1],
+        impostors=int(np.sum(upto)),
+        impostor_sample=np.sort(np.concatenate(sample)) if sample else np.zeros(0, np.float32),
         users=len(set().union(*(f[0].tolist() for _, f, *_ in prepared))),
-        columns=max((f[3].shape[1] for _, f, *_ in prepared), default=0), without_score=without,
+        columns=max((f[3].shape[1] for _, f, *_ in prepared), default=0),
+        without_score=without,
         comparisons=pd.concat(kept, ignore_index=True) if kept else None,
         enrolment=pd.concat(enrolled, ignore_index=True) if enrolled else None,
     )
@@ -248,16 +273,26 @@ def evaluate_device(ids: pd.DataFrame, values: np.ndarray, split: str, device_ty
     """The results row of one device type, and its scores (None when not evaluable)."""
     mine = (ids["device_type"].astype(str) == device_type).to_numpy()
     scores = verification_scores(ids[mine], values[mine], split)
-    row = {"device_type": device_type, "users": scores.users, "columns": scores.columns,
-           "genuine": len(scores.genuine), "impostor": scores.impostors, "without_score": scores.without_score}
+    row = {
+        "device_type": device_type,
+        "users": scores.users,
+        "columns": scores.columns,
+        "genuine": len(scores.genuine),
+        "impostor": scores.impostors,
+        "without_score": scores.without_score,
+    }
     nan = {"eer": np.nan, **{_fnmr_name(a): np.nan for a in FMR_TARGETS}}
     if scores.users < 2:
         return {**row, "status": f"not evaluable: {scores.users} user(s) with enrolment and probe samples", **nan}, None
     if not len(scores.genuine) or not scores.impostors:
         return {**row, "status": "not evaluable: no comparison has a column in common", **nan}, None
     _, fmr, fnmr = det_points(scores)
-    return {**row, "status": "evaluated", "eer": equal_error_rate(fmr, fnmr),
-            **{_fnmr_name(a): fnmr_at_fmr(fmr, fnmr, a) for a in FMR_TARGETS}}, scores
+    return {
+        **row,
+        "status": "evaluated",
+        "eer": equal_error_rate(fmr, fnmr),
+        **{_fnmr_name(a): fnmr_at_fmr(fmr, fnmr, a) for a in FMR_TARGETS},
+    }, scores
 
 
 def _fnmr_name(target: float) -> str:

@@ -1,6 +1,6 @@
 """features/behavioral: how people type, per task and per user.
 
-spec/features.md §3. Computed over ALL keystrokes of the keystrokes asset and the pairs of a
+docs/features.md §3. Computed over ALL keystrokes of the keystrokes asset and the pairs of a
 task's consecutive keystrokes (pauses are what the outlier rule removes); a task of one keystroke
 is a row with no pair (docs/features.md §3). Definitions, where the spec leaves a choice:
 - active duration: last release - first press of a task; a user's is the sum over the user's
@@ -79,7 +79,11 @@ def typed_characters(manifest: pd.DataFrame, read) -> pd.DataFrame:
     ids = classify(raw["name"])
     lengths = pd.Series(read(raw["kept_as"].tolist()), dtype=object).str.decode("utf-8", errors="replace").str.len()
     return pd.DataFrame(
-        {"user_id": raw["user_id"], "task_id": ids["task_id"].astype("Int64"), "typed_characters": lengths.astype("Int64")}
+        {
+            "user_id": raw["user_id"],
+            "task_id": ids["task_id"].astype("Int64"),
+            "typed_characters": lengths.astype("Int64"),
+        }
     )
 
 
@@ -213,4 +217,3 @@ def behavioral(keystrokes: ParticipantShards, web_app_data: pd.DataFrame, storag
             "tasks_without_typed_text": int(features.loc[features["grain"] == "task", "typed_characters"].isna().sum()),
         },
     )
-

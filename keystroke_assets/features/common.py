@@ -17,14 +17,26 @@ import numpy as np
 import pandas as pd
 
 from keystroke_assets.assets.common import (
-    OutputCheck, ShardChecks, check_specs, has_columns, non_empty, report_table, run_checks, version_asset,
+    OutputCheck,
+    ShardChecks,
+    check_specs,
+    has_columns,
+    non_empty,
+    report_table,
+    run_checks,
+    version_asset,
 )
 from keystroke_assets.assets.web_app_data import read_kept
 from keystroke_assets.evaluation import Evaluable, pooled_steps
 from keystroke_assets.frames import group_codes, stack_shards
 from keystroke_assets.ingest.names import classify
 from keystroke_assets.keycodes import (
-    RECONSTRUCTABLE_LABEL, KeycodePolicy, apply_keycode_policy, canonical_key, key_identity, policy_note,
+    RECONSTRUCTABLE_LABEL,
+    KeycodePolicy,
+    apply_keycode_policy,
+    canonical_key,
+    key_identity,
+    policy_note,
 )
 from keystroke_assets.keystrokes import has_next
 from keystroke_assets.resources.object_store import ObjectStore
@@ -32,13 +44,38 @@ from keystroke_assets.resources.parquet_io_manager import ParticipantShards, Tab
 from keystroke_assets.schema import GRAIN_IDS, TASK_IDS
 
 __all__ = [
-    "Feature", "Evaluable", "pooled_steps", "OutputCheck", "ShardChecks",
-    "ParticipantShards", "TableSpool", "report_table", "stack_shards", "grouped_stats", "group_codes",
-    "key_identity", "key_identity_codes", "canonical_key", "next_latencies", "pair_rows",
-    "KeycodePolicy", "apply_keycode_policy", "policy_note", "RECONSTRUCTABLE_LABEL",
-    "ObjectStore", "read_kept", "classify",
-    "STAT_DESCRIPTIONS", "TASK", "TASK_IDS", "GRAIN_IDS", "tasks_of", "per_grain",
-    "no_personal_data", "PERSONAL_FIELDS", "string_values",
+    "Feature",
+    "Evaluable",
+    "pooled_steps",
+    "OutputCheck",
+    "ShardChecks",
+    "ParticipantShards",
+    "TableSpool",
+    "report_table",
+    "stack_shards",
+    "grouped_stats",
+    "group_codes",
+    "key_identity",
+    "key_identity_codes",
+    "canonical_key",
+    "next_latencies",
+    "pair_rows",
+    "KeycodePolicy",
+    "apply_keycode_policy",
+    "policy_note",
+    "RECONSTRUCTABLE_LABEL",
+    "ObjectStore",
+    "read_kept",
+    "classify",
+    "STAT_DESCRIPTIONS",
+    "TASK",
+    "TASK_IDS",
+    "GRAIN_IDS",
+    "tasks_of",
+    "per_grain",
+    "no_personal_data",
+    "PERSONAL_FIELDS",
+    "string_values",
 ]
 
 # What tells tasks apart (TASK_IDS less what follows from these); an Aalto task has no platform or video.
@@ -120,9 +157,7 @@ def grouped_stats(group: np.ndarray, values: np.ndarray, n_groups: int, stats: l
             elif stat == "kurtosis":
                 m4 = np.bincount(g, weights=dev2 * dev2, minlength=n_groups) / n
                 g2 = m4 / (m2 / n) ** 2 - 3
-                out[stat] = np.where(
-                    (n >= 4) & (m2 > 0), ((n + 1) * g2 + 6) * (n - 1) / ((n - 2) * (n - 3)), np.nan
-                )
+                out[stat] = np.where((n >= 4) & (m2 > 0), ((n + 1) * g2 + 6) * (n - 1) / ((n - 2) * (n - 3)), np.nan)
             else:
                 raise ValueError(f"unknown statistic {stat!r}; known: {', '.join(STAT_DESCRIPTIONS)}")
     return out
@@ -140,7 +175,11 @@ def next_latencies(keystrokes: pd.DataFrame) -> dict[str, np.ndarray]:
     press, release = keystrokes["press_ms"].to_numpy(), keystrokes["release_ms"].to_numpy()
     i = pair_rows(keystrokes)
     out = {}
-    for name, value in (("IL", press[i + 1] - release[i]), ("PL", press[i + 1] - press[i]), ("RL", release[i + 1] - release[i])):
+    for name, value in (
+        ("IL", press[i + 1] - release[i]),
+        ("PL", press[i + 1] - press[i]),
+        ("RL", release[i + 1] - release[i]),
+    ):
         out[name] = np.zeros(len(press), np.int64)
         out[name][i] = value
     return out
@@ -164,10 +203,24 @@ def per_grain(tasks: pd.DataFrame, compute: Callable[[np.ndarray, int], dict[str
     return pd.concat(parts, ignore_index=True)
 
 
-# Names of the personal fields of the uploads (spec/data.md §1) as they could appear in a column name.
+# Names of the personal fields of the uploads (docs/data.md §1) as they could appear in a column name.
 PERSONAL_FIELDS = [
-    "email", "e_mail", "age", "gender", "handedness", "education", "user_agent", "useragent", "consent",
-    "consented", "demographics", "screen_size", "raw_text", "typed_text", "user_input", "sentence",
+    "email",
+    "e_mail",
+    "age",
+    "gender",
+    "handedness",
+    "education",
+    "user_agent",
+    "useragent",
+    "consent",
+    "consented",
+    "demographics",
+    "screen_size",
+    "raw_text",
+    "typed_text",
+    "user_input",
+    "sentence",
 ]
 _PERSONAL_NAME = re.compile(r"(?:^|_)(?:" + "|".join(PERSONAL_FIELDS) + r")(?:_|$)", re.IGNORECASE)
 EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
@@ -228,7 +281,10 @@ class Feature:
         """@asset of this feature type: its key, group `features` and its checks."""
         *prefix, last = self.key.path
         return version_asset(
-            name=last, key_prefix=prefix, group_name="features", check_specs=check_specs(self.key, self.all_checks),
+            name=last,
+            key_prefix=prefix,
+            group_name="features",
+            check_specs=check_specs(self.key, self.all_checks),
             **kwargs,
         )
 

@@ -1,14 +1,14 @@
 """features/kvc: every keystroke as [press_ms, release_ms, keycode], per user and task, in the
 layout of the Keystroke Verification Challenge (KVC).
 
-spec/features.md §3. Stored long: one row per keystroke with its task's ids and `task`, the
+docs/features.md §3. Stored long: one row per keystroke with its task's ids and `task`, the
 challenge's task name `<platform>_<video>_<session>` (Aalto sections have no platform or video:
 their task name is the section id). `keystroke_assets.export.export_kvc` writes the challenge's
 dict-of-arrays .npy files with leave-one-platform-out splits.
 
 Keycodes in order can spell out what a participant typed: the asset says so in its definition
 metadata (RECONSTRUCTABLE_LABEL), and the run config `keycodes` (full | classes | none) writes them
-whole, as their class or as 0 (spec/features.md, the paragraph on keycodes).
+whole, as their class or as 0 (docs/features.md, the paragraph on keycodes).
 """
 
 import dagster as dg
@@ -16,8 +16,16 @@ import numpy as np
 import pandas as pd
 
 from keystroke_assets.features.common import (
-    RECONSTRUCTABLE_LABEL, TASK_IDS, Feature, KeycodePolicy, OutputCheck, ParticipantShards, TableSpool,
-    apply_keycode_policy, policy_note, tasks_of,
+    RECONSTRUCTABLE_LABEL,
+    TASK_IDS,
+    Feature,
+    KeycodePolicy,
+    OutputCheck,
+    ParticipantShards,
+    TableSpool,
+    apply_keycode_policy,
+    policy_note,
+    tasks_of,
 )
 
 VALUES = ["press_ms", "release_ms", "keycode"]

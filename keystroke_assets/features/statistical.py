@@ -1,6 +1,6 @@
 """features/statistical: the distribution of HL, IL, PL and RL per task and per user (ms).
 
-spec/features.md §3. One table with a `grain` column ('task' or 'user') rather than two assets:
+docs/features.md §3. One table with a `grain` column ('task' or 'user') rather than two assets:
 both grains come from the same pairs and the same statistics, so they share one code version, one
 backfill and one check; `df[df.grain == "user"]` is the per-user table.
 """
@@ -48,7 +48,8 @@ def statistical_features(pairs: pd.DataFrame) -> pd.DataFrame:
 
 def column_descriptions() -> dict[str, str]:
     return {
-        f"{latency}_{s}": f"{STAT_DESCRIPTIONS[s]} of {latency} over non-outlier pairs" + ("" if s == "count" else ", ms")
+        f"{latency}_{s}": f"{STAT_DESCRIPTIONS[s]} of {latency} over non-outlier pairs"
+        + ("" if s == "count" else ", ms")
         for latency in LATENCIES
         for s in STATS
     }
@@ -60,7 +61,9 @@ def _statistics_ordered(df: pd.DataFrame) -> tuple[bool, dict]:
         cols = df[[f"{latency}_{s}" for s in ORDER]].to_numpy()
         mean = df[f"{latency}_mean"].to_numpy()
         with np.errstate(invalid="ignore"):
-            wrong = (np.diff(cols, axis=1) < -1e-9).any(axis=1) | (mean < cols[:, 0] - 1e-9) | (mean > cols[:, -1] + 1e-9)
+            wrong = (
+                (np.diff(cols, axis=1) < -1e-9).any(axis=1) | (mean < cols[:, 0] - 1e-9) | (mean > cols[:, -1] + 1e-9)
+            )
             wrong |= np.abs(df[f"{latency}_iqr"] - (df[f"{latency}_q3"] - df[f"{latency}_q1"])).to_numpy() > 1e-6
         bad[latency] = int(wrong.sum())
     return sum(bad.values()) == 0, {f"rows_out_of_order/{k}": v for k, v in bad.items()}

@@ -10,7 +10,15 @@ import numpy as np
 import pandas as pd
 
 from keystroke_assets.features.common import (
-    Evaluable, Feature, OutputCheck, ParticipantShards, group_codes, grouped_stats, key_identity_codes, report_table, stack_shards,
+    Evaluable,
+    Feature,
+    OutputCheck,
+    ParticipantShards,
+    group_codes,
+    grouped_stats,
+    key_identity_codes,
+    report_table,
+    stack_shards,
 )
 from keystroke_assets.keystrokes import DEFAULT_OUTLIER_THRESHOLDS, OutlierThresholds
 from keystroke_assets.resources.outlier_rules import OutlierRules
@@ -49,9 +57,13 @@ def digraph_counts(pairs: pd.DataFrame) -> pd.DataFrame:
     found, count = np.unique(user * (n * n) + code, return_counts=True)
     user, code = found // (n * n), found % (n * n)
     return pd.DataFrame(
-        {"device_type": pairs["device_type"].cat.categories[device_of_user[user]].astype(str),
-         "user_id": pairs["user_id"].cat.categories[user], "key1": identities[code // n],
-         "key2": identities[code % n], "count": count}
+        {
+            "device_type": pairs["device_type"].cat.categories[device_of_user[user]].astype(str),
+            "user_id": pairs["user_id"].cat.categories[user],
+            "key1": identities[code // n],
+            "key2": identities[code % n],
+            "count": count,
+        }
     )
 
 
@@ -85,7 +97,9 @@ def _statistics_table(block: np.ndarray, names: list[tuple]) -> pd.DataFrame:
     return pd.DataFrame(block, columns=pd.MultiIndex.from_tuples(names, names=COLUMN_LEVELS))
 
 
-def hl_statistics(strokes: pd.DataFrame, grain: list[str], thresholds: dict[str, OutlierThresholds]) -> tuple[pd.DataFrame, pd.DataFrame]:
+def hl_statistics(
+    strokes: pd.DataFrame, grain: list[str], thresholds: dict[str, OutlierThresholds]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(ids, HL statistics) per group of the grain from the keystrokes table: for each
     device type, a column per key (by identity) with at least one hold inside that device type's
     HL range (`thresholds`), statistics over the group's holds inside it. ids: the grain and
@@ -193,19 +207,26 @@ def fill_statistics(groups: pd.DataFrame, statistics: pd.DataFrame) -> tuple[pd.
 
 
 def typenet_ml_features(
-    strokes: pd.DataFrame, pairs: pd.DataFrame, grain: list[str], top: pd.DataFrame,
+    strokes: pd.DataFrame,
+    pairs: pd.DataFrame,
+    grain: list[str],
+    top: pd.DataFrame,
     thresholds: dict[str, OutlierThresholds] = DEFAULT_OUTLIER_THRESHOLDS,
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """(features, column dictionary, fill counts) for one grain of one participant segment's (or the
     whole version's) keystrokes and keypairs; `top` = top_digraphs(pairs, k)."""
-    return fill_statistics(*join_statistics(grain, hl_statistics(strokes, grain, thresholds), il_statistics(pairs, grain, top)))
+    return fill_statistics(
+        *join_statistics(grain, hl_statistics(strokes, grain, thresholds), il_statistics(pairs, grain, top))
+    )
 
 
 def _quartiles_ordered(df: pd.DataFrame) -> tuple[bool, dict]:
     bad = 0
     for column in [c for c in df.columns if c.endswith("__q1")]:
         stem = column[: -len("q1")]
-        bad += int((df[column] > df[stem + "median"] + 1e-9).sum() + (df[stem + "median"] > df[stem + "q3"] + 1e-9).sum())
+        bad += int(
+            (df[column] > df[stem + "median"] + 1e-9).sum() + (df[stem + "median"] > df[stem + "q3"] + 1e-9).sum()
+        )
     return bad == 0, {"cells_out_of_order": bad}
 
 
@@ -277,7 +298,8 @@ def build_typenet_ml_asset(feature: Feature) -> dg.AssetsDefinition:
         il = _stacked([il_statistics(pairs, grain, top) for pairs in keypairs.shards()])
         features, dictionary, fills = fill_statistics(*join_statistics(grain, hl, il))
         features.attrs["column_descriptions"] = {
-            r.column: f"{r.statistic} of {r.latency} for {r.key1!r}" + (f" then {r.key2!r}" if r.key2 else "")
+            r.column: f"{r.statistic} of {r.latency} for {r.key1!r}"
+            + (f" then {r.key2!r}" if r.key2 else "")
             + f", ms ({r.device_type} rows only)"
             for r in dictionary.itertuples()
         }
@@ -296,4 +318,3 @@ def build_typenet_ml_asset(feature: Feature) -> dg.AssetsDefinition:
 
 
 typenet_ml_platform, typenet_ml_session, typenet_ml_video = map(build_typenet_ml_asset, TYPENET_ML)
-

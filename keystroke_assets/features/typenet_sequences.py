@@ -1,6 +1,6 @@
 """features/typenet_sequences: per task, the first M keystrokes as TypeNet input (seconds).
 
-spec/features.md §3. Step i of a task is [HL_i, IL_i, PL_i, RL_i, keycode_i / 255] with the
+docs/features.md §3. Step i of a task is [HL_i, IL_i, PL_i, RL_i, keycode_i / 255] with the
 latencies in seconds; IL, PL, RL pair keystroke i with i + 1 and are 0 for the task's last
 keystroke; steps past the task's length are zeros. Stored one row per task: the ids, `length`
 and `steps`, a list of M * 5 float32 in step-major order (step 0's five values, then step 1's, ...).
@@ -8,7 +8,7 @@ and `steps`, a list of M * 5 float32 in step-major order (step 0's five values, 
 
 Keycodes in order can spell out what a participant typed: the asset says so in its definition
 metadata (RECONSTRUCTABLE_LABEL), and the run config `keycodes` (full | classes | none) writes them
-whole, as their class or as 0 (spec/features.md, the paragraph on keycodes).
+whole, as their class or as 0 (docs/features.md, the paragraph on keycodes).
 """
 
 import dagster as dg
@@ -17,8 +17,19 @@ import pandas as pd
 import pyarrow as pa
 
 from keystroke_assets.features.common import (
-    RECONSTRUCTABLE_LABEL, TASK_IDS, Evaluable, Feature, KeycodePolicy, OutputCheck, ParticipantShards,
-    apply_keycode_policy, next_latencies, policy_note, pooled_steps, stack_shards, tasks_of,
+    RECONSTRUCTABLE_LABEL,
+    TASK_IDS,
+    Evaluable,
+    Feature,
+    KeycodePolicy,
+    OutputCheck,
+    ParticipantShards,
+    apply_keycode_policy,
+    next_latencies,
+    policy_note,
+    pooled_steps,
+    stack_shards,
+    tasks_of,
 )
 
 STEP = ["HL_s", "IL_s", "PL_s", "RL_s", "keycode_255"]
@@ -69,7 +80,10 @@ def _shape(df: pd.DataFrame) -> tuple[bool, dict]:
     sizes = _step_sizes(df)
     m = int(sizes[0]) // len(STEP) if len(sizes) else 0
     ok = len(sizes) > 0 and m >= 1 and (sizes == m * len(STEP)).all() and (df["length"].between(1, m)).all()
-    return bool(ok), {"shape": f"({len(df)}, {m}, {len(STEP)})", "rows_with_other_sizes": int((sizes != m * len(STEP)).sum())}
+    return bool(ok), {
+        "shape": f"({len(df)}, {m}, {len(STEP)})",
+        "rows_with_other_sizes": int((sizes != m * len(STEP)).sum()),
+    }
 
 
 def _on_array(check):
@@ -153,4 +167,3 @@ def typenet_sequences(config: SequenceConfig, keystrokes: ParticipantShards):
             "tasks_cut_at_M": int((features["length"] == config.sequence_length).sum()),
         },
     )
-

@@ -1,4 +1,4 @@
-"""The Aalto "136M Keystrokes" TSV: one keystroke a row with both times (spec/data.md §1).
+"""The Aalto "136M Keystrokes" TSV: one keystroke a row with both times (docs/data.md §1).
 
 Files are parsed in batches, each in one vectorized numpy pass over the batch's concatenated bytes,
 as the web-app parser does. Each file is first checked on its own (empty, NUL bytes, header) and
@@ -15,11 +15,19 @@ import pandas as pd
 from keystroke_assets.ingest.web_app import ParsedFiles, parse_in_batches, split_lines, string_array
 
 COLUMNS = [
-    "PARTICIPANT_ID", "TEST_SECTION_ID", "SENTENCE", "USER_INPUT", "KEYSTROKE_ID",
-    "PRESS_TIME", "RELEASE_TIME", "LETTER", "KEYCODE",
+    "PARTICIPANT_ID",
+    "TEST_SECTION_ID",
+    "SENTENCE",
+    "USER_INPUT",
+    "KEYSTROKE_ID",
+    "PRESS_TIME",
+    "RELEASE_TIME",
+    "LETTER",
+    "KEYCODE",
 ]
-_USER, _SECTION, _PRESS, _RELEASE, _LETTER, _KEYCODE = (COLUMNS.index(c) for c in [
-    "PARTICIPANT_ID", "TEST_SECTION_ID", "PRESS_TIME", "RELEASE_TIME", "LETTER", "KEYCODE"])
+_USER, _SECTION, _PRESS, _RELEASE, _LETTER, _KEYCODE = (
+    COLUMNS.index(c) for c in ["PARTICIPANT_ID", "TEST_SECTION_ID", "PRESS_TIME", "RELEASE_TIME", "LETTER", "KEYCODE"]
+)
 _MAX_MS = 10**13 - 1  # 13 digits of epoch ms, as in the web-app format
 _MAX_SECTION = 2**53  # int64 casts of larger float sections would not be exact
 _MAX_KEYCODE = 2**31 - 1
@@ -54,7 +62,7 @@ def _rows(data: bytes) -> tuple[bytes, str | None]:
         header = header.removesuffix("\r")
     if header.split("\t") != COLUMNS:
         return b"", f"unexpected header {header[:80]!r}: expected {' TAB '.join(COLUMNS)}"
-    rows = data[data.index(b"\n") + 1:] if newline else b""
+    rows = data[data.index(b"\n") + 1 :] if newline else b""
     return rows if rows.endswith(b"\n") or not rows else rows + b"\n", None
 
 
@@ -122,7 +130,9 @@ def _parse_batch(contents: list[bytes]) -> ParsedFiles:
     ]
     good[at] &= ~pd.MultiIndex.from_frame(sections[["file", "section"]]).isin(broken_sections.index)
     no_section = np.bincount(file[broken & (n_tabs == 0)], minlength=len(contents))
-    problems += [(f, False, f"{no_section[f]} rows without a section id dropped") for f in np.flatnonzero(no_section).tolist()]
+    problems += [
+        (f, False, f"{no_section[f]} rows without a section id dropped") for f in np.flatnonzero(no_section).tolist()
+    ]
 
     at = np.flatnonzero(good)
     press = _numbers(buf, *field(_PRESS, at), 13)
@@ -159,7 +169,9 @@ def _parse_batch(contents: list[bytes]) -> ParsedFiles:
         }
     )
     # one file's problems in the order they were found: broken sections, rows, numbers, quarantine
-    problem_df = pd.DataFrame(problems, columns=["file", "quarantined", "problem"]).astype(
-        {"file": np.int64, "quarantined": bool, "problem": object}
-    ).sort_values("file", kind="stable")
+    problem_df = (
+        pd.DataFrame(problems, columns=["file", "quarantined", "problem"])
+        .astype({"file": np.int64, "quarantined": bool, "problem": object})
+        .sort_values("file", kind="stable")
+    )
     return ParsedFiles(events=events, problems=problem_df.reset_index(drop=True))

@@ -1,4 +1,4 @@
-"""What an upload object is, from its name in the upload prefix (spec/data.md §1)."""
+"""What an upload object is, from its name in the upload prefix (docs/data.md §1)."""
 
 import numpy as np
 import pandas as pd
@@ -6,7 +6,9 @@ import pandas as pd
 PLATFORMS = {"f": 1, "i": 2, "t": 3}
 
 _TASK = r"(?P<prefix>[fit])_(?P<user>[0-9a-f]{32})_(?P<seq>1[0-7]|[0-9])(?P<suffix>\.csv|_raw\.txt|_metadata\.json)"
-_RECORD = r"(?P<ruser>[0-9a-f]{32})_(?P<record>consent|demographics|start_time|completion|start_study|survey_code)\.json"
+_RECORD = (
+    r"(?P<ruser>[0-9a-f]{32})_(?P<record>consent|demographics|start_time|completion|start_study|survey_code)\.json"
+)
 _AALTO = r"(?P<participant>[0-9]+)_keystrokes\.txt"
 _NAME_RE = rf"^(?:{_TASK}|{_RECORD}|{_AALTO})\Z"
 # The shape of a task object whatever its number: tells "not a task of the study" from noise.

@@ -1,4 +1,4 @@
-"""The web app's keystroke CSV: `<P|R>,<key>,<time>`, nothing escaped (spec/data.md §1).
+"""The web app's keystroke CSV: `<P|R>,<key>,<time>`, nothing escaped (docs/data.md §1).
 
 Files are parsed in batches, each in one vectorized pass over the batch's concatenated bytes. A valid
 line is `P` or `R`, a comma, a key, a comma and 13 digits of ms, so its first comma is at byte 1
@@ -104,13 +104,15 @@ def parse_web_app_csvs(contents: list[bytes]) -> ParsedFiles:
     return parse_in_batches(contents, BATCH_FILES, _parse_batch)
 
 
-def parse_in_batches(contents: list[bytes], batch_files: int, parse_batch: Callable[[list[bytes]], ParsedFiles]) -> ParsedFiles:
+def parse_in_batches(
+    contents: list[bytes], batch_files: int, parse_batch: Callable[[list[bytes]], ParsedFiles]
+) -> ParsedFiles:
     """`parse_batch` over batches of `batch_files` files, joined: `file` made the index into
     contents, categorical columns given the union of the batches' categories."""
-    batches = [(i, parse_batch(contents[i: i + batch_files])) for i in range(0, max(len(contents), 1), batch_files)]
+    batches = [(i, parse_batch(contents[i : i + batch_files])) for i in range(0, max(len(contents), 1), batch_files)]
 
     def joined(table: str) -> pd.DataFrame:  # empty parts left out: concat warns on them
-        parts = [getattr(b, table).assign(file=lambda df: df["file"] + i) for i, b in batches]
+        parts = [t.assign(file=t["file"] + i) for i, b in batches for t in [getattr(b, table)]]
         return pd.concat([p for p in parts if len(p)] or parts[:1], ignore_index=True)
 
     events = joined("events")
@@ -133,7 +135,7 @@ def _parse_batch(contents: list[bytes]) -> ParsedFiles:
             problems.append((i, True, error))
             continue
         data = data.removeprefix(b"\xef\xbb\xbf")
-        rest = data[len(HEADER):]
+        rest = data[len(HEADER) :]
         header = data.startswith(HEADER) and (not rest or rest.startswith((b"\n", b"\r\n")))
         if header:
             data = rest.removeprefix(b"\r").removeprefix(b"\n")
@@ -178,7 +180,7 @@ def _parse_batch(contents: list[bytes]) -> ParsedFiles:
     for file_id, header in zip(file_ids.tolist(), had_header):
         if n_bad[file_id]:
             j = first_bad[file_id]
-            line = bytes(buf[line_start[j]: end[j]]).decode("utf-8")
+            line = bytes(buf[line_start[j] : end[j]]).decode("utf-8")
             detail = f"line {line_no[j]} {line[:60]!r}: {explain_line(line)}"
             if n_valid[file_id] == 0:
                 problems.append((file_id, True, f"no valid event line; {n_bad[file_id]} bad lines, first {detail}"))
@@ -188,10 +190,16 @@ def _parse_batch(contents: list[bytes]) -> ParsedFiles:
             problems.append((file_id, True, "header only" if header else "no event lines"))
         if n_valid[file_id] and n_release[file_id] in (0, n_valid[file_id]):
             only, other = ("press", "release") if n_release[file_id] == 0 else ("release", "press")
-            problems.append((file_id, True, f"only {only} events ({n_valid[file_id]}), no {other}: no keystroke can be formed"))
+            problems.append(
+                (file_id, True, f"only {only} events ({n_valid[file_id]}), no {other}: no keystroke can be formed")
+            )
         if n_earlier[file_id]:
             problems.append(
-                (file_id, False, f"{n_earlier[file_id]} events earlier than the line before: not in time order (sorted downstream)")
+                (
+                    file_id,
+                    False,
+                    f"{n_earlier[file_id]} events earlier than the line before: not in time order (sorted downstream)",
+                )
             )
 
     quarantined = [f for f, q, _ in problems if q]
@@ -207,7 +215,9 @@ def _parse_batch(contents: list[bytes]) -> ParsedFiles:
             "time_ms": time_of[keep[at]],
         }
     )
-    problem_df = pd.DataFrame(problems, columns=["file", "quarantined", "problem"]).astype(
-        {"file": np.int64, "quarantined": bool, "problem": object}
-    ).sort_values("file", kind="stable")
+    problem_df = (
+        pd.DataFrame(problems, columns=["file", "quarantined", "problem"])
+        .astype({"file": np.int64, "quarantined": bool, "problem": object})
+        .sort_values("file", kind="stable")
+    )
     return ParsedFiles(events=events, problems=problem_df.reset_index(drop=True))

@@ -54,13 +54,7 @@ class UnsafeObjectName(ValueError):
 def safe_name(name: str) -> str:
     """Refuse names that could escape the store's root."""
     parts = name.split("/")
-    if (
-        not name
-        or name.startswith("/")
-        or "\\" in name
-        or "\x00" in name
-        or any(p in ("", ".", "..") for p in parts)
-    ):
+    if not name or name.startswith("/") or "\\" in name or "\x00" in name or any(p in ("", ".", "..") for p in parts):
         raise UnsafeObjectName(f"unsafe object name {name!r}")
     return name
 
@@ -258,7 +252,7 @@ class GCSObjectStore(ObjectStore):
         root = f"{self.prefix.rstrip('/')}/" if self.prefix else ""
         found = []
         for blob in self._client_bucket().list_blobs(prefix=root + prefix):
-            name = blob.name[len(root):]
+            name = blob.name[len(root) :]
             if not name or name.endswith("/"):
                 continue
             found.append(
@@ -274,7 +268,7 @@ class GCSObjectStore(ObjectStore):
 
     def list_names(self, prefix: str = "") -> set[str]:
         root = f"{self.prefix.rstrip('/')}/" if self.prefix else ""
-        return {b.name[len(root):] for b in self._client_bucket().list_blobs(prefix=root + prefix)}
+        return {b.name[len(root) :] for b in self._client_bucket().list_blobs(prefix=root + prefix)}
 
     def list_stamps(self) -> dict[str, ObjectStamp]:
         root = f"{self.prefix.rstrip('/')}/" if self.prefix else ""
@@ -282,7 +276,7 @@ class GCSObjectStore(ObjectStore):
             prefix=root, fields="items(name,size,generation,updated),nextPageToken"
         )
         return {
-            b.name[len(root):]: ObjectStamp(int(b.size), str(b.generation), b.updated.timestamp())
+            b.name[len(root) :]: ObjectStamp(int(b.size), str(b.generation), b.updated.timestamp())
             for b in blobs
             if not b.name.endswith("/")
         }

@@ -21,7 +21,8 @@ class OutlierRules(dg.ConfigurableResource):
     def thresholds(self) -> dict[str, OutlierThresholds]:
         return {
             device: OutlierThresholds(
-                getattr(self, f"{device}_hl_min_ms"), getattr(self, f"{device}_hl_max_ms"),
+                getattr(self, f"{device}_hl_min_ms"),
+                getattr(self, f"{device}_hl_max_ms"),
                 getattr(self, f"{device}_il_abs_max_ms"),
             )
             for device in ("desktop", "mobile")

@@ -69,8 +69,11 @@ class TableWriter:
         descriptions = column_descriptions(df)
         # dictionary indices as int32: a later shard with more categories still fits
         fields = [
-            pa.field(f.name, pa.dictionary(pa.int32(), f.type.value_type) if pa.types.is_dictionary(f.type) else f.type,
-                     metadata={"description": descriptions[f.name]} if f.name in descriptions else None)
+            pa.field(
+                f.name,
+                pa.dictionary(pa.int32(), f.type.value_type) if pa.types.is_dictionary(f.type) else f.type,
+                metadata={"description": descriptions[f.name]} if f.name in descriptions else None,
+            )
             for f in table.schema
         ]
         metadata = {**(table.schema.metadata or {}), **(_WHOLE_PARTICIPANTS if self._by_participant else {})}
@@ -79,7 +82,9 @@ class TableWriter:
         # trying a dictionary: keypairs writes ~2x faster, reads ~1.5x faster and is smaller.
         wide = {f.name for f in table.schema if pa.types.is_integer(f.type) and _mostly_distinct(table[f.name])}
         self._writer = pq.ParquetWriter(
-            self._sink, schema, compression="zstd",
+            self._sink,
+            schema,
+            compression="zstd",
             use_dictionary=[n for n in table.column_names if n not in wide],
             column_encoding={n: "DELTA_BINARY_PACKED" for n in wide},
         )
@@ -91,7 +96,9 @@ class TableWriter:
         if self._writer is None:
             self._by_participant = starts is not None
             self._open(df, table)
-        elif self._by_participant and len(df) and (starts is None or not self._users.isdisjoint(df["user_id"].unique())):
+        elif (
+            self._by_participant and len(df) and (starts is None or not self._users.isdisjoint(df["user_id"].unique()))
+        ):
             raise ValueError("a shard written after the first must hold whole participants of its own")
         table = table.cast(self._writer.schema)
         if self._by_participant and len(starts):

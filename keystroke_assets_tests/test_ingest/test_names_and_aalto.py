@@ -18,17 +18,31 @@ def parse_aalto_file(data: bytes) -> tuple[pd.DataFrame, list[str], str | None]:
 
 def test_classify_names():
     names = pd.Series(
-        [f"f_{U}_0.csv", f"i_{U}_13_metadata.json", f"t_{U}_17_raw.txt", f"{U}_consent.json",
-         "100001_keystrokes.txt", f"f_{U}_3.csv.gstmp", f"2025-01-01T10:00:00_{U}_f_0.csv",
-         f"f_{U}_1.csv",  # seq 1 belongs to i, not f
-         f"t_{U}_18.csv"]  # seq 18 does not exist
+        [
+            f"f_{U}_0.csv",
+            f"i_{U}_13_metadata.json",
+            f"t_{U}_17_raw.txt",
+            f"{U}_consent.json",
+            "100001_keystrokes.txt",
+            f"f_{U}_3.csv.gstmp",
+            f"2025-01-01T10:00:00_{U}_f_0.csv",
+            f"f_{U}_1.csv",  # seq 1 belongs to i, not f
+            f"t_{U}_18.csv",
+        ]  # seq 18 does not exist
     )
     c = classify(names)
     assert c["kind"].tolist() == [
-        "keystrokes", "task_metadata", "raw_text", "record", "aalto", "partial", "unrecognised",
-        "unrecognised", "unrecognised",
+        "keystrokes",
+        "task_metadata",
+        "raw_text",
+        "record",
+        "aalto",
+        "partial",
+        "unrecognised",
+        "unrecognised",
+        "unrecognised",
     ]
-    # seq 13 → video 2, session 2; seq 17 → video 3, session 2 (spec/data.md §1)
+    # seq 13 → video 2, session 2; seq 17 → video 3, session 2 (docs/data.md §1)
     assert c.loc[1, ["platform_id", "video_id", "session_id", "task_id"]].tolist() == [2, 2, 2, 13]
     assert c.loc[2, ["platform_id", "video_id", "session_id"]].tolist() == [3, 3, 2]
     assert c.loc[0, ["platform_id", "video_id", "session_id"]].tolist() == [1, 1, 1]
@@ -36,22 +50,33 @@ def test_classify_names():
 
 
 def test_aalto_real_file(real_data):
-    rows, problems, quarantine = parse_aalto_file((real_data / "aalto136m_desktop" / "100001_keystrokes.txt").read_bytes())
+    rows, problems, quarantine = parse_aalto_file(
+        (real_data / "aalto136m_desktop" / "100001_keystrokes.txt").read_bytes()
+    )
     assert quarantine is None and problems == []
     assert rows["session_id"].nunique() == 15
     first = rows.iloc[0]
     # first data row: 100001 1090979 ... 1473275372512 1473275372663 SHIFT 16
-    assert (first["user_id"], first["session_id"], first["key"], first["time_ms"], first["release_ms"], first["keycode"]) == (
-        "100001", 1090979, "SHIFT", 1473275372512, 1473275372663, 16
-    )
+    assert (
+        first["user_id"],
+        first["session_id"],
+        first["key"],
+        first["time_ms"],
+        first["release_ms"],
+        first["keycode"],
+    ) == ("100001", 1090979, "SHIFT", 1473275372512, 1473275372663, 16)
 
 
 def test_aalto_latin1_file_is_read(real_data):
-    rows, problems, quarantine = parse_aalto_file((real_data / "aalto136m_desktop" / "100122_keystrokes.txt").read_bytes())
+    rows, problems, quarantine = parse_aalto_file(
+        (real_data / "aalto136m_desktop" / "100122_keystrokes.txt").read_bytes()
+    )
     assert quarantine is None and rows["session_id"].nunique() == 15
 
 
-HEADER = "PARTICIPANT_ID\tTEST_SECTION_ID\tSENTENCE\tUSER_INPUT\tKEYSTROKE_ID\tPRESS_TIME\tRELEASE_TIME\tLETTER\tKEYCODE\n"
+HEADER = (
+    "PARTICIPANT_ID\tTEST_SECTION_ID\tSENTENCE\tUSER_INPUT\tKEYSTROKE_ID\tPRESS_TIME\tRELEASE_TIME\tLETTER\tKEYCODE\n"
+)
 
 
 def test_aalto_broken_row_drops_its_section_and_float_times_parse():
@@ -88,8 +113,14 @@ def batch_of_files() -> list[bytes]:
         # 3: empty
         b"",
         # 4: a broken row in section 01 drops section 01 but not section 1; a row with no tab at all
-        (HEADER + aalto_row(section="01") + "7\t01\tab\n" + aalto_row(section="1", press="1473278000900")
-         + "garbage\n" + aalto_row(section="3", press="soon")).encode(),
+        (
+            HEADER
+            + aalto_row(section="01")
+            + "7\t01\tab\n"
+            + aalto_row(section="1", press="1473278000900")
+            + "garbage\n"
+            + aalto_row(section="3", press="soon")
+        ).encode(),
         # 5: every row dropped
         (HEADER + "7\t5\tab\n").encode(),
         # 6: NUL bytes
@@ -133,14 +164,20 @@ def test_aalto_batches_number_files_globally(monkeypatch):
 
 
 def test_aalto_numbers_as_pandas_reads_them():
-    text = HEADER + "".join([
-        aalto_row(press="1473278000000.5", release="1473278000101.5"),  # halves round to even
-        aalto_row(press="1.4732780001e+12", keycode="65.9"),  # keycode truncated like an int cast
-        aalto_row(press="0001473278000200", keycode="2147483648"),  # leading zeros; keycode too large
-        aalto_row(section="2.0", keycode=""),
-        aalto_row(press="1e300"), aalto_row(release="nan"), aalto_row(press="-1"),
-        aalto_row(press="10000000000000"), aalto_row(section="x"), aalto_row(section=""),
-    ])
+    text = HEADER + "".join(
+        [
+            aalto_row(press="1473278000000.5", release="1473278000101.5"),  # halves round to even
+            aalto_row(press="1.4732780001e+12", keycode="65.9"),  # keycode truncated like an int cast
+            aalto_row(press="0001473278000200", keycode="2147483648"),  # leading zeros; keycode too large
+            aalto_row(section="2.0", keycode=""),
+            aalto_row(press="1e300"),
+            aalto_row(release="nan"),
+            aalto_row(press="-1"),
+            aalto_row(press="10000000000000"),
+            aalto_row(section="x"),
+            aalto_row(section=""),
+        ]
+    )
     rows, problems, quarantine = parse_aalto_file(text.encode())
     assert quarantine is None
     assert rows["time_ms"].tolist() == [1473278000000, 1473278000100, 1473278000200, 1473278000000]
@@ -148,8 +185,13 @@ def test_aalto_numbers_as_pandas_reads_them():
     assert rows["keycode"].tolist() == [65, 65, 0, 0]
     assert rows["session_id"].tolist() == [1, 1, 1, 2]
     assert rows.dtypes.to_dict() == {
-        "user_id": np.dtype(object), "session_id": np.int64, "line": np.int32, "key": np.dtype(object),
-        "time_ms": np.int64, "release_ms": np.int64, "keycode": np.int32,
+        "user_id": np.dtype(object),
+        "session_id": np.int64,
+        "line": np.int32,
+        "key": np.dtype(object),
+        "time_ms": np.int64,
+        "release_ms": np.int64,
+        "keycode": np.int32,
     }
     assert problems == ["6 rows with a non-numeric or out-of-range time (0 to 9999999999999 ms) or section dropped"]
 

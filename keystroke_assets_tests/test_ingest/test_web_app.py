@@ -108,7 +108,10 @@ def test_non_utf8_file_does_not_affect_others():
 def test_files_parsed_in_batches_keep_their_numbers_keys_and_problems():
     # 1,203 files: three batches; a key names its file number mod 7 and its batch (1,003: 1,003 = 7 * 143 + 2, batch 2)
     n = 2 * BATCH_FILES + 203
-    files = [f"P,k{i % 7}{i // BATCH_FILES},1735660013225\nR,k{i % 7}{i // BATCH_FILES},1735660013301\n".encode() for i in range(n)]
+    files = [
+        f"P,k{i % 7}{i // BATCH_FILES},1735660013225\nR,k{i % 7}{i // BATCH_FILES},1735660013301\n".encode()
+        for i in range(n)
+    ]
     files[3], files[BATCH_FILES + 1], files[-1] = b"", b"P,a,1735660013225\nnot a line\nR,a,1735660013300\n", b"\x00"
     parsed = parse_web_app_csvs(files)
 
@@ -119,5 +122,9 @@ def test_files_parsed_in_batches_keep_their_numbers_keys_and_problems():
     assert events.loc[events["file"] == BATCH_FILES + 1, "key"].astype(str).tolist() == ["a", "a"]
     assert isinstance(events["key"].dtype, pd.CategoricalDtype)
     assert len(events["key"].cat.categories) == 7 * 3 + 1
-    assert parsed.problems[["file", "quarantined"]].values.tolist() == [[3, True], [BATCH_FILES + 1, False], [n - 1, True]]
+    assert parsed.problems[["file", "quarantined"]].values.tolist() == [
+        [3, True],
+        [BATCH_FILES + 1, False],
+        [n - 1, True],
+    ]
     assert "line 2 'not a line'" in parsed.problems["problem"].iloc[1]

@@ -55,4 +55,3 @@ def test_unchanged_files_are_not_read_again(tmp_path):
     assert (again["grown.csv"].size, again["grown.csv"].md5) == (8, hashlib.md5(b"c,3\nc,4\n").hexdigest())
     assert again["new.csv"].md5 == hashlib.md5(b"d,5\n").hexdigest()
     assert sorted(again) == ["fresh.csv", "grown.csv", "new.csv", "old.csv"]
-

@@ -12,7 +12,13 @@ import pytest
 from keystroke_assets.partitions import dataset_versions
 from keystroke_assets.resources import object_store, resources_from_env
 from keystroke_assets.resources.object_store import LocalObjectStore, UnsafeObjectName
-from keystroke_assets.resources.parquet_io_manager import ParquetIOManager, ParticipantShards, TableWriter, from_parquet_bytes, to_parquet_bytes
+from keystroke_assets.resources.parquet_io_manager import (
+    ParquetIOManager,
+    ParticipantShards,
+    TableWriter,
+    from_parquet_bytes,
+    to_parquet_bytes,
+)
 
 VERSION = "2025-01-02_03-04-05_test"
 
@@ -27,7 +33,9 @@ def tiny() -> pd.DataFrame:
 def test_writes_the_exact_path_with_metadata(instance, tmp_path):
     instance.add_dynamic_partitions("dataset_versions", [VERSION])
     store = LocalObjectStore(root=str(tmp_path / "store"))
-    result = dg.materialize([tiny], partition_key=VERSION, instance=instance, resources={"io_manager": ParquetIOManager(store=store)})
+    result = dg.materialize(
+        [tiny], partition_key=VERSION, instance=instance, resources={"io_manager": ParquetIOManager(store=store)}
+    )
     path = tmp_path / "store" / "features" / "demo" / "tiny" / f"{VERSION}.parquet"
     assert sorted(p for p in (tmp_path / "store").rglob("*") if p.is_file()) == [path]
     read = pd.read_parquet(path)
@@ -57,7 +65,9 @@ def test_environment_chooses_the_store(tmp_path):
     assert local["uploads"].uri() == str(tmp_path / "u")
     gcs = object_store("gs://lab-bucket/datasets/v1/")
     assert (gcs.bucket, gcs.prefix, gcs.uri("keypairs/x.parquet")) == (
-        "lab-bucket", "datasets/v1", "gs://lab-bucket/datasets/v1/keypairs/x.parquet"
+        "lab-bucket",
+        "datasets/v1",
+        "gs://lab-bucket/datasets/v1/keypairs/x.parquet",
     )
 
 
