@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 
 from keystroke_assets.partitions import dataset_versions, make_version_id
 from keystroke_assets.resources import resources_from_env
-from keystroke_assets.synthetic import aalto_uploads, web_app_uploads, write_uploads
+from keystroke_assets.synthetic import aalto_uploads, demo_uploads, web_app_uploads, write_uploads
 
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -52,7 +52,8 @@ def keystroke_count(storage: Path, version: str) -> int:
 
 
 PAIRING = "keypairs: pairing alone"
-GENERATORS = {"web_app": web_app_uploads, "aalto": aalto_uploads}
+# mixed: web-app desktops and phones (Unidentified keys, holds of a few ms, empty keys) and ~10 % Aalto
+GENERATORS = {"mixed": demo_uploads, "web_app": web_app_uploads, "aalto": aalto_uploads}
 
 
 def time_pairing(storage: Path, version: str) -> tuple[float, float, float]:
@@ -193,7 +194,7 @@ def run(
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--participants", "-n", type=int, default=600)
-    parser.add_argument("--format", choices=["web_app", "aalto"], default="web_app")
+    parser.add_argument("--format", choices=list(GENERATORS), default="mixed")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--workdir",
