@@ -205,6 +205,7 @@ def test_materialize_dry_run_prints_the_plan_and_writes_nothing(env, instance, c
         "  raw_data                      (stale)",
         "  cleaned_data                  (stale)",  # Dagster's verdict: its input changed
         "  keypairs                      (missing)",
+        "  keystrokes                    (missing)",  # typenet_ml reads both
         "  features/typenet_ml/platform  (missing)",
     ]
     # --force re-runs the selection only, never the snapshot
@@ -254,15 +255,15 @@ def backfill_targets(instance, backfill_id: str) -> tuple[list, list]:
 
 def test_backfill_missing_and_all_versions(env, instance, capsys):
     instance.add_dynamic_partitions(dataset_versions.name, [V1, V2])
-    # V1 has keypairs (the features' input), V2 has not: V2 is skipped with a word why
+    # V1 has keystrokes and keypairs (typenet_ml's inputs), V2 has not: V2 is skipped with a word why
     for version in (V1,):
-        for key in [*INGEST, "keypairs", FEATURES[0]]:
+        for key in [*INGEST, "keystrokes", "keypairs", FEATURES[0]]:
             instance.report_runless_asset_event(
                 dg.AssetMaterialization(asset_key=dg.AssetKey.from_user_string(key), partition=version)
             )
 
     code, out, err = run(capsys, "backfill", "-f", "typenet_ml", "--missing")
-    assert code == 0 and f"skipping {V2}: keypairs not materialized" in err
+    assert code == 0 and f"skipping {V2}: keypairs, keystrokes not materialized" in err
     (backfill_id,) = out.split()
     # platform exists for V1: only session and video are missing there
     assert backfill_targets(instance, backfill_id) == (FEATURES[1:], [V1])
