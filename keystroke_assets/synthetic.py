@@ -46,8 +46,9 @@ from pathlib import Path
 
 import numpy as np
 
+from keystroke_assets.ingest.aalto import COLUMNS as AALTO_COLUMNS
+
 __all__ = [
-    "AALTO_COLUMNS",
     "BROKEN_KINDS",
     "CSV_HEADER",
     "MIN_EVENTS",
@@ -66,17 +67,6 @@ __all__ = [
 ]
 
 CSV_HEADER = "Press or Release,Key,Time"
-AALTO_COLUMNS = (
-    "PARTICIPANT_ID",
-    "TEST_SECTION_ID",
-    "SENTENCE",
-    "USER_INPUT",
-    "KEYSTROKE_ID",
-    "PRESS_TIME",
-    "RELEASE_TIME",
-    "LETTER",
-    "KEYCODE",
-)
 MIN_EVENTS = 290  # the completeness bar of docs/data.md §2: every complete task has more events
 N_TASKS = 18
 N_AALTO_SECTIONS = 15

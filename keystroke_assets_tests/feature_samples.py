@@ -8,35 +8,13 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
-from keystroke_assets.keystrokes import DEFAULT_OUTLIER_THRESHOLDS
+from keystroke_assets.keystrokes import DEFAULT_OUTLIER_THRESHOLDS, KEYPAIR_COLUMNS, KEYSTROKE_COLUMNS
 from keystroke_assets.resources.object_store import LocalObjectStore
 
 from .conftest import VERSION, failed_rules_of, materialize_version
 
 FEATURE_KEYS = [dg.AssetKey(["features", name]) for name in ["statistical", "typenet_sequences", "kvc", "behavioral"]]
 CHAIN_KEYS = [dg.AssetKey(k) for k in ["web_app_data", "raw_data", "cleaned_data", "keystrokes", "keypairs"]]
-PAIR_COLUMNS = [
-    "user_id",
-    "device_type",
-    "platform_id",
-    "video_id",
-    "session_id",
-    "sequence_id",
-    "task_id",
-    "key1",
-    "key2",
-    "keycode1",
-    "keycode2",
-    "key1_press",
-    "key1_release",
-    "key2_press",
-    "key2_release",
-    "HL",
-    "IL",
-    "PL",
-    "RL",
-    "outlier",
-]
 
 
 def make_pairs(tasks: list[dict]) -> pd.DataFrame:
@@ -68,29 +46,13 @@ def make_pairs(tasks: list[dict]) -> pd.DataFrame:
                     "outlier": hl > t.hl_max_ms or hl < t.hl_min_ms or abs(il) > t.il_abs_max_ms,
                 }
             )
-    pairs = pd.DataFrame(rows)[PAIR_COLUMNS]
+    pairs = pd.DataFrame(rows)[KEYPAIR_COLUMNS]
     for column in ["platform_id", "video_id", "session_id", "task_id"]:
         pairs[column] = pairs[column].astype("Int64")
     for column in ["sequence_id", "keycode1", "keycode2"]:
         pairs[column] = pairs[column].astype("int32")
     pairs["device_type"] = pairs["device_type"].astype(pd.CategoricalDtype(["desktop", "mobile"]))
     return pairs
-
-
-KEYSTROKE_COLUMNS = [
-    "user_id",
-    "device_type",
-    "platform_id",
-    "video_id",
-    "session_id",
-    "task_id",
-    "sequence_id",
-    "key",
-    "keycode",
-    "press_ms",
-    "release_ms",
-    "HL",
-]
 
 
 def make_keystrokes(tasks: list[dict]) -> pd.DataFrame:

@@ -71,9 +71,10 @@ def test_dg_check_defs_at_the_root_of_a_fresh_clone():
     assert "Traceback" not in done.stdout + done.stderr
 
 
-def test_a_feature_module_dropped_into_features_becomes_an_asset(tmp_path):
-    """docs/adding-a-feature.md: a copy of the package plus the worked example's module
-    in features/, and nothing else edited, defines features/hold_by_key_class, fed by keystrokes."""
+def test_a_feature_module_dropped_into_features_becomes_an_asset_with_its_evaluation(tmp_path):
+    """docs/adding-a-feature.md: a copy of the package plus the worked example's module in features/,
+    and nothing else edited, defines features/hold_by_key_class fed by keystrokes, its evaluation
+    (the module's Feature declares one) and a row of the evaluation summary."""
     import shutil
 
     package = tmp_path / "keystroke_assets"
@@ -84,8 +85,11 @@ def test_a_feature_module_dropped_into_features_becomes_an_asset(tmp_path):
         f"assert keystroke_assets.__file__.startswith({str(tmp_path)!r})\n"
         "from keystroke_assets.definitions import defs\n"
         "graph = defs.resolve_asset_graph()\n"
+        "parents = lambda *path: sorted(p.to_user_string() for p in graph.get(dg.AssetKey(list(path))).parent_keys)\n"
         "node = graph.get(dg.AssetKey(['features', 'hold_by_key_class']))\n"
-        "print(sorted(p.to_user_string() for p in node.parent_keys), node.code_version)\n"
+        "print(parents('features', 'hold_by_key_class'), node.code_version)\n"
+        "print(parents('evaluation', 'hold_by_key_class'))\n"
+        "print('evaluation/hold_by_key_class' in parents('evaluation', 'summary'))\n"
     )
     out = subprocess.run(
         [sys.executable, "-c", probe],
@@ -96,4 +100,4 @@ def test_a_feature_module_dropped_into_features_becomes_an_asset(tmp_path):
         timeout=300,
     )
     assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.split("\n")[0] == "['keystrokes'] 1"
+    assert out.stdout.split("\n")[:3] == ["['keystrokes'] 1", "['features/hold_by_key_class']", "True"]

@@ -352,7 +352,21 @@ def test_aalto_files():
     assert (parsed.events["release_ms"] > parsed.events["time_ms"]).all()
     for index, (_, data) in enumerate(sorted(aalto(3).items())):
         lines = data.decode("utf-8").split("\n")
-        assert lines[0].split("\t") == list(syn.AALTO_COLUMNS) and lines[-1] == ""
+        assert (
+            lines[0].split("\t")
+            == [
+                "PARTICIPANT_ID",
+                "TEST_SECTION_ID",
+                "SENTENCE",
+                "USER_INPUT",
+                "KEYSTROKE_ID",
+                "PRESS_TIME",
+                "RELEASE_TIME",
+                "LETTER",
+                "KEYCODE",
+            ]
+            and lines[-1] == ""
+        )  # the public set's header (docs/data.md §1)
         rows = [ln.split("\t") for ln in lines[1:-1]]
         assert all(len(r) == 9 for r in rows)
         assert {r[0] for r in rows} == {str(100_000 + index)}
