@@ -1,11 +1,14 @@
 """The team's daily flows in the Dagster UI, in a real browser: Playwright driving Debian's Chromium
 (headless) against the webserver and daemon of `servers.py`, on two versions of synthetic uploads.
 
-Made beforehand, in process: version 1 has every asset, version 2 lacks kvc and statistical. The
-sensors are stopped so that only what a person launches runs. The tests, in any order:
+Made beforehand, in process: version 1 has every asset, version 2 lacks kvc and statistical (and
+so statistical's evaluation and the evaluation summary). The sensors are stopped so that only what a
+person launches runs. The tests, in any order:
 - the asset graph shows every asset with its partitions and how full each is;
 - "Materialize unsynced" with the "Missing" partitions materializes what version 2 lacks;
-- a feature asset's latest materialization shows its plots and its column schema.
+- a feature asset's latest materialization shows its plots and its column schema;
+- an evaluation's EER is plotted across both versions, and the summary shows every feature type's
+  EER and its bar chart.
 A launch is checked through the instance: exactly the expected (asset, version) pairs ran. (A
 backfill run by the daemon is test_backfill.py's.) Screenshots of every step go to
 $KEYSTROKE_TEST_ARTIFACTS (default test-artifacts/ui).
@@ -37,8 +40,13 @@ expect = sync_api.expect
 ARTIFACTS = Path(os.environ.get("KEYSTROKE_TEST_ARTIFACTS", REPO / "test-artifacts" / "ui"))
 V1, V2 = "2025-09-01_10-00-00_lab-mac", "2025-09-02_10-00-00_lab-mac"
 VERSIONS = [V1, V2]
-MISSING_IN_V2 = [dg.AssetKey(["features", "kvc"]), dg.AssetKey(["features", "statistical"])]
 ALL_KEYS = sorted(defs.resolve_asset_graph().get_all_asset_keys(), key=lambda k: k.to_user_string())
+NOT_MADE_IN_V2 = [dg.AssetKey(["features", "kvc"]), dg.AssetKey(["features", "statistical"])]
+# and so neither is what is made from them (statistical's evaluation, the evaluation summary)
+MISSING_IN_V2 = sorted(
+    dg.AssetSelection.assets(*NOT_MADE_IN_V2).downstream().resolve(defs.resolve_asset_graph()),
+    key=lambda k: k.to_user_string(),
+)
 FEATURE_KEYS = [k for k in ALL_KEYS if k.path[0] == "features"]
 RUN_TIMEOUT_S = 420  # a run worker imports Dagster and the code location: slow on a loaded machine
 UI_TIMEOUT_MS = 60_000
@@ -54,7 +62,7 @@ def stack(tmp_path_factory):
     with the sensors stopped. Yields (servers, instance opened on the same DAGSTER_HOME)."""
     root = tmp_path_factory.mktemp("ui")
     env = {"KEYSTROKE_UPLOADS": str(root / "uploads"), "KEYSTROKE_STORAGE": str(root / "storage")}
-    assert set(MISSING_IN_V2) <= set(FEATURE_KEYS)
+    assert set(NOT_MADE_IN_V2) <= set(FEATURE_KEYS)
     write_uploads(root / "uploads", web_app_uploads(4, seed=7, broken_every=0))
     home = dagster_home(root / "home")
     with instance_at(home) as instance:
@@ -174,7 +182,7 @@ def test_asset_graph_shows_every_asset_with_its_partitions(stack, page):
     page.get_by_role("button", name="panel_show_right", exact=True).click()  # hide the asset tree
     zoom_out_until_all_visible(page, len(ALL_KEYS))
 
-    # 2 versions: 2 materialized -> 100 %, 1 -> 50 % (version 2's kvc and statistical, unless the
+    # 2 versions: 2 materialized -> 100 %, 1 -> 50 % (what version 2 lacks, unless the
     # test that materializes them ran first)
     filled = {k: 50 * len(instance.get_materialized_partitions(k)) for k in ALL_KEYS}
     assert set(filled.values()) <= {50, 100}
@@ -278,3 +286,72 @@ def test_latest_materialization_shows_plots_and_column_schema(stack, page):
         shot(page, f"4c-plot-{name}")
         dialog.get_by_role("button", name="Close").click()
         expect(dialog).to_have_count(0)
+
+
+EVALUATED = dg.AssetKey(["evaluation", "typenet_ml", "session"])  # a desktop EER from the 4 generated typists
+SUMMARY = dg.AssetKey(["evaluation", "summary"])
+
+
+def plotted_points(canvas) -> dict[str, float]:
+    """x label -> y of a metadata plot: the data the chart (a Chart.js canvas, no text to read)
+    was drawn from, read from the props of the React component around it."""
+    data = canvas.evaluate(
+        """canvas => {
+            let fiber = canvas[Object.keys(canvas).find(k => k.startsWith("__reactFiber"))];
+            for (; fiber; fiber = fiber.return) {
+                if (fiber.memoizedProps?.data?.datasets) return fiber.memoizedProps.data;
+            }
+        }"""
+    )
+    (dataset,) = data["datasets"]
+    return {data["labels"][point["x"]]: point["y"] for point in dataset["data"]}
+
+
+def test_evaluation_plot_across_versions_and_summary(stack, page):
+    servers, instance = stack
+    eer = {}
+    for version in VERSIONS:
+        (record,) = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=EVALUATED, asset_partitions=[version]), limit=1
+        ).records
+        eer[version] = record.asset_materialization.metadata["eer/desktop"].value
+
+    # Overview -> Metadata -> Plots: eer/desktop over the partitions, one point per version
+    page.goto(f"{servers.url}/assets/{user_string(EVALUATED)}")
+    page.get_by_role("button", name="Plots").click()
+    title = page.get_by_text("eer/desktop", exact=True)
+    canvas = title.locator("xpath=../..").locator("canvas")
+    expect(canvas).to_be_visible()
+    assert plotted_points(canvas) == eer
+    expect(page.get_by_role("button", name="Partitions")).to_have_attribute("aria-selected", "true")
+    title.scroll_into_view_if_needed()
+    shot(page, "evaluation_1-eer-across-versions")
+
+    # Events: the summary's latest materialization, every evaluated feature type with its EER
+    event = instance.get_latest_materialization_event(SUMMARY)
+    metadata = event.asset_materialization.metadata
+    evaluated = {name: value.value for name, value in metadata.items() if name.startswith("eer/")}
+    features = {k.to_user_string().removeprefix("evaluation/") for k in ALL_KEYS if k.path[0] == "evaluation"}
+    assert {name.split("/", 1)[1].rsplit("/", 1)[0] for name in evaluated} == features - {"summary"}
+    page.set_viewport_size({"width": 2000, "height": 1100})  # the table's eer column in view
+    page.goto(f"{servers.url}/assets/{user_string(SUMMARY)}?view=events")
+    expect(page.get_by_role("link", name=event.asset_materialization.partition, exact=True)).to_be_visible()
+    table = page.get_by_role("row", name=re.compile(r"^summary ")).get_by_role("table")
+    expect(table.locator("tbody tr")).to_have_count(len(metadata["summary"].value.records))
+    header = table.locator("thead th").all_inner_texts()
+    shown = {}
+    for row in table.locator("tbody tr").all():
+        cells = dict(zip(header, row.locator("td").all_inner_texts()))
+        if cells["status"] == "evaluated":
+            shown[f"eer/{cells['feature']}/{cells['device_type']}"] = float(cells["eer"])
+    assert shown == evaluated
+    table.scroll_into_view_if_needed()
+    shot(page, "evaluation_2-summary-table")
+
+    page.get_by_role("row", name=re.compile(r"^eer_chart ")).get_by_text("[Show Markdown]").click()
+    dialog = page.get_by_role("dialog").filter(has_text="eer_chart")
+    image = dialog.locator("img[src^='data:image/png']")
+    expect(image).to_have_attribute("src", plot_entries(event.asset_materialization)["eer_chart"])
+    image.wait_for(state="visible")
+    assert image.evaluate("img => img.complete && img.naturalWidth > 0")  # decoded, not a broken image
+    shot(page, "evaluation_3-summary-eer-chart")
