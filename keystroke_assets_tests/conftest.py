@@ -64,9 +64,15 @@ def real_data() -> Path:
 @pytest.fixture
 def real_uploads(real_data, tmp_path) -> Path:
     """Every real sample, both formats, as one local upload folder."""
-    uploads = tmp_path / "uploads"
+    return upload_folder(
+        tmp_path / "uploads", real_data / "fpd_webapp_2025" / "web_app_data", real_data / "aalto136m_desktop"
+    )
+
+
+def upload_folder(uploads: Path, *folders: Path) -> Path:
+    """The files of the folders (real samples) copied into one flat upload folder, made here."""
     uploads.mkdir()
-    for folder in [real_data / "fpd_webapp_2025" / "web_app_data", real_data / "aalto136m_desktop"]:
+    for folder in folders:
         for f in folder.iterdir():
             shutil.copy(f, uploads / f.name)
     return uploads

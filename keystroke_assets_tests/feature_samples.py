@@ -1,7 +1,6 @@
 """Inputs for the feature tests: keystrokes and keypairs written by hand, and one materialization
 of the real samples shared by every feature test module of a session."""
 
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,7 +10,7 @@ import pandas as pd
 from keystroke_assets.keystrokes import DEFAULT_OUTLIER_THRESHOLDS, KEYPAIR_COLUMNS, KEYSTROKE_COLUMNS
 from keystroke_assets.resources.object_store import LocalObjectStore
 
-from .conftest import VERSION, failed_rules_of, materialize_version
+from .conftest import VERSION, failed_rules_of, materialize_version, upload_folder
 
 FEATURE_KEYS = [dg.AssetKey(["features", name]) for name in ["statistical", "typenet_sequences", "kvc", "behavioral"]]
 CHAIN_KEYS = [dg.AssetKey(k) for k in ["web_app_data", "raw_data", "cleaned_data", "keystrokes", "keypairs"]]
@@ -101,11 +100,9 @@ def real_version(real_data: Path, tmp_path_factory) -> RealVersion:
     """The real samples through keypairs and the four feature assets, materialized once a session."""
     if "real" not in _materialized:
         root = tmp_path_factory.mktemp("real_features")
-        uploads = root / "uploads"
-        uploads.mkdir()
-        for folder in [real_data / "fpd_webapp_2025" / "web_app_data", real_data / "aalto136m_desktop"]:
-            for f in folder.iterdir():
-                shutil.copy(f, uploads / f.name)
+        uploads = upload_folder(
+            root / "uploads", real_data / "fpd_webapp_2025" / "web_app_data", real_data / "aalto136m_desktop"
+        )
         env = {"KEYSTROKE_UPLOADS": str(uploads), "KEYSTROKE_STORAGE": str(root / "storage")}
         (root / "home").mkdir()
         with dg.instance_for_test(temp_dir=str(root / "home")) as instance:

@@ -1,8 +1,6 @@
 """The evaluation assets on the real samples, materialized in a temporary instance, and a feature
 module dropped into features/ that declares itself evaluable (test_definitions)."""
 
-import shutil
-
 import dagster as dg
 import pandas as pd
 import pytest
@@ -14,7 +12,7 @@ from keystroke_assets.evaluation.declaration import declarations, evaluations
 from keystroke_assets.partitions import dataset_versions
 from keystroke_assets.resources import resources_from_env
 
-from .conftest import VERSION, failed_rules_of
+from .conftest import VERSION, failed_rules_of, upload_folder
 from .hold_by_key_class import HOLD_BY_KEY_CLASS, hold_by_key_class
 
 # The real samples' complete desktop users: 2 from the web app (18 tasks: 2 sessions x 3 platforms
@@ -28,11 +26,9 @@ DESKTOP_USERS = WEB_APP_USERS + AALTO_USERS
 def real(real_data, tmp_path_factory):
     """Every asset of the project, plus hold_by_key_class and its evaluation, on the real samples."""
     root = tmp_path_factory.mktemp("evaluation")
-    uploads = root / "uploads"
-    uploads.mkdir()
-    for folder in [real_data / "fpd_webapp_2025" / "web_app_data", real_data / "aalto136m_desktop"]:
-        for f in folder.iterdir():
-            shutil.copy(f, uploads / f.name)
+    uploads = upload_folder(
+        root / "uploads", real_data / "fpd_webapp_2025" / "web_app_data", real_data / "aalto136m_desktop"
+    )
     env = {"KEYSTROKE_UPLOADS": str(uploads), "KEYSTROKE_STORAGE": str(root / "storage")}
     project = [a for a in defs.assets if not any(k.path[0] == "evaluation" for k in a.keys)]
     assets = [

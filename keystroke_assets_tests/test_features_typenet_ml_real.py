@@ -2,8 +2,6 @@
 observed values in their own columns, and a version mixing Aalto with web-app desktop users shares
 its space digraphs (Aalto's ' ' is Key.space)."""
 
-import shutil
-
 import dagster as dg
 import numpy as np
 import pandas as pd
@@ -12,7 +10,7 @@ import pytest
 from keystroke_assets.features.typenet_ml import GRAINS, hl_statistics
 from keystroke_assets.keystrokes import DEFAULT_OUTLIER_THRESHOLDS
 
-from .conftest import VERSION, failed_rules_of, materialize_version
+from .conftest import VERSION, failed_rules_of, materialize_version, upload_folder
 
 PLATFORM = "features/typenet_ml/platform"
 SELECTION = [
@@ -26,11 +24,7 @@ AALTO = ["100001", "100003", "100007", "100008", "100013", "100122"]
 
 def build(tmp_path, folders, run_config=None):
     """The folders' files as one upload folder, through keypairs and typenet_ml/platform: (tables, metadata)."""
-    uploads = tmp_path / "uploads"
-    uploads.mkdir()
-    for folder in folders:
-        for f in folder.iterdir():
-            shutil.copy(f, uploads / f.name)
+    uploads = upload_folder(tmp_path / "uploads", *folders)
     env = {"KEYSTROKE_UPLOADS": str(uploads), "KEYSTROKE_STORAGE": str(tmp_path / "storage")}
     (tmp_path / "home").mkdir()
     with dg.instance_for_test(temp_dir=str(tmp_path / "home")) as instance:
