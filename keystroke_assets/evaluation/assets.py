@@ -121,7 +121,7 @@ def evaluation_asset(declaration: Evaluable) -> dg.AssetsDefinition:
             "tells typists apart. " + PROTOCOL.format(pooled=pooled if declaration.split == "platform" else "")
         ),
     )
-    def evaluation(context: dg.AssetExecutionContext, features: pd.DataFrame):
+    def evaluation(features: pd.DataFrame):
         table, metadata = evaluate(declaration, features)
         yield dg.Output(table, metadata=metadata)
         yield from run_checks(table, CHECKS)
@@ -157,7 +157,7 @@ def summary_asset(evaluated: list[Evaluable]) -> dg.AssetsDefinition:
             f"{' and '.join(f'{a:.1%}' for a in FMR_TARGETS)}, best first, as a table and a bar chart."
         ),
     )
-    def summary(context: dg.AssetExecutionContext, **tables: pd.DataFrame):
+    def summary(**tables: pd.DataFrame):
         table = summary_table({name: (by_input[name], df) for name, df in tables.items()})
         # one number per (feature, device type): Dagster plots each across versions on this asset too
         eers = {f"eer/{r.feature}/{r.device_type}": float(r.eer) for r in table.itertuples() if r.status == "evaluated"}
