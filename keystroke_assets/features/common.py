@@ -25,6 +25,7 @@ from keystroke_assets.assets.common import (
     report_table,
     run_checks,
     version_asset,
+    version_multi_asset,
 )
 from keystroke_assets.assets.web_app_data import read_kept
 from keystroke_assets.evaluation import Evaluable, pooled_steps
@@ -45,6 +46,7 @@ from keystroke_assets.schema import GRAIN_IDS, TASK_IDS
 
 __all__ = [
     "Feature",
+    "features_made_together",
     "Evaluable",
     "pooled_steps",
     "OutputCheck",
@@ -288,18 +290,31 @@ class Feature:
             **kwargs,
         )
 
-    def result(self, features: pd.DataFrame, metadata: dict | None = None) -> Iterator:
+    def result(self, features: pd.DataFrame, metadata: dict | None = None, output_name: str = "result") -> Iterator:
         """The asset's Output, with the counts every feature reports and `metadata` (e.g. the run's
-        parameters), then its check result. Column descriptions go in `features.attrs`."""
+        parameters), then its check result. Column descriptions go in `features.attrs`.
+        `output_name`: the feature's output in a step that makes several (features_made_together)."""
         counts = {"participants": int(features["user_id"].nunique())}
         if "grain" in features:
             counts.update({f"rows/{g}": int(n) for g, n in features["grain"].value_counts(sort=False).items()})
-        yield dg.Output(features, metadata={**counts, **(metadata or {})})
-        yield from run_checks(features, self.all_checks)
+        yield dg.Output(features, output_name=output_name, metadata={**counts, **(metadata or {})})
+        yield from run_checks(features, self.all_checks, self.key)
 
     def shard_checks(self) -> ShardChecks:
         """The checks of a table written segment by segment (a TableSpool), fed one segment at a time."""
         return ShardChecks(self.all_checks)
+
+
+def features_made_together(outs: dict[str, tuple[Feature, dict]], **kwargs):
+    """@multi_asset of feature types one step makes together (e.g. from one pass over the shards):
+    `outs` maps an output name to (its Feature, AssetOut arguments such as code_version and
+    description); each feature gets its key, group `features` and checks as with Feature.asset.
+    Subsettable: the body makes the features whose keys are in `context.selected_asset_keys`."""
+    return version_multi_asset(
+        {name: {"key": feature.key, "group_name": "features", **out} for name, (feature, out) in outs.items()},
+        check_specs=[spec for feature, _ in outs.values() for spec in check_specs(feature.key, feature.all_checks)],
+        **kwargs,
+    )
 
 
 def key_identity_codes(keys: pd.Series) -> tuple[np.ndarray, pd.Index]:
