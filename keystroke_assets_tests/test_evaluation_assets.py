@@ -8,9 +8,10 @@ import pytest
 from keystroke_assets import features
 from keystroke_assets.definitions import defs
 from keystroke_assets.evaluation.assets import evaluation_assets
-from keystroke_assets.evaluation.declaration import declarations, evaluations
+from keystroke_assets.evaluation.declaration import Evaluable, declarations, evaluations
 from keystroke_assets.partitions import dataset_versions
 from keystroke_assets.resources import resources_from_env
+from keystroke_assets.resources.parquet_io_manager import asset_object_name, from_parquet_bytes, to_parquet_bytes
 
 from .conftest import VERSION, failed_rules_of, upload_folder
 from .hold_by_key_class import HOLD_BY_KEY_CLASS, hold_by_key_class
@@ -109,3 +110,60 @@ def test_summary_has_every_evaluated_feature_sorted(real):
     assert metadata["evaluation/summary"]["eer/hold_by_key_class/desktop"].value == pytest.approx(own)
     assert not any(k.endswith("/mobile") for k in metadata["evaluation/summary"])  # no mobile user: no number
     assert metadata["evaluation/summary"]["eer_chart"].value.startswith("![EER per feature type](data:image/png")
+
+
+def test_one_step_makes_the_selected_evaluations_and_the_summary_from_them_or_as_stored(instance, tmp_path):
+    """Every evaluation and the summary are one step. An evaluation alone reads its own feature table
+    only (`absent` has none stored: no failure); the summary alone reads the evaluations as stored;
+    with an evaluation it takes that one as just made."""
+    [step] = evaluation_assets([Evaluable(feature="toy"), Evaluable(feature="absent")])
+    resources = resources_from_env({"KEYSTROKE_UPLOADS": str(tmp_path), "KEYSTROKE_STORAGE": str(tmp_path / "storage")})
+    store = resources["storage"]
+    instance.add_dynamic_partitions(dataset_versions.name, [VERSION])
+
+    def write(path, df):
+        store.write_bytes(asset_object_name(dg.AssetKey(path), VERSION), to_parquet_bytes(df))
+
+    def read(path):
+        return from_parquet_bytes(store.read_bytes(asset_object_name(dg.AssetKey(path), VERSION)))
+
+    def materialize(*selection) -> list[str]:
+        result = dg.materialize(
+            [step], selection=list(selection), partition_key=VERSION, instance=instance, resources=resources
+        )
+        assert result.success
+        return sorted(e.asset_key.to_user_string() for e in result.get_asset_materialization_events())
+
+    def evaluated_in_summary() -> list[list]:
+        summary = read(["evaluation", "summary"])
+        return summary.loc[summary["status"] == "evaluated", ["feature", "eer"]].values.tolist()
+
+    # two desktop users, each the same in both sessions: u1 x = 0, u2 x = 10
+    write(
+        ["features", "toy"],
+        pd.DataFrame(
+            {
+                "user_id": ["u1", "u1", "u2", "u2"],
+                "platform_id": 1,
+                "session_id": [1, 2, 1, 2],
+                "device_type": "desktop",
+                "x": [0.0, 0.0, 10.0, 10.0],
+            }
+        ),
+    )
+    assert materialize("evaluation/toy") == ["evaluation/toy"]
+    # session 1 enrols x = 0 and 10: scale (mean absolute deviation) 5; genuine distances 0 and 0,
+    # impostor |0 - 10| / 5 = 2 twice: fully apart, EER 0
+    toy = read(["evaluation", "toy"])
+    desktop = toy.set_index("device_type").loc["desktop"]
+    assert desktop[["users", "genuine", "impostor", "eer"]].tolist() == [2, 2, 2, 0.0]
+
+    # planted evaluations: the summary alone shows them as stored (toy's is not made again)
+    write(["evaluation", "toy"], toy.assign(eer=toy["eer"].where(toy["device_type"] != "desktop", 0.3)))
+    write(["evaluation", "absent"], toy.assign(eer=toy["eer"].where(toy["device_type"] != "desktop", 0.2)))
+    assert materialize("evaluation/summary") == ["evaluation/summary"]
+    assert evaluated_in_summary() == [["absent", 0.2], ["toy", 0.3]]
+
+    # made with toy's evaluation, the summary has the new one: EER 0 again, best first
+    assert materialize("evaluation/toy", "evaluation/summary") == ["evaluation/summary", "evaluation/toy"]
+    assert evaluated_in_summary() == [["toy", 0.0], ["absent", 0.2]]

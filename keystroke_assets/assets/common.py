@@ -9,6 +9,8 @@ import pandas as pd
 from keystroke_assets.automation import keep_complete
 from keystroke_assets.frames import without_attrs
 from keystroke_assets.partitions import InvalidVersionId, dataset_versions, validate_version_id
+from keystroke_assets.resources.object_store import ObjectStore
+from keystroke_assets.resources.parquet_io_manager import asset_object_name, from_parquet_bytes
 
 OWNERS = ["team:keystroke-research"]
 # Storage on GCS can blip; every asset reads or writes the store, so every asset retries.
@@ -55,6 +57,12 @@ def partition_version(context: dg.AssetExecutionContext) -> str:
         return validate_version_id(context.partition_key)
     except InvalidVersionId as e:
         raise dg.Failure(description=str(e), allow_retries=False) from e
+
+
+def stored_table(storage: ObjectStore, key: dg.AssetKey, version: str) -> pd.DataFrame:
+    """An asset's stored partition, read where the IO manager stores it: for a subsettable step that
+    reads only what the selected assets need (Dagster loads every input of a step, selected or not)."""
+    return from_parquet_bytes(storage.read_bytes(asset_object_name(key, version)))
 
 
 @dataclass(frozen=True)

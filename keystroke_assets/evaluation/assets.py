@@ -1,4 +1,5 @@
-"""evaluation/<feature> for every evaluable feature, and evaluation/summary over them all.
+"""evaluation/<feature> for every evaluable feature, and evaluation/summary over them all, made by
+one step (few events per version run; each evaluation is a second or two).
 
 Each evaluation reads its feature table, scores it by the protocol of protocol.py per device type
 and stores a small results table (a row per device type); its metadata has `eer/<device type>`
@@ -17,9 +18,11 @@ from keystroke_assets.assets.common import (
     OutputCheck,
     check_specs,
     has_columns,
+    partition_version,
     report_table,
     run_checks,
-    version_asset,
+    stored_table,
+    version_multi_asset,
 )
 from keystroke_assets.evaluation.declaration import Evaluable, declarations
 from keystroke_assets.evaluation.plots import det_curves, eer_bars, score_histograms
@@ -32,6 +35,7 @@ from keystroke_assets.evaluation.protocol import (
     feature_matrix,
 )
 from keystroke_assets.plots import DEVICE_COLORS
+from keystroke_assets.resources.object_store import ObjectStore
 
 GROUP = "evaluation"
 SUMMARY_KEY = dg.AssetKey([GROUP, "summary"])
@@ -105,28 +109,12 @@ def evaluate(declaration: Evaluable, features: pd.DataFrame) -> tuple[pd.DataFra
     return table, metadata
 
 
-def evaluation_asset(declaration: Evaluable) -> dg.AssetsDefinition:
-    path = declaration.feature.split("/")
-    key = dg.AssetKey([GROUP, *path])
+def _description(declaration: Evaluable) -> str:
     pooled = " (leave-one-platform-out: enrol on two platforms, probe the third, three folds pooled)"
-
-    @version_asset(
-        key=key,
-        ins={"features": dg.AssetIn(dg.AssetKey(["features", *path]))},
-        group_name=GROUP,
-        code_version="1",
-        check_specs=check_specs(key, CHECKS),
-        description=(
-            f"How well features/{declaration.feature}{' (a ' + declaration.label + ')' if declaration.label else ''} "
-            "tells typists apart. " + PROTOCOL.format(pooled=pooled if declaration.split == "platform" else "")
-        ),
+    return (
+        f"How well features/{declaration.feature}{' (a ' + declaration.label + ')' if declaration.label else ''} "
+        "tells typists apart. " + PROTOCOL.format(pooled=pooled if declaration.split == "platform" else "")
     )
-    def evaluation(features: pd.DataFrame):
-        table, metadata = evaluate(declaration, features)
-        yield dg.Output(table, metadata=metadata)
-        yield from run_checks(table, CHECKS)
-
-    return evaluation
 
 
 def summary_table(results: dict[str, tuple[Evaluable, pd.DataFrame]]) -> pd.DataFrame:
@@ -143,31 +131,64 @@ def summary_table(results: dict[str, tuple[Evaluable, pd.DataFrame]]) -> pd.Data
     return summary.reset_index(drop=True)
 
 
-def summary_asset(evaluated: list[Evaluable]) -> dg.AssetsDefinition:
-    by_input = {"__".join(d.feature.split("/")): d for d in evaluated}
-
-    @version_asset(
-        key=SUMMARY_KEY,
-        ins={name: dg.AssetIn(dg.AssetKey([GROUP, *d.feature.split("/")])) for name, d in by_input.items()},
-        group_name=GROUP,
-        code_version="1",
-        check_specs=check_specs(SUMMARY_KEY, SUMMARY_CHECKS),
-        description=(
-            "Every evaluated feature type x device type of the version with its EER and FNMR at FMR "
-            f"{' and '.join(f'{a:.1%}' for a in FMR_TARGETS)}, best first, as a table and a bar chart."
-        ),
-    )
-    def summary(**tables: pd.DataFrame):
-        table = summary_table({name: (by_input[name], df) for name, df in tables.items()})
-        # one number per (feature, device type): Dagster plots each across versions on this asset too
-        eers = {f"eer/{r.feature}/{r.device_type}": float(r.eer) for r in table.itertuples() if r.status == "evaluated"}
-        yield dg.Output(table, metadata={"summary": report_table(table), "eer_chart": eer_bars(table), **eers})
-        yield from run_checks(table, SUMMARY_CHECKS)
-
-    return summary
-
-
 def evaluation_assets(declared: Iterable[Evaluable] | ModuleType) -> list[dg.AssetsDefinition]:
-    """An evaluation asset per declaration (or per declaration found in a package) and the summary."""
+    """An evaluation asset per declaration (or per declaration found in a package) and the summary,
+    all made by one subsettable step: the selected evaluations, each from its feature table as
+    stored, then the summary from them and, for the evaluations not selected, their stored tables."""
     found = declarations(declared) if isinstance(declared, ModuleType) else list(declared)
-    return [*map(evaluation_asset, found), summary_asset(found)]
+    # output name -> declaration; "summary" is no feature's name (Evaluable refuses it)
+    by_output = {"__".join(d.feature.split("/")): d for d in found}
+    feature = {name: dg.AssetKey(["features", *d.feature.split("/")]) for name, d in by_output.items()}
+    evaluation = {name: dg.AssetKey([GROUP, *d.feature.split("/")]) for name, d in by_output.items()}
+    summary_description = (
+        "Every evaluated feature type x device type of the version with its EER and FNMR at FMR "
+        f"{' and '.join(f'{a:.1%}' for a in FMR_TARGETS)}, best first, as a table and a bar chart."
+    )
+
+    # The features are deps, not inputs: Dagster would load every input whatever is selected, so a
+    # step making one evaluation would read every feature table (and fail on one not stored yet).
+    @version_multi_asset(
+        {
+            **{
+                name: dict(key=evaluation[name], group_name=GROUP, code_version="1", description=_description(d))
+                for name, d in by_output.items()
+            },
+            "summary": dict(key=SUMMARY_KEY, group_name=GROUP, code_version="1", description=summary_description),
+        },
+        name=GROUP,
+        deps=list(feature.values()),
+        internal_asset_deps={
+            **{name: {key} for name, key in feature.items()},
+            "summary": set(evaluation.values()),
+        },
+        check_specs=[
+            *(spec for key in evaluation.values() for spec in check_specs(key, CHECKS)),
+            *check_specs(SUMMARY_KEY, SUMMARY_CHECKS),
+        ],
+    )
+    def evaluations(context: dg.AssetExecutionContext, storage: ObjectStore):
+        version = partition_version(context)
+        selected = context.selected_asset_keys
+        tables = {}
+        for name, declaration in by_output.items():
+            if evaluation[name] in selected:
+                table, metadata = evaluate(declaration, stored_table(storage, feature[name], version))
+                yield dg.Output(table, output_name=name, metadata=metadata)
+                yield from run_checks(table, CHECKS, evaluation[name])
+                tables[name] = table
+        if SUMMARY_KEY in selected:
+            for name in by_output.keys() - tables.keys():
+                tables[name] = stored_table(storage, evaluation[name], version)
+            table = summary_table({name: (by_output[name], tables[name]) for name in by_output})
+            # one number per (feature, device type): Dagster plots each across versions on this asset too
+            eers = {
+                f"eer/{r.feature}/{r.device_type}": float(r.eer) for r in table.itertuples() if r.status == "evaluated"
+            }
+            yield dg.Output(
+                table,
+                output_name="summary",
+                metadata={"summary": report_table(table), "eer_chart": eer_bars(table), **eers},
+            )
+            yield from run_checks(table, SUMMARY_CHECKS, SUMMARY_KEY)
+
+    return [evaluations]
