@@ -3,24 +3,16 @@
 import os
 from collections.abc import Mapping
 
-from dagster_gcp import GCSResource
-
-from keystroke_assets.resources.object_store import GCSObjectStore, LocalObjectStore, ObjectStore
+from keystroke_assets.resources.object_store import ObjectStore, object_store
 from keystroke_assets.resources.outlier_rules import OutlierRules
 from keystroke_assets.resources.parquet_io_manager import ParquetIOManager
+from keystroke_assets.resources.segment_executor import SegmentExecutor
 
 DEFAULT_UPLOADS = "./data/uploads"
 DEFAULT_STORAGE = "./data/storage"
 
 
-def object_store(location: str) -> ObjectStore:
-    """`gs://bucket/prefix` → GCS through dagster-gcp; anything else → a local folder."""
-    if location.startswith("gs://"):
-        bucket, _, prefix = location.removeprefix("gs://").partition("/")
-        return GCSObjectStore(
-            gcs=GCSResource(project=os.environ.get("GOOGLE_CLOUD_PROJECT")), bucket=bucket, prefix=prefix.strip("/")
-        )
-    return LocalObjectStore(root=os.path.abspath(location))
+__all__ = ["ObjectStore", "object_store", "resources_from_env"]
 
 
 def resources_from_env(env: Mapping[str, str] = os.environ) -> dict:
@@ -31,4 +23,14 @@ def resources_from_env(env: Mapping[str, str] = os.environ) -> dict:
         "storage": storage,
         "io_manager": ParquetIOManager(store=storage),
         "outlier_rules": OutlierRules(),
+        "segment_executor": segment_executor(env, storage),
     }
+
+
+def segment_executor(env: Mapping[str, str], storage: ObjectStore) -> SegmentExecutor:
+    """KEYSTROKE_DASK_SCHEDULER (`tcp://host:8786`) → segments on that Dask cluster; else on this
+    machine's cores. On GCS without a cluster, in the step's process: a pool's workers would each
+    download the step's input table again (docs/performance.md "Scaling")."""
+    if scheduler := env.get("KEYSTROKE_DASK_SCHEDULER"):
+        return SegmentExecutor(scheduler=scheduler)
+    return SegmentExecutor(workers=1 if storage.uri().startswith("gs://") else 0)
