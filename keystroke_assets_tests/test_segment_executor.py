@@ -45,11 +45,12 @@ def test_results_come_in_segment_order_with_a_bounded_window():
 
 
 def test_the_executor_is_chosen_by_environment(tmp_path):
-    assert resources_from_env({"KEYSTROKE_STORAGE": str(tmp_path)})["segment_executor"].workers == 0  # every core
-    on_dask = resources_from_env({"KEYSTROKE_STORAGE": str(tmp_path), "KEYSTROKE_DASK_SCHEDULER": "tcp://d:8786"})
-    assert on_dask["segment_executor"].scheduler == "tcp://d:8786"
-    on_gcs = resources_from_env({"KEYSTROKE_STORAGE": "gs://bucket/data"})
-    assert on_gcs["segment_executor"].workers == 1  # in the step's process
+    def executor(**env) -> SegmentExecutor:
+        return resources_from_env({"KEYSTROKE_STORAGE": str(tmp_path), **env})["segment_executor"]
+
+    assert executor().workers == 1  # the step's own process
+    assert executor(KEYSTROKE_SEGMENT_WORKERS="0").workers == 0  # one per core
+    assert executor(KEYSTROKE_DASK_SCHEDULER="tcp://d:8786").scheduler == "tcp://d:8786"
 
 
 @pytest.fixture(scope="module")

@@ -23,14 +23,14 @@ def resources_from_env(env: Mapping[str, str] = os.environ) -> dict:
         "storage": storage,
         "io_manager": ParquetIOManager(store=storage),
         "outlier_rules": OutlierRules(),
-        "segment_executor": segment_executor(env, storage),
+        "segment_executor": segment_executor(env),
     }
 
 
-def segment_executor(env: Mapping[str, str], storage: ObjectStore) -> SegmentExecutor:
-    """KEYSTROKE_DASK_SCHEDULER (`tcp://host:8786`) → segments on that Dask cluster; else on this
-    machine's cores. On GCS without a cluster, in the step's process: a pool's workers would each
-    download the step's input table again (docs/performance.md "Scaling")."""
+def segment_executor(env: Mapping[str, str]) -> SegmentExecutor:
+    """KEYSTROKE_DASK_SCHEDULER (`tcp://host:8786`) → segments on that Dask cluster; else
+    KEYSTROKE_SEGMENT_WORKERS processes on this machine (0: one per core), by default none: the
+    step's own process, faster on 2 cores (docs/performance.md "Scaling")."""
     if scheduler := env.get("KEYSTROKE_DASK_SCHEDULER"):
         return SegmentExecutor(scheduler=scheduler)
-    return SegmentExecutor(workers=1 if storage.uri().startswith("gs://") else 0)
+    return SegmentExecutor(workers=int(env.get("KEYSTROKE_SEGMENT_WORKERS", "1")))

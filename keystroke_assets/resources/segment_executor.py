@@ -33,12 +33,12 @@ def _in_order(submit: Callable, segments: Sequence, window: int) -> Iterator:
 class SegmentExecutor(dg.ConfigurableResource):
     """Maps a pure, picklable function over a step's segments. `scheduler` set: on the Dask
     cluster at that address (`tcp://host:8786`), each segment retried `retries` times on an error
-    and computed again when its worker dies. Else on this machine: one segment, or `workers` 1, in
-    the step's process (no pool to start); several in a pool of `workers` processes (0: one per
+    and computed again when its worker dies. Else on this machine: with `workers` 1 or one segment,
+    in the step's process (no pool to start); else in a pool of `workers` processes (0: one per
     core)."""
 
     scheduler: str | None = None
-    workers: int = 0
+    workers: int = 1
     retries: int = 2
 
     def map(self, fn: Callable, segments: Sequence) -> Iterator:
