@@ -2,6 +2,7 @@
 the way included, give the tables and metadata of the in-process run."""
 
 import os
+import pickle
 from functools import partial
 
 import dagster as dg
@@ -11,7 +12,8 @@ import pytest
 
 from keystroke_assets.assets.keypairs import KEYPAIRS, KEYSTROKES
 from keystroke_assets.definitions import defs
-from keystroke_assets.resources import resources_from_env
+from keystroke_assets.resources import object_store, resources_from_env
+from keystroke_assets.resources.parquet_io_manager import ParticipantShards, to_parquet_bytes
 from keystroke_assets.resources.segment_executor import SegmentExecutor, _in_order
 from keystroke_assets.synthetic import aalto_uploads, web_app_uploads, write_uploads
 
@@ -51,6 +53,20 @@ def test_the_executor_is_chosen_by_environment(tmp_path):
     assert executor().workers == 1  # the step's own process
     assert executor(KEYSTROKE_SEGMENT_WORKERS="0").workers == 0  # one per core
     assert executor(KEYSTROKE_DASK_SCHEDULER="tcp://d:8786").scheduler == "tcp://d:8786"
+
+
+def test_a_segment_sent_to_another_process_reads_its_row_group_from_the_store(tmp_path):
+    store, name = object_store(str(tmp_path)), "cleaned_data/v.parquet"
+    users = pd.Categorical(["u2"] * 3 + ["u0"] * 4 + ["u1"] * 2)
+    store.write_bytes(name, to_parquet_bytes(pd.DataFrame({"user_id": users, "HL": range(9)}), shard_rows=3))
+    with store.open(name) as f:
+        segments = ParticipantShards(f, store.uri(), name).segments()
+        # row groups start at rows 0, 3, 7 (whole participants, ~3 rows each)
+        assert [s.read()["HL"].tolist() for s in segments] == [[0, 1, 2], [3, 4, 5, 6], [7, 8]]
+    sent = pickle.loads(pickle.dumps(segments[1]))  # without the step's open file, which is closed now
+    assert sent.file is None
+    assert sent.read()["HL"].tolist() == [3, 4, 5, 6]
+    assert sent.read()["user_id"].tolist() == ["u0"] * 4
 
 
 @pytest.fixture(scope="module")
