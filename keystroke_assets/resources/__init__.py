@@ -1,9 +1,10 @@
-"""Resources chosen by environment: local folders by default, GCS for gs:// locations."""
+"""Resources chosen by environment: local folders by default, GCS for gs:// locations; a step's
+segments in its own process by default, on a Dask cluster when one is named."""
 
 import os
 from collections.abc import Mapping
 
-from keystroke_assets.resources.object_store import ObjectStore, object_store
+from keystroke_assets.resources.object_store import object_store
 from keystroke_assets.resources.outlier_rules import OutlierRules
 from keystroke_assets.resources.parquet_io_manager import ParquetIOManager
 from keystroke_assets.resources.segment_executor import SegmentExecutor
@@ -12,7 +13,7 @@ DEFAULT_UPLOADS = "./data/uploads"
 DEFAULT_STORAGE = "./data/storage"
 
 
-__all__ = ["ObjectStore", "object_store", "resources_from_env"]
+__all__ = ["object_store", "resources_from_env"]  # callers import object_store from here
 
 
 def resources_from_env(env: Mapping[str, str] = os.environ) -> dict:
