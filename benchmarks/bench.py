@@ -79,7 +79,8 @@ def every_asset(uploads: str, storage: str) -> dg.JobDefinition:
     from keystroke_assets.definitions import defs
 
     job = dg.define_asset_job("bench", selection=dg.AssetSelection.all())
-    resources = resources_from_env({"KEYSTROKE_UPLOADS": uploads, "KEYSTROKE_STORAGE": storage})
+    # the rest of the environment chooses the rest (KEYSTROKE_SEGMENT_WORKERS, KEYSTROKE_DASK_SCHEDULER)
+    resources = resources_from_env({**os.environ, "KEYSTROKE_UPLOADS": uploads, "KEYSTROKE_STORAGE": storage})
     return dg.Definitions(
         assets=list(defs.assets), resources=resources, jobs=[job], executor=defs.executor
     ).resolve_job_def("bench")

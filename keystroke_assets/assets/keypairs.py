@@ -5,6 +5,7 @@ dropped on the way stay with keypairs' quality report."""
 
 import warnings
 from contextlib import ExitStack
+from functools import partial
 
 import dagster as dg
 import pandas as pd
@@ -40,7 +41,8 @@ from keystroke_assets.keystrokes import (
 )
 from keystroke_assets.plots import latency_histograms, participant_quality, quality_table
 from keystroke_assets.resources.outlier_rules import OutlierRules
-from keystroke_assets.resources.parquet_io_manager import ParticipantShards, TableSpool
+from keystroke_assets.resources.parquet_io_manager import ParticipantShards, Segment, TableSpool
+from keystroke_assets.resources.segment_executor import SegmentExecutor
 
 _MS = 10**13  # bound on any latency: more than 300 years in ms means a broken time
 KEYSTROKES, KEYPAIRS = dg.AssetKey("keystrokes"), dg.AssetKey("keypairs")
@@ -167,6 +169,16 @@ def describe_thresholds(thresholds: dict[str, OutlierThresholds]) -> str:
     )
 
 
+def keypairs_of_segment(
+    segment: Segment, thresholds: dict[str, OutlierThresholds], strokes_too: bool, pairs_too: bool
+) -> tuple[pd.DataFrame | None, pd.DataFrame, pd.DataFrame | None]:
+    """One segment of cleaned_data's keystrokes, quality counts and keypairs, read from the store by
+    whichever process runs it; keystrokes and keypairs only where the step stores them."""
+    strokes, quality = build_keystrokes(segment.read())
+    pairs = pairs_from_keystrokes(strokes, thresholds) if pairs_too else None
+    return (strokes if strokes_too else None), quality, pairs
+
+
 @version_multi_asset(
     {
         "keystrokes": dict(
@@ -195,7 +207,12 @@ def describe_thresholds(thresholds: dict[str, OutlierThresholds]) -> str:
     },
     check_specs=[*check_specs(KEYSTROKES, KEYSTROKE_CHECKS), *check_specs(KEYPAIRS, CHECKS)],
 )
-def keypairs(context: dg.AssetExecutionContext, cleaned_data: ParticipantShards, outlier_rules: OutlierRules):
+def keypairs(
+    context: dg.AssetExecutionContext,
+    cleaned_data: ParticipantShards,
+    outlier_rules: OutlierRules,
+    segment_executor: SegmentExecutor,
+):
     thresholds = outlier_rules.thresholds()
     outlier_description = {"outlier": f"by the pair's device type (outlier_rules): {describe_thresholds(thresholds)}"}
     selected = context.selected_asset_keys
@@ -206,15 +223,19 @@ def keypairs(context: dg.AssetExecutionContext, cleaned_data: ParticipantShards,
         # a spool for each selected asset only: the IO manager removes the spools it stores
         strokes_out = spools.enter_context(TableSpool()) if KEYSTROKES in selected else None
         pairs_out = spools.enter_context(TableSpool()) if KEYPAIRS in selected else None
-        for events in cleaned_data.shards():
-            strokes, shard_quality = build_keystrokes(events)
+        segment = partial(
+            keypairs_of_segment,
+            thresholds=thresholds,
+            strokes_too=strokes_out is not None,
+            pairs_too=pairs_out is not None,
+        )
+        for strokes, shard_quality, pairs in segment_executor.map(segment, cleaned_data.segments()):
             if strokes_out is not None:
                 valid_keystrokes(strokes)
                 strokes.attrs["column_descriptions"] = KEYSTROKE_DESCRIPTIONS
                 strokes_out.write(strokes)
                 stroke_checks.add(strokes)
             if pairs_out is not None:
-                pairs = pairs_from_keystrokes(strokes, thresholds)
                 valid_keypairs(pairs)
                 pairs.attrs["column_descriptions"] = outlier_description
                 pairs_out.write(pairs)

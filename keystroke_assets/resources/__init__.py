@@ -1,26 +1,19 @@
-"""Resources chosen by environment: local folders by default, GCS for gs:// locations."""
+"""Resources chosen by environment: local folders by default, GCS for gs:// locations; a step's
+segments in its own process by default, on a Dask cluster when one is named."""
 
 import os
 from collections.abc import Mapping
 
-from dagster_gcp import GCSResource
-
-from keystroke_assets.resources.object_store import GCSObjectStore, LocalObjectStore, ObjectStore
+from keystroke_assets.resources.object_store import object_store
 from keystroke_assets.resources.outlier_rules import OutlierRules
 from keystroke_assets.resources.parquet_io_manager import ParquetIOManager
+from keystroke_assets.resources.segment_executor import SegmentExecutor
 
 DEFAULT_UPLOADS = "./data/uploads"
 DEFAULT_STORAGE = "./data/storage"
 
 
-def object_store(location: str) -> ObjectStore:
-    """`gs://bucket/prefix` → GCS through dagster-gcp; anything else → a local folder."""
-    if location.startswith("gs://"):
-        bucket, _, prefix = location.removeprefix("gs://").partition("/")
-        return GCSObjectStore(
-            gcs=GCSResource(project=os.environ.get("GOOGLE_CLOUD_PROJECT")), bucket=bucket, prefix=prefix.strip("/")
-        )
-    return LocalObjectStore(root=os.path.abspath(location))
+__all__ = ["object_store", "resources_from_env"]  # callers import object_store from here
 
 
 def resources_from_env(env: Mapping[str, str] = os.environ) -> dict:
@@ -31,4 +24,14 @@ def resources_from_env(env: Mapping[str, str] = os.environ) -> dict:
         "storage": storage,
         "io_manager": ParquetIOManager(store=storage),
         "outlier_rules": OutlierRules(),
+        "segment_executor": segment_executor(env),
     }
+
+
+def segment_executor(env: Mapping[str, str]) -> SegmentExecutor:
+    """KEYSTROKE_DASK_SCHEDULER (`tcp://host:8786`) → segments on that Dask cluster; else
+    KEYSTROKE_SEGMENT_WORKERS processes on this machine (0: one per core), by default none: the
+    step's own process, faster on 2 cores (docs/performance.md "Scaling")."""
+    if scheduler := env.get("KEYSTROKE_DASK_SCHEDULER"):
+        return SegmentExecutor(scheduler=scheduler)
+    return SegmentExecutor(workers=int(env.get("KEYSTROKE_SEGMENT_WORKERS", "1")))

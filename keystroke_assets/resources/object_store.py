@@ -325,3 +325,14 @@ class GCSObjectStore(ObjectStore):
 
     def uri(self, name: str = "") -> str:
         return f"gs://{self.bucket}/{self._blob_name(name) if name else self.prefix}"
+
+
+def object_store(location: str) -> ObjectStore:
+    """`gs://bucket/prefix` → GCS through dagster-gcp; anything else → a local folder. A store's
+    `uri()` is such a location: a worker elsewhere rebuilds the store from it."""
+    if location.startswith("gs://"):
+        bucket, _, prefix = location.removeprefix("gs://").partition("/")
+        return GCSObjectStore(
+            gcs=GCSResource(project=os.environ.get("GOOGLE_CLOUD_PROJECT")), bucket=bucket, prefix=prefix.strip("/")
+        )
+    return LocalObjectStore(root=os.path.abspath(location))

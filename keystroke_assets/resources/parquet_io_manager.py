@@ -4,6 +4,7 @@ import io
 import os
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import BinaryIO
 
 import dagster as dg
@@ -15,7 +16,7 @@ import pyarrow.parquet as pq
 
 from keystroke_assets.frames import run_starts, shard_starts, without_attrs
 from keystroke_assets.partitions import InvalidVersionId, validate_version_id
-from keystroke_assets.resources.object_store import ObjectStore
+from keystroke_assets.resources.object_store import ObjectStore, object_store
 from keystroke_assets.schema import column_descriptions, table_schema
 
 
@@ -163,12 +164,35 @@ def from_parquet_bytes(data: bytes) -> pd.DataFrame:
     return pq.read_table(io.BytesIO(data)).to_pandas()
 
 
+@dataclass
+class Segment:
+    """One row group of whole participants of a stored table, as a worker anywhere reads it: the
+    store's location (its `uri()`), the object's name and the row group's index. In the step's own
+    process it reads from the file the step already has open; that file is not pickled."""
+
+    location: str
+    name: str
+    index: int
+    file: pq.ParquetFile | None = field(default=None, repr=False, compare=False)
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "file": None}
+
+    def read(self, columns: list[str] | None = None) -> pd.DataFrame:
+        if self.file is not None:
+            return self.file.read_row_group(self.index, columns=columns).to_pandas()
+        with object_store(self.location).open(self.name) as f:
+            return pq.ParquetFile(f).read_row_group(self.index, columns=columns).to_pandas()
+
+
 class ParticipantShards:
     """A stored table read one row group of whole participants at a time: an asset that takes its
-    input as `ParticipantShards` never holds the whole version in memory."""
+    input as `ParticipantShards` never holds the whole version in memory. With the store's location
+    and the object's name it also hands out its row groups as `Segment`s for other processes."""
 
-    def __init__(self, source: BinaryIO):
+    def __init__(self, source: BinaryIO, location: str = "", name: str = ""):
         self._file = pq.ParquetFile(source)
+        self._location, self._name = location, name
         marked = (self._file.schema_arrow.metadata or {}).items() >= _WHOLE_PARTICIPANTS.items()
         if self._file.num_row_groups > 1 and not marked:
             raise ValueError("this table's row groups do not hold whole participants: read it as a DataFrame")
@@ -180,6 +204,9 @@ class ParticipantShards:
     def shards(self, columns: list[str] | None = None) -> Iterator[pd.DataFrame]:
         for i in range(self._file.num_row_groups):
             yield self._file.read_row_group(i, columns=columns).to_pandas()
+
+    def segments(self) -> list[Segment]:
+        return [Segment(self._location, self._name, i, self._file) for i in range(self._file.num_row_groups)]
 
 
 def _name(asset_key: dg.AssetKey, version: str) -> str:
@@ -215,5 +242,5 @@ class ParquetIOManager(dg.ConfigurableIOManager):
     def load_input(self, context: dg.InputContext) -> pd.DataFrame | ParticipantShards:
         name = _name(context.upstream_output.asset_key, context.partition_key)
         if context.dagster_type.typing_type is ParticipantShards:
-            return ParticipantShards(self.store.open(name))
+            return ParticipantShards(self.store.open(name), self.store.uri(), name)
         return from_parquet_bytes(self.store.read_bytes(name))

@@ -1,0 +1,66 @@
+"""Where a step computes its segments (row groups of whole participants): in the step's own
+process, in a pool of processes on this machine, or on a Dask cluster (docs/performance.md
+"Scaling"). The step sees results in segment order, whichever runs them."""
+
+import multiprocessing
+import os
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+
+import dagster as dg
+
+# What a pool's processes import once, in the fork server, before it forks them.
+_PRELOAD = ["keystroke_assets.assets.keypairs"]
+
+
+def _in_order(submit: Callable, segments: Sequence, window: int) -> Iterator:
+    """Each segment's result in segment order, with at most `window` segments submitted and not
+    yet taken: a large version's results wait in memory only that many at a time."""
+    pending = deque()
+    try:
+        for segment in segments:
+            if len(pending) == window:
+                yield pending.popleft().result()
+            pending.append(submit(segment))
+        while pending:
+            yield pending.popleft().result()
+    finally:
+        for future in pending:  # the step failed or stopped: nothing more to compute
+            future.cancel()
+
+
+class SegmentExecutor(dg.ConfigurableResource):
+    """Maps a pure, picklable function over a step's segments. `scheduler` set: on the Dask
+    cluster at that address (`tcp://host:8786`), each segment retried `retries` times on an error
+    and computed again when its worker dies. Else on this machine: with `workers` 1 or one segment,
+    in the step's process (no pool to start); else in a pool of `workers` processes (0: one per
+    core)."""
+
+    scheduler: str | None = None
+    workers: int = 1
+    retries: int = 2
+
+    def map(self, fn: Callable, segments: Sequence) -> Iterator:
+        if self.scheduler:
+            return self._on_dask(fn, segments)
+        workers = min(self.workers or os.cpu_count() or 1, len(segments))
+        if workers < 2:
+            return map(fn, segments)
+        return self._on_pool(fn, segments, workers)
+
+    def _on_pool(self, fn: Callable, segments: Sequence, workers: int) -> Iterator:
+        # A fork server, not fork: the step's process has threads (Dagster's), and a fork copies
+        # their locks in whatever state; the server imports the step's code once per process.
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(_PRELOAD)
+        with ProcessPoolExecutor(workers, mp_context=context) as pool:
+            yield from _in_order(lambda s: pool.submit(fn, s), segments, 2 * workers)
+
+    def _on_dask(self, fn: Callable, segments: Sequence) -> Iterator:
+        import distributed  # only a step on a cluster pays for its import
+
+        with distributed.Client(self.scheduler) as client:
+            window = 2 * max(1, sum(client.nthreads().values()))
+            submit = lambda s: client.submit(fn, s, retries=self.retries, pure=False)  # noqa: E731
+            yield from _in_order(submit, segments, window)
