@@ -197,10 +197,12 @@ def _keystroke_table(strokes: dict, tasks: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(table, columns=KEYSTROKE_COLUMNS, copy=False)
 
 
-def has_next(sequence_id: np.ndarray) -> np.ndarray:
-    """Which keystrokes of a keystroke table (task by task, in press order) have a next keystroke
-    in their task: every one but a task's last, after which a new task starts at 0."""
-    return np.r_[sequence_id[1:] != 0, False] if len(sequence_id) else np.zeros(0, bool)
+def pair_rows(strokes: pd.DataFrame) -> np.ndarray:
+    """Rows of a keystroke table (task by task, in press order) that begin a pair: every keystroke
+    but its task's last, after which a new task starts at sequence_id 0. Row i + 1 is the pair's
+    second keystroke."""
+    sequence_id = strokes["sequence_id"].to_numpy()
+    return np.flatnonzero(sequence_id[1:] != 0) if len(sequence_id) else np.zeros(0, np.int64)
 
 
 def outliers(
@@ -225,7 +227,7 @@ def outliers(
 def pairs_from_keystrokes(strokes: pd.DataFrame, thresholds: dict[str, OutlierThresholds]) -> pd.DataFrame:
     """Consecutive keystrokes of each task of a keystroke table as keypairs with HL, IL, PL, RL in
     ms and the outlier flag by device type (docs/features.md §2)."""
-    first = np.flatnonzero(has_next(strokes["sequence_id"].to_numpy()))  # key1 of every pair
+    first = pair_rows(strokes)  # key1 of every pair
     second = first + 1
     press, release = strokes["press_ms"].to_numpy(), strokes["release_ms"].to_numpy()
     press1, release1, press2, release2 = press[first], release[first], press[second], release[second]

@@ -39,7 +39,7 @@ from keystroke_assets.keycodes import (
     key_identity,
     policy_note,
 )
-from keystroke_assets.keystrokes import has_next
+from keystroke_assets.keystrokes import pair_rows
 from keystroke_assets.resources.object_store import ObjectStore
 from keystroke_assets.resources.parquet_io_manager import ParticipantShards, TableSpool
 from keystroke_assets.schema import GRAIN_IDS, TASK_IDS
@@ -163,12 +163,6 @@ def grouped_stats(group: np.ndarray, values: np.ndarray, n_groups: int, stats: l
             else:
                 raise ValueError(f"unknown statistic {stat!r}; known: {', '.join(STAT_DESCRIPTIONS)}")
     return out
-
-
-def pair_rows(keystrokes: pd.DataFrame) -> np.ndarray:
-    """Rows of a keystrokes table (task by task, in press order) that begin a pair: every
-    keystroke but its task's last. Row i + 1 is the pair's second keystroke."""
-    return np.flatnonzero(has_next(keystrokes["sequence_id"].to_numpy()))
 
 
 def next_latencies(keystrokes: pd.DataFrame) -> dict[str, np.ndarray]:
