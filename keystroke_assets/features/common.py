@@ -273,6 +273,10 @@ class Feature:
     def all_checks(self) -> list[OutputCheck]:
         return [has_columns(self.id_columns), non_empty(), no_personal_data(), *self.checks]
 
+    @property
+    def check_specs(self) -> list[dg.AssetCheckSpec]:
+        return check_specs(self.key, self.all_checks)
+
     def asset(self, **kwargs):
         """@asset of this feature type: its key, group `features` and its checks."""
         *prefix, last = self.key.path
@@ -280,7 +284,7 @@ class Feature:
             name=last,
             key_prefix=prefix,
             group_name="features",
-            check_specs=check_specs(self.key, self.all_checks),
+            check_specs=self.check_specs,
             **kwargs,
         )
 
@@ -306,7 +310,7 @@ def features_made_together(outs: dict[str, tuple[Feature, dict]], **kwargs):
     Subsettable: the body makes the features whose keys are in `context.selected_asset_keys`."""
     return version_multi_asset(
         {name: {"key": feature.key, "group_name": "features", **out} for name, (feature, out) in outs.items()},
-        check_specs=[spec for feature, _ in outs.values() for spec in check_specs(feature.key, feature.all_checks)],
+        check_specs=[spec for feature, _ in outs.values() for spec in feature.check_specs],
         **kwargs,
     )
 
