@@ -52,47 +52,149 @@ def _threshold_lines(t: OutlierThresholds) -> dict[str, list[int]]:
     }
 
 
-def latency_histograms(
-    pairs: pd.DataFrame, thresholds: dict[str, OutlierThresholds], total: int | None = None
-) -> dg.MetadataValue:
-    """HL, IL, PL, RL histograms per device type of `pairs`: every pair, or an even sample of
-    `total` pairs (the counts in the legend are the sample's). Top row: linear, 1st to 95th percentile (the bulk).
-    Bottom row: every value; HL, PL, RL on a log time axis (they are positive with long tails;
-    values below 1 ms count in the first bin), IL (negative when keys overlap) on a linear axis
-    with log counts. Dotted lines: each device type's outlier thresholds (`thresholds`, the
-    outlier_rules setting; docs/features.md §2), in its colour."""
+# The latency summaries' bins (ms), the same for every segment so that summaries add up exactly:
+# 1 ms wide below LINEAR_MS in magnitude (a bin holds one integer latency), then PER_DOUBLING bins
+# per doubling (wide 1/64 of their lower edge at most) out to ±2^30 ms (12 days); values beyond
+# count in the outermost bins.
+LINEAR_MS = 1024
+PER_DOUBLING = 64
+_TAIL = np.concatenate([2**n + np.arange(PER_DOUBLING) * (2**n // PER_DOUBLING) for n in range(10, 30)] + [[2**30]])
+EDGES = np.concatenate([-_TAIL[::-1], np.arange(-LINEAR_MS + 1, LINEAR_MS), _TAIL])
+# stored in every summary: summaries of other bins never add up with these
+BINS = f"1 ms below {LINEAR_MS}, {PER_DOUBLING} per doubling to 2^30 ms"
+
+
+def latency_summary(pairs: pd.DataFrame) -> dict:
+    """What the latency histograms need of a table of keypairs, as JSON: per device type and
+    latency, the smallest and largest value (ms) and the counts in EDGES' bins from the first
+    occupied one ({"first": bin index, "counts": [...]}). Summaries of segments add up exactly
+    (merge_latency_summaries); percentiles taken from them are numpy's on the rows below
+    LINEAR_MS ms in magnitude and within one bin (1/64 of the value) beyond."""
+    device = pairs["device_type"].astype("category")
+    codes = device.cat.codes.to_numpy()
+    device_types = {}
+    for code, name in enumerate(device.cat.categories):
+        mask = codes == code
+        if mask.any():
+            device_types[str(name)] = {latency: _binned(pairs[latency].to_numpy()[mask]) for latency in LATENCIES}
+    return {"bins": BINS, "device_types": device_types}
+
+
+def _binned(values: np.ndarray) -> dict:
+    at = np.clip(np.searchsorted(EDGES, values, side="right") - 1, 0, len(EDGES) - 2)
+    first = int(at.min())
+    return {
+        "min": int(values.min()),
+        "max": int(values.max()),
+        "first": first,
+        "counts": np.bincount(at - first).tolist(),
+    }
+
+
+def merge_latency_summaries(summaries: list[dict]) -> dict:
+    """The latency summary of the segments' pairs together: counts added bin by bin."""
+    parts: dict[str, dict[str, list[dict]]] = {}
+    for summary in summaries:
+        if summary["bins"] != BINS:
+            raise ValueError(f"a latency summary of other bins ({summary['bins']!r}) cannot add up with {BINS!r}")
+        for name, latencies in summary["device_types"].items():
+            for latency, binned in latencies.items():
+                parts.setdefault(name, {}).setdefault(latency, []).append(binned)
+    return {
+        "bins": BINS,
+        "device_types": {
+            name: {latency: _added(binned) for latency, binned in latencies.items()}
+            for name, latencies in parts.items()
+        },
+    }
+
+
+def _added(parts: list[dict]) -> dict:
+    first = min(p["first"] for p in parts)
+    counts = np.zeros(max(p["first"] + len(p["counts"]) for p in parts) - first, dtype=np.int64)
+    for p in parts:
+        counts[p["first"] - first : p["first"] - first + len(p["counts"])] += p["counts"]
+    return {
+        "min": min(p["min"] for p in parts),
+        "max": max(p["max"] for p in parts),
+        "first": first,
+        "counts": counts.tolist(),
+    }
+
+
+def _counts(binned: dict) -> np.ndarray:
+    """A summary's counts over every bin of EDGES."""
+    counts = np.zeros(len(EDGES) - 1, dtype=np.int64)
+    counts[binned["first"] : binned["first"] + len(binned["counts"])] = binned["counts"]
+    return counts
+
+
+def _percentiles(counts: np.ndarray, q: list[float]) -> np.ndarray:
+    """np.percentile (linear) of the values counted in EDGES' bins: a 1-ms bin holds the integer
+    at its lower edge, a wider bin its values spread evenly."""
+    cum = np.cumsum(counts)
+
+    def ranked(r: np.ndarray) -> np.ndarray:  # the value of rank r (from 0) in sorted order
+        i = np.searchsorted(cum, r, side="right")
+        width = EDGES[i + 1] - EDGES[i]
+        return EDGES[i] + np.where(width > 1, (r - (cum[i] - counts[i]) + 0.5) / counts[i] * width, 0)
+
+    position = np.asarray(q) / 100 * (cum[-1] - 1)
+    below = np.floor(position).astype(np.int64)
+    low, high = ranked(below), ranked(np.minimum(below + 1, cum[-1] - 1))
+    return low + (position - below) * (high - low)
+
+
+def _between(counts: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """How many of the values counted in EDGES' bins lie between consecutive `edges`, as
+    np.histogram would count integer ms; a bin wider than 1 ms spread evenly over its width."""
+    below = np.concatenate([[0], np.cumsum(counts)])  # values below each of EDGES
+    at = np.where(np.abs(edges) < LINEAR_MS, np.ceil(edges), edges)
+    return np.diff(np.interp(at, EDGES, below))
+
+
+def latency_histograms(summary: dict, thresholds: dict[str, OutlierThresholds]) -> dg.MetadataValue:
+    """HL, IL, PL, RL histograms per device type of a latency summary (merge_latency_summaries
+    of a version's segments): every pair, counts exact to the summary's bins. Top row: linear,
+    1st to 95th percentile of all device types (the bulk). Bottom row: every value; HL, PL, RL
+    on a log time axis (they are positive with long tails; values below 1 ms count in the first
+    bin), IL (negative when keys overlap) on a linear axis with log counts. Dotted lines: each
+    device type's outlier thresholds (`thresholds`, the outlier_rules setting; docs/features.md
+    §2), in its colour."""
     from matplotlib.ticker import NullLocator
 
     fig = _figure()
     axes = fig.subplots(2, 4)
-    device = pairs["device_type"].astype("category")  # compares by code, not string by string
-    devices = {d: m for d in DEVICE_COLORS if (m := (device == d).to_numpy()).any()}
+    drawn = {name: summary["device_types"][name] for name in DEVICE_COLORS if name in summary["device_types"]}
+    pairs = {name: int(sum(latencies["HL"]["counts"])) for name, latencies in drawn.items()}
     for col, latency in enumerate(LATENCIES):
-        values = pairs[latency].to_numpy(dtype=np.float64)
-        lo, hi = np.percentile(values, [1, 95]) if len(values) else (0.0, 1.0)
-        low, top = (values.min(), values.max()) if len(values) else (0.0, 1.0)
+        counts = {name: _counts(latencies[latency]) for name, latencies in drawn.items()}
+        if drawn:
+            lo, hi = _percentiles(sum(counts.values()), [1, 95])
+            low = min(latencies[latency]["min"] for latencies in drawn.values())
+            top = max(latencies[latency]["max"] for latencies in drawn.values())
+        else:
+            lo, hi, low, top = 0.0, 1.0, 0, 1
         log_time = latency != "IL"
         for row in range(2):
             ax = axes[row, col]
             if row == 0:
-                edges, x = np.linspace(lo, max(hi, lo + 1), 51), values
+                # whole ms per bin where the bulk spans 50 ms or more: every bin holds as many integers
+                span = np.floor(hi) + 1 - np.floor(lo)
+                width = np.ceil(span / 50)
+                edges = np.floor(lo) + width * np.arange(np.ceil(span / width) + 1)
             elif log_time:
-                edges, x = np.linspace(0, np.log10(max(top, 10)), 61), np.log10(np.maximum(values, 1))
+                edges = np.logspace(0, np.log10(max(top, 10)), 61)
             else:
-                edges, x = np.linspace(low, max(top, low + 1), 81), values
-            for name, mask in devices.items():
-                # bins as a count and a range: np.histogram's fast path (edges make it sort)
-                counts, _ = np.histogram(x[mask], bins=len(edges) - 1, range=(edges[0], edges[-1]))
-                ax.stairs(
-                    counts,
-                    10**edges if row and log_time else edges,
-                    color=DEVICE_COLORS[name],
-                    label=f"{name} ({int(mask.sum()):,})",
-                )
-            span = (10 ** edges[[0, -1]]) if row and log_time else edges[[0, -1]]
-            for name in devices:
+                edges = np.linspace(low, max(top, low + 1), 81)
+            counted = edges.copy()
+            if row == 1:  # every value: the outer bins take whatever lies beyond them
+                counted[[0, -1]] = EDGES[[0, -1]]
+            for name, c in counts.items():
+                ax.stairs(_between(c, counted), edges, color=DEVICE_COLORS[name], label=f"{name} ({pairs[name]:,})")
+            for name in drawn:
                 for t in _threshold_lines(thresholds[name])[latency]:
-                    if span[0] <= t <= span[1]:
+                    if edges[0] <= t <= edges[-1]:
                         ax.axvline(t, color=DEVICE_COLORS[name], linestyle=":", linewidth=1)
             if row == 0:
                 _title(ax, f"{latency} (ms), 1st-95th percentile")
@@ -102,14 +204,16 @@ def latency_histograms(
                 _title(ax, f"{latency} (ms), all, log time")
             else:
                 ax.set_yscale("log")
+                ax.set_ylim(bottom=0.5)  # a bin wider than 1 ms spreads a lone value into fractions of one
                 ax.yaxis.set_minor_locator(NullLocator())
                 _title(ax, f"{latency} (ms), all, log count")
             ax.tick_params(labelsize=7)
     handles, labels = axes[0, 0].get_legend_handles_labels()
     if handles:
         fig.legend(handles, labels, loc="upper right", fontsize=8)
-    drawn = f"{len(pairs):,} pairs" if total in (None, len(pairs)) else f"a sample of {len(pairs):,} of {total:,} pairs"
-    fig.suptitle(f"Keypair latencies, {drawn} (dotted: each device type's outlier thresholds)", fontsize=10)
+    fig.suptitle(
+        f"Keypair latencies, {sum(pairs.values()):,} pairs (dotted: each device type's outlier thresholds)", fontsize=10
+    )
     # fixed margins: tight_layout measures every tick label and takes seconds
     fig.subplots_adjust(left=0.06, right=0.98, bottom=0.06, top=0.86, wspace=0.3, hspace=0.35)
     return png_markdown(fig, "latency histograms")

@@ -1,15 +1,29 @@
-"""Plots: the per-participant quality numbers by hand, small PNG images the UI shows inline, and
-both attached to the keypairs materialization."""
+"""Plots: the per-participant quality numbers and the latency summaries' bins by hand, small PNG
+images the UI shows inline, and both attached to the keypairs materialization."""
 
 import base64
+import json
 import re
 import struct
 
+import numpy as np
 import pandas as pd
 import pytest
 
-from keystroke_assets.keystrokes import DEFAULT_OUTLIER_THRESHOLDS, QUALITY_COUNTS, OutlierThresholds
-from keystroke_assets.plots import _threshold_lines, latency_histograms, participant_quality, quality_table
+from keystroke_assets.keystrokes import DEFAULT_OUTLIER_THRESHOLDS, LATENCIES, QUALITY_COUNTS, OutlierThresholds
+from keystroke_assets.plots import (
+    BINS,
+    EDGES,
+    _between,
+    _counts,
+    _percentiles,
+    _threshold_lines,
+    latency_histograms,
+    latency_summary,
+    merge_latency_summaries,
+    participant_quality,
+    quality_table,
+)
 
 from .feature_samples import make_pairs, real_version
 
@@ -65,7 +79,7 @@ def test_quality_table_by_hand():
 @pytest.mark.parametrize(
     "plot",
     [
-        lambda: latency_histograms(PAIRS, DEFAULT_OUTLIER_THRESHOLDS),
+        lambda: latency_histograms(latency_summary(PAIRS), DEFAULT_OUTLIER_THRESHOLDS),
         lambda: participant_quality(quality_table(PAIRS, QUALITY)),
     ],
 )
@@ -93,3 +107,110 @@ def test_dotted_thresholds_per_device_type_from_the_setting():
     }
     assert _threshold_lines(DEFAULT_OUTLIER_THRESHOLDS["mobile"])["HL"] == [2000]
     assert _threshold_lines(OutlierThresholds(hl_min_ms=1, hl_max_ms=800, il_abs_max_ms=600))["IL"] == [-600, 600]
+
+
+# EDGES: 1,280 bins 64 per doubling from -2^30 to -1,024 ms, then 1-ms bins, so 0 ms is bin 1280 + 1024
+ZERO = 2304
+EMPTY = {"bins": BINS, "device_types": {}}
+
+
+def desktop_summary(latency: str, values) -> dict:
+    """latency_summary of desktop pairs with these values of one latency (0 for the others)."""
+    pairs = pd.DataFrame({"device_type": "desktop", **dict.fromkeys(LATENCIES, 0), latency: values})
+    return latency_summary(pairs)["device_types"]["desktop"][latency]
+
+
+def test_latency_summary_by_hand():
+    summary = latency_summary(PAIRS)
+    assert json.loads(json.dumps(summary)) == summary  # stored as JSON: plain ints and lists
+    # u1 on a desktop, strokes (press, release) (0, 100) (150, 160) (300, 380) (400, 480):
+    # HL 100, 10, 80; IL 150-100=50, 300-160=140, 400-380=20; PL 150, 150, 100; RL 60, 220, 100
+    desktop = summary["device_types"]["desktop"]
+    assert (desktop["HL"]["min"], desktop["HL"]["max"]) == (10, 100)
+    assert desktop["HL"]["first"] == ZERO + 10  # one bin per ms: from 10 to 100 ms, 91 bins
+    assert desktop["HL"]["counts"] == [1] + [0] * 69 + [1] + [0] * 19 + [1]
+    assert desktop["PL"]["first"] == ZERO + 100 and desktop["PL"]["counts"] == [1] + [0] * 49 + [2]
+    # u2 on a phone: one pair, HL 90, IL 200-90=110, PL 200, RL 290-90=200
+    mobile = summary["device_types"]["mobile"]
+    assert {latency: (b["min"], b["max"], b["first"], b["counts"]) for latency, b in mobile.items()} == {
+        "HL": (90, 90, ZERO + 90, [1]),
+        "IL": (110, 110, ZERO + 110, [1]),
+        "PL": (200, 200, ZERO + 200, [1]),
+        "RL": (200, 200, ZERO + 200, [1]),
+    }
+
+
+def test_latencies_beyond_a_second_in_bins_of_a_64th_of_a_doubling():
+    il = desktop_summary("IL", [5000, -1500, -3_000_000_000])
+    # -3e9 ms lies beyond -2^30: the first bin [-2^30, -2^30 + 2^29 / 64)
+    assert (il["min"], il["max"], il["first"]) == (-3_000_000_000, 5000, 0)
+    at = il["first"] + np.flatnonzero(il["counts"])
+    # -1500 in [-1504, -1488) (16 ms wide between -2048 and -1024); 5000 in [4992, 5056) (64 ms
+    # wide between 4096 and 8192: 4096 + 14 * 64 = 4992)
+    assert EDGES[at].tolist() == [-(2**30), -1504, 4992] and EDGES[at + 1].tolist() == [-(2**30) + 2**23, -1488, 5056]
+    hl = desktop_summary("HL", [1023, 1024, 1039])
+    # 1023 the last 1-ms bin; 1024 and 1039 both in [1024, 1040)
+    assert (hl["first"], hl["counts"]) == (ZERO + 1023, [1, 2])
+
+
+def test_merged_summaries_add_up_exactly():
+    # PL of u1's pairs split over two segments: 150 | 150, 100 -> 100 once, 150 twice
+    first, second = latency_summary(PAIRS.iloc[:1]), latency_summary(PAIRS.iloc[1:])
+    assert "mobile" not in first["device_types"]
+    merged = merge_latency_summaries([first, second])
+    desktop_pl = {"min": 100, "max": 150, "first": ZERO + 100, "counts": [1] + [0] * 49 + [2]}
+    assert merged["device_types"]["desktop"]["PL"] == desktop_pl
+    assert merged == latency_summary(PAIRS)
+    rng = np.random.default_rng(7)
+    n = 5000
+    many = pd.DataFrame(
+        {
+            "device_type": pd.Categorical(rng.choice(["desktop", "mobile"], n), ["desktop", "mobile"]),
+            **{latency: (rng.standard_cauchy(n) * 300).astype(np.int64) for latency in LATENCIES},
+        }
+    )
+    parts = [latency_summary(many.iloc[a:b]) for a, b in [(0, 7), (7, 3000), (3000, n)]]
+    assert merge_latency_summaries(parts) == latency_summary(many)
+    assert merge_latency_summaries([merge_latency_summaries(parts[:2]), parts[2]]) == latency_summary(many)
+
+
+def test_no_pairs_no_counts():
+    assert merge_latency_summaries([]) == EMPTY
+    assert latency_summary(PAIRS.iloc[:0]) == EMPTY
+    assert merge_latency_summaries([EMPTY, latency_summary(PAIRS)]) == latency_summary(PAIRS)
+    with pytest.raises(ValueError, match="other bins"):
+        merge_latency_summaries([{**EMPTY, "bins": "10 ms"}])
+
+
+def test_percentiles_from_counts():
+    counts = _counts(latency_summary(PAIRS.iloc[:3])["device_types"]["desktop"]["HL"])  # HL 10, 80, 100
+    # np.percentile, linear: the 1st at rank 0.02 -> 10 + 0.02 * (80 - 10); the 95th at rank 1.9 -> 80 + 0.9 * 20
+    assert _percentiles(counts, [1, 50, 95]) == pytest.approx([11.4, 80, 98])
+    rng = np.random.default_rng(3)
+    within = rng.integers(-1023, 1024, 10_000)
+    q = [0, 1, 5, 25, 50, 75, 95, 99, 100]
+    # below 1,024 ms a bin holds one integer: numpy's exactly
+    assert _percentiles(_counts(desktop_summary("IL", within)), q) == pytest.approx(np.percentile(within, q))
+    tails = (rng.standard_cauchy(10_000) * 2000).astype(np.int64)  # 1st -69 s, 5th -14 s, ..., 99th 55 s
+    exact = np.percentile(tails, q[1:-1])
+    # beyond, within one bin: 1/64 of the value
+    error = np.abs(_percentiles(_counts(desktop_summary("IL", tails)), q[1:-1]) - exact)
+    assert (error <= np.maximum(np.abs(exact) / 64, 1)).all()
+
+
+def test_counts_between_display_edges():
+    counts = _counts(latency_summary(PAIRS.iloc[:3])["device_types"]["desktop"]["HL"])  # HL 10, 80, 100
+    assert _between(counts, np.array([0, 50, 90, 200])).tolist() == [1, 1, 1]
+    # a 1-ms bin holds its integer: 10 lies below 10.5, 80 and 100 in [80, 100.5)
+    assert _between(counts, np.array([10.5, 80, 100.5])).tolist() == [0, 2]
+    # a wider bin spreads evenly: 5000 in [4992, 5056), half of it on either side of 5024
+    assert _between(_counts(desktop_summary("PL", [5000])), np.array([4992, 5024, 5056])).tolist() == [0.5, 0.5]
+    # the outermost edges take every value
+    assert _between(counts, EDGES[[0, -1]]).tolist() == [3]
+
+
+@pytest.mark.parametrize("device_types", [["desktop", "mobile"], ["desktop"], ["mobile"], []])
+def test_latency_histograms_draw_any_mix_of_device_types(device_types):
+    summaries = [latency_summary(PAIRS[PAIRS["device_type"] == d]) for d in device_types]
+    data = png_of(latency_histograms(merge_latency_summaries(summaries), DEFAULT_OUTLIER_THRESHOLDS).value)
+    assert png_size(data) == (900, 600)
