@@ -10,10 +10,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from keystroke_assets.evaluation.plots import det_curves, eer_bars, score_histograms
+from keystroke_assets.evaluation.protocol import Scores
 from keystroke_assets.keystrokes import DEFAULT_OUTLIER_THRESHOLDS, LATENCIES, QUALITY_COUNTS, OutlierThresholds
 from keystroke_assets.plots import (
     BINS,
     EDGES,
+    STYLE,
     _between,
     _counts,
     _percentiles,
@@ -23,6 +26,7 @@ from keystroke_assets.plots import (
     merge_latency_summaries,
     participant_quality,
     quality_table,
+    user_medians,
 )
 
 from .feature_samples import make_pairs, real_version
@@ -88,6 +92,46 @@ def test_images_are_small_inline_pngs(plot):
     data = png_of(value.value)
     assert png_size(data) == (900, 600)
     assert len(value.value) < 200_000
+
+
+SCORES = Scores(
+    genuine=np.array([0.1, 0.2]),
+    thresholds=np.array([0.1, 0.2]),
+    impostor_below=np.array([0, 0]),
+    impostor_upto=np.array([0, 1]),
+    impostors=3,
+    impostor_sample=np.array([0.2, 0.5, 0.9]),
+    users=2,
+    columns=4,
+    without_score=0,
+)
+
+
+@pytest.mark.parametrize(
+    "plot, size",
+    [
+        (lambda: user_medians(pd.DataFrame({f"{k}_median": [90.0, 120.0] for k in LATENCIES})), (900, 300)),
+        # 0.7 of the width: 630 px
+        (lambda: det_curves({"desktop": (np.array([0, 0.5, 1]), np.array([1, 0.5, 0]), 0.5)}, "t"), (630, 600)),
+        (lambda: score_histograms({"desktop": SCORES, "mobile": SCORES}, "t"), (900, 300)),
+        # 0.3 inch a bar + 1, at least 2 inches: 200 px for two
+        (
+            lambda: eer_bars(
+                pd.DataFrame(
+                    {"status": "evaluated", "feature": ["kvc", "statistical"], "label": "", "device_type": "desktop"}
+                ).assign(eer=[0.1, 0.2])
+            ),
+            (900, 200),
+        ),
+    ],
+)
+def test_every_figure_drawn_under_the_style_leaves_the_process_rcparams_alone(plot, size):
+    import matplotlib
+
+    before = {k: matplotlib.rcParams[k] for k in STYLE}
+    assert before != STYLE  # matplotlib's own sizes ("medium")
+    assert png_size(png_of(plot().value)) == size
+    assert {k: matplotlib.rcParams[k] for k in STYLE} == before
 
 
 def test_keypairs_materialization_shows_both_plots(real_data, tmp_path_factory):

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 
 from keystroke_assets.evaluation.protocol import Scores
-from keystroke_assets.plots import DEVICE_COLORS, SIZE, _figure, _title, png_markdown
+from keystroke_assets.plots import DEVICE_COLORS, SIZE, _figure, _styled, _title, log_scale, png_markdown
 
 DET_POINTS = 1000  # points drawn per curve, spread evenly on the log FMR axis
 
@@ -19,6 +19,7 @@ def _thinned(fmr: np.ndarray, fnmr: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     return fmr[at], fnmr[at]
 
 
+@_styled
 def det_curves(curves: dict[str, tuple[np.ndarray, np.ndarray, float]], title: str) -> dg.MetadataValue:
     """DET curves {device type: (FMR, FNMR, EER)} on log axes, each with its EER point; rates
     of 0 drawn at the axes' lower edge."""
@@ -32,19 +33,19 @@ def det_curves(curves: dict[str, tuple[np.ndarray, np.ndarray, float]], title: s
         )
         ax.plot([max(eer, low)], [max(eer, low)], "o", color=DEVICE_COLORS.get(device))
     ax.plot([low, 1], [low, 1], color="grey", linestyle=":", linewidth=1)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
+    log_scale(ax, "x", "{x:g}")
+    log_scale(ax, "y", "{x:g}")
     ax.set_xlim(low, 1)
     ax.set_ylim(low, 1)
     ax.set_xlabel("FMR (impostors accepted)", fontsize=8)
     ax.set_ylabel("FNMR (genuine rejected)", fontsize=8)
-    ax.tick_params(labelsize=7)
     ax.legend(fontsize=8, loc="lower left")
     _title(ax, f"DET, {title} (dotted: FMR = FNMR)")
     fig.subplots_adjust(left=0.1, right=0.97, bottom=0.1, top=0.93)
     return png_markdown(fig, "DET curves")
 
 
+@_styled
 def score_histograms(scores: dict[str, Scores], title: str) -> dg.MetadataValue:
     """Genuine and impostor score densities per device type, one panel each, up to the larger
     99th percentile of the two (impostors: the Scores' sample of them)."""
@@ -60,7 +61,6 @@ def score_histograms(scores: dict[str, Scores], title: str) -> dg.MetadataValue:
             counts, edges = np.histogram(values, bins=50, range=(0, top))
             ax.stairs(counts / max(len(values), 1), edges, color=color, label=name)
         ax.set_xlabel("scaled Manhattan distance", fontsize=8)
-        ax.tick_params(labelsize=7)
         ax.legend(fontsize=7)
         _title(ax, f"{device}: share of scores per bin")
     fig.suptitle(f"Scores, {title}", fontsize=10)
@@ -68,6 +68,7 @@ def score_histograms(scores: dict[str, Scores], title: str) -> dg.MetadataValue:
     return png_markdown(fig, "score histograms")
 
 
+@_styled
 def eer_bars(summary: pd.DataFrame) -> dg.MetadataValue:
     """EER of every evaluated (feature, device type), best at the top."""
     rows = summary[summary["status"] == "evaluated"].iloc[::-1]
@@ -82,7 +83,6 @@ def eer_bars(summary: pd.DataFrame) -> dg.MetadataValue:
         ax.text(eer, y, f" {eer:.1%}", va="center", fontsize=7)
     ax.set_xlim(0, 0.55)
     ax.set_xlabel("EER (lower tells typists apart better)", fontsize=8)
-    ax.tick_params(labelsize=7)
     _title(ax, "Equal error rate per feature type and device type")
     fig.subplots_adjust(left=0.35, right=0.97, bottom=0.6 / fig.get_figheight(), top=1 - 0.35 / fig.get_figheight())
     return png_markdown(fig, "EER per feature type")
