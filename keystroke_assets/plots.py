@@ -1,8 +1,9 @@
 """Figures attached to materializations as inline markdown images, so the UI shows at a glance
 whether a version looks right: latency histograms and a per-participant quality view.
 
-Each function takes plain DataFrames and returns a `MetadataValue.md` holding one small PNG
-(about 900 x 600 px) as a base64 data URI.
+Each function takes plain DataFrames (the latency histograms: the merged latency summaries of a
+version's segments, so that no step re-reads every pair) and returns a `MetadataValue.md` holding
+one small PNG (about 900 x 600 px) as a base64 data URI.
 """
 
 import base64
@@ -209,7 +210,7 @@ def latency_histograms(summary: dict, thresholds: dict[str, OutlierThresholds]) 
         for row in range(2):
             ax = axes[row, col]
             if row == 0:
-                # whole ms per bin where the bulk spans 50 ms or more: every bin holds as many integers
+                # at most 50 bins of whole ms from the 1st percentile's: each holds as many integer latencies
                 span = np.floor(hi) + 1 - np.floor(lo)
                 width = np.ceil(span / 50)
                 edges = np.floor(lo) + width * np.arange(np.ceil(span / width) + 1)
