@@ -218,7 +218,10 @@ def print_report(version, keystrokes, steps, pairing, wall, chain_rss, cpu, reco
             print(table_line(f"  {asset.key}", "", *asset_cells(asset)))
     for name, seconds, rss in ((PAIRING, pairing[0], pairing[1]), (CHAIN, wall, chain_rss)):
         print(table_line(name, f"{seconds:.2f}", "", "", "", "", f"{keystrokes / seconds:,.0f}", f"{rss / 2**20:.0f}"))
-    print("step s: the step's wall seconds, for all the assets it makes; done at s: from its start to the asset's materialization")
+    print(
+        "step s: the step's wall seconds, for all the assets it makes; "
+        "done at s: from its start to the asset's materialization"
+    )
     segments = [asset.metadata.get(name) for step in steps for asset in step.assets for name in SEGMENTS]
     if any(count is not None for count in segments):
         computed, reused = (sum(count or 0 for count in segments[i::2]) for i in (0, 1))
@@ -227,7 +230,10 @@ def print_report(version, keystrokes, steps, pairing, wall, chain_rss, cpu, reco
         f"cores used: {cpu / wall:.2f} of the machine's {os.cpu_count()} "
         f"({cpu:.2f} CPU s of this process and its child processes over {wall:.2f} s wall)"
     )
-    print(f"peak RSS: {chain_rss / 2**20:.0f} MB, this process (the run worker, every step) and its child processes summed")
+    print(
+        f"peak RSS: {chain_rss / 2**20:.0f} MB, this process (the run worker, every step) "
+        "and its child processes summed"
+    )
     types = Counter(r.dagster_event.event_type.name if r.dagster_event else "log message" for r in records)
     by_type = ", ".join(f"{name} {n}" for name, n in types.most_common())
     print(textwrap.fill(f"events stored: {len(records)} ({by_type})", TABLE_WIDTH, subsequent_indent="  "))

@@ -83,7 +83,7 @@ def test_benchmark_reports_every_asset_and_counts_keystrokes_from_the_files(tmp_
             below = names[names.index(step) + 1 : names.index(step) + 1 + len(keys)]
             assert sorted(below) == sorted(f"  {key}" for key in keys)
             assert not rows[names.index(step)][1]["done at s"]
-        for name, cells in steps:
+        for _, cells in steps:
             float(cells["step s"])
             assert int(cells["peak RSS MB"]) > 100
             assert re.fullmatch(r"[\d,]+", cells["keystrokes/s"])
@@ -101,7 +101,7 @@ def test_benchmark_reports_every_asset_and_counts_keystrokes_from_the_files(tmp_
             r"\(\d+\.\d\d CPU s of this process and its child processes over \d+\.\d\d s wall\)",
             report,
         )
-        assert re.search(r"peak RSS: \d+ MB, this process \(the run worker, every step\) and its child processes", report)
+        assert re.search(r"peak RSS: \d+ MB, this process \(the run worker, every step\) and its child", report)
 
     uploads = Path(work, "uploads")
     first = presses((p.name, p.read_bytes()) for p in uploads.rglob("*"))
