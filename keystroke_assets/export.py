@@ -1,6 +1,7 @@
 """Feature assets in the shapes training code wants, read straight from the data store.
 
-    from keystroke_assets.export import load_typenet_sequences, export_kvc
+    from keystroke_assets.export import load, load_typenet_sequences, export_kvc
+    keypairs = load("keypairs", "2025-09-07_00-27-43_lab-mac")                # any asset's table
     x, ids = load_typenet_sequences("2025-09-07_00-27-43_lab-mac")   # (n, M, 5) float32, one row of ids per task
     paths = export_kvc("2025-09-07_00-27-43_lab-mac", "out/kvc")     # the KVC .npy files
 
@@ -12,32 +13,33 @@ Keycodes in order can spell out what was typed: `keycodes="classes"` (the kind o
 more than the asset stored (asking `full` of a `classes` asset is an error).
 """
 
-import io
 from pathlib import Path
 
+import dagster as dg
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from keystroke_assets.features.kvc import KVC, VALUES
 from keystroke_assets.features.typenet_sequences import TYPENET_SEQUENCES, sequence_array
 from keystroke_assets.keycodes import KEYCODE_POLICIES, KeycodePolicy, apply_keycode_policy, policy_of
 from keystroke_assets.resources import resources_from_env
 from keystroke_assets.resources.object_store import ObjectStore
-from keystroke_assets.resources.parquet_io_manager import asset_object_name
+from keystroke_assets.resources.parquet_io_manager import read_version_table
 
 PLATFORM_NAMES = {1: "facebook", 2: "instagram", 3: "twitter"}  # platform_id (docs/data.md §1)
 
 
-def _read(key, version: str, storage: ObjectStore | None) -> pa.Table:
+def _read(key: dg.AssetKey, version: str, storage: ObjectStore | None) -> pa.Table:
     store = storage if storage is not None else resources_from_env()["storage"]
-    name = asset_object_name(key, version)
-    if not store.exists(name):
-        raise FileNotFoundError(
-            f"{store.uri(name)} does not exist: materialize {key.to_user_string()} for {version} first"
-        )
-    return pq.read_table(io.BytesIO(store.read_bytes(name)))
+    return read_version_table(store, key, version)
+
+
+def load(asset: str | dg.AssetKey, version: str, storage: ObjectStore | None = None) -> pd.DataFrame:
+    """An asset's table for `version` ("keypairs", "features/kvc", ...), however it is stored (one
+    object, or a list of participant segments): one call for any reader outside Dagster."""
+    key = asset if isinstance(asset, dg.AssetKey) else dg.AssetKey.from_user_string(asset)
+    return _read(key, version, storage).to_pandas()
 
 
 def _keycodes_as(codes: np.ndarray, stored: KeycodePolicy, wanted: KeycodePolicy) -> np.ndarray:

@@ -11,11 +11,13 @@ import warnings
 from pathlib import Path
 
 import dagster as dg
+import pandas as pd
 import pytest
 
 from keystroke_assets.definitions import defs
+from keystroke_assets.export import load
 from keystroke_assets.partitions import dataset_versions
-from keystroke_assets.resources import resources_from_env
+from keystroke_assets.resources import object_store, resources_from_env
 
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
 warnings.filterwarnings("ignore", category=dg.PreviewWarning)
@@ -110,6 +112,15 @@ def materialize_version(
         raise_on_error=raise_on_error,
         run_config=run_config,
     )
+
+
+# assets stored per participant segment (keystroke_assets.segments), as `<version>.segments.json`
+SEGMENTED = ["raw_data", "cleaned_data", "keystrokes", "keypairs"]
+
+
+def stored(storage: Path | str, key: str, version: str = VERSION) -> pd.DataFrame:
+    """An asset's stored table, read as a reader outside Dagster reads it (export.load)."""
+    return load(key, version, object_store(str(storage)))
 
 
 def failed_rules_of(result) -> list[tuple[str, str]]:

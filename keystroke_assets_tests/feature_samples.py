@@ -10,7 +10,7 @@ import pandas as pd
 from keystroke_assets.keystrokes import DEFAULT_OUTLIER_THRESHOLDS, KEYPAIR_COLUMNS, KEYSTROKE_COLUMNS
 from keystroke_assets.resources.object_store import LocalObjectStore
 
-from .conftest import VERSION, failed_rules_of, materialize_version, upload_folder
+from .conftest import failed_rules_of, materialize_version, stored, upload_folder
 
 FEATURE_KEYS = [dg.AssetKey(["features", name]) for name in ["statistical", "typenet_sequences", "kvc", "behavioral"]]
 CHAIN_KEYS = [dg.AssetKey(k) for k in ["web_app_data", "raw_data", "cleaned_data", "keystrokes", "keypairs"]]
@@ -86,7 +86,7 @@ class RealVersion:
     failed_checks: list
 
     def read(self, key: str) -> pd.DataFrame:
-        return pd.read_parquet(self.storage / key / f"{VERSION}.parquet")
+        return stored(self.storage, key)
 
     @property
     def store(self) -> LocalObjectStore:

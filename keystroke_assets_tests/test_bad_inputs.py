@@ -9,7 +9,6 @@ Victims are hand-made participants (`participant`): 18 tasks of 150 keystrokes o
 count below follows from the case alone. Three generated participants stand for real uploads.
 """
 
-import io
 import json
 import re
 from concurrent.futures import ThreadPoolExecutor
@@ -18,12 +17,11 @@ from dataclasses import dataclass, field
 import dagster as dg
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 import pytest
 
 from keystroke_assets.synthetic import web_app_uploads
 
-from .conftest import VERSION, failed_rules_of, materialize_version
+from .conftest import failed_rules_of, materialize_version, stored
 
 T0 = 1_735_660_000_000
 KEYS = "abcdefghij"
@@ -621,11 +619,7 @@ def corpus(request, tmp_path_factory) -> Run:
         }
 
     def read(key: str) -> pd.DataFrame:
-        if mode == "local":
-            return pq.read_table(tmp / "storage" / key / f"{VERSION}.parquet").to_pandas()
-        return pq.read_table(
-            io.BytesIO(bucket.blob(f"datasets/{key}/{VERSION}.parquet").download_as_bytes())
-        ).to_pandas()
+        return stored(env["KEYSTROKE_STORAGE"], key)
 
     (tmp / "home").mkdir()
     with dg.instance_for_test(temp_dir=str(tmp / "home")) as instance:

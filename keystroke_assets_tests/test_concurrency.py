@@ -7,12 +7,12 @@ import time
 import urllib.request
 
 import dagster as dg
-import pyarrow.parquet as pq
 import pytest
 
 from keystroke_assets.partitions import dataset_versions
 from keystroke_assets.synthetic import web_app_uploads, write_uploads
 
+from .conftest import stored
 from .servers import dagster_servers, instance_at
 
 pytestmark = pytest.mark.servers
@@ -91,5 +91,5 @@ def test_two_versions_run_at_once_and_one_version_never_twice_at_once(tmp_path):
     for log in (tmp_path / "logs").iterdir():
         assert "database is locked" not in log.read_text(errors="replace"), log.name
     # both versions hold the same events (the same uploads), each under its own path
-    cleaned = [pq.read_table(storage / "cleaned_data" / f"{v}.parquet").to_pandas() for v in (V1, V2)]
+    cleaned = [stored(storage, "cleaned_data", v) for v in (V1, V2)]
     assert len(cleaned[0]) == len(cleaned[1]) > 0

@@ -10,7 +10,7 @@ import pytest
 from keystroke_assets.features.typenet_ml import GRAINS, hl_statistics
 from keystroke_assets.keystrokes import DEFAULT_OUTLIER_THRESHOLDS
 
-from .conftest import VERSION, failed_rules_of, materialize_version, upload_folder
+from .conftest import failed_rules_of, materialize_version, stored, upload_folder
 
 PLATFORM = "features/typenet_ml/platform"
 SELECTION = [
@@ -32,7 +32,7 @@ def build(tmp_path, folders, run_config=None):
         assert result.success
         assert failed_rules_of(result) == []
         metadata = instance.get_latest_materialization_event(SELECTION[-1]).asset_materialization.metadata
-    read = lambda key: pd.read_parquet(tmp_path / "storage" / key / f"{VERSION}.parquet")  # noqa: E731
+    read = lambda key: stored(tmp_path / "storage", key)  # noqa: E731
     return read("keystrokes"), read(PLATFORM), {k: v.value for k, v in metadata.items()}
 
 

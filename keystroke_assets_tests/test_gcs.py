@@ -11,7 +11,7 @@ from keystroke_assets.definitions import defs
 from keystroke_assets.export import export_kvc, load_typenet_sequences
 from keystroke_assets.synthetic import web_app_uploads
 
-from .conftest import VERSION, failed_rules_of, materialize_version
+from .conftest import SEGMENTED, VERSION, failed_rules_of, materialize_version, stored
 
 EVERY_ASSET = [k.to_user_string() for k in defs.resolve_asset_graph().toposorted_asset_keys]
 
@@ -30,12 +30,12 @@ def test_every_asset_and_both_exports_in_gcs(instance, gcs_bucket, monkeypatch, 
     assert {"features/kvc", "features/typenet_sequences", "features/statistical"} <= set(EVERY_ASSET)
     tables = {}
     for key in EVERY_ASSET:
-        blob = gcs_bucket.blob(f"datasets/{key}/{VERSION}.parquet")
-        table = pq.read_table(io.BytesIO(blob.download_as_bytes()))
+        table = stored(env["KEYSTROKE_STORAGE"], key)
         md = instance.get_latest_materialization_event(dg.AssetKey.from_user_string(key)).asset_materialization.metadata
-        assert md["path"].value == f"gs://{gcs_bucket.name}/datasets/{key}/{VERSION}.parquet"
-        assert md["dagster/row_count"].value == table.num_rows > 0
-        tables[key] = table.to_pandas()
+        stored_as = "segments.json" if key in SEGMENTED else "parquet"
+        assert md["path"].value == f"gs://{gcs_bucket.name}/datasets/{key}/{VERSION}.{stored_as}"
+        assert md["dagster/row_count"].value == len(table) > 0
+        tables[key] = table
 
     manifest = pq.read_table(
         io.BytesIO(gcs_bucket.blob(f"datasets/web_app_data/{VERSION}.parquet").download_as_bytes())

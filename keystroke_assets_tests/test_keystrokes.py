@@ -4,7 +4,6 @@ import shutil
 
 import dagster as dg
 import pandas as pd
-import pyarrow.parquet as pq
 import pytest
 
 from keystroke_assets.assets.keypairs import valid_keypairs, valid_keystrokes
@@ -18,7 +17,7 @@ from keystroke_assets.keystrokes import (
     pairs_from_keystrokes,
 )
 
-from .conftest import VERSION, materialize_version
+from .conftest import VERSION, materialize_version, stored
 
 IDS = {"user_id": "u" * 32, "device_type": "desktop", "platform_id": 1, "video_id": 1, "session_id": 1, "task_id": 0}
 
@@ -319,7 +318,7 @@ def test_outlier_rules_run_config_changes_the_flag_in_a_materialization(real_dat
     assert materialize_version(instance, env, stricter, selection=chain, run_config=tighter).success
 
     def first_pairs(version):
-        pairs = pq.read_table(tmp_path / "storage" / "keypairs" / f"{version}.parquet").to_pandas()
+        pairs = stored(tmp_path / "storage", "keypairs", version)
         task = pairs[(pairs["user_id"] == IPHONE) & (pairs["task_id"] == 0)]
         return task[["device_type", "key1", "key2", "HL", "IL", "outlier"]].head(3).values.tolist()
 

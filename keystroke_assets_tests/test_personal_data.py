@@ -13,12 +13,11 @@ import re
 
 import dagster as dg
 import pandas as pd
-import pyarrow.parquet as pq
 
 from keystroke_assets.definitions import defs
 from keystroke_assets.synthetic import web_app_uploads, write_uploads
 
-from .conftest import VERSION, materialize_version
+from .conftest import materialize_version, stored
 
 EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
 # in a column name with case and separators removed
@@ -110,7 +109,7 @@ def test_no_personal_data_after_the_snapshot(instance, real_uploads, tmp_path):
             continue  # the snapshot: holds the uploads as they came, personal objects included
         event = instance.get_latest_materialization_event(key)
         metadata = event.asset_materialization.metadata
-        df = pq.read_table(tmp_path / "storage" / "/".join(key.path) / f"{VERSION}.parquet").to_pandas()
+        df = stored(tmp_path / "storage", key.to_user_string())
         label = key.to_user_string()
         assert [(c, p) for c in df.columns for p in column_problems(str(c))] == [], label
 

@@ -3,11 +3,10 @@ broken uploads, determinism, the snapshot."""
 
 import dagster as dg
 import pandas as pd
-import pyarrow.parquet as pq
 
 from keystroke_assets.synthetic import aalto_uploads, web_app_uploads, write_uploads
 
-from .conftest import VERSION, failed_rules_of, materialize_version
+from .conftest import SEGMENTED, VERSION, failed_rules_of, materialize_version, stored
 
 SNAPSHOT = "web_app_data"
 AFTER_SNAPSHOT = [
@@ -36,7 +35,7 @@ def generated_uploads(tmp_path):
 
 
 def read(tmp_path, key: str, version: str = VERSION) -> pd.DataFrame:
-    return pq.read_table(tmp_path / "storage" / key / f"{version}.parquet").to_pandas()
+    return stored(tmp_path / "storage", key, version)
 
 
 def metadata(instance, key: str, version: str = VERSION) -> dict:
@@ -51,7 +50,8 @@ def test_real_samples_end_to_end(instance, real_uploads, tmp_path):
     for key in CHAIN:
         md = metadata(instance, key)
         assert md["dagster/row_count"].value == len(read(tmp_path, key)) > 0
-        assert md["path"].value == str(tmp_path / "storage" / key / f"{VERSION}.parquet")
+        stored_as = "segments.json" if key in SEGMENTED else "parquet"
+        assert md["path"].value == str(tmp_path / "storage" / key / f"{VERSION}.{stored_as}")
         assert md["dagster/column_schema"].value.columns
 
     cleaned = read(tmp_path, "cleaned_data")

@@ -2,6 +2,7 @@
 group at a time, their output written so) equal the same pure functions applied to the whole
 version's table."""
 
+import json
 from functools import partial
 
 import pandas as pd
@@ -22,6 +23,7 @@ from keystroke_assets.resources.parquet_io_manager import from_parquet_bytes, to
 from keystroke_assets.synthetic import aalto_uploads, web_app_uploads, write_uploads
 
 from .conftest import VERSION, materialize_version
+from .conftest import stored as stored_at
 
 
 def test_features_of_participant_shards_equal_features_of_the_whole_version(instance, tmp_path):
@@ -30,21 +32,19 @@ def test_features_of_participant_shards_equal_features_of_the_whole_version(inst
     write_uploads(uploads, aalto_uploads(3, seed=5))
     storage = tmp_path / "storage"
     env = {"KEYSTROKE_UPLOADS": str(uploads), "KEYSTROKE_STORAGE": str(storage)}
-    # raw_data parses ~0.2 MB of uploads at a time: one participant (~1 MB) per batch, and so per
-    # shard of every later stage
-    run_config = {"ops": {"raw_data": {"config": {"batch_mb": 0.2}}}}
+    # one participant per segment of every stage
+    run_config = {"ops": {"raw_data": {"config": {"participants_per_segment": 1}}}}
     assert materialize_version(instance, env, run_config=run_config).success
 
     def stored(key: str) -> pd.DataFrame:
-        return pq.read_table(storage / key / f"{VERSION}.parquet").to_pandas()
+        return stored_at(storage, key)
 
     for key in ["raw_data", "cleaned_data", "keystrokes", "keypairs"]:
-        file = pq.ParquetFile(storage / key / f"{VERSION}.parquet")
-        users = [
-            set(file.read_row_group(i, columns=["user_id"]).column(0).to_pylist()) for i in range(file.num_row_groups)
-        ]
-        assert file.num_row_groups >= 5, key
-        assert sum(map(len, users)) == len(set().union(*users)), key  # every participant in one shard only
+        names = json.loads((storage / key / f"{VERSION}.segments.json").read_text())["names"]
+        users = [set(pq.read_table(storage / name, columns=["user_id"]).column(0).to_pylist()) for name in names]
+        assert len(names) == 8 + 3, key  # one segment per participant with uploads
+        assert all(len(u) <= 1 for u in users), key
+        assert sum(map(len, users)) == len(set().union(*users)), key  # every participant in one segment only
 
     # raw_data, parsed participant batch by batch, holds what one parse of every file gives
     manifest = stored("web_app_data")

@@ -9,13 +9,11 @@ client gives up on (2±2, 6±2, 14±2 s later).
 """
 
 import errno
-import io
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import dagster as dg
-import pyarrow.parquet as pq
 import pytest
 from dagster_gcp import GCSResource
 
@@ -25,7 +23,7 @@ from keystroke_assets.resources.object_store import GCSObjectStore, LocalObjectS
 from keystroke_assets.sensors import upload_sensor
 from keystroke_assets.synthetic import web_app_uploads
 
-from .conftest import VERSION, materialize_version
+from .conftest import VERSION, materialize_version, stored
 from .fault_proxy import FaultProxy, Rule, body_has
 
 SELECTION = [dg.AssetKey(k) for k in ["web_app_data", "raw_data", "cleaned_data"]]
@@ -55,7 +53,7 @@ def retries(result, step: str) -> list:
 
 
 def parquet(bucket, key: str):
-    return pq.read_table(io.BytesIO(bucket.blob(f"datasets/{key}/{VERSION}.parquet").download_as_bytes())).to_pandas()
+    return stored(f"gs://{bucket.name}/datasets", key)
 
 
 def test_wrong_bytes_from_storage_make_dagster_retry_the_step_with_backoff(instance, gcs_bucket, proxy):
@@ -118,7 +116,7 @@ def no_retry_waits(monkeypatch):
 def test_a_failed_run_leaves_the_previous_materialization_intact(instance, gcs_bucket, proxy, no_retry_waits):
     env = env_of(gcs_bucket)
     first = materialize_version(instance, env, selection=SELECTION)
-    blob = gcs_bucket.get_blob(f"datasets/raw_data/{VERSION}.parquet")
+    blob = gcs_bucket.get_blob(f"datasets/raw_data/{VERSION}.segments.json")
     before = blob.download_as_bytes()
     names = {b.name for b in gcs_bucket.list_blobs(prefix="datasets/")}
 
@@ -129,7 +127,7 @@ def test_a_failed_run_leaves_the_previous_materialization_intact(instance, gcs_b
 
     assert not second.success and cut.hits == 1 and refused.hits == 4  # one per attempt
     assert len(retries(second, "raw_data")) == 3
-    after = gcs_bucket.get_blob(f"datasets/raw_data/{VERSION}.parquet")
+    after = gcs_bucket.get_blob(f"datasets/raw_data/{VERSION}.segments.json")
     assert (after.generation, after.download_as_bytes()) == (blob.generation, before)
     assert len(parquet(gcs_bucket, "raw_data")) == EVENTS
     assert {b.name for b in gcs_bucket.list_blobs(prefix="datasets/")} == names  # nothing half-written appeared

@@ -8,7 +8,6 @@ import numpy as np
 import pandas as pd
 
 from keystroke_assets.assets.common import (
-    ShardChecks,
     check_specs,
     has_columns,
     no_nulls,
@@ -20,7 +19,19 @@ from keystroke_assets.assets.raw_data import EVENT_COLUMNS, RAW_COLUMNS, TASK_OF
 from keystroke_assets.assets.web_app_data import read_kept
 from keystroke_assets.frames import drop_unused_categories
 from keystroke_assets.resources.object_store import ObjectStore
-from keystroke_assets.resources.parquet_io_manager import ParticipantShards, TableSpool
+from keystroke_assets.resources.parquet_io_manager import ParticipantShards
+from keystroke_assets.resources.segment_executor import SegmentExecutor
+from keystroke_assets.segments import (
+    SegmentJob,
+    code_version,
+    compute_segments,
+    read_segment,
+    read_summaries,
+    segment_checks,
+    segment_id,
+    segmented_table,
+    store_segment,
+)
 
 CLEANED_COLUMNS = ["file", "user_id", "device_type", *TASK_OF_FILE, *EVENT_COLUMNS]
 CHECKS = [
@@ -146,44 +157,76 @@ def complete_events(events: pd.DataFrame, *complete: pd.DataFrame) -> pd.DataFra
     return pd.DataFrame(cleaned, columns=CLEANED_COLUMNS, copy=False)
 
 
+CLEANED_DATA = dg.AssetKey("cleaned_data")
+# What cleaned_data reads of the manifest rows of a segment's participants.
+MANIFEST_COLUMNS = ["name", "kind", "user_id", "kept_as"]
+
+
+def cleaned_data_of_segment(job: SegmentJob) -> dict:
+    """One segment's cleaned_data, stored; its summary: rows, rules, complete and broken participants."""
+    store = job.store()
+    events = read_segment(store, job.source)
+    manifest = pd.DataFrame(job.data["manifest"], columns=MANIFEST_COLUMNS)
+    web_complete, web_broken = web_app_participants(
+        manifest, events[events["event"] != "K"], partial(read_kept, store), job.data["min_events_per_task"]
+    )
+    aalto_complete, aalto_broken = aalto_participants(events, job.data["min_aalto_sections"])
+    cleaned = complete_events(events, web_complete, aalto_complete)
+    complete = pd.concat([web_complete, aalto_complete], ignore_index=True)
+    broken = pd.concat([web_broken, aalto_broken], ignore_index=True)
+    summary = store_segment(
+        store,
+        CLEANED_DATA,
+        job.outputs[CLEANED_DATA.to_user_string()],
+        cleaned,
+        CHECKS,
+        complete=complete.astype(str).to_dict("list"),
+        broken=broken.astype(str).to_dict("list"),
+    )
+    return {CLEANED_DATA.to_user_string(): summary}
+
+
 @version_asset(
     group_name="ingest",
-    code_version="1",
+    code_version="2",
     check_specs=check_specs("cleaned_data", CHECKS),
     description=(
         "Events of complete participants only (consent 'Yes', start-time and demographics records, "
         "all 18 task CSVs with enough events; Aalto: enough sections), with device_type and "
         "platform / video / session ids. Broken participants are listed with every reason. "
-        "No personal field (typed text, demographics, e-mail, user agent) is carried."
+        "No personal field (typed text, demographics, e-mail, user agent) is carried. Stored per "
+        "participant segment of raw_data; a segment an earlier version stored is reused."
     ),
 )
 def cleaned_data(
+    context: dg.AssetExecutionContext,
     config: CleaningConfig,
     web_app_data: pd.DataFrame,
     raw_data: ParticipantShards,
     storage: ObjectStore,
+    segment_executor: SegmentExecutor,
 ):
-    read = partial(read_kept, storage)
-    checks, seen, web, aalto = ShardChecks(CHECKS), set(), [], []  # (complete, broken) per shard, by source
-    with TableSpool() as out:
-        for events in raw_data.shards():
-            users = events["user_id"].unique()
-            seen.update(users)
-            manifest = web_app_data[web_app_data["user_id"].isin(users)]
-            web.append(web_app_participants(manifest, events[events["event"] != "K"], read, config.min_events_per_task))
-            aalto.append(aalto_participants(events, config.min_aalto_sections))
-            cleaned = complete_events(events, web[-1][0], aalto[-1][0])
-            out.write(cleaned)
-            checks.add(cleaned)
-    # web-app participants without a single parsed event are judged too (all broken)
-    no_events = web_app_data[~web_app_data["user_id"].isin(seen)]
-    web.append(web_app_participants(no_events, pd.DataFrame(columns=RAW_COLUMNS), read, config.min_events_per_task))
-    web_complete, web_broken = (pd.concat(parts, ignore_index=True) for parts in zip(*web))
-    aalto_complete, aalto_broken = (pd.concat(parts, ignore_index=True) for parts in zip(*aalto))
-    complete = pd.concat([web_complete, aalto_complete], ignore_index=True)
-    broken = pd.concat([web_broken.sort_values("user_id", kind="stable"), aalto_broken], ignore_index=True)
+    cv = code_version(context, CLEANED_DATA)
+    manifest = web_app_data[MANIFEST_COLUMNS]
+    jobs = [
+        SegmentJob(
+            storage.uri(),
+            {CLEANED_DATA.to_user_string(): segment_id("cleaned_data", cv, config.model_dump(), source)},
+            source,
+            {
+                "manifest": manifest[manifest["user_id"].isin(raw["participants"])].to_dict("list"),
+                **config.model_dump(),
+            },
+        )
+        for source, raw in zip(raw_data.names, read_summaries(storage, raw_data.names))
+    ]
+    summaries, computed = compute_segments(storage, segment_executor.map, cleaned_data_of_segment, jobs)
+    parts = [s[CLEANED_DATA.to_user_string()] for s in summaries]
+    complete = pd.concat([pd.DataFrame(p["complete"], columns=["user_id", "device_type"]) for p in parts])
+    broken = pd.concat([pd.DataFrame(p["broken"], columns=["user_id", "source", "reasons"]) for p in parts])
+    broken = broken.sort_values(["source", "user_id"], ascending=[False, True], kind="stable", ignore_index=True)
     yield dg.Output(
-        out,
+        segmented_table(CLEANED_DATA, jobs, summaries, computed),
         metadata={
             "participants_complete": len(complete),
             "participants_complete/desktop": int((complete["device_type"] == "desktop").sum()),
@@ -194,4 +237,4 @@ def cleaned_data(
             "min_aalto_sections": config.min_aalto_sections,
         },
     )
-    yield from checks.results()
+    yield from segment_checks(CHECKS, summaries, CLEANED_DATA).results()

@@ -10,7 +10,7 @@ from keystroke_assets.automation import keep_complete
 from keystroke_assets.frames import without_attrs
 from keystroke_assets.partitions import InvalidVersionId, dataset_versions, validate_version_id
 from keystroke_assets.resources.object_store import ObjectStore
-from keystroke_assets.resources.parquet_io_manager import asset_object_name, from_parquet_bytes
+from keystroke_assets.resources.parquet_io_manager import read_version_table
 
 OWNERS = ["team:keystroke-research"]
 # Storage on GCS can blip; every asset reads or writes the store, so every asset retries.
@@ -62,7 +62,7 @@ def partition_version(context: dg.AssetExecutionContext) -> str:
 def stored_table(storage: ObjectStore, key: dg.AssetKey, version: str) -> pd.DataFrame:
     """An asset's stored partition, read where the IO manager stores it: for a subsettable step that
     reads only what the selected assets need (Dagster loads every input of a step, selected or not)."""
-    return from_parquet_bytes(storage.read_bytes(asset_object_name(key, version)))
+    return read_version_table(storage, key, version).to_pandas()
 
 
 @dataclass(frozen=True)
@@ -117,30 +117,34 @@ def run_checks(
 
 
 class ShardChecks:
-    """Rules of a table seen shard by shard (a TableSpool's), with the outcomes they would have on
-    the whole table. Every rule used this way holds row by row or on the columns, so it passes
-    when it passes on every non-empty shard (on the empty table when all are empty); its counts
-    add up and its lists of names unite. `asset_key` names the checked asset where a step makes
-    several."""
+    """Rules of a table seen shard by shard (a TableSpool's, or a segmented table's), with the
+    outcomes they would have on the whole table. Every rule used this way holds row by row or on
+    the columns, so it passes when it passes on every non-empty shard (on the empty table when all
+    are empty); its counts add up and its lists of names unite. `asset_key` names the checked
+    asset where a step makes several."""
 
     def __init__(self, checks: Iterable[OutputCheck], asset_key: dg.AssetKey | None = None):
         self._checks = list(checks)
         self._asset_key = asset_key
         self._outcomes: dict[str, tuple[bool, dict]] = {}
-        self._empty: pd.DataFrame | None = None
+        self._empty: dict[str, tuple[bool, dict]] | None = None
 
     def add(self, df: pd.DataFrame) -> None:
-        if not len(df):
-            self._empty = df
+        self.add_outcomes(rule_outcomes(df, self._checks), empty=not len(df))
+
+    def add_outcomes(self, outcomes: dict[str, tuple[bool, dict]], empty: bool) -> None:
+        """The rules' outcomes on one shard (`empty`: a shard without rows)."""
+        if empty:
+            self._empty = outcomes
             return
-        for name, (passed, metadata) in rule_outcomes(df, self._checks).items():
+        for name, (passed, metadata) in outcomes.items():
             if name in self._outcomes:
                 before, merged = self._outcomes[name]
                 passed, metadata = before and passed, {k: _merged(merged[k], v) for k, v in metadata.items()}
             self._outcomes[name] = (passed, metadata)
 
     def results(self) -> Iterator[dg.AssetCheckResult]:
-        yield rules_result(self._outcomes or rule_outcomes(self._empty, self._checks), self._asset_key)
+        yield rules_result(self._outcomes or self._empty, self._asset_key)
 
 
 def _merged(a, b):

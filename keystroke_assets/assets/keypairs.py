@@ -4,8 +4,7 @@ TypeNet latencies (ms). One step makes both from one pass over cleaned_data's sh
 dropped on the way stay with keypairs' quality report."""
 
 import warnings
-from contextlib import ExitStack
-from functools import partial
+from dataclasses import asdict
 
 import dagster as dg
 import pandas as pd
@@ -18,7 +17,6 @@ from dagster_pandas.constraints import (
 
 from keystroke_assets.assets.common import (
     OutputCheck,
-    ShardChecks,
     check_specs,
     has_columns,
     no_nulls,
@@ -26,11 +24,9 @@ from keystroke_assets.assets.common import (
     report_table,
     version_multi_asset,
 )
-from keystroke_assets.frames import stack_shards
 from keystroke_assets.keystrokes import (
     KEYPAIR_COLUMNS,
     KEYSTROKE_COLUMNS,
-    LATENCIES,
     QUALITY_COUNTS,
     RENAMED_COUNTS,
     OutlierThresholds,
@@ -39,10 +35,27 @@ from keystroke_assets.keystrokes import (
 from keystroke_assets.keystrokes import (
     keystrokes as build_keystrokes,
 )
-from keystroke_assets.plots import latency_histograms, participant_quality, quality_table
+from keystroke_assets.plots import (
+    latency_histograms,
+    latency_summary,
+    merge_latency_summaries,
+    participant_quality,
+    quality_table,
+)
+from keystroke_assets.resources.object_store import ObjectStore
 from keystroke_assets.resources.outlier_rules import OutlierRules
-from keystroke_assets.resources.parquet_io_manager import ParticipantShards, Segment, TableSpool
+from keystroke_assets.resources.parquet_io_manager import ParticipantShards
 from keystroke_assets.resources.segment_executor import SegmentExecutor
+from keystroke_assets.segments import (
+    SegmentJob,
+    code_version,
+    compute_segments,
+    read_segment,
+    segment_checks,
+    segment_id,
+    segmented_table,
+    store_segment,
+)
 
 _MS = 10**13  # bound on any latency: more than 300 years in ms means a broken time
 KEYSTROKES, KEYPAIRS = dg.AssetKey("keystrokes"), dg.AssetKey("keypairs")
@@ -135,9 +148,6 @@ KEYSTROKE_DESCRIPTIONS = {
     "HL": "hold latency = release_ms - press_ms, ms",
 }
 
-# The histograms draw every pair up to about this many, an even sample beyond.
-PLOT_PAIRS = 2_000_000
-
 
 def _valid(df: pd.DataFrame, constraints: list[PandasColumn], name: str) -> None:
     """Column constraints on one shard: a violation stops the step, with its reason. Column by
@@ -169,14 +179,35 @@ def describe_thresholds(thresholds: dict[str, OutlierThresholds]) -> str:
     )
 
 
-def keypairs_of_segment(
-    segment: Segment, thresholds: dict[str, OutlierThresholds], strokes_too: bool, pairs_too: bool
-) -> tuple[pd.DataFrame | None, pd.DataFrame, pd.DataFrame | None]:
-    """One segment of cleaned_data's keystrokes, quality counts and keypairs, read from the store by
-    whichever process runs it; keystrokes and keypairs only where the step stores them."""
-    strokes, quality = build_keystrokes(segment.read())
-    pairs = pairs_from_keystrokes(strokes, thresholds) if pairs_too else None
-    return (strokes if strokes_too else None), quality, pairs
+def keypairs_of_segment(job: SegmentJob) -> dict:
+    """One segment of cleaned_data's keystrokes and keypairs, read from the store and stored by
+    whichever process runs it; the keypairs summary carries the quality counts per participant,
+    the outlier count and the latency histograms' counts."""
+    store = job.store()
+    thresholds = {device: OutlierThresholds(**t) for device, t in job.data["thresholds"].items()}
+    strokes, quality = build_keystrokes(read_segment(store, job.source))
+    valid_keystrokes(strokes)
+    strokes.attrs["column_descriptions"] = KEYSTROKE_DESCRIPTIONS
+    pairs = pairs_from_keystrokes(strokes, thresholds)
+    valid_keypairs(pairs)
+    pairs.attrs["column_descriptions"] = {
+        "outlier": f"by the pair's device type (outlier_rules): {describe_thresholds(thresholds)}"
+    }
+    per_user = quality.join(quality_table(pairs, quality)[["keypairs", "outlier_share"]], how="outer")
+    stored = {KEYSTROKES.to_user_string(): (strokes, KEYSTROKE_CHECKS, {})}
+    stored[KEYPAIRS.to_user_string()] = (
+        pairs,
+        CHECKS,
+        {
+            "outliers": int(pairs["outlier"].sum()),
+            "per_user": per_user.reset_index().to_dict("list"),
+            "latencies": latency_summary(pairs),
+        },
+    )
+    return {
+        key: store_segment(store, dg.AssetKey.from_user_string(key), job.outputs[key], df, checks, **extra)
+        for key, (df, checks, extra) in stored.items()
+    }
 
 
 @version_multi_asset(
@@ -211,60 +242,58 @@ def keypairs(
     context: dg.AssetExecutionContext,
     cleaned_data: ParticipantShards,
     outlier_rules: OutlierRules,
+    storage: ObjectStore,
     segment_executor: SegmentExecutor,
 ):
     thresholds = outlier_rules.thresholds()
-    outlier_description = {"outlier": f"by the pair's device type (outlier_rules): {describe_thresholds(thresholds)}"}
-    selected = context.selected_asset_keys
-    stroke_checks, pair_checks = ShardChecks(KEYSTROKE_CHECKS, KEYSTROKES), ShardChecks(CHECKS, KEYPAIRS)
-    quality, per_user, sample, outliers = [], [], [], 0
-    every = 1 + cleaned_data.rows // (2 * PLOT_PAIRS)  # a web-app keystroke is two events
-    with ExitStack() as spools:
-        # a spool for each selected asset only: the IO manager removes the spools it stores
-        strokes_out = spools.enter_context(TableSpool()) if KEYSTROKES in selected else None
-        pairs_out = spools.enter_context(TableSpool()) if KEYPAIRS in selected else None
-        segment = partial(
-            keypairs_of_segment,
-            thresholds=thresholds,
-            strokes_too=strokes_out is not None,
-            pairs_too=pairs_out is not None,
+    limits = {device: asdict(t) for device, t in thresholds.items()}
+    versions = {key: code_version(context, key) for key in (KEYSTROKES, KEYPAIRS)}
+    jobs = [
+        SegmentJob(
+            storage.uri(),
+            {
+                KEYSTROKES.to_user_string(): segment_id("keystrokes", versions[KEYSTROKES], source),
+                KEYPAIRS.to_user_string(): segment_id("keypairs", versions[KEYPAIRS], limits, source),
+            },
+            source,
+            {"thresholds": limits},
         )
-        for strokes, shard_quality, pairs in segment_executor.map(segment, cleaned_data.segments()):
-            if strokes_out is not None:
-                valid_keystrokes(strokes)
-                strokes.attrs["column_descriptions"] = KEYSTROKE_DESCRIPTIONS
-                strokes_out.write(strokes)
-                stroke_checks.add(strokes)
-            if pairs_out is not None:
-                valid_keypairs(pairs)
-                pairs.attrs["column_descriptions"] = outlier_description
-                pairs_out.write(pairs)
-                pair_checks.add(pairs)
-                outliers += int(pairs["outlier"].sum())
-                quality.append(shard_quality)
-                per_user.append(quality_table(pairs, shard_quality))
-                sample.append(pairs[["device_type", *LATENCIES]].iloc[::every])
-    if strokes_out is not None:
-        yield dg.Output(strokes_out, output_name="keystrokes")
-        yield from stroke_checks.results()
-    if pairs_out is not None:
-        quality, per_user = pd.concat(quality), pd.concat(per_user)
-        totals = quality.sum()
+        for source in cleaned_data.names
+    ]
+    summaries, computed = compute_segments(storage, segment_executor.map, keypairs_of_segment, jobs)
+    selected = context.selected_asset_keys
+    if KEYSTROKES in selected:
+        yield dg.Output(segmented_table(KEYSTROKES, jobs, summaries, computed), output_name="keystrokes")
+        yield from segment_checks(KEYSTROKE_CHECKS, summaries, KEYSTROKES).results()
+    if KEYPAIRS in selected:
+        parts = [s[KEYPAIRS.to_user_string()] for s in summaries]
+        per_user = pd.concat([pd.DataFrame(p["per_user"]) for p in parts], ignore_index=True).set_index("user_id")
+        per_user = per_user.reindex(columns=[*QUALITY_COUNTS, *RENAMED_COUNTS, "keypairs", "outlier_share"])
+        totals = per_user.sum()
+        pairs = sum(p["rows"] for p in parts)
+        outliers = sum(p["outliers"] for p in parts)
+        quality = per_user[QUALITY_COUNTS].fillna(0)
         yield dg.Output(
-            pairs_out,
+            segmented_table(KEYPAIRS, jobs, summaries, computed),
             output_name="keypairs",
             metadata={
                 **{f"dropped/{k}": int(totals.get(k, 0)) for k in QUALITY_COUNTS},
                 **{k: int(totals.get(k, 0)) for k in RENAMED_COUNTS},
                 "outlier_thresholds": describe_thresholds(thresholds),
                 "outliers": outliers,
-                "outlier_share": outliers / pairs_out.rows if pairs_out.rows else 0.0,
+                "outlier_share": outliers / pairs if pairs else 0.0,
                 "participants": int((per_user["keypairs"] > 0).sum()),
                 "quality_per_participant": report_table(
-                    quality.join(per_user["outlier_share"].dropna().round(4)).reset_index()
+                    per_user[[*QUALITY_COUNTS, *RENAMED_COUNTS, "outlier_share"]].round(4).reset_index()
                 ),
-                "latency_histograms": latency_histograms(stack_shards(sample), thresholds, total=pairs_out.rows),
-                "participant_quality_plot": participant_quality(per_user),
+                "latency_histograms": latency_histograms(
+                    merge_latency_summaries([p["latencies"] for p in parts]), thresholds
+                ),
+                "participant_quality_plot": participant_quality(
+                    per_user[["keypairs", "outlier_share"]]
+                    .fillna({"keypairs": 0})
+                    .assign(dropped_events=quality.sum(axis=1))
+                ),
             },
         )
-        yield from pair_checks.results()
+        yield from segment_checks(CHECKS, summaries, KEYPAIRS).results()

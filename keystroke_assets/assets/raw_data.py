@@ -5,7 +5,6 @@ import numpy as np
 import pandas as pd
 
 from keystroke_assets.assets.common import (
-    ShardChecks,
     check_specs,
     has_columns,
     no_nulls,
@@ -13,13 +12,23 @@ from keystroke_assets.assets.common import (
     report_table,
     version_asset,
 )
-from keystroke_assets.assets.web_app_data import read_kept
-from keystroke_assets.frames import run_starts, shard_starts
+from keystroke_assets.assets.web_app_data import KEPT_KINDS, read_kept
 from keystroke_assets.ingest.aalto import parse_aalto_files
 from keystroke_assets.ingest.names import classify
 from keystroke_assets.ingest.web_app import parse_web_app_csvs
 from keystroke_assets.resources.object_store import ObjectStore
-from keystroke_assets.resources.parquet_io_manager import TableSpool
+from keystroke_assets.resources.segment_executor import SegmentExecutor
+from keystroke_assets.segments import (
+    PARTICIPANTS_PER_SEGMENT,
+    SegmentJob,
+    code_version,
+    compute_segments,
+    participant_segments,
+    segment_checks,
+    segment_id,
+    segmented_table,
+    store_segment,
+)
 
 TASK_OF_FILE = ["platform_id", "video_id", "session_id", "task_id"]
 EVENT_COLUMNS = ["line", "event", "key", "time_ms", "release_ms", "keycode"]
@@ -77,72 +86,125 @@ def parse_snapshot(sources: pd.DataFrame, contents: list[bytes]) -> tuple[pd.Dat
     return events, pd.DataFrame(problems, columns=["file", "quarantined", "problem"])
 
 
-def participant_batches(sources: pd.DataFrame, max_bytes: float) -> list[pd.DataFrame]:
-    """`sources` (in participant order) cut into batches of whole participants, about `max_bytes`
-    of uploads each (at least one batch, maybe empty)."""
-    runs = run_starts(sources["user_id"].to_numpy())
-    before = np.r_[0, np.cumsum(sources["size"].to_numpy())]
-    starts = shard_starts(runs, before[runs], before[-1], max_bytes)
-    return [sources.iloc[a:b].reset_index(drop=True) for a, b in zip(starts, [*starts[1:], len(sources)])] or [sources]
+def parse_segment(files: pd.DataFrame, contents: list[bytes], max_file_mb: float) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """parse_snapshot of one segment's keystroke objects (manifest rows `files` and their bytes),
+    objects over `max_file_mb` quarantined unread."""
+    oversized = (files["size"] > max_file_mb * 1e6).to_numpy()
+    # In participant order, web-app files first as parse_snapshot stacks them: participants then
+    # come one after the other in category order, as the later stages read them.
+    order = files.assign(read=np.arange(len(files)))[~oversized].sort_values(
+        ["kind", "user_id", "name"], ascending=[False, True, True], kind="stable", ignore_index=True
+    )
+    events, problems = parse_snapshot(order, [contents[i] for i in order["read"]])
+    limit = f"over the {max_file_mb:g} MB limit for one file: not parsed"
+    too_big = pd.DataFrame(
+        {
+            "file": files.loc[oversized, "name"],
+            "quarantined": True,
+            "problem": [f"{size / 1e6:.1f} MB, {limit}" for size in files.loc[oversized, "size"]],
+        }
+    )
+    return events, pd.concat([problems, too_big], ignore_index=True)
+
+
+RAW_DATA = dg.AssetKey("raw_data")
+
+
+def raw_data_of_segment(job: SegmentJob) -> dict:
+    """One segment's raw_data, stored; its summary: rows, rules, participants, files and problems."""
+    store = job.store()
+    # typed: a segment of participants without a keystroke object has no rows to infer types from
+    files = pd.DataFrame(job.data["files"], columns=SEGMENT_FILE_COLUMNS).astype(
+        {"name": str, "kind": str, "user_id": str, "size": np.int64, "kept_as": str}
+    )
+    wanted = files["size"] <= job.data["max_file_mb"] * 1e6  # an oversized object is never read
+    contents = iter(read_kept(store, files.loc[wanted, "kept_as"].tolist()))
+    events, problems = parse_segment(files, [next(contents) if w else b"" for w in wanted], job.data["max_file_mb"])
+    summary = store_segment(
+        store,
+        RAW_DATA,
+        job.outputs[RAW_DATA.to_user_string()],
+        events,
+        CHECKS,
+        participants=job.data["participants"],
+        files=len(files),
+        files_parsed=int(events["file"].nunique()),
+        problems=problems[["file", "quarantined", "problem"]].to_dict("list"),
+    )
+    return {RAW_DATA.to_user_string(): summary}
+
+
+# What a raw_data segment reads of each keystroke object.
+SEGMENT_FILE_COLUMNS = ["name", "kind", "user_id", "size", "kept_as"]
 
 
 class RawDataConfig(dg.Config):
     # A real task CSV is ~20 KB and an Aalto file ~130 KB. A far larger object is no typing record,
     # and parsing costs ~15 times its size in memory: it is quarantined unread.
     max_file_mb: float = 32.0
-    # Uploads parsed at once: parsing holds several times their size, so a step's memory is
-    # bounded by this, not by the version.
-    batch_mb: float = 32.0
+    # Participants of a segment (docs/performance.md "Segments"): a worker parses a segment at once,
+    # ~64 x 400 KB of web-app uploads, so its memory is bounded by this, not by the version.
+    participants_per_segment: int = PARTICIPANTS_PER_SEGMENT
+
+
+def raw_data_jobs(manifest: pd.DataFrame, location: str, code_version: str, config: RawDataConfig) -> list[SegmentJob]:
+    """One job per participant segment of the snapshot's manifest. A segment's address covers every
+    object the later stages read of its participants (records too: cleaned_data judges them)."""
+    kept = manifest[manifest["kind"].isin(KEPT_KINDS) & manifest["user_id"].notna()]
+    first_seen = kept["first_seen"] if "first_seen" in kept else ""
+    participants = pd.DataFrame({"user_id": kept["user_id"], "first_seen": first_seen})
+    by_user = {user: rows for user, rows in kept.groupby("user_id", sort=False)}
+    jobs = []
+    for users in participant_segments(participants, config.participants_per_segment):
+        rows = pd.concat([by_user[u] for u in users]) if len(users) else kept.head(0)
+        address = sorted(zip(rows["name"], rows["md5"]))
+        files = rows.loc[rows["kind"].isin(["keystrokes", "aalto"]), SEGMENT_FILE_COLUMNS]
+        jobs.append(
+            SegmentJob(
+                location,
+                {RAW_DATA.to_user_string(): segment_id("raw_data", code_version, config.max_file_mb, address)},
+                data={
+                    "participants": [str(u) for u in users],
+                    "files": files.to_dict("list"),
+                    "max_file_mb": config.max_file_mb,
+                },
+            )
+        )
+    return jobs
 
 
 @version_asset(
     group_name="ingest",
-    code_version="1",
+    code_version="2",
     check_specs=check_specs("raw_data", CHECKS),
     description=(
         "Every event of every keystroke file in the snapshot (web-app CSV split on its first and last "
         "comma; Aalto TSV rows as whole keystrokes, event K). Times in ms on each file's own clock. "
-        "A file that cannot be parsed is quarantined with its reason; the version goes on."
+        "A file that cannot be parsed is quarantined with its reason; the version goes on. Stored per "
+        "participant segment; a segment an earlier version stored is reused."
     ),
 )
-def raw_data(config: RawDataConfig, web_app_data: pd.DataFrame, storage: ObjectStore):
-    files = web_app_data[web_app_data["kind"].isin(["keystrokes", "aalto"])]
-    oversized = files["size"] > config.max_file_mb * 1e6
-    # In participant order, web-app files first as parse_snapshot stacks them: participants then
-    # come one after the other in category order, and raw_data and cleaned_data are stored in
-    # participant shards.
-    sources = files[~oversized].sort_values(
-        ["kind", "user_id", "name"], ascending=[False, True, True], kind="stable", ignore_index=True
-    )
-    checks, problems, files_parsed = ShardChecks(CHECKS), [], 0
-    with TableSpool() as out:
-        for batch in participant_batches(sources, config.batch_mb * 1e6):
-            events, batch_problems = parse_snapshot(batch, read_kept(storage, batch["kept_as"].tolist()))
-            out.write(events)
-            checks.add(events)
-            files_parsed += events["file"].nunique()
-            problems.append(batch_problems)
-    problems = pd.concat(problems, ignore_index=True)
-    if oversized.any():
-        limit = f"over the {config.max_file_mb:g} MB limit for one file: not parsed"
-        too_big = pd.DataFrame(
-            {
-                "file": files.loc[oversized, "name"],
-                "quarantined": True,
-                "problem": [f"{size / 1e6:.1f} MB, {limit}" for size in files.loc[oversized, "size"]],
-            }
-        )
-        problems = pd.concat([problems, too_big], ignore_index=True)
-    quarantined = problems[problems["quarantined"]]
+def raw_data(
+    context: dg.AssetExecutionContext,
+    config: RawDataConfig,
+    web_app_data: pd.DataFrame,
+    storage: ObjectStore,
+    segment_executor: SegmentExecutor,
+):
+    jobs = raw_data_jobs(web_app_data, storage.uri(), code_version(context, RAW_DATA), config)
+    summaries, computed = compute_segments(storage, segment_executor.map, raw_data_of_segment, jobs)
+    parts = [s[RAW_DATA.to_user_string()] for s in summaries]
+    problems = pd.concat([pd.DataFrame(p["problems"]) for p in parts], ignore_index=True)
+    quarantined = problems[problems["quarantined"].astype(bool)] if len(problems) else problems
     yield dg.Output(
-        out,
+        segmented_table(RAW_DATA, jobs, summaries, computed),
         metadata={
-            "files": len(files),
-            "files_parsed": files_parsed,
+            "files": sum(p["files"] for p in parts),
+            "files_parsed": sum(p["files_parsed"] for p in parts),
             "quarantined_files": len(quarantined),
-            "files_with_problems": int(problems["file"].nunique()),
-            "parse_problems": report_table(problems[["file", "quarantined", "problem"]]),
-            "events": out.rows,
+            "files_with_problems": int(problems["file"].nunique()) if len(problems) else 0,
+            "parse_problems": report_table(problems.reindex(columns=["file", "quarantined", "problem"])),
+            "events": sum(p["rows"] for p in parts),
         },
     )
-    yield from checks.results()
+    yield from segment_checks(CHECKS, summaries, RAW_DATA).results()

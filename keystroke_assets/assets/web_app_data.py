@@ -31,7 +31,7 @@ PACKS = "web_app_data/packs"
 KEPT_KINDS = ["keystrokes", "aalto", "record", "task_metadata", "raw_text"]
 PACK_CHUNK = 2000  # uploads read at once into a pack (a task CSV is ~20 KB)
 LISTING_COLUMNS = ["name", "size", "md5", "crc32c", "generation"]  # what the store lists of an object
-MANIFEST_COLUMNS = [*LISTING_COLUMNS, "kind", "user_id", "kept_as"]
+MANIFEST_COLUMNS = [*LISTING_COLUMNS, "kind", "user_id", "kept_as", "first_seen"]
 CHECKS = [has_columns(MANIFEST_COLUMNS), non_empty()]
 
 
@@ -70,13 +70,23 @@ def earlier_manifests(storage: ObjectStore, version: str) -> dict[str, pd.DataFr
     names = sorted(
         n for n in storage.list_names("web_app_data") if n.endswith(".parquet") and n.count("/") == 1 and n != own
     )
-    columns = [*LISTING_COLUMNS, "kept_as"]
+    columns = [*LISTING_COLUMNS, "user_id", "kept_as"]
     return {
         name.removeprefix("web_app_data/").removesuffix(".parquet"): pq.read_table(
             io.BytesIO(data), columns=columns
         ).to_pandas()
         for name, data in zip(names, storage.read_many(names))
     }
+
+
+def first_seen(manifest: pd.DataFrame, version: str, earlier: dict[str, pd.DataFrame]) -> pd.Series:
+    """For every row, the first version (ids sort by their time) whose snapshot has the row's
+    participant: the order in which participants fall into segments (keystroke_assets.segments)."""
+    first = {}
+    for other, m in sorted(earlier.items(), reverse=True):  # the earliest version written last
+        first.update(dict.fromkeys(m["user_id"].dropna(), other))
+    seen = manifest["user_id"].map(first).fillna(version).astype(str)
+    return seen.where(seen < version, version)
 
 
 def earlier_listing(manifests: dict[str, pd.DataFrame]) -> EarlierListing | None:
@@ -158,6 +168,7 @@ def web_app_data(context: dg.AssetExecutionContext, uploads: ObjectStore, storag
         earlier = earlier_manifests(storage, version)
         manifest, snapshot = snapshot_manifest(uploads.list_objects(earlier=earlier_listing(earlier))), "taken now"
         new_bytes = keep_objects(uploads, storage, manifest, version, earlier)
+        manifest["first_seen"] = first_seen(manifest, version, earlier)
     ignored = manifest[~manifest["kind"].isin(KEPT_KINDS)]
     kinds = manifest["kind"].value_counts()
     yield dg.Output(

@@ -1,10 +1,14 @@
-"""One parquet IO manager for local and GCS storage: `<asset key path>/<version>.parquet`."""
+"""One parquet IO manager for local and GCS storage. A version's table is one object,
+`<asset key path>/<version>.parquet`, or, for a stage stored per participant segment, the list
+`<asset key path>/<version>.segments.json` of objects `<asset key path>/segments/<id>.parquet`
+(docs/performance.md "Segments")."""
 
 import io
+import json
 import os
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import BinaryIO
 
 import dagster as dg
@@ -16,13 +20,23 @@ import pyarrow.parquet as pq
 
 from keystroke_assets.frames import run_starts, shard_starts, without_attrs
 from keystroke_assets.partitions import InvalidVersionId, validate_version_id
-from keystroke_assets.resources.object_store import ObjectStore, object_store
+from keystroke_assets.resources.object_store import ObjectStore
 from keystroke_assets.schema import column_descriptions, table_schema
 
 
 def asset_object_name(asset_key: dg.AssetKey, version: str) -> str:
-    """The one place that names where an asset's partition is stored."""
+    """The one place that names where an asset's partition is stored (in one object)."""
     return "/".join(asset_key.path) + f"/{validate_version_id(version)}.parquet"
+
+
+def segment_list_name(asset_key: dg.AssetKey, version: str) -> str:
+    """Where the list of a segmented asset's partition is stored."""
+    return "/".join(asset_key.path) + f"/{validate_version_id(version)}.segments.json"
+
+
+def segment_object_name(asset_key: dg.AssetKey, segment_id: str, suffix: str = "parquet") -> str:
+    """A segment of an asset's table (`parquet`) or its summary (`json`), named by its content address."""
+    return "/".join(asset_key.path) + f"/segments/{segment_id}.{suffix}"
 
 
 def _mostly_distinct(column: pa.ChunkedArray, sample: int = 4096) -> bool:
@@ -164,49 +178,85 @@ def from_parquet_bytes(data: bytes) -> pd.DataFrame:
     return pq.read_table(io.BytesIO(data)).to_pandas()
 
 
-@dataclass
-class Segment:
-    """One row group of whole participants of a stored table, as a worker anywhere reads it: the
-    store's location (its `uri()`), the object's name and the row group's index. In the step's own
-    process it reads from the file the step already has open; that file is not pickled."""
+@dataclass(frozen=True)
+class SegmentedTable:
+    """A version's table stored as segments: their object names in order, their row counts and
+    the table's columns (dagster/column_schema). What a segmented step outputs; `computed` of the
+    segments were computed by this run, the others reused from an earlier one."""
 
-    location: str
-    name: str
-    index: int
-    file: pq.ParquetFile | None = field(default=None, repr=False, compare=False)
+    names: list[str]
+    rows: list[int]
+    schema: dg.TableSchema
+    computed: int
 
-    def __getstate__(self) -> dict:
-        return {**self.__dict__, "file": None}
 
-    def read(self, columns: list[str] | None = None) -> pd.DataFrame:
-        if self.file is not None:
-            return self.file.read_row_group(self.index, columns=columns).to_pandas()
-        with object_store(self.location).open(self.name) as f:
-            return pq.ParquetFile(f).read_row_group(self.index, columns=columns).to_pandas()
+def version_table_names(store: ObjectStore, asset_key: dg.AssetKey, version: str) -> tuple[list[str], list[int] | None]:
+    """The objects holding an asset's partition, in order, with their row counts when listed."""
+    listed = segment_list_name(asset_key, version)
+    if store.exists(listed):
+        segments = json.loads(store.read_bytes(listed))
+        return segments["names"], segments["rows"]
+    return [asset_object_name(asset_key, version)], None
+
+
+def _arrow_table(store: ObjectStore, names: list[str]) -> pa.Table:
+    tables = [pq.read_table(io.BytesIO(data)) for data in store.read_many(names)]
+    # An empty segment (participants all broken) may have untyped columns: the others type the table.
+    tables = [t for t in tables if t.num_rows] or tables[:1]
+    if len(tables) == 1:
+        return tables[0]
+    # Each segment has its own dictionaries (keys, users): one table with one dictionary per column.
+    return pa.concat_tables(tables, promote_options="permissive").unify_dictionaries()
+
+
+def read_version_table(store: ObjectStore, asset_key: dg.AssetKey, version: str) -> pa.Table:
+    """An asset's stored partition as one arrow table, whether stored in one object or in segments
+    (the column descriptions stay in the fields' metadata)."""
+    names, _ = version_table_names(store, asset_key, version)
+    if not store.exists(names[0]):
+        raise FileNotFoundError(
+            f"{store.uri(names[0])} does not exist: materialize {asset_key.to_user_string()} for {version} first"
+        )
+    return _arrow_table(store, names)
 
 
 class ParticipantShards:
     """A stored table read one row group of whole participants at a time: an asset that takes its
-    input as `ParticipantShards` never holds the whole version in memory. With the store's location
-    and the object's name it also hands out its row groups as `Segment`s for other processes."""
+    input as `ParticipantShards` never holds the whole version in memory. The table is one object
+    or a segment list; each object is opened when its turn comes."""
 
-    def __init__(self, source: BinaryIO, location: str = "", name: str = ""):
-        self._file = pq.ParquetFile(source)
-        self._location, self._name = location, name
-        marked = (self._file.schema_arrow.metadata or {}).items() >= _WHOLE_PARTICIPANTS.items()
-        if self._file.num_row_groups > 1 and not marked:
-            raise ValueError("this table's row groups do not hold whole participants: read it as a DataFrame")
+    def __init__(self, store: ObjectStore, names: list[str], rows: list[int] | None = None):
+        self._store, self.names = store, names
+        self._rows = rows
+
+    def _files(self) -> Iterator[pq.ParquetFile]:
+        for name in self.names:
+            with self._store.open(name) as f:
+                file = pq.ParquetFile(f)
+                marked = (file.schema_arrow.metadata or {}).items() >= _WHOLE_PARTICIPANTS.items()
+                if file.num_row_groups > 1 and not marked:
+                    raise ValueError(f"{name}: row groups do not hold whole participants: read it as a DataFrame")
+                yield file
 
     @property
     def rows(self) -> int:
-        return self._file.metadata.num_rows
+        if self._rows is None:
+            self._rows = [file.metadata.num_rows for file in self._files()]
+        return sum(self._rows)
 
     def shards(self, columns: list[str] | None = None) -> Iterator[pd.DataFrame]:
-        for i in range(self._file.num_row_groups):
-            yield self._file.read_row_group(i, columns=columns).to_pandas()
-
-    def segments(self) -> list[Segment]:
-        return [Segment(self._location, self._name, i, self._file) for i in range(self._file.num_row_groups)]
+        """Every non-empty row group in order; one empty shard when the table has no rows (an
+        empty segment may have untyped columns: a reader writing shards takes its schema from the first)."""
+        rows, empty = False, None
+        for file in self._files():
+            for i in range(file.num_row_groups):
+                if file.metadata.row_group(i).num_rows:
+                    rows = True
+                    yield file.read_row_group(i, columns=columns).to_pandas()
+                elif empty is None:
+                    empty = file.read_row_group(i, columns=columns).to_pandas()
+        if not rows and empty is not None:
+            yield empty
 
 
 def _name(asset_key: dg.AssetKey, version: str) -> str:
@@ -220,7 +270,10 @@ def _name(asset_key: dg.AssetKey, version: str) -> str:
 class ParquetIOManager(dg.ConfigurableIOManager):
     store: dg.ResourceDependency[ObjectStore]
 
-    def handle_output(self, context: dg.OutputContext, obj: pd.DataFrame | TableSpool) -> None:
+    def handle_output(self, context: dg.OutputContext, obj: pd.DataFrame | TableSpool | SegmentedTable) -> None:
+        if isinstance(obj, SegmentedTable):
+            self._store_segment_list(context, obj)
+            return
         name = _name(context.asset_key, context.partition_key)
         if isinstance(obj, TableSpool):
             try:
@@ -239,8 +292,25 @@ class ParquetIOManager(dg.ConfigurableIOManager):
             }
         )
 
+    def _store_segment_list(self, context: dg.OutputContext, table: SegmentedTable) -> None:
+        _name(context.asset_key, context.partition_key)  # the version id is checked first
+        name = segment_list_name(context.asset_key, context.partition_key)
+        self.store.write_bytes(name, json.dumps({"names": table.names, "rows": table.rows}).encode())
+        context.add_output_metadata(
+            {
+                "path": dg.MetadataValue.path(self.store.uri(name)),
+                "dagster/row_count": dg.MetadataValue.int(sum(table.rows)),
+                "dagster/column_schema": dg.MetadataValue.table_schema(table.schema),
+                "segments": len(table.names),
+                "segments/computed": table.computed,
+                "segments/reused": len(table.names) - table.computed,
+            }
+        )
+
     def load_input(self, context: dg.InputContext) -> pd.DataFrame | ParticipantShards:
-        name = _name(context.upstream_output.asset_key, context.partition_key)
+        key = context.upstream_output.asset_key
+        _name(key, context.partition_key)
+        names, rows = version_table_names(self.store, key, context.partition_key)
         if context.dagster_type.typing_type is ParticipantShards:
-            return ParticipantShards(self.store.open(name), self.store.uri(), name)
-        return from_parquet_bytes(self.store.read_bytes(name))
+            return ParticipantShards(self.store, names, rows)
+        return _arrow_table(self.store, names).to_pandas()

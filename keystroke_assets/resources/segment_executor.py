@@ -11,7 +11,11 @@ from concurrent.futures import ProcessPoolExecutor
 import dagster as dg
 
 # What a pool's processes import once, in the fork server, before it forks them.
-_PRELOAD = ["keystroke_assets.assets.keypairs"]
+_PRELOAD = [
+    "keystroke_assets.assets.raw_data",
+    "keystroke_assets.assets.cleaned_data",
+    "keystroke_assets.assets.keypairs",
+]
 
 
 def _in_order(submit: Callable, segments: Sequence, window: int) -> Iterator:

@@ -71,25 +71,33 @@ def test_environment_chooses_the_store(tmp_path):
     )
 
 
-def test_a_table_ordered_by_participant_is_read_back_one_participant_shard_at_a_time():
+def test_a_table_ordered_by_participant_is_read_back_one_participant_shard_at_a_time(tmp_path):
     users = pd.Categorical(["u2"] * 3 + ["u0"] * 4 + ["u1"] * 2)
     table = pd.DataFrame({"user_id": users, "HL": range(9)})
-    shards = ParticipantShards(io.BytesIO(to_parquet_bytes(table, shard_rows=3)))
-    # a shard starts at the first participant starting at or after every 3rd row: rows 0, 3, 7
-    assert [s["user_id"].tolist() for s in shards.shards()] == [["u2"] * 3, ["u0"] * 4, ["u1"] * 2]
-    assert [s.columns.tolist() for s in shards.shards(["HL"])] == [["HL"]] * 3
+    store = object_store(str(tmp_path))
+    store.write_bytes("t/a.parquet", to_parquet_bytes(table, shard_rows=3))
+    store.write_bytes("t/b.parquet", to_parquet_bytes(pd.DataFrame({"user_id": pd.Categorical(["u3"]), "HL": [9]})))
+    shards = ParticipantShards(store, ["t/a.parquet", "t/b.parquet"])
+    # a shard starts at the first participant starting at or after every 3rd row: rows 0, 3, 7;
+    # then the next object's row group
+    assert [s["user_id"].tolist() for s in shards.shards()] == [["u2"] * 3, ["u0"] * 4, ["u1"] * 2, ["u3"]]
+    assert [s.columns.tolist() for s in shards.shards(["HL"])] == [["HL"]] * 4
+    assert shards.rows == 10
     # nothing lost, and as one table the same as before
     pd.testing.assert_frame_equal(from_parquet_bytes(to_parquet_bytes(table, shard_rows=3)), table)
 
 
-def test_row_groups_that_split_a_participant_are_refused_as_shards():
+def test_row_groups_that_split_a_participant_are_refused_as_shards(tmp_path):
     # u0 in two runs: not ordered by participant, so written without the whole-participants mark
     table = pd.DataFrame({"user_id": pd.Categorical(["u0", "u1", "u0"]), "HL": [1, 2, 3]})
-    assert ParticipantShards(io.BytesIO(to_parquet_bytes(table, shard_rows=1))).rows == 3  # one row group
+    store = object_store(str(tmp_path))
+    store.write_bytes("one_group.parquet", to_parquet_bytes(table, shard_rows=1))
+    assert ParticipantShards(store, ["one_group.parquet"]).rows == 3  # one row group
     sink = io.BytesIO()
     pq.write_table(pa.Table.from_pandas(table), sink, row_group_size=1)
+    store.write_bytes("groups.parquet", sink.getvalue())
     with pytest.raises(ValueError, match="whole participants"):
-        ParticipantShards(io.BytesIO(sink.getvalue()))
+        list(ParticipantShards(store, ["groups.parquet"]).shards())
 
 
 def test_a_table_written_shard_by_shard_refuses_a_participant_in_two_shards():

@@ -1,0 +1,91 @@
+"""Participant segments: a stable plan, and a version with new participants that computes only
+its new segments yet has the tables of a full rebuild."""
+
+import json
+import shutil
+
+import dagster as dg
+import pandas as pd
+import pytest
+
+from keystroke_assets.definitions import defs
+from keystroke_assets.resources import resources_from_env
+from keystroke_assets.segments import participant_segments
+from keystroke_assets.synthetic import aalto_uploads, web_app_uploads, write_uploads
+
+from .conftest import stored
+
+V1, V2 = "2025-09-07_00-27-43_lab-mac", "2025-09-08_09-00-00_lab-mac"
+
+
+def test_new_participants_add_segments_and_leave_the_old_ones():
+    v1 = pd.DataFrame({"user_id": ["e", "a", "d", "c", "b"], "first_seen": V1})
+    # "0" sorts before every old id, but came later: it goes after them, in a segment of its own
+    v2 = pd.concat([v1, pd.DataFrame({"user_id": ["0", "f"], "first_seen": V2})])
+    before = [list(s) for s in participant_segments(v1, size=2)]
+    after = [list(s) for s in participant_segments(v2, size=2)]
+    assert before == [["a", "b"], ["c", "d"], ["e"]]
+    assert after == [["a", "b"], ["c", "d"], ["e"], ["0", "f"]]
+    assert [list(s) for s in participant_segments(v1.head(0), size=2)] == [[]]  # one empty segment
+
+
+@pytest.fixture(scope="module")
+def two_versions(tmp_path_factory):
+    """V1 with 6 web-app and 2 Aalto participants, then V2 with one web-app and one Aalto more,
+    every asset materialized, two participants per segment."""
+    folder = tmp_path_factory.mktemp("two_versions")
+    uploads, storage = folder / "uploads", folder / "storage"
+    write_uploads(uploads, web_app_uploads(6, seed=11, broken_every=5))
+    write_uploads(uploads, aalto_uploads(2, seed=11))
+    env = {"KEYSTROKE_UPLOADS": str(uploads), "KEYSTROKE_STORAGE": str(storage)}
+    with dg.DagsterInstance.ephemeral() as instance:
+        results = {V1: _materialize(instance, env, V1)}
+        write_uploads(uploads, web_app_uploads(1, seed=11, first_index=6, broken_every=5))
+        write_uploads(uploads, aalto_uploads(1, seed=11, first_index=2))
+        results[V2] = _materialize(instance, env, V2)
+    return env, storage, results
+
+
+def _materialize(instance, env: dict, version: str) -> dg.ExecuteInProcessResult:
+    instance.add_dynamic_partitions("dataset_versions", [version])
+    result = dg.materialize(
+        list(defs.assets),
+        partition_key=version,
+        instance=instance,
+        resources=resources_from_env(env),
+        run_config={"ops": {"raw_data": {"config": {"participants_per_segment": 2}}}},
+    )
+    assert result.success
+    return result
+
+
+def _segment_counts(result) -> dict[str, tuple[int, int]]:
+    return {
+        e.asset_key.to_user_string(): (md["segments/computed"].value, md["segments/reused"].value)
+        for e in result.get_asset_materialization_events()
+        if "segments/computed" in (md := e.materialization.metadata)
+    }
+
+
+def test_a_version_with_new_participants_computes_only_their_segments(two_versions):
+    _, storage, results = two_versions
+    # V1: 6 web-app + 2 Aalto participants with uploads, 2 a segment: 4 segments, all computed
+    assert set(_segment_counts(results[V1]).values()) == {(4, 0)}
+    # V2 adds 2 participants, first seen in V2: one more segment; V1's four are reused
+    assert _segment_counts(results[V2]) == {k: (1, 4) for k in ["raw_data", "cleaned_data", "keystrokes", "keypairs"]}
+    names = {v: json.loads((storage / "keypairs" / f"{v}.segments.json").read_text())["names"] for v in (V1, V2)}
+    assert names[V2][:4] == names[V1]
+
+
+def test_the_tables_of_a_version_are_those_of_a_full_rebuild(two_versions, tmp_path):
+    env, storage, _ = two_versions
+    rebuilt = tmp_path / "storage"
+    # the snapshot (web_app_data and its packs) is kept; every computed segment and table goes
+    shutil.copytree(storage / "web_app_data", rebuilt / "web_app_data")
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = _materialize(instance, {**env, "KEYSTROKE_STORAGE": str(rebuilt)}, V2)
+    assert set(_segment_counts(result).values()) == {(5, 0)}
+    keys = [key.to_user_string() for key in defs.resolve_asset_graph().get_all_asset_keys()]
+    assert len(keys) == 19
+    for key in keys:
+        pd.testing.assert_frame_equal(stored(rebuilt, key, V2), stored(storage, key, V2), obj=key)
