@@ -19,9 +19,9 @@ of device.
   make a pair look closer). A comparison with no column in common has no score and is counted.
 - **Genuine**: each probe against its own user's template; **impostor**: each probe against every
   other user's template of the same device type, or, where a fold has more than
-  `MAX_IMPOSTOR_TEMPLATES` other users, against a seeded random draw of that many of them (a new
-  draw per block of probes, the block's own users' templates included): every probe still meets
-  hundreds of impostors, and the work grows with the users, not with their square.
+  `MAX_IMPOSTOR_TEMPLATES` other users, against a seeded random draw of that many templates (a new
+  draw per block of probes; a probe's own template, when drawn, is no impostor comparison): every
+  probe still meets hundreds of impostors, and the work grows with the users, not their square.
 - **Rates** at a threshold t (accept when score <= t): FMR = impostor scores <= t / impostors,
   FNMR = genuine scores > t / genuines, at every distinct score. **EER**: where the DET curve
   through these points, joined by straight lines, crosses FMR = FNMR. Ties rule: genuine and
@@ -201,7 +201,7 @@ def verification_scores(
     thresholds = np.unique(genuine)
     below = np.zeros(len(thresholds) + 1, np.int64)
     upto = np.zeros_like(below)
-    # for the sample's rate: a drawn block may meet a few more, so this is a floor
+    # for the sample's rate (a drawn block meets a probe's own template by chance: a few fewer)
     impostors = sum(len(f[3]) * min(len(f[0]) - 1, max_impostor_templates) for _, f, *_ in prepared)
     rng, draws = np.random.default_rng(0), np.random.default_rng(1)
     sample, kept, enrolled = [], [], []
@@ -212,11 +212,13 @@ def verification_scores(
         step = max(1, block_cells // min(len(with_both), max_impostor_templates + 1))
         for start in range(0, len(probes), step):
             block_own = own_template[start : start + step]
-            if drawn:  # as many more as the block has users, so that each probe meets the limit of others
-                n = min(len(with_both), max_impostor_templates + len(np.unique(block_own)))
-                met = np.union1d(draws.choice(len(with_both), n, replace=False), block_own)
-            else:
-                met = np.arange(len(with_both))
+            # a draw of templates for the block (its own users' only by chance: the genuine scores
+            # are computed above), sorted so that blocks read the templates in order
+            met = (
+                np.sort(draws.choice(len(with_both), max_impostor_templates, replace=False))
+                if drawn
+                else np.arange(len(with_both))
+            )
             block = np.ascontiguousarray(probes[start : start + step].T)[:, :, None]
             met_t = np.ascontiguousarray(columns_t[:, met]) if drawn else columns_t
             scores = scaled_manhattan(block, met_t[:, None, :])
