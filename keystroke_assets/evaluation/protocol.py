@@ -49,7 +49,7 @@ BLOCK_CELLS = 2**22  # (probe, template) pairs scored at once: a few float32 buf
 IMPOSTOR_SAMPLE = 10**6  # impostor scores kept for the histograms
 # Other users' templates a probe meets at most (a random draw beyond): 10,000 users would otherwise
 # make 10,000 x 10,000 x samples comparisons per feature.
-MAX_IMPOSTOR_TEMPLATES = 500
+MAX_IMPOSTOR_TEMPLATES = 250
 
 
 def feature_matrix(samples: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
