@@ -13,7 +13,7 @@ from keystroke_assets.resources import resources_from_env
 from keystroke_assets.segments import participant_segments
 from keystroke_assets.synthetic import aalto_uploads, web_app_uploads, write_uploads
 
-from .conftest import stored
+from .conftest import SEGMENTED, stored
 
 V1, V2 = "2025-09-07_00-27-43_lab-mac", "2025-09-08_09-00-00_lab-mac"
 
@@ -72,7 +72,7 @@ def test_a_version_with_new_participants_computes_only_their_segments(two_versio
     # V1: 6 web-app + 2 Aalto participants with uploads, 2 a segment: 4 segments, all computed
     assert set(_segment_counts(results[V1]).values()) == {(4, 0)}
     # V2 adds 2 participants, first seen in V2: one more segment; V1's four are reused
-    assert _segment_counts(results[V2]) == {k: (1, 4) for k in ["raw_data", "cleaned_data", "keystrokes", "keypairs"]}
+    assert _segment_counts(results[V2]) == {k: (1, 4) for k in SEGMENTED}
     names = {v: json.loads((storage / "keypairs" / f"{v}.segments.json").read_text())["names"] for v in (V1, V2)}
     assert names[V2][:4] == names[V1]
 
