@@ -9,6 +9,8 @@ import pandas as pd
 import pytest
 
 from keystroke_assets.definitions import defs
+from keystroke_assets.features.common import Feature, OutputCheck
+from keystroke_assets.features.statistical import statistical_of_segment
 from keystroke_assets.resources import resources_from_env
 from keystroke_assets.segments import participant_segments
 from keystroke_assets.synthetic import aalto_uploads, web_app_uploads, write_uploads
@@ -27,6 +29,13 @@ def test_new_participants_add_segments_and_leave_the_old_ones():
     assert before == [["a", "b"], ["c", "d"], ["e"]]
     assert after == [["a", "b"], ["c", "d"], ["e"], ["0", "f"]]
     assert [list(s) for s in participant_segments(v1.head(0), size=2)] == [[]]  # one empty segment
+
+
+def test_a_feature_check_no_worker_could_get_is_refused_in_every_run():
+    # a lambda pickles by name, which it has not: a pool's process could not run the check
+    feature = Feature("checked_by_a_lambda", ["user_id"], checks=(OutputCheck("any", "", lambda df: (True, {})),))
+    with pytest.raises(TypeError, match="not module-level"):
+        next(feature.per_segment(None, None, None, None, statistical_of_segment))
 
 
 @pytest.fixture(scope="module")

@@ -383,7 +383,9 @@ def _feature_segment(
     if "grain" in df:
         counts["grains"] = {str(g): int(n) for g, n in df["grain"].value_counts(sort=False).items()}
     extra = summary(df) if summary else {}
-    return {key: store_segment(store, dg.AssetKey.from_user_string(key), job.outputs[key], df, checks, **counts, **extra)}
+    return {
+        key: store_segment(store, dg.AssetKey.from_user_string(key), job.outputs[key], df, checks, **counts, **extra)
+    }
 
 
 def features_made_together(outs: dict[str, tuple[Feature, dict]], **kwargs):
