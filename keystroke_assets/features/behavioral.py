@@ -231,9 +231,10 @@ def behavioral(
 ):
     texts = web_app_data.loc[web_app_data["kind"] == "raw_text", TEXT_COLUMNS]
 
-    def texts_of_segment(strokes: dict) -> dict:
-        # only the texts of the segment's participants (who made it into keystrokes) go with its job
-        rows = texts[texts["user_id"].isin(strokes["participants"])]
+    def texts_of_segment(keystrokes_summary: dict) -> dict:
+        # Only the texts of the segment's participants (who made it into keystrokes) go with its job.
+        # Its address need not name them: its keystrokes segment's covers every upload of theirs.
+        rows = texts[texts["user_id"].isin(keystrokes_summary["participants"])]
         return {"raw_texts": rows.to_dict("list"), "location": storage.uri()}
 
     yield from BEHAVIORAL.per_segment(

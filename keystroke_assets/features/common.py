@@ -45,7 +45,7 @@ from keystroke_assets.keycodes import (
 )
 from keystroke_assets.keystrokes import pair_rows
 from keystroke_assets.resources.object_store import ObjectStore, object_store
-from keystroke_assets.resources.parquet_io_manager import ParticipantShards, TableSpool
+from keystroke_assets.resources.parquet_io_manager import ParticipantShards
 from keystroke_assets.resources.segment_executor import SegmentExecutor
 from keystroke_assets.schema import GRAIN_IDS, TASK_IDS
 from keystroke_assets.segments import (
@@ -68,7 +68,6 @@ __all__ = [
     "OutputCheck",
     "ShardChecks",
     "ParticipantShards",
-    "TableSpool",
     "report_table",
     "stack_shards",
     "grouped_stats",
@@ -315,10 +314,6 @@ class Feature:
             counts.update({f"rows/{g}": int(n) for g, n in features["grain"].value_counts(sort=False).items()})
         yield dg.Output(features, output_name=output_name, metadata={**counts, **(metadata or {})})
         yield from run_checks(features, self.all_checks, self.key)
-
-    def shard_checks(self) -> ShardChecks:
-        """The checks of a table written segment by segment (a TableSpool), fed one segment at a time."""
-        return ShardChecks(self.all_checks)
 
     def per_segment(
         self,
