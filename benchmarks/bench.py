@@ -24,7 +24,6 @@ from typing import NamedTuple
 
 import dagster as dg
 import psutil
-import pyarrow.parquet as pq
 
 from keystroke_assets.partitions import dataset_versions, make_version_id
 from keystroke_assets.resources import resources_from_env
@@ -84,8 +83,16 @@ def cpu_seconds() -> float:
 
 def keystroke_count(storage: Path, version: str) -> int:
     """Keystrokes of the version: presses of web-app files plus Aalto rows."""
-    events = pq.read_table(storage / "raw_data" / f"{version}.parquet", columns=["event"]).column("event").to_pandas()
-    return int((events != "R").sum())
+    shards = _shards(storage, "raw_data", version)
+    return sum(int((events["event"] != "R").sum()) for events in shards.shards(["event"]))
+
+
+def _shards(storage: Path, asset: str, version: str):
+    from keystroke_assets.resources import object_store
+    from keystroke_assets.resources.parquet_io_manager import ParticipantShards, version_table_names
+
+    store = object_store(str(storage))
+    return ParticipantShards(store, *version_table_names(store, dg.AssetKey(asset), version))
 
 
 PAIRING = "keypairs: pairing alone"
@@ -113,14 +120,12 @@ def time_pairing(storage: Path, version: str) -> tuple[float, float, float]:
     shard as the keypairs step pairs it: seconds in the pairing only, without reading, writing,
     plots or checks (the keypairs throughput); start and end bound the whole pass."""
     from keystroke_assets.keystrokes import keypairs
-    from keystroke_assets.resources.parquet_io_manager import ParticipantShards
 
     seconds, start = 0.0, time.time()
-    with open(storage / "cleaned_data" / f"{version}.parquet", "rb") as f:
-        for events in ParticipantShards(f).shards():
-            began = time.time()
-            keypairs(events)
-            seconds += time.time() - began
+    for events in _shards(storage, "cleaned_data", version).shards():
+        began = time.time()
+        keypairs(events)
+        seconds += time.time() - began
     return seconds, start, time.time()
 
 

@@ -396,3 +396,20 @@ def test_dockerfile_command_serves_the_code_location(tmp_path):
         assert response.executable_path == sys.executable or os.path.samefile(response.executable_path, sys.executable)
     finally:
         stop_groups([server])
+
+
+def test_the_dask_cluster_runs_the_code_locations_image_where_its_runs_look_for_it():
+    cluster = load_yaml(DEPLOY / "dask-cluster.yaml")
+    deployment = user_deployment()
+    image = deployment["image"]
+    containers = [cluster["spec"][part]["spec"]["containers"][0] for part in ("worker", "scheduler")]
+    assert {c["image"] for c in containers} == {f"{image['repository']}:{image['tag']}"}
+    assert {cluster["spec"][part]["spec"]["serviceAccountName"] for part in ("worker", "scheduler")} == {
+        helm_values()["global"]["serviceAccountName"]
+    }
+    assert containers[0]["env"] == [{"name": "KEYSTROKE_STORAGE", "value": deployment["env"]["KEYSTROKE_STORAGE"]}]
+    # the scheduler address the values file names (commented out until the cluster is applied)
+    port = cluster["spec"]["scheduler"]["service"]["ports"][0]["port"]
+    address = f"tcp://{cluster['metadata']['name']}-scheduler.{cluster['metadata']['namespace']}:{port}"
+    assert f"# KEYSTROKE_DASK_SCHEDULER: {address}" in (DEPLOY / "helm-values.yaml").read_text()
+    assert resources_from_env({"KEYSTROKE_DASK_SCHEDULER": address})["segment_executor"].scheduler == address

@@ -200,3 +200,27 @@ def test_blocks_give_the_same_scores():
         == pytest.approx([3 / 8, 3 / 8, 9 / 8, 15 / 8, 21 / 8, 21 / 8])
     )
     assert list(blocks.impostor_upto) == list(whole.impostor_upto) == [2, 3]
+
+
+def test_a_probe_meets_a_draw_of_impostors_beyond_the_limit():
+    # the three-user case with a draw of one template per block of one probe: each probe meets
+    # one template, an impostor unless it is the probe's own; the genuine scores stay 3/8, 9/8,
+    # 9/8 and each impostor score is the hand-computed one of test_three_users_by_hand
+    ids, values = web_app(
+        [("a", 1, 1, [0]), ("b", 1, 1, [4]), ("c", 1, 1, [8]), ("a", 2, 1, [1]), ("b", 2, 1, [7]), ("c", 2, 1, [5])]
+    )
+    scores = verification_scores(ids, values, "session", keep_comparisons=True, block_cells=1, max_impostor_templates=1)
+    assert list(scores.genuine) == pytest.approx([3 / 8, 9 / 8, 9 / 8])
+    made = scores.comparisons
+    assert made.groupby("probe").size().tolist() == [1, 1, 1]  # one template met per probe
+    impostors = made[~made["genuine"]]
+    assert scores.impostors == len(impostors)
+    by_hand = {("a", "b"): 3, ("a", "c"): 7, ("b", "a"): 7, ("b", "c"): 1, ("c", "a"): 5, ("c", "b"): 1}
+    prober = {3: "a", 4: "b", 5: "c"}  # probe rows
+    for probe, user, score, genuine in made[["probe", "template_user", "score", "genuine"]].itertuples(index=False):
+        assert genuine == (user == prober[probe])
+        if not genuine:
+            assert score == pytest.approx(by_hand[prober[probe], user] * 3 / 8)
+    # counted as the rates need them: impostors up to each genuine score 3/8 and 9/8
+    listed = np.sort(impostors["score"].to_numpy())
+    assert list(scores.impostor_upto) == [int((listed <= 3 / 8 + 1e-6).sum()), int((listed <= 9 / 8 + 1e-6).sum())]

@@ -172,8 +172,9 @@ def cleaned_data_of_segment(job: SegmentJob) -> dict:
     )
     aalto_complete, aalto_broken = aalto_participants(events, job.data["min_aalto_sections"])
     cleaned = complete_events(events, web_complete, aalto_complete)
-    complete = pd.concat([web_complete, aalto_complete], ignore_index=True)
-    broken = pd.concat([web_broken, aalto_broken], ignore_index=True)
+    # a segment often has participants of one source only: the other's empty table is left out
+    complete = pd.concat([t for t in (web_complete, aalto_complete) if len(t)] or [web_complete], ignore_index=True)
+    broken = pd.concat([t for t in (web_broken, aalto_broken) if len(t)] or [web_broken], ignore_index=True)
     summary = store_segment(
         store,
         CLEANED_DATA,

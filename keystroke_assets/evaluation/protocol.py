@@ -18,15 +18,18 @@ of device.
   the template of |probe - template| / scale (a mean, not a sum, so that a missing value does not
   make a pair look closer). A comparison with no column in common has no score and is counted.
 - **Genuine**: each probe against its own user's template; **impostor**: each probe against every
-  other user's template of the same device type.
+  other user's template of the same device type, or, where a fold has more than
+  `MAX_IMPOSTOR_TEMPLATES` other users, against a seeded random draw of that many templates (a new
+  draw per block of probes; a probe's own template, when drawn, is no impostor comparison): every
+  probe still meets hundreds of impostors, and the work grows with the users, not their square.
 - **Rates** at a threshold t (accept when score <= t): FMR = impostor scores <= t / impostors,
   FNMR = genuine scores > t / genuines, at every distinct score. **EER**: where the DET curve
   through these points, joined by straight lines, crosses FMR = FNMR. Ties rule: genuine and
   impostor scores that are equal are accepted together, so the curve joins those points by a
   diagonal, and equal distributions give EER 0.5. **FNMR at FMR a**: the lowest FNMR of a
   threshold whose FMR is at most a (no interpolation: a threshold one could set).
-- **Cost**: every probe meets every template of its device type, so the work grows with the square
-  of the users; it runs column by column over blocks of (probe, template) pairs, and the impostor
+- **Cost**: up to `MAX_IMPOSTOR_TEMPLATES` users every probe meets every template, beyond it a draw
+  of them; it runs column by column over blocks of (probe, template) pairs, and the impostor
   scores are counted against the genuine ones block by block, never held whole.
 """
 
@@ -44,6 +47,9 @@ ID_COLUMNS = [*GRAIN_IDS, "length"]  # never a feature
 FMR_TARGETS = (0.01, 0.001)
 BLOCK_CELLS = 2**22  # (probe, template) pairs scored at once: a few float32 buffers of 16 MB
 IMPOSTOR_SAMPLE = 10**6  # impostor scores kept for the histograms
+# Other users' templates a probe meets at most (a random draw beyond): 10,000 users would otherwise
+# make 10,000 x 10,000 x samples comparisons per feature.
+MAX_IMPOSTOR_TEMPLATES = 500
 
 
 def feature_matrix(samples: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
@@ -169,12 +175,18 @@ def _fold(values: np.ndarray, user_codes: np.ndarray, enrol: np.ndarray, probe: 
 
 
 def verification_scores(
-    ids: pd.DataFrame, values: np.ndarray, split: str, keep_comparisons: bool = False, block_cells: int = BLOCK_CELLS
+    ids: pd.DataFrame,
+    values: np.ndarray,
+    split: str,
+    keep_comparisons: bool = False,
+    block_cells: int = BLOCK_CELLS,
+    max_impostor_templates: int = MAX_IMPOSTOR_TEMPLATES,
 ) -> Scores:
     """The Scores of samples of ONE device type (ids with user_id and the split's ids, values as
     from feature_matrix), by the protocol of this module's docstring. Two passes: the genuine
-    scores (one per probe), then every probe against every template in blocks of at most
-    `block_cells` pairs, counting the impostor scores against the genuine ones."""
+    scores (one per probe), then every probe against every template (or a draw of at most
+    `max_impostor_templates` other users' templates per block) in blocks of at most `block_cells`
+    pairs, counting the impostor scores against the genuine ones."""
     values = values[:, ~np.isnan(values).all(axis=0)] if len(values) else values
     user_codes, user_names = pd.factorize(ids["user_id"])
     prepared = []
@@ -189,23 +201,37 @@ def verification_scores(
     thresholds = np.unique(genuine)
     below = np.zeros(len(thresholds) + 1, np.int64)
     upto = np.zeros_like(below)
-    impostors = sum(len(f[3]) * (len(f[0]) - 1) for _, f, *_ in prepared)
-    rng = np.random.default_rng(0)
+    # for the sample's rate (a drawn block meets a probe's own template by chance: a few fewer)
+    impostors = sum(len(f[3]) * min(len(f[0]) - 1, max_impostor_templates) for _, f, *_ in prepared)
+    rng, draws = np.random.default_rng(0), np.random.default_rng(1)
     sample, kept, enrolled = [], [], []
     for name, (with_both, enrol, probe, probes, templates), own_template, _ in prepared:
         probe_rows = np.flatnonzero(probe)
-        columns_t = np.ascontiguousarray(templates.T)[:, None, :]  # a column's values over templates, contiguous
-        step = max(1, block_cells // len(with_both))
+        columns_t = np.ascontiguousarray(templates.T)  # a column's values over templates, contiguous
+        drawn = len(with_both) - 1 > max_impostor_templates
+        step = max(1, block_cells // min(len(with_both), max_impostor_templates + 1))
         for start in range(0, len(probes), step):
-            scores = scaled_manhattan(np.ascontiguousarray(probes[start : start + step].T)[:, :, None], columns_t)
-            own = own_template[start : start + step, None] == np.arange(len(with_both))[None, :]
+            block_own = own_template[start : start + step]
+            # a draw of templates for the block (its own users' only by chance: the genuine scores
+            # are computed above), sorted so that blocks read the templates in order
+            met = (
+                np.sort(draws.choice(len(with_both), max_impostor_templates, replace=False))
+                if drawn
+                else np.arange(len(with_both))
+            )
+            block = np.ascontiguousarray(probes[start : start + step].T)[:, :, None]
+            met_t = np.ascontiguousarray(columns_t[:, met]) if drawn else columns_t
+            scores = scaled_manhattan(block, met_t[:, None, :])
+            own = block_own[:, None] == met[None, :]
             scored = ~np.isnan(scores)
             others = scores[~own & scored]
             without += int((~own & ~scored).sum())
             # a score x is <= every threshold from the first one >= x on (searchsorted left), and
-            # < every threshold from the first one > x on (right)
-            upto += np.bincount(np.searchsorted(thresholds, others, side="left"), minlength=len(below))
-            below += np.bincount(np.searchsorted(thresholds, others, side="right"), minlength=len(below))
+            # < every threshold from the first one > x on (left, one further where x is a threshold)
+            at = np.searchsorted(thresholds, others, side="left")
+            upto += np.bincount(at, minlength=len(below))
+            equal = thresholds[np.minimum(at, len(thresholds) - 1)] == others if len(thresholds) else False
+            below += np.bincount(at + equal, minlength=len(below))
             sample.append(others[rng.random(len(others)) < IMPOSTOR_SAMPLE / max(impostors, 1)])
             if keep_comparisons:
                 p, t = np.nonzero(scored)
@@ -214,7 +240,7 @@ def verification_scores(
                         {
                             "fold": name,
                             "probe": probe_rows[start + p],
-                            "template_user": user_names[with_both[t]],
+                            "template_user": user_names[with_both[met[t]]],
                             "genuine": own[p, t],
                             "score": scores[p, t],
                         }

@@ -1,4 +1,4 @@
-"""Where a step computes its segments (row groups of whole participants): in the step's own
+"""Where a step computes its segments (participant segments, keystroke_assets.segments): in the step's own
 process, in a pool of processes on this machine, or on a Dask cluster (docs/performance.md
 "Scaling"). The step sees results in segment order, whichever runs them."""
 
@@ -7,6 +7,7 @@ import os
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 
 import dagster as dg
 
@@ -16,6 +17,21 @@ _PRELOAD = [
     "keystroke_assets.assets.cleaned_data",
     "keystroke_assets.assets.keypairs",
 ]
+
+
+# One pool per size for the life of the process (a run worker runs every step of a run): its fork
+# server imports the stages once per run, not once per step.
+_POOLS: dict[int, ProcessPoolExecutor] = {}
+
+
+def _pool(workers: int) -> ProcessPoolExecutor:
+    if workers not in _POOLS:
+        # A fork server, not fork: the step's process has threads (Dagster's), and a fork copies
+        # their locks in whatever state; the server imports the stages' code once.
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(_PRELOAD)
+        _POOLS[workers] = ProcessPoolExecutor(workers, mp_context=context)
+    return _POOLS[workers]
 
 
 def _in_order(submit: Callable, segments: Sequence, window: int) -> Iterator:
@@ -54,12 +70,12 @@ class SegmentExecutor(dg.ConfigurableResource):
         return self._on_pool(fn, segments, workers)
 
     def _on_pool(self, fn: Callable, segments: Sequence, workers: int) -> Iterator:
-        # A fork server, not fork: the step's process has threads (Dagster's), and a fork copies
-        # their locks in whatever state; the server imports the step's code once per process.
-        context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(_PRELOAD)
-        with ProcessPoolExecutor(workers, mp_context=context) as pool:
+        pool = _pool(workers)
+        try:
             yield from _in_order(lambda s: pool.submit(fn, s), segments, 2 * workers)
+        except BrokenProcessPool:
+            _POOLS.pop(workers, None)  # a worker died: the step's retry starts a new pool
+            raise
 
     def _on_dask(self, fn: Callable, segments: Sequence) -> Iterator:
         import distributed  # only a step on a cluster pays for its import
