@@ -115,7 +115,13 @@ def materialize_version(
 
 
 # assets stored per participant segment (keystroke_assets.segments), as `<version>.segments.json`
-SEGMENTED = ["raw_data", "cleaned_data", "keystrokes", "keypairs"]
+SEGMENTED = [
+    "raw_data",
+    "cleaned_data",
+    "keystrokes",
+    "keypairs",
+    *[f"features/{name}" for name in ["kvc", "typenet_sequences", "statistical", "behavioral"]],
+]
 
 
 def stored(storage: Path | str, key: str, version: str = VERSION) -> pd.DataFrame:

@@ -4,6 +4,7 @@ into keystroke_assets/features/, is a feature type of the project. The tests use
 the project does not have (extra_feature_defs.py).
 """
 
+import dagster as dg
 import numpy as np
 import pandas as pd
 
@@ -11,11 +12,12 @@ from keystroke_assets.features.common import (
     GRAIN_IDS,
     Evaluable,
     Feature,
+    ObjectStore,
     OutputCheck,
     ParticipantShards,
+    SegmentExecutor,
     grouped_stats,
     per_grain,
-    stack_shards,
     tasks_of,
 )
 
@@ -35,7 +37,9 @@ def hold_by_key_class_features(strokes: pd.DataFrame) -> pd.DataFrame:
         median = grouped_stats(cell, strokes["HL"].to_numpy(), n * len(KEY_CLASSES), ["median"])["median"]
         return dict(zip(COLUMNS, median.reshape(n, len(KEY_CLASSES)).T))
 
-    return per_grain(tasks, compute)
+    features = per_grain(tasks, compute)
+    features.attrs["column_descriptions"] = {c: f"median HL of {c} keys, ms" for c in COLUMNS}
+    return features
 
 
 def _holds_non_negative(df: pd.DataFrame) -> tuple[bool, dict]:
@@ -55,7 +59,10 @@ HOLD_BY_KEY_CLASS = Feature(
     code_version="1",
     description="Median hold time (ms) of letters, the space bar and other keys, per task and per user.",
 )
-def hold_by_key_class(keystrokes: ParticipantShards):
-    features = stack_shards(map(hold_by_key_class_features, keystrokes.shards()))
-    features.attrs["column_descriptions"] = {c: f"median HL of {c} keys, ms" for c in COLUMNS}
-    yield from HOLD_BY_KEY_CLASS.result(features)
+def hold_by_key_class(
+    context: dg.AssetExecutionContext,
+    keystrokes: ParticipantShards,
+    storage: ObjectStore,
+    segment_executor: SegmentExecutor,
+):
+    yield from HOLD_BY_KEY_CLASS.per_segment(context, keystrokes, storage, segment_executor, hold_by_key_class_features)

@@ -106,7 +106,8 @@ def test_new_feature_backfilled_over_every_version(daemon_instance):
 
     assert instance.get_materialized_partitions(HOLD_BY_KEY_CLASS.key) == set(VERSIONS)
     for version in VERSIONS:
-        assert (Path(env["KEYSTROKE_STORAGE"]) / "features" / "hold_by_key_class" / f"{version}.parquet").is_file()
+        listed = Path(env["KEYSTROKE_STORAGE"]) / "features" / "hold_by_key_class" / f"{version}.segments.json"
+        assert listed.is_file()
     runs = instance.get_runs(dg.RunsFilter(tags={"dagster/backfill": backfill_id}))
     assert sorted(r.tags["dagster/partition"] for r in runs) == sorted(VERSIONS)
     assert all(r.asset_selection == {HOLD_BY_KEY_CLASS.key} for r in runs)

@@ -16,7 +16,9 @@ from keystroke_assets.resources import resources_from_env
 from keystroke_assets.resources.segment_executor import SegmentExecutor, _in_order
 from keystroke_assets.synthetic import aalto_uploads, web_app_uploads, write_uploads
 
-from .conftest import VERSION, stored
+from .conftest import SEGMENTED, VERSION, stored
+
+FEATURES = [key for key in SEGMENTED if key.startswith("features/")]  # the features stored per segment
 
 
 class _Done:
@@ -57,7 +59,7 @@ def test_the_executor_is_chosen_by_environment(tmp_path):
 @pytest.fixture(scope="module")
 def several_shards(tmp_path_factory):
     """A version whose cleaned_data has several segments (one participant each, as in
-    test_shards.py), its keystrokes and keypairs made in the step's process."""
+    test_shards.py), its keystrokes, keypairs and per-segment features made in the step's process."""
     folder = tmp_path_factory.mktemp("several_shards")
     uploads, storage = folder / "uploads", folder / "storage"
     write_uploads(uploads, web_app_uploads(6, seed=5, broken_every=4))
@@ -66,7 +68,7 @@ def several_shards(tmp_path_factory):
     run_config = {"ops": {"raw_data": {"config": {"participants_per_segment": 1}}}}
     with dg.DagsterInstance.ephemeral() as instance:
         resources = {**resources_from_env(env), "segment_executor": SegmentExecutor(workers=1)}
-        selection = ["web_app_data", "raw_data", "cleaned_data", "keystrokes", "keypairs"]
+        selection = ["web_app_data", "raw_data", "cleaned_data", "keystrokes", "keypairs", *FEATURES]
         instance.add_dynamic_partitions("dataset_versions", [VERSION])
         result = dg.materialize(
             list(defs.assets),
@@ -128,6 +130,33 @@ def _same_as_in_process(several_shards, result, tmp_path) -> None:
 
 def test_a_local_pool_gives_the_in_process_tables(several_shards, tmp_path):
     _same_as_in_process(several_shards, _keypairs_step(several_shards, tmp_path, SegmentExecutor(workers=2)), tmp_path)
+
+
+def test_features_in_a_local_pool_give_the_in_process_tables(several_shards, tmp_path):
+    # the segment functions and the features' checks go to the pool's processes by pickle
+    env, storage = several_shards[0], tmp_path / "storage"
+    shutil.copytree(several_shards[1], storage, ignore=lambda folder, _: ["features"])
+    with dg.DagsterInstance.ephemeral() as instance:
+        instance.add_dynamic_partitions("dataset_versions", [VERSION])
+        result = dg.materialize(
+            list(defs.assets),
+            selection=FEATURES,
+            partition_key=VERSION,
+            instance=instance,
+            resources={
+                **resources_from_env({**env, "KEYSTROKE_STORAGE": str(storage)}),
+                "segment_executor": SegmentExecutor(workers=2),
+            },
+        )
+    assert result.success
+    assert all(c.passed for c in result.get_asset_check_evaluations())
+    computed = {
+        e.asset_key.to_user_string(): e.materialization.metadata["segments/computed"].value
+        for e in result.get_asset_materialization_events()
+    }
+    assert computed == dict.fromkeys(FEATURES, 8)  # every segment in the pool, none reused
+    for key in FEATURES:
+        pd.testing.assert_frame_equal(stored(storage, key), stored(several_shards[1], key), obj=key)
 
 
 @pytest.fixture(scope="module")

@@ -9,11 +9,13 @@ import pandas as pd
 import pytest
 
 from keystroke_assets.definitions import defs
+from keystroke_assets.features.common import Feature, OutputCheck
+from keystroke_assets.features.statistical import statistical_of_segment
 from keystroke_assets.resources import resources_from_env
 from keystroke_assets.segments import participant_segments
 from keystroke_assets.synthetic import aalto_uploads, web_app_uploads, write_uploads
 
-from .conftest import stored
+from .conftest import SEGMENTED, stored
 
 V1, V2 = "2025-09-07_00-27-43_lab-mac", "2025-09-08_09-00-00_lab-mac"
 
@@ -27,6 +29,13 @@ def test_new_participants_add_segments_and_leave_the_old_ones():
     assert before == [["a", "b"], ["c", "d"], ["e"]]
     assert after == [["a", "b"], ["c", "d"], ["e"], ["0", "f"]]
     assert [list(s) for s in participant_segments(v1.head(0), size=2)] == [[]]  # one empty segment
+
+
+def test_a_feature_check_no_worker_could_get_is_refused_in_every_run():
+    # a lambda pickles by name, which it has not: a pool's process could not run the check
+    feature = Feature("checked_by_a_lambda", ["user_id"], checks=(OutputCheck("any", "", lambda df: (True, {})),))
+    with pytest.raises(TypeError, match="not module-level"):
+        next(feature.per_segment(None, None, None, None, statistical_of_segment))
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +81,7 @@ def test_a_version_with_new_participants_computes_only_their_segments(two_versio
     # V1: 6 web-app + 2 Aalto participants with uploads, 2 a segment: 4 segments, all computed
     assert set(_segment_counts(results[V1]).values()) == {(4, 0)}
     # V2 adds 2 participants, first seen in V2: one more segment; V1's four are reused
-    assert _segment_counts(results[V2]) == {k: (1, 4) for k in ["raw_data", "cleaned_data", "keystrokes", "keypairs"]}
+    assert _segment_counts(results[V2]) == {k: (1, 4) for k in SEGMENTED}
     names = {v: json.loads((storage / "keypairs" / f"{v}.segments.json").read_text())["names"] for v in (V1, V2)}
     assert names[V2][:4] == names[V1]
 

@@ -2,6 +2,7 @@
 
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from functools import partial
 
 import dagster as dg
 import pandas as pd
@@ -156,28 +157,36 @@ def _merged(a, b):
     raise TypeError(f"no rule to merge check metadata {a!r} and {b!r} over shards")
 
 
+# The shared rules' functions are module-level (with functools.partial for their arguments), so
+# a rule can be pickled to the process that computes a segment (segments.py).
+def _rows(df: pd.DataFrame) -> tuple[bool, dict]:
+    return len(df) > 0, {"rows": len(df)}
+
+
 def non_empty() -> OutputCheck:
-    return OutputCheck("non_empty", "The output has at least one row.", lambda df: (len(df) > 0, {"rows": len(df)}))
+    return OutputCheck("non_empty", "The output has at least one row.", _rows)
+
+
+def _missing_columns(columns: list[str], df: pd.DataFrame) -> tuple[bool, dict]:
+    missing = [c for c in columns if c not in df.columns]
+    return not missing, {"missing_columns": ", ".join(missing) or "none"}
 
 
 def has_columns(columns: list[str]) -> OutputCheck:
-    def fn(df):
-        missing = [c for c in columns if c not in df.columns]
-        return not missing, {"missing_columns": ", ".join(missing) or "none"}
+    return OutputCheck("schema", f"Columns present: {', '.join(columns)}.", partial(_missing_columns, columns))
 
-    return OutputCheck("schema", f"Columns present: {', '.join(columns)}.", fn)
+
+def _null_cells(columns: list[str], df: pd.DataFrame) -> tuple[bool, dict]:
+    present = [c for c in columns if c in df.columns]
+    nulls = {c: int(df[c].isna().sum()) for c in present}
+    return sum(nulls.values()) == 0 and len(present) == len(columns), {
+        "null_cells": sum(nulls.values()),
+        "columns_with_nulls": ", ".join(c for c, n in nulls.items() if n) or "none",
+    }
 
 
 def no_nulls(columns: list[str]) -> OutputCheck:
-    def fn(df):
-        present = [c for c in columns if c in df.columns]
-        nulls = {c: int(df[c].isna().sum()) for c in present}
-        return sum(nulls.values()) == 0 and len(present) == len(columns), {
-            "null_cells": sum(nulls.values()),
-            "columns_with_nulls": ", ".join(c for c, n in nulls.items() if n) or "none",
-        }
-
-    return OutputCheck("no_nulls", f"No missing values in {', '.join(columns)}.", fn)
+    return OutputCheck("no_nulls", f"No missing values in {', '.join(columns)}.", partial(_null_cells, columns))
 
 
 def report_table(df: pd.DataFrame, max_rows: int = 200) -> dg.MetadataValue:

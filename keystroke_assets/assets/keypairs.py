@@ -181,8 +181,8 @@ def describe_thresholds(thresholds: dict[str, OutlierThresholds]) -> str:
 
 def keypairs_of_segment(job: SegmentJob) -> dict:
     """One segment of cleaned_data's keystrokes and keypairs, read from the store and stored by
-    whichever process runs it; the keypairs summary carries the quality counts per participant,
-    the outlier count and the latency histograms' counts."""
+    whichever process runs it; the keystrokes summary lists the participants, the keypairs summary
+    carries the quality counts per participant, the outlier count and the latency histograms' counts."""
     store = job.store()
     thresholds = {device: OutlierThresholds(**t) for device, t in job.data["thresholds"].items()}
     strokes, quality = build_keystrokes(read_segment(store, job.source))
@@ -194,7 +194,9 @@ def keypairs_of_segment(job: SegmentJob) -> dict:
         "outlier": f"by the pair's device type (outlier_rules): {describe_thresholds(thresholds)}"
     }
     per_user = quality.join(quality_table(pairs, quality)[["keypairs", "outlier_share"]], how="outer")
-    stored = {KEYSTROKES.to_user_string(): (strokes, KEYSTROKE_CHECKS, {})}
+    # the segment's participants with keystrokes: what a feature reads of the snapshot besides them (behavioral)
+    participants = [str(u) for u in strokes["user_id"].unique()]
+    stored = {KEYSTROKES.to_user_string(): (strokes, KEYSTROKE_CHECKS, {"participants": participants})}
     stored[KEYPAIRS.to_user_string()] = (
         pairs,
         CHECKS,

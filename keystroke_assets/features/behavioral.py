@@ -21,6 +21,7 @@ is a row with no pair (docs/features.md §3). Definitions, where the spec leaves
 
 from functools import partial
 
+import dagster as dg
 import numpy as np
 import pandas as pd
 
@@ -31,14 +32,15 @@ from keystroke_assets.features.common import (
     ObjectStore,
     OutputCheck,
     ParticipantShards,
+    SegmentExecutor,
     classify,
     grouped_stats,
     key_identity_codes,
     next_latencies,
+    object_store,
     pair_rows,
     per_grain,
     read_kept,
-    stack_shards,
     tasks_of,
 )
 
@@ -155,6 +157,24 @@ def behavioral_features(keystrokes: pd.DataFrame, typed: pd.DataFrame) -> pd.Dat
         return per_grain(tasks, compute)
 
 
+# What a segment's job carries of the manifest: its participants' typed texts, where they are kept.
+TEXT_COLUMNS = ["name", "kind", "user_id", "kept_as"]
+
+
+def behavioral_of_segment(keystrokes: pd.DataFrame, raw_texts: dict, location: str) -> pd.DataFrame:
+    """behavioral_features of one segment, described; `raw_texts`: the manifest rows (TEXT_COLUMNS)
+    of its participants' typed texts, read from the store at `location`."""
+    # typed: a segment without typed texts (Aalto) has no values to infer types from
+    manifest = pd.DataFrame(raw_texts, columns=TEXT_COLUMNS).astype(str)
+    features = behavioral_features(keystrokes, typed_characters(manifest, partial(read_kept, object_store(location))))
+    features.attrs["column_descriptions"] = {"grain": "'task' or 'user'", **COLUMN_DESCRIPTIONS}
+    return features
+
+
+def tasks_without_text(features: pd.DataFrame) -> dict:
+    return {"tasks_without_typed_text": int(features.loc[features["grain"] == "task", "typed_characters"].isna().sum())}
+
+
 def _rates_in_range(df: pd.DataFrame) -> tuple[bool, dict]:
     rates = [c for c in COLUMN_DESCRIPTIONS if c.endswith(("_rate", "_share")) or c.startswith("pause_share")]
     values = df[rates].to_numpy(dtype=np.float64, na_value=np.nan)
@@ -202,18 +222,31 @@ BEHAVIORAL = Feature(
         "task's typed text (read from the snapshot, never stored); null for Aalto."
     ),
 )
-def behavioral(keystrokes: ParticipantShards, web_app_data: pd.DataFrame, storage: ObjectStore):
-    def of_shard(strokes: pd.DataFrame) -> pd.DataFrame:
-        # only the texts of the shard's participants (who made it into keystrokes) are read
-        manifest = web_app_data[web_app_data["user_id"].isin(strokes["user_id"].unique())]
-        return behavioral_features(strokes, typed_characters(manifest, partial(read_kept, storage)))
+def behavioral(
+    context: dg.AssetExecutionContext,
+    keystrokes: ParticipantShards,
+    web_app_data: pd.DataFrame,
+    storage: ObjectStore,
+    segment_executor: SegmentExecutor,
+):
+    texts = web_app_data.loc[web_app_data["kind"] == "raw_text", TEXT_COLUMNS]
 
-    features = stack_shards(map(of_shard, keystrokes.shards()))
-    features.attrs["column_descriptions"] = {"grain": "'task' or 'user'", **COLUMN_DESCRIPTIONS}
-    yield from BEHAVIORAL.result(
-        features,
-        {
+    def texts_of_segment(keystrokes_summary: dict) -> dict:
+        # Only the texts of the segment's participants (who made it into keystrokes) go with its job.
+        # Its address need not name them: its keystrokes segment's covers every upload of theirs.
+        rows = texts[texts["user_id"].isin(keystrokes_summary["participants"])]
+        return {"raw_texts": rows.to_dict("list"), "location": storage.uri()}
+
+    yield from BEHAVIORAL.per_segment(
+        context,
+        keystrokes,
+        storage,
+        segment_executor,
+        behavioral_of_segment,
+        summary=tasks_without_text,
+        metadata=lambda parts: {
             "pause_thresholds_ms": ", ".join(map(str, PAUSES_MS)),
-            "tasks_without_typed_text": int(features.loc[features["grain"] == "task", "typed_characters"].isna().sum()),
+            "tasks_without_typed_text": sum(p["tasks_without_typed_text"] for p in parts),
         },
+        segment_inputs=texts_of_segment,
     )

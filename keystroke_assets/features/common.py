@@ -2,15 +2,19 @@
 
 A feature module (docs/adding-a-feature.md) declares itself once, `FEATURE = Feature(name,
 id_columns, checks)`, writes a pure function from one participant segment's keypairs (or
-keystrokes) to a DataFrame, and wraps it in `@FEATURE.asset(...)`, whose body maps the function
-over the segments (`shards()`), combines the results (`stack_shards`, or a small combine step over
-per-segment partial results where the feature needs the whole version) and ends with
-`yield from FEATURE.result(df, metadata)`, which runs the checks every feature shares and its own.
+keystrokes) to a DataFrame, and wraps it in `@FEATURE.asset(...)`. A feature whose rows are each
+participant's own is `yield from FEATURE.per_segment(...)`: its table is stored segment by segment
+like the stages', and a segment an earlier version stored is reused (segments.py). A feature that
+needs the whole version maps the function over the segments (`shards()`), combines the results
+(`stack_shards`, or a small combine step over per-segment partial results) and ends with
+`yield from FEATURE.result(df, metadata)`. Either runs the checks every feature shares and its own.
 """
 
+import pickle
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 
 import dagster as dg
 import numpy as np
@@ -40,9 +44,21 @@ from keystroke_assets.keycodes import (
     policy_note,
 )
 from keystroke_assets.keystrokes import pair_rows
-from keystroke_assets.resources.object_store import ObjectStore
-from keystroke_assets.resources.parquet_io_manager import ParticipantShards, TableSpool
+from keystroke_assets.resources.object_store import ObjectStore, object_store
+from keystroke_assets.resources.parquet_io_manager import ParticipantShards
+from keystroke_assets.resources.segment_executor import SegmentExecutor
 from keystroke_assets.schema import GRAIN_IDS, TASK_IDS
+from keystroke_assets.segments import (
+    SegmentJob,
+    code_version,
+    compute_segments,
+    read_segment,
+    read_summaries,
+    segment_checks,
+    segment_id,
+    segmented_table,
+    store_segment,
+)
 
 __all__ = [
     "Feature",
@@ -52,7 +68,6 @@ __all__ = [
     "OutputCheck",
     "ShardChecks",
     "ParticipantShards",
-    "TableSpool",
     "report_table",
     "stack_shards",
     "grouped_stats",
@@ -67,6 +82,8 @@ __all__ = [
     "policy_note",
     "RECONSTRUCTABLE_LABEL",
     "ObjectStore",
+    "object_store",
+    "SegmentExecutor",
     "read_kept",
     "classify",
     "STAT_DESCRIPTIONS",
@@ -298,9 +315,72 @@ class Feature:
         yield dg.Output(features, output_name=output_name, metadata={**counts, **(metadata or {})})
         yield from run_checks(features, self.all_checks, self.key)
 
-    def shard_checks(self) -> ShardChecks:
-        """The checks of a table written segment by segment (a TableSpool), fed one segment at a time."""
-        return ShardChecks(self.all_checks)
+    def per_segment(
+        self,
+        context: dg.AssetExecutionContext,
+        source: ParticipantShards,
+        storage: ObjectStore,
+        segment_executor: SegmentExecutor,
+        rows: Callable[..., pd.DataFrame],
+        config: dict | None = None,
+        summary: Callable[[pd.DataFrame], dict] | None = None,
+        metadata: Callable[[list[dict]], dict] | None = None,
+        segment_inputs: Callable[[dict], dict] | None = None,
+    ) -> Iterator:
+        """The asset's table, one segment of it per segment of `source` (its keystrokes or keypairs),
+        then its check result. `rows(df, **inputs)` makes the feature's rows of one source segment,
+        column descriptions (`attrs`) included; it runs wherever the segment executor sends it, so it
+        and the feature's checks are module-level functions (or functools.partial of one).
+
+        A segment's address hashes the feature, the asset's code version, `config` (the run config,
+        JSON-able) and the source segment's: one that any version stored is reused. Its summary holds
+        the rules' outcomes, `participants`, `grains` (rows per grain) and what `summary(df)` returns,
+        counts the asset's metadata needs; the Output's metadata is `participants`, `rows/<grain>` and
+        `metadata(summaries)`, all from the summaries. `segment_inputs(source summary)`: keyword
+        arguments of `rows` for that segment besides its table (small: they travel with the job)."""
+        key = self.key.to_user_string()
+        work = partial(_feature_segment, key, rows, summary, tuple(self.all_checks))
+        try:  # here, not only in a pool: a function no worker can get fails in every run
+            pickle.dumps(work)
+        except (pickle.PicklingError, AttributeError, TypeError) as e:
+            raise TypeError(f"{key}: its segment function or a check is not module-level: {e}") from e
+        inputs = (
+            [segment_inputs(s) for s in read_summaries(storage, source.names)]
+            if segment_inputs
+            else [{}] * len(source.names)
+        )
+        version = code_version(context, self.key)
+        jobs = [
+            SegmentJob(storage.uri(), {key: segment_id(self.name, version, config, name)}, name, data)
+            for name, data in zip(source.names, inputs)
+        ]
+        summaries, computed = compute_segments(storage, segment_executor.map, work, jobs)
+        parts = [s[key] for s in summaries]
+        counts = {"participants": sum(p["participants"] for p in parts)}
+        for part in parts:
+            for grain, n in part.get("grains", {}).items():
+                counts[f"rows/{grain}"] = counts.get(f"rows/{grain}", 0) + n
+        yield dg.Output(
+            segmented_table(self.key, jobs, summaries, computed),
+            metadata={**counts, **(metadata(parts) if metadata else {})},
+        )
+        yield from segment_checks(self.all_checks, summaries, self.key).results()
+
+
+def _feature_segment(
+    key: str, rows: Callable, summary: Callable | None, checks: tuple[OutputCheck, ...], job: SegmentJob
+) -> dict:
+    """One segment of a feature's table (Feature.per_segment), read, computed and stored by
+    whichever process runs it."""
+    store = job.store()
+    df = rows(read_segment(store, job.source), **job.data)
+    counts = {"participants": int(df["user_id"].nunique())}
+    if "grain" in df:
+        counts["grains"] = {str(g): int(n) for g, n in df["grain"].value_counts(sort=False).items()}
+    extra = summary(df) if summary else {}
+    return {
+        key: store_segment(store, dg.AssetKey.from_user_string(key), job.outputs[key], df, checks, **counts, **extra)
+    }
 
 
 def features_made_together(outs: dict[str, tuple[Feature, dict]], **kwargs):

@@ -11,6 +11,8 @@ metadata (RECONSTRUCTABLE_LABEL), and the run config `keycodes` (full | classes 
 whole, as their class or as 0 (docs/features.md, the paragraph on keycodes).
 """
 
+from functools import partial
+
 import dagster as dg
 import numpy as np
 import pandas as pd
@@ -20,9 +22,10 @@ from keystroke_assets.features.common import (
     TASK_IDS,
     Feature,
     KeycodePolicy,
+    ObjectStore,
     OutputCheck,
     ParticipantShards,
-    TableSpool,
+    SegmentExecutor,
     apply_keycode_policy,
     policy_note,
     tasks_of,
@@ -62,6 +65,18 @@ def kvc_keystrokes(keystrokes: pd.DataFrame) -> pd.DataFrame:
     for column in VALUES:
         out[column] = strokes[column].to_numpy().astype(np.int64)
     return out[COLUMNS]
+
+
+def kvc_of_segment(keystrokes: pd.DataFrame, keycodes: KeycodePolicy) -> pd.DataFrame:
+    """kvc_keystrokes of one segment with the keycodes as the `keycodes` policy allows, described."""
+    strokes = kvc_keystrokes(keystrokes)
+    strokes["keycode"] = apply_keycode_policy(strokes["keycode"].to_numpy(), keycodes)
+    strokes.attrs["column_descriptions"] = {**COLUMN_DESCRIPTIONS, "keycode": policy_note(keycodes)}
+    return strokes
+
+
+def task_count(strokes: pd.DataFrame) -> dict:
+    return {"tasks": strokes.groupby(["user_id", "task"], observed=True).ngroups}
 
 
 def _release_after_press(df: pd.DataFrame) -> tuple[bool, dict]:
@@ -109,17 +124,20 @@ KVC = Feature(
         "`keycodes` = classes (kind of key) or none (0) leaves it out."
     ),
 )
-def kvc(config: KvcConfig, keystrokes: ParticipantShards):
-    # a row per keystroke, as large as keystrokes: written shard by shard, never held whole
-    checks, participants, tasks = KVC.shard_checks(), 0, 0
-    with TableSpool() as out:
-        for shard in keystrokes.shards():
-            strokes = kvc_keystrokes(shard)
-            strokes["keycode"] = apply_keycode_policy(strokes["keycode"].to_numpy(), config.keycodes)
-            strokes.attrs["column_descriptions"] = {**COLUMN_DESCRIPTIONS, "keycode": policy_note(config.keycodes)}
-            out.write(strokes)
-            checks.add(strokes)
-            participants += strokes["user_id"].nunique()
-            tasks += strokes.groupby(["user_id", "task"], observed=True).ngroups
-    yield dg.Output(out, metadata={"participants": participants, "tasks": tasks, "keycodes": config.keycodes})
-    yield from checks.results()
+def kvc(
+    context: dg.AssetExecutionContext,
+    config: KvcConfig,
+    keystrokes: ParticipantShards,
+    storage: ObjectStore,
+    segment_executor: SegmentExecutor,
+):
+    yield from KVC.per_segment(
+        context,
+        keystrokes,
+        storage,
+        segment_executor,
+        partial(kvc_of_segment, keycodes=config.keycodes),
+        config=config.model_dump(),
+        summary=task_count,
+        metadata=lambda parts: {"tasks": sum(p["tasks"] for p in parts), "keycodes": config.keycodes},
+    )

@@ -5,6 +5,7 @@ both grains come from the same pairs and the same statistics, so they share one 
 backfill and one check; `df[df.grain == "user"]` is the per-user table.
 """
 
+import dagster as dg
 import numpy as np
 import pandas as pd
 
@@ -13,11 +14,12 @@ from keystroke_assets.features.common import (
     STAT_DESCRIPTIONS,
     Evaluable,
     Feature,
+    ObjectStore,
     OutputCheck,
     ParticipantShards,
+    SegmentExecutor,
     grouped_stats,
     per_grain,
-    stack_shards,
     tasks_of,
 )
 from keystroke_assets.keystrokes import LATENCIES
@@ -53,6 +55,22 @@ def column_descriptions() -> dict[str, str]:
         for latency in LATENCIES
         for s in STATS
     }
+
+
+def statistical_of_segment(pairs: pd.DataFrame) -> pd.DataFrame:
+    """statistical_features of one segment, described."""
+    features = statistical_features(pairs)
+    features.attrs["column_descriptions"] = {"grain": "'task' or 'user'", **column_descriptions()}
+    return features
+
+
+MEDIANS = [f"{latency}_median" for latency in LATENCIES]
+
+
+def user_median_values(features: pd.DataFrame) -> dict:
+    """Every user's median of every latency (ms; None where the user has no pair), for the plot."""
+    users = features.loc[features["grain"] == "user", MEDIANS]
+    return {"user_medians": users.astype(object).where(users.notna(), None).to_dict("list")}
 
 
 def _statistics_ordered(df: pd.DataFrame) -> tuple[bool, dict]:
@@ -104,8 +122,16 @@ STATISTICAL = Feature(
         "task are null."
     ),
 )
-def statistical(keypairs: ParticipantShards):
-    features = stack_shards(map(statistical_features, keypairs.shards()))
-    features.attrs["column_descriptions"] = {"grain": "'task' or 'user'", **column_descriptions()}
-    users = features[features["grain"] == "user"]
-    yield from STATISTICAL.result(features, {"user_medians_plot": user_medians(users)})
+def statistical(
+    context: dg.AssetExecutionContext,
+    keypairs: ParticipantShards,
+    storage: ObjectStore,
+    segment_executor: SegmentExecutor,
+):
+    def plot(parts: list[dict]) -> dict:
+        users = pd.concat([pd.DataFrame(p["user_medians"], columns=MEDIANS) for p in parts], ignore_index=True)
+        return {"user_medians_plot": user_medians(users.astype(np.float64))}
+
+    yield from STATISTICAL.per_segment(
+        context, keypairs, storage, segment_executor, statistical_of_segment, summary=user_median_values, metadata=plot
+    )

@@ -11,6 +11,8 @@ metadata (RECONSTRUCTABLE_LABEL), and the run config `keycodes` (full | classes 
 whole, as their class or as 0 (docs/features.md, the paragraph on keycodes).
 """
 
+from functools import partial, wraps
+
 import dagster as dg
 import numpy as np
 import pandas as pd
@@ -22,13 +24,14 @@ from keystroke_assets.features.common import (
     Evaluable,
     Feature,
     KeycodePolicy,
+    ObjectStore,
     OutputCheck,
     ParticipantShards,
+    SegmentExecutor,
     apply_keycode_policy,
     next_latencies,
     policy_note,
     pooled_steps,
-    stack_shards,
     tasks_of,
 )
 
@@ -59,8 +62,24 @@ def sequence_features(keystrokes: pd.DataFrame, m: int, keycodes: KeycodePolicy 
     steps[t[kept], step[kept]] = values[kept]
     out = tasks[TASK_IDS].copy()
     out["length"] = np.bincount(t[kept], minlength=len(tasks)).astype(np.int32)
-    out["steps"] = list(steps.reshape(len(tasks), m * len(STEP)))
+    # object dtype even without tasks (an empty segment): pandas would make an empty list float64
+    out["steps"] = pd.Series(list(steps.reshape(len(tasks), m * len(STEP))), index=out.index, dtype=object)
     return out
+
+
+def sequences_of_segment(keystrokes: pd.DataFrame, m: int, keycodes: KeycodePolicy) -> pd.DataFrame:
+    """sequence_features of one segment, described."""
+    features = sequence_features(keystrokes, m, keycodes)
+    features.attrs["column_descriptions"] = {
+        "length": f"steps recorded (keystrokes of the task, at most M = {m})",
+        "steps": f"{policy_note(keycodes)}. M * 5 = {m * len(STEP)} float32, "
+        "step-major: [HL, IL, PL, RL (s), keycode / 255] per step, zeros beyond length",
+    }
+    return features
+
+
+def tasks_cut(features: pd.DataFrame, m: int) -> dict:
+    return {"tasks_cut_at_M": int((features["length"] == m).sum())}
 
 
 def _step_sizes(df: pd.DataFrame) -> np.ndarray:
@@ -81,14 +100,17 @@ def _shape(df: pd.DataFrame) -> tuple[bool, dict]:
     m = int(sizes[0]) // len(STEP) if len(sizes) else 0
     ok = len(sizes) > 0 and m >= 1 and (sizes == m * len(STEP)).all() and (df["length"].between(1, m)).all()
     return bool(ok), {
-        "shape": f"({len(df)}, {m}, {len(STEP)})",
+        "tasks": len(df),
+        "M": str(m),  # a string: over a table's segments the values are listed, not added
         "rows_with_other_sizes": int((sizes != m * len(STEP)).sum()),
     }
 
 
 def _on_array(check):
-    """A check of the (n, M, 5) array; fails (rather than raises) when there is no such array."""
+    """A check of the (n, M, 5) array; fails (rather than raises) when there is no such array.
+    Under the check's own name, so a worker that computes a segment gets it by that name."""
 
+    @wraps(check)
     def fn(df: pd.DataFrame) -> tuple[bool, dict]:
         try:
             steps = sequence_array(df)
@@ -149,21 +171,26 @@ TYPENET_SEQUENCES = Feature(
         "`keycodes` = classes (kind of key) or none (0) leaves it out."
     ),
 )
-def typenet_sequences(config: SequenceConfig, keystrokes: ParticipantShards):
-    features = stack_shards(
-        sequence_features(shard, config.sequence_length, config.keycodes) for shard in keystrokes.shards()
-    )
-    features.attrs["column_descriptions"] = {
-        "length": f"steps recorded (keystrokes of the task, at most M = {config.sequence_length})",
-        "steps": f"{policy_note(config.keycodes)}. M * 5 = {config.sequence_length * len(STEP)} float32, "
-        "step-major: [HL, IL, PL, RL (s), keycode / 255] per step, zeros beyond length",
-    }
-    yield from TYPENET_SEQUENCES.result(
-        features,
-        {
-            "sequence_length": config.sequence_length,
+def typenet_sequences(
+    context: dg.AssetExecutionContext,
+    config: SequenceConfig,
+    keystrokes: ParticipantShards,
+    storage: ObjectStore,
+    segment_executor: SegmentExecutor,
+):
+    m = config.sequence_length
+    yield from TYPENET_SEQUENCES.per_segment(
+        context,
+        keystrokes,
+        storage,
+        segment_executor,
+        partial(sequences_of_segment, m=m, keycodes=config.keycodes),
+        config=config.model_dump(),
+        summary=partial(tasks_cut, m=m),
+        metadata=lambda parts: {
+            "sequence_length": m,
             "keycodes": config.keycodes,
-            "array_shape": f"({len(features)}, {config.sequence_length}, {len(STEP)})",
-            "tasks_cut_at_M": int((features["length"] == config.sequence_length).sum()),
+            "array_shape": f"({sum(p['rows'] for p in parts)}, {m}, {len(STEP)})",
+            "tasks_cut_at_M": sum(p["tasks_cut_at_M"] for p in parts),
         },
     )
