@@ -118,7 +118,7 @@ def run_checks(
 
 
 class ShardChecks:
-    """Rules of a table seen shard by shard (a TableSpool's, or a segmented table's), with the
+    """Rules of a table seen shard by shard (a segmented table's), with the
     outcomes they would have on the whole table. Every rule used this way holds row by row or on
     the columns, so it passes when it passes on every non-empty shard (on the empty table when all
     are empty); its counts add up and its lists of names unite. `asset_key` names the checked

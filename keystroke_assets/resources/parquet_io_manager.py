@@ -5,11 +5,8 @@
 
 import io
 import json
-import os
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import BinaryIO
 
 import dagster as dg
 import numpy as np
@@ -62,116 +59,42 @@ def participant_row_groups(df: pd.DataFrame, rows: int = SHARD_ROWS) -> np.ndarr
     return shard_starts(runs, runs, len(codes), rows)
 
 
-class TableWriter:
-    """Writes a table as parquet to a binary file, in one piece or shard by shard (each `write` a
-    set of whole participants no other write has).
-
-    Column meanings and units (as in `dagster/column_schema`) go in each field's "description"
-    metadata, so the file describes itself to any reader; df.attrs is left out, so a DataFrame read
-    back has none (pandas deep-copies attrs on every column access). A table ordered by
-    participant is written in row groups of whole participants, ~`shard_rows` rows each. The first
-    write fixes the schema and encodings."""
-
-    def __init__(self, sink: BinaryIO, shard_rows: int = SHARD_ROWS):
-        self._sink, self._shard_rows = sink, shard_rows
-        self._writer: pq.ParquetWriter | None = None
-        self._users: set = set()
-        self._by_participant = False
-        self.rows = 0
-        self.head: pd.DataFrame | None = None  # no rows: the columns, dtypes and descriptions
-
-    def _open(self, df: pd.DataFrame, table: pa.Table) -> None:
-        descriptions = column_descriptions(df)
-        # dictionary indices as int32: a later shard with more categories still fits
-        fields = [
-            pa.field(
-                f.name,
-                pa.dictionary(pa.int32(), f.type.value_type) if pa.types.is_dictionary(f.type) else f.type,
-                metadata={"description": descriptions[f.name]} if f.name in descriptions else None,
-            )
-            for f in table.schema
-        ]
-        metadata = {**(table.schema.metadata or {}), **(_WHOLE_PARTICIPANTS if self._by_participant else {})}
-        schema = pa.schema(fields, metadata=metadata)
-        # Integer columns of nearly distinct values (times in ms) are delta-encoded instead of
-        # trying a dictionary: keypairs writes ~2x faster, reads ~1.5x faster and is smaller.
-        wide = {f.name for f in table.schema if pa.types.is_integer(f.type) and _mostly_distinct(table[f.name])}
-        self._writer = pq.ParquetWriter(
-            self._sink,
-            schema,
-            compression="zstd",
-            use_dictionary=[n for n in table.column_names if n not in wide],
-            column_encoding={n: "DELTA_BINARY_PACKED" for n in wide},
-        )
-        self.head = df.head(0)
-
-    def write(self, df: pd.DataFrame) -> None:
-        starts = participant_row_groups(df, self._shard_rows)
-        table = pa.Table.from_pandas(without_attrs(df), preserve_index=False)
-        if self._writer is None:
-            self._by_participant = starts is not None
-            self._open(df, table)
-        elif (
-            self._by_participant and len(df) and (starts is None or not self._users.isdisjoint(df["user_id"].unique()))
-        ):
-            raise ValueError("a shard written after the first must hold whole participants of its own")
-        table = table.cast(self._writer.schema)
-        if self._by_participant and len(starts):
-            self._users.update(df["user_id"].unique())
-            for start, stop in zip(starts, [*starts[1:], len(table)]):
-                self._writer.write_table(table.slice(start, stop - start), row_group_size=stop - start)
-        elif len(table) or self.rows == 0:
-            self._writer.write_table(table)  # an empty table too: one (empty) row group, so one shard
-        self.rows += len(df)
-
-    def close(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
-
-
 def to_parquet_bytes(df: pd.DataFrame, shard_rows: int = SHARD_ROWS) -> bytes:
-    """df as parquet (TableWriter)."""
+    """df as parquet. Column meanings and units (as in `dagster/column_schema`) go in each field's
+    "description" metadata, so the file describes itself to any reader; df.attrs is left out, so a
+    DataFrame read back has none (pandas deep-copies attrs on every column access). A table ordered
+    by participant is written in row groups of whole participants, ~`shard_rows` rows each."""
+    starts = participant_row_groups(df, shard_rows)
+    table = pa.Table.from_pandas(without_attrs(df), preserve_index=False)
+    descriptions = column_descriptions(df)
+    # dictionary indices as int32 in every segment, so that segments' tables concatenate
+    fields = [
+        pa.field(
+            f.name,
+            pa.dictionary(pa.int32(), f.type.value_type) if pa.types.is_dictionary(f.type) else f.type,
+            metadata={"description": descriptions[f.name]} if f.name in descriptions else None,
+        )
+        for f in table.schema
+    ]
+    metadata = {**(table.schema.metadata or {}), **(_WHOLE_PARTICIPANTS if starts is not None else {})}
+    table = table.cast(pa.schema(fields, metadata=metadata))
+    # Integer columns of nearly distinct values (times in ms) are delta-encoded instead of
+    # trying a dictionary: keypairs writes ~2x faster, reads ~1.5x faster and is smaller.
+    wide = {f.name for f in table.schema if pa.types.is_integer(f.type) and _mostly_distinct(table[f.name])}
     sink = io.BytesIO()
-    writer = TableWriter(sink, shard_rows)
-    writer.write(df)
-    writer.close()
+    with pq.ParquetWriter(
+        sink,
+        table.schema,
+        compression="zstd",
+        use_dictionary=[n for n in table.column_names if n not in wide],
+        column_encoding={n: "DELTA_BINARY_PACKED" for n in wide},
+    ) as writer:
+        if starts is not None and len(starts):
+            for start, stop in zip(starts, [*starts[1:], len(table)]):
+                writer.write_table(table.slice(start, stop - start), row_group_size=stop - start)
+        else:
+            writer.write_table(table)  # an empty table too: one (empty) row group, so one shard
     return sink.getvalue()
-
-
-class TableSpool:
-    """An asset's table written shard by shard to a local temporary file, which the IO manager
-    then stores: the step holds one shard of its output at a time.
-
-        with TableSpool() as out:
-            for shard in ...:
-                out.write(table_of(shard))
-        yield dg.Output(out, ...)
-    """
-
-    def __init__(self):
-        fd, self.path = tempfile.mkstemp(prefix="keystroke-assets-", suffix=".parquet")
-        self._file = os.fdopen(fd, "wb")
-        self._writer = TableWriter(self._file)
-
-    def write(self, df: pd.DataFrame) -> None:
-        self._writer.write(df)
-
-    @property
-    def rows(self) -> int:
-        return self._writer.rows
-
-    @property
-    def head(self) -> pd.DataFrame:
-        return self._writer.head
-
-    def __enter__(self) -> "TableSpool":
-        return self
-
-    def __exit__(self, error_type, *_) -> None:
-        self._writer.close()
-        self._file.close()
-        if error_type is not None:
-            os.unlink(self.path)
 
 
 def from_parquet_bytes(data: bytes) -> pd.DataFrame:
@@ -270,25 +193,17 @@ def _name(asset_key: dg.AssetKey, version: str) -> str:
 class ParquetIOManager(dg.ConfigurableIOManager):
     store: dg.ResourceDependency[ObjectStore]
 
-    def handle_output(self, context: dg.OutputContext, obj: pd.DataFrame | TableSpool | SegmentedTable) -> None:
+    def handle_output(self, context: dg.OutputContext, obj: pd.DataFrame | SegmentedTable) -> None:
         if isinstance(obj, SegmentedTable):
             self._store_segment_list(context, obj)
             return
         name = _name(context.asset_key, context.partition_key)
-        if isinstance(obj, TableSpool):
-            try:
-                self.store.write_file(name, obj.path)
-            finally:
-                os.unlink(obj.path)
-            rows, head = obj.rows, obj.head
-        else:
-            self.store.write_bytes(name, to_parquet_bytes(obj))
-            rows, head = len(obj), obj
+        self.store.write_bytes(name, to_parquet_bytes(obj))
         context.add_output_metadata(
             {
                 "path": dg.MetadataValue.path(self.store.uri(name)),
-                "dagster/row_count": dg.MetadataValue.int(rows),
-                "dagster/column_schema": dg.MetadataValue.table_schema(table_schema(head)),
+                "dagster/row_count": dg.MetadataValue.int(len(obj)),
+                "dagster/column_schema": dg.MetadataValue.table_schema(table_schema(obj)),
             }
         )
 

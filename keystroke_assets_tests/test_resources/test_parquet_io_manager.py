@@ -15,7 +15,6 @@ from keystroke_assets.resources.object_store import LocalObjectStore, UnsafeObje
 from keystroke_assets.resources.parquet_io_manager import (
     ParquetIOManager,
     ParticipantShards,
-    TableWriter,
     from_parquet_bytes,
     to_parquet_bytes,
 )
@@ -98,12 +97,3 @@ def test_row_groups_that_split_a_participant_are_refused_as_shards(tmp_path):
     store.write_bytes("groups.parquet", sink.getvalue())
     with pytest.raises(ValueError, match="whole participants"):
         list(ParticipantShards(store, ["groups.parquet"]).shards())
-
-
-def test_a_table_written_shard_by_shard_refuses_a_participant_in_two_shards():
-    writer = TableWriter(io.BytesIO())
-    writer.write(pd.DataFrame({"user_id": pd.Categorical(["u0", "u0", "u1"]), "HL": [1, 2, 3]}))
-    with pytest.raises(ValueError, match="whole participants of its own"):
-        writer.write(pd.DataFrame({"user_id": pd.Categorical(["u1"]), "HL": [4]}))
-    writer.write(pd.DataFrame({"user_id": pd.Categorical(["u2"]), "HL": [5]}))
-    assert writer.rows == 4
