@@ -59,8 +59,15 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="only versions where the feature is stale (its code_version or an input changed)",
     )
+    p.add_argument(
+        "--here",
+        action="store_true",
+        help="a run per version here, one after the other, not a backfill in the daemon (no 30 s daemon tick)",
+    )
     p.set_defaults(
-        run=lambda a: commands.backfill(a.feature, "all" if a.all_versions else "stale" if a.stale else "missing")
+        run=lambda a: commands.backfill(
+            a.feature, "all" if a.all_versions else "stale" if a.stale else "missing", a.here
+        )
     )
 
     p = sub.add_parser("export-versions-json", help="write the old versions.json, generated from the instance")

@@ -353,8 +353,10 @@ def materialize(version: str, features: Sequence[str] = (), force: bool = False,
     return EXIT_OK if ok else EXIT_FAILED
 
 
-def backfill(features: Sequence[str], which: str) -> int:
-    """Backfill `features` over the versions where they are `which`: "missing", "stale" or "all"."""
+def backfill(features: Sequence[str], which: str, here: bool = False) -> int:
+    """Backfill `features` over the versions where they are `which`: "missing", "stale" or "all".
+    A Dagster backfill the daemon runs, or with `here` a run per version in this process, one
+    after the other (no daemon tick to wait for); a version's failure leaves the others to run."""
     from keystroke_assets.backfills import launch_asset_backfill
 
     instance, graph = _instance(), _graph()
@@ -386,6 +388,15 @@ def backfill(features: Sequence[str], which: str) -> int:
             + ("no version is ready" if which == "all" else f"no version has these assets {which}")
         )
         return EXIT_OK
+    if here:
+        failed = []
+        for todo, group in groups.items():
+            for v in todo:
+                _say(f"{v}: {', '.join(k.to_user_string() for k in group)}")
+                if not run_in_process(instance, v, group):
+                    failed.append(v)
+        _say(f"{len(failed)} of {sum(map(len, groups))} runs failed: {', '.join(failed)}" if failed else "done")
+        return EXIT_FAILED if failed else EXIT_OK
     for todo, group in groups.items():
         names = ", ".join(k.to_user_string() for k in group)
         title = f"keystroke-assets backfill {' '.join(features)}"

@@ -420,3 +420,29 @@ def test_console_script_is_installed(env):
         timeout=120,
     )
     assert done.returncode == 0 and json.loads(done.stdout) == {"versions": []}
+
+
+def test_backfill_here_runs_each_version_in_this_process(env, instance, capsys):
+    """`--here`: a run per version in this process, no daemon; a version whose inputs are broken
+    fails alone and the command says which."""
+    v3 = "2026-01-03_00-00-00_lab-mac"
+    for version in (V1, V2):
+        ingest(capsys, instance, version)
+    assert run(capsys, "materialize", "--version", V1, "-f", "keypairs")[0] == 0
+    assert run(capsys, "materialize", "--version", V2, "-f", "keypairs")[0] == 0
+    instance.add_dynamic_partitions(dataset_versions.name, [v3])
+    # v3's keypairs are recorded as materialized but never stored: its run fails, the others do not
+    for key in [*INGEST, "keystrokes", "keypairs"]:
+        instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=dg.AssetKey(key), partition=v3))
+
+    code, out, err = run(capsys, "backfill", "-f", "statistical", "--all-versions", "--here")
+    assert code == 1 and f"1 of 3 runs failed: {v3}" in err
+    assert materialized(instance, "features/statistical") == {V1, V2}
+
+    def plans_statistical(run_id: str) -> bool:
+        planned = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED)
+        return any(r.event_log_entry.dagster_event.asset_key.path[-1] == "statistical" for r in planned.records)
+
+    runs = [r for r in instance.get_runs() if plans_statistical(r.run_id)]
+    assert sorted(r.tags["dagster/partition"] for r in runs) == [V1, V2, v3]  # one run per version
+    assert instance.get_backfills() == []  # and no backfill for the daemon
