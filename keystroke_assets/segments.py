@@ -55,6 +55,19 @@ def participant_segments(participants: pd.DataFrame, size: int = PARTICIPANTS_PE
     return np.split(users, starts[1:]) if len(users) else [users]  # no participant: one empty segment
 
 
+class ParticipantRows:
+    """A table's rows by participant (its user_id), indexed once: the rows of each segment's
+    participants without a scan of the whole table per segment."""
+
+    def __init__(self, df: pd.DataFrame):
+        self._df = df
+        self._at = df.groupby("user_id", sort=False, observed=True).indices
+
+    def of(self, users: Iterable[str]) -> pd.DataFrame:
+        none = np.zeros(0, np.int64)
+        return self._df.iloc[np.concatenate([*(self._at.get(u, none) for u in users), none])]
+
+
 @dataclass(frozen=True)
 class SegmentJob:
     """One segment of a step, as the process that computes it gets it: the store's location, the

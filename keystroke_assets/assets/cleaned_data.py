@@ -22,6 +22,7 @@ from keystroke_assets.resources.object_store import ObjectStore
 from keystroke_assets.resources.parquet_io_manager import ParticipantShards
 from keystroke_assets.resources.segment_executor import SegmentExecutor
 from keystroke_assets.segments import (
+    ParticipantRows,
     SegmentJob,
     code_version,
     compute_segments,
@@ -208,14 +209,14 @@ def cleaned_data(
     segment_executor: SegmentExecutor,
 ):
     cv = code_version(context, CLEANED_DATA)
-    manifest = web_app_data[MANIFEST_COLUMNS]
+    manifest = ParticipantRows(web_app_data[MANIFEST_COLUMNS])
     jobs = [
         SegmentJob(
             storage.uri(),
             {CLEANED_DATA.to_user_string(): segment_id("cleaned_data", cv, config.model_dump(), source)},
             source,
             {
-                "manifest": manifest[manifest["user_id"].isin(raw["participants"])].to_dict("list"),
+                "manifest": manifest.of(raw["participants"]).to_dict("list"),
                 **config.model_dump(),
             },
         )

@@ -31,6 +31,7 @@ from keystroke_assets.features.common import (
     Feature,
     ObjectStore,
     OutputCheck,
+    ParticipantRows,
     ParticipantShards,
     SegmentExecutor,
     classify,
@@ -229,12 +230,12 @@ def behavioral(
     storage: ObjectStore,
     segment_executor: SegmentExecutor,
 ):
-    texts = web_app_data.loc[web_app_data["kind"] == "raw_text", TEXT_COLUMNS]
+    texts = ParticipantRows(web_app_data.loc[web_app_data["kind"] == "raw_text", TEXT_COLUMNS])
 
     def texts_of_segment(keystrokes_summary: dict) -> dict:
         # Only the texts of the segment's participants (who made it into keystrokes) go with its job.
         # Its address need not name them: its keystrokes segment's covers every upload of theirs.
-        rows = texts[texts["user_id"].isin(keystrokes_summary["participants"])]
+        rows = texts.of(keystrokes_summary["participants"])
         return {"raw_texts": rows.to_dict("list"), "location": storage.uri()}
 
     yield from BEHAVIORAL.per_segment(

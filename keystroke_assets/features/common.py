@@ -49,6 +49,7 @@ from keystroke_assets.resources.parquet_io_manager import ParticipantShards
 from keystroke_assets.resources.segment_executor import SegmentExecutor
 from keystroke_assets.schema import GRAIN_IDS, TASK_IDS
 from keystroke_assets.segments import (
+    ParticipantRows,
     SegmentJob,
     code_version,
     compute_segments,
@@ -61,6 +62,7 @@ from keystroke_assets.segments import (
 )
 
 __all__ = [
+    "ParticipantRows",
     "Feature",
     "features_made_together",
     "Evaluable",
