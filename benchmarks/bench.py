@@ -129,13 +129,15 @@ def time_pairing(storage: Path, version: str) -> tuple[float, float, float]:
     return seconds, start, time.time()
 
 
-def every_asset(uploads: str, storage: str) -> dg.JobDefinition:
-    """Every asset as one job on these stores and the code location's executor (in this process),
-    run by `execute_job` as a run worker runs it. Not `dg.materialize`: that keeps every step's
-    output in memory for its result."""
+def every_asset(uploads: str, storage: str, up_to: str = "") -> dg.JobDefinition:
+    """Every asset (or `up_to`'s, comma-separated keys, and what they read) as one job on these
+    stores and the code location's executor (in this process), run by `execute_job` as a run
+    worker runs it. Not `dg.materialize`: that keeps every step's output in memory for its result."""
     from keystroke_assets.definitions import defs
 
-    job = dg.define_asset_job("bench", selection=dg.AssetSelection.all())
+    keys = [dg.AssetKey.from_user_string(k) for k in up_to.split(",") if k]
+    selection = dg.AssetSelection.assets(*keys).upstream() if keys else dg.AssetSelection.all()
+    job = dg.define_asset_job("bench", selection=selection)
     # the rest of the environment chooses the rest (KEYSTROKE_SEGMENT_WORKERS, KEYSTROKE_DASK_SCHEDULER)
     resources = resources_from_env({**os.environ, "KEYSTROKE_UPLOADS": uploads, "KEYSTROKE_STORAGE": storage})
     return dg.Definitions(
@@ -244,14 +246,16 @@ def print_report(version, keystrokes, steps, pairing, wall, chain_rss, cpu, reco
     print(textwrap.fill(f"events stored: {len(records)} ({by_type})", TABLE_WIDTH, subsequent_indent="  "))
 
 
-def build(instance: dg.DagsterInstance, uploads: Path, storage: Path, creator: str) -> Build:
-    """Materialize every asset of a new version and print its report."""
+def build(instance: dg.DagsterInstance, uploads: Path, storage: Path, creator: str, up_to: str = "") -> Build:
+    """Materialize every asset (or `up_to`'s) of a new version and print its report."""
     version = make_version_id(creator)
     sampler = TreeSampler()
     sampler.start()
     instance.add_dynamic_partitions(dataset_versions.name, [version])
     job = dg.build_reconstructable_job(  # by module name: run as `-m`, this module is __main__
-        "benchmarks.bench", "every_asset", reconstructable_kwargs={"uploads": str(uploads), "storage": str(storage)}
+        "benchmarks.bench",
+        "every_asset",
+        reconstructable_kwargs={"uploads": str(uploads), "storage": str(storage), "up_to": up_to},
     )
     cpu, start = cpu_seconds(), time.time()
     result = dg.execute_job(
@@ -299,6 +303,7 @@ def run(
     seed: int = 0,
     incremental: bool = False,
     instance_home: Path | None = None,
+    up_to: str = "",
 ) -> list[Build]:
     """Build one version of `participants` participants; with `incremental`, then a second one
     in the same instance and data store with 1 % more participants (at least one), as a version
@@ -310,7 +315,7 @@ def run(
         if instance_home
         else dg.instance_for_test(temp_dir=str(home))
     ) as instance:
-        first = build(instance, uploads, storage, "bench")
+        first = build(instance, uploads, storage, "bench", up_to)
         if not incremental:
             return [first]
         more = max(1, participants // 100)
@@ -318,7 +323,7 @@ def run(
         write_uploads(uploads, added.items())
         try:
             print(f"\nadded {len(added)} upload objects of {more} more participants")
-            again = build(instance, uploads, storage, "bench-more")
+            again = build(instance, uploads, storage, "bench-more", up_to)
         finally:  # the folder keeps what uploads.json says it holds
             for name in added:
                 (uploads / name).unlink()
@@ -349,13 +354,20 @@ def main(argv: list[str] | None = None) -> None:
         help="a folder with the dagster.yaml of the instance to run on, "
         "e.g. Postgres storage as in production (default: a new SQLite instance, as `dagster dev` keeps)",
     )
+    parser.add_argument(
+        "--up-to",
+        default="",
+        metavar="KEYS",
+        help="only these assets (comma-separated keys, e.g. keypairs,features/kvc) and what they read",
+    )
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore")
+    options = (args.seed, args.incremental, args.instance, args.up_to)
     if args.workdir:
-        run(args.participants, args.format, args.workdir, args.seed, args.incremental, args.instance)
+        run(args.participants, args.format, args.workdir, *options)
     else:
         with tempfile.TemporaryDirectory(prefix="keystroke-bench-") as tmp:
-            run(args.participants, args.format, Path(tmp), args.seed, args.incremental, args.instance)
+            run(args.participants, args.format, Path(tmp), *options)
 
 
 if __name__ == "__main__":
