@@ -11,7 +11,9 @@ import pytest
 from keystroke_assets.definitions import defs
 from keystroke_assets.features.common import Feature, OutputCheck
 from keystroke_assets.features.statistical import statistical_of_segment
+from keystroke_assets.features.typenet_ml import GRAINS, top_digraphs, typenet_ml_features
 from keystroke_assets.resources import resources_from_env
+from keystroke_assets.resources.parquet_io_manager import from_parquet_bytes, to_parquet_bytes
 from keystroke_assets.segments import participant_segments
 from keystroke_assets.synthetic import aalto_uploads, web_app_uploads, write_uploads
 
@@ -76,12 +78,25 @@ def _segment_counts(result) -> dict[str, tuple[int, int]]:
     }
 
 
+def _metadata(result, key: str) -> dict:
+    [event] = [e for e in result.get_asset_materialization_events() if e.asset_key.to_user_string() == key]
+    return event.materialization.metadata
+
+
 def test_a_version_with_new_participants_computes_only_their_segments(two_versions):
     _, storage, results = two_versions
     # V1: 6 web-app + 2 Aalto participants with uploads, 2 a segment: 4 segments, all computed
     assert set(_segment_counts(results[V1]).values()) == {(4, 0)}
     # V2 adds 2 participants, first seen in V2: one more segment; V1's four are reused
-    assert _segment_counts(results[V2]) == {k: (1, 4) for k in SEGMENTED}
+    counts = _segment_counts(results[V2])
+    assert {k: counts[k] for k in SEGMENTED} == {k: (1, 4) for k in SEGMENTED}
+    # typenet_ml: the digraph counts of V1's segments are reused; their statistics too unless the
+    # new participants changed the top-k digraphs, which the statistics' IL columns are of
+    for g in GRAINS:
+        v1, v2 = (_metadata(results[v], f"features/typenet_ml/{g}") for v in (V1, V2))
+        assert (v2["digraphs/segments/computed"].value, v2["digraphs/segments/reused"].value) == (1, 4)
+        same_top = v1["digraphs"].value.records == v2["digraphs"].value.records
+        assert counts[f"features/typenet_ml/{g}"] == ((1, 4) if same_top else (5, 0))
     names = {v: json.loads((storage / "keypairs" / f"{v}.segments.json").read_text())["names"] for v in (V1, V2)}
     assert names[V2][:4] == names[V1]
 
@@ -98,3 +113,20 @@ def test_the_tables_of_a_version_are_those_of_a_full_rebuild(two_versions, tmp_p
     assert len(keys) == 19
     for key in keys:
         pd.testing.assert_frame_equal(stored(rebuilt, key, V2), stored(storage, key, V2), obj=key)
+
+
+def test_typenet_ml_from_segments_is_the_whole_version_computed_at_once(two_versions):
+    """The top-k from the segments' digraph summaries, the column means from their statistics'
+    summaries, the fill segment by segment: the tables and fill counts of typenet_ml_features
+    over the whole version's keystrokes and keypairs."""
+    _, storage, results = two_versions
+    strokes, pairs = stored(storage, "keystrokes", V2), stored(storage, "keypairs", V2)
+    assert len(json.loads((storage / "keypairs" / f"{V2}.segments.json").read_text())["names"]) == 5
+    for g, grain in GRAINS.items():
+        want, _, fills = typenet_ml_features(strokes, pairs, grain, top_digraphs(pairs, 10))
+        key = f"features/typenet_ml/{g}"
+        pd.testing.assert_frame_equal(stored(storage, key, V2), from_parquet_bytes(to_parquet_bytes(want)), obj=key, check_exact=True)
+        metadata = _metadata(results[V2], key)
+        assert {k: v.value for k, v in metadata.items() if k.startswith("fill/")} == {
+            f"fill/{d}/{rule}": v for d, counts in fills.items() for rule, v in counts.items()
+        }
