@@ -5,12 +5,15 @@ its own columns (its keys, its top-k digraphs), named `<device type>__HL__<key>_
 `<device type>__IL__<key1>__<key2>__<statistic>`; a row has values only in its own device type's.
 """
 
+import io
 import math
 from dataclasses import asdict
 
 import dagster as dg
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from keystroke_assets.features.common import (
     Evaluable,
@@ -35,7 +38,6 @@ from keystroke_assets.segments import (
     compute_segments,
     read_segment,
     segment_id,
-    store_segment,
     store_summary,
 )
 
@@ -208,33 +210,39 @@ def group_order(groups: pd.DataFrame) -> np.ndarray:
     return ids.sort_values(list(ids.columns), kind="stable").index.to_numpy()
 
 
-def fill_statistics(
-    groups: pd.DataFrame, statistics: pd.DataFrame, column_means: pd.Series | None = None
-) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
-    """(features, column dictionary, fill counts) from typenet_ml_statistics, of one shard or of
-    several stacked. Columns in order: device type, then HL per key and IL per digraph (code-point
-    order), statistics in STATS order; rows in order of the group ids. A missing cell of a row's
-    own device type's columns is filled with the user's mean of the column over the user's
-    observed groups, else the column mean over the observed cells of rows of that device type,
-    else 0 (both means taken before any fill); the other device type's columns stay null. Fill
-    counts: device type -> FILL_RULES counts, `cells` (own cells) and `filled_share`.
-
-    `column_means`: when the rows are one participant segment's, the version's column means by
-    column (`column_means` of every segment's summary), which are the version's columns: those
-    none of the segment's participants has are added, all missing."""
-    if column_means is not None:
-        statistics = statistics.reindex(columns=column_means.index)
+def column_dictionary(columns) -> pd.DataFrame:
+    """The dictionary of statistic columns (COLUMN_LEVELS tuples) in the features' order: device
+    type, then HL per key and IL per digraph (code-point order), statistics in STATS order."""
     stat_order = {s: i for i, s in enumerate(STATS)}
-    names = sorted(statistics.columns, key=lambda c: (*c[:4], stat_order[c[4]]))
+    names = sorted(columns, key=lambda c: (*c[:4], stat_order[c[4]]))
     dictionary = pd.DataFrame(names, columns=list(COLUMN_LEVELS))
     dictionary.insert(0, "column", [_column_name(*c) for c in names])
     dictionary["key2"] = dictionary["key2"].replace("", None)
     dictionary["unit"] = "ms"
+    return dictionary
+
+
+def fill_statistics(groups: pd.DataFrame, statistics: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """(features, column dictionary, fill counts) from typenet_ml_statistics, of one shard or of
+    several stacked. Columns in the column_dictionary's order; rows in order of the group ids. A
+    missing cell of a row's own device type's columns is filled with the user's mean of the column
+    over the user's observed groups, else the column mean over the observed cells of rows of that
+    device type, else 0 (both means taken before any fill); the other device type's columns stay
+    null. Fill counts: device type -> FILL_RULES counts, `cells` (own cells) and `filled_share`."""
+    dictionary = column_dictionary(statistics.columns)
+    names = pd.MultiIndex.from_frame(dictionary[list(COLUMN_LEVELS)].fillna({"key2": ""}))
+    return fill_values(groups, statistics[names].to_numpy(dtype=np.float64), dictionary)
+
+
+def fill_values(
+    groups: pd.DataFrame, values: np.ndarray, dictionary: pd.DataFrame, column_means: np.ndarray | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """fill_statistics of `values`, a column per row of `dictionary`. `column_means`: when the rows
+    are one participant segment's, the version's column means (from every segment's summary)."""
     groups = groups.reset_index(drop=True)
     order = group_order(groups)
     groups = groups.iloc[order].reset_index(drop=True)
-    values = statistics[names].to_numpy(dtype=np.float64)[order]
-    given_means = None if column_means is None else column_means[names].to_numpy(dtype=np.float64)
+    values = values[order]
     row_device = groups["device_type"].astype(str).to_numpy()
     column_device = dictionary["device_type"].to_numpy()
     users = pd.factorize(groups["user_id"])[0]
@@ -245,7 +253,7 @@ def fill_statistics(
         missing = np.isnan(own)
         user_mean = pd.DataFrame(own).groupby(users[rows]).transform("mean").to_numpy()
         with np.errstate(invalid="ignore", divide="ignore"):  # a column nobody has: NaN, then 0
-            means = column_sums(own)[0] / (~missing).sum(axis=0) if given_means is None else given_means[columns]
+            means = column_sums(own)[0] / (~missing).sum(axis=0) if column_means is None else column_means[columns]
         column_mean = np.broadcast_to(means, own.shape)
         by_user = missing & ~np.isnan(user_mean)
         by_column = missing & ~by_user & ~np.isnan(column_mean)
@@ -350,65 +358,71 @@ def digraphs_of_segment(job: SegmentJob) -> dict:
 def statistics_of_segment(job: SegmentJob) -> dict:
     """One participant segment's unfilled statistics at each grain of `job.outputs`: HL from its
     keystrokes (job.source), IL from its keypairs with the version's top digraphs. A grain's table:
-    the group ids and a column per statistic (named as in the features); its summary: the columns'
-    levels (COLUMN_LEVELS) and per column the sum and the number of its observed cells, from
-    which the step takes the version's column means."""
+    the group ids and `statistics`, the row's values as a list (one column, not hundreds: a
+    column costs more to write and read than its values); its summary: the columns (COLUMN_LEVELS)
+    and per column the parts of its sum (column_sums) and its number of observed cells, from which
+    the step takes the version's column means."""
     store = job.store()
     strokes, pairs = read_segment(store, job.source), read_segment(store, job.data["keypairs"])
     top = pd.DataFrame(job.data["top"], columns=TOP_COLUMNS[:3])
     thresholds = {device: OutlierThresholds(**t) for device, t in job.data["thresholds"].items()}
     out = {}
     for key, sid in job.outputs.items():
-        grain = GRAINS[dg.AssetKey.from_user_string(key).path[-1]]
+        asset_key = dg.AssetKey.from_user_string(key)
+        grain = GRAINS[asset_key.path[-1]]
         # a segment without keystrokes or pairs adds no group (nor columns) of its own
         parts = [
             *([hl_statistics(strokes, grain, thresholds)] if len(strokes) else []),
             *([il_statistics(pairs, grain, top)] if len(pairs) else []),
         ]
-        groups, statistics = (
-            join_statistics(grain, *parts) if parts else (pd.DataFrame(columns=[*grain, "device_type"]), None)
-        )
-        columns = [] if statistics is None else list(statistics.columns)
-        values = np.empty((len(groups), 0)) if statistics is None else statistics.to_numpy(np.float64)
-        table = pd.concat([groups, pd.DataFrame(values, columns=[_column_name(*c) for c in columns])], axis=1)
+        if parts:
+            groups, statistics = join_statistics(grain, *parts)
+            columns, values = list(statistics.columns), statistics.to_numpy(np.float64)
+        else:
+            groups, columns, values = pd.DataFrame(columns=[*grain, "device_type"]), [], np.empty((0, 0))
+        table = pa.Table.from_pandas(groups, preserve_index=False)
+        offsets = pa.array(np.arange(len(values) + 1, dtype=np.int32) * values.shape[1])
+        table = table.append_column("statistics", pa.ListArray.from_arrays(offsets, pa.array(values.ravel())))
+        sink = io.BytesIO()
+        pq.write_table(table, sink, compression="zstd")
+        store.write_bytes(segment_object_name(asset_key, sid), sink.getvalue())
         sums, errors = column_sums(values)
         partial = {
+            "rows": len(groups),
             "statistics": columns,
             "sums": sums.tolist(),
             "sum_errors": errors.tolist(),
             "observed": (~np.isnan(values)).sum(axis=0).tolist(),
         }
-        out[key] = store_segment(store, dg.AssetKey.from_user_string(key), sid, table, [], **partial)
+        out[key] = store_summary(store, asset_key, sid, partial)
     return out
 
 
-def column_means(summaries: list[dict]) -> pd.Series:
-    """The version's column means over observed cells, by column (COLUMN_LEVELS), from its
-    segments' statistics summaries; NaN for a column with no observed cell."""
-    parts = [
-        pd.DataFrame(
-            {"sum": s["sums"], "error": s["sum_errors"], "observed": s["observed"]},
-            index=pd.MultiIndex.from_tuples([tuple(c) for c in s["statistics"]], names=COLUMN_LEVELS),
-        )
-        for s in summaries
-        if s["statistics"]
-    ]
-    if not parts:
-        return pd.Series([], index=pd.MultiIndex.from_tuples([], names=COLUMN_LEVELS), dtype=np.float64)
-    by_column = pd.concat(parts).groupby(level=list(COLUMN_LEVELS), sort=False)
-    total = by_column.agg(sum=("sum", list), error=("error", list), observed=("observed", "sum"))
-    sums = [math.fsum([*s, *e]) for s, e in zip(total["sum"], total["error"])]  # the one rounding column_sums makes
-    return pd.Series(sums, total.index) / total["observed"].where(total["observed"] > 0)
+def column_means(summaries: list[dict], columns: pd.Index) -> np.ndarray:
+    """The version's mean of each of `columns` (flat names) over its observed cells, from its
+    segments' statistics summaries: its sum rounded once, as column_sums rounds it; NaN for a
+    column with no observed cell."""
+    where = columns.get_indexer([_column_name(*c) for s in summaries for c in s["statistics"]])
+    sums = np.array([x for s in summaries for x in s["sums"]], np.float64)
+    errors = np.array([x for s in summaries for x in s["sum_errors"]], np.float64)
+    observed = np.bincount(where, [x for s in summaries for x in s["observed"]], minlength=len(columns))
+    order = np.argsort(where, kind="stable")
+    bounds = np.searchsorted(where[order], np.arange(len(columns) + 1))
+    total = [math.fsum([*sums[order[a:b]], *errors[order[a:b]]]) for a, b in zip(bounds[:-1], bounds[1:])]
+    return np.array(total, np.float64) / np.where(observed > 0, observed, np.nan)
 
 
-def filled_segment(store: ObjectStore, name: str, summary: dict, grain: list[str], means: pd.Series) -> tuple:
-    """fill_statistics of one stored statistics segment, with the version's column means."""
-    table = read_segment(store, name)
-    ids = [*grain, "device_type"]
-    statistics = table.drop(columns=ids).set_axis(
-        pd.MultiIndex.from_tuples([tuple(c) for c in summary["statistics"]], names=COLUMN_LEVELS), axis=1
-    )
-    return fill_statistics(table[ids], statistics, means)
+def filled_segment(
+    store: ObjectStore, name: str, summary: dict, dictionary: pd.DataFrame, means: np.ndarray
+) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """fill_values of one stored statistics segment, its columns placed among the version's
+    (`dictionary`; a column none of its participants has stays missing) and the version's column means."""
+    table = pq.read_table(io.BytesIO(store.read_bytes(name)))
+    values = np.full((len(table), len(dictionary)), np.nan)
+    where = pd.Index(dictionary["column"]).get_indexer([_column_name(*c) for c in summary["statistics"]])
+    flat = table["statistics"].combine_chunks().flatten().to_numpy(zero_copy_only=False)
+    values[:, where] = flat.reshape(len(table), len(where))
+    return fill_values(table.drop_columns(["statistics"]).to_pandas(), values, dictionary, means)
 
 
 # one feature type per grain
@@ -476,19 +490,19 @@ def typenet_ml(
     summaries, computed = compute_segments(storage, segment_executor.map, statistics_of_segment, jobs)
     for g, feature in made.items():
         stored = [s[keys[g]] for s in summaries]
-        means = column_means(stored)
+        dictionary = column_dictionary({tuple(c) for s in stored for c in s["statistics"]})
+        means = column_means(stored, pd.Index(dictionary["column"]))
         filled = [
-            filled_segment(storage, segment_object_name(statistics_key(g), job.outputs[keys[g]]), s, GRAINS[g], means)
+            filled_segment(storage, segment_object_name(statistics_key(g), job.outputs[keys[g]]), s, dictionary, means)
             for job, s in zip(jobs, stored)
             if s["rows"]
         ]
+        ids = [*GRAINS[g], "device_type"]
         if filled:
             features = stack_shards(f for f, _, _ in filled)
-            features = features.iloc[group_order(features[[*GRAINS[g], "device_type"]])].reset_index(drop=True)
-            dictionary = filled[0][1]
+            features = features.iloc[group_order(features[ids])].reset_index(drop=True)
         else:
-            ids = pd.DataFrame(columns=[*GRAINS[g], "device_type"])
-            features, dictionary, _ = fill_statistics(ids, pd.DataFrame(columns=means.index), means)
+            features, _, _ = fill_values(pd.DataFrame(columns=ids), np.empty((0, len(dictionary))), dictionary, means)
         fills = merge_fills([f for _, _, f in filled])
         features.attrs["column_descriptions"] = {
             r.column: f"{r.statistic} of {r.latency} for {r.key1!r}"
