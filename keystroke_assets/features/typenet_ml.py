@@ -437,11 +437,12 @@ def _description(grain: list[str]) -> str:
         "for the top-k digraphs typed by every user of the device type, IL statistics over non-outlier "
         "pairs. Values in ms; a missing own cell is filled with the user's mean, else the column mean "
         "over observed cells, else 0. The column dictionary and the fill counts per device type are in "
-        "the metadata. Made with the other grains in one step (one pass over the shards)."
+        "the metadata. Made with the other grains in one step, from per-segment partial results (digraph counts, "
+        "unfilled statistics) that later versions reuse."
     )
 
 
-# The three grains in one step: one read of the shards, one top-k choice, instead of three of each.
+# The three grains in one step: one read of each segment, one top-k choice, instead of three of each.
 @features_made_together(
     {
         grain_name: (feature, dict(code_version="3", description=_description(GRAINS[grain_name])))
@@ -466,12 +467,16 @@ def typenet_ml(
     made = {g: f for g, f in zip(GRAINS, TYPENET_ML) if f.key in context.selected_asset_keys}
     version = code_version(context, next(iter(made.values())).key)
     digraph_jobs = [
-        SegmentJob(storage.uri(), {DIGRAPHS.to_user_string(): segment_id(DIGRAPHS.to_user_string(), version, name)}, name)
+        SegmentJob(
+            storage.uri(), {DIGRAPHS.to_user_string(): segment_id(DIGRAPHS.to_user_string(), version, name)}, name
+        )
         for name in keypairs.names
     ]
     digraphs, digraphs_computed = compute_segments(storage, segment_executor.map, digraphs_of_segment, digraph_jobs)
     digraphs = [s[DIGRAPHS.to_user_string()] for s in digraphs]
-    top = choose_top_digraphs([(s["users"], pd.DataFrame(s["digraphs"], columns=TOP_COLUMNS)) for s in digraphs], config.top_k)
+    top = choose_top_digraphs(
+        [(s["users"], pd.DataFrame(s["digraphs"], columns=TOP_COLUMNS)) for s in digraphs], config.top_k
+    )
     chosen = top[TOP_COLUMNS[:3]].to_dict("list")  # the statistics depend on which digraphs, not their counts
     limits = {device: asdict(t) for device, t in outlier_rules.thresholds().items()}
     keys = {g: statistics_key(g).to_user_string() for g in made}
