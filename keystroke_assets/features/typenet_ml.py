@@ -194,9 +194,10 @@ FILL_RULES = ["observed", "user_mean", "column_mean", "zero"]
 
 
 def column_sums(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per column of `values`, the sum of its observed (non-NaN) cells rounded once (math.fsum), so
-    the same whatever the rows' order, and the rounding error of that sum, rounded: the version's sum is
-    the same whether summed over its rows or over its segments' two parts (to ~2^-106 of it)."""
+    """Per column of `values`, the sum of its observed (non-NaN) cells rounded once (math.fsum: the
+    same in any row order), and that sum's rounding error, rounded. A segment stores both: their
+    fsum over every segment is the whole column's sum rounded once, as if summed over its rows (the
+    parts are exact to ~2^-106 of the sum), so the column mean is the same bit for bit."""
     observed = [column[~np.isnan(column)].tolist() for column in values.T]
     sums = [math.fsum(column) for column in observed]
     return np.array(sums, np.float64), np.array([math.fsum([*c, -s]) for c, s in zip(observed, sums)], np.float64)
@@ -363,7 +364,9 @@ def statistics_of_segment(job: SegmentJob) -> dict:
     and per column the parts of its sum (column_sums) and its number of observed cells, from which
     the step takes the version's column means."""
     store = job.store()
-    strokes, pairs = read_segment(store, job.source), read_segment(store, job.data["keypairs"])
+    ids = [*GRAINS["video"], "device_type"]  # the finest grain's: every grain's
+    strokes = read_segment(store, job.source, [*ids, "key", "HL"])
+    pairs = read_segment(store, job.data["keypairs"], [*ids, "key1", "key2", "IL", "outlier"])
     top = pd.DataFrame(job.data["top"], columns=TOP_COLUMNS[:3])
     thresholds = {device: OutlierThresholds(**t) for device, t in job.data["thresholds"].items()}
     out = {}
