@@ -109,6 +109,12 @@ def store_segment(
         "rules": rule_outcomes(df, checks),
         **extra,
     }
+    return store_summary(store, key, sid, summary)
+
+
+def store_summary(store: ObjectStore, key: dg.AssetKey, sid: str, summary: dict) -> dict:
+    """Write a segment's summary (JSON-able, numpy scalars too), alone when a step's partial
+    result of the segment is small enough to be all summary; returns it."""
     store.write_bytes(segment_object_name(key, sid, "json"), json.dumps(summary, default=_json_default).encode())
     return summary
 

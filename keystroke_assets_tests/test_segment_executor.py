@@ -12,13 +12,17 @@ import pytest
 
 from keystroke_assets.assets.keypairs import KEYPAIRS, KEYSTROKES
 from keystroke_assets.definitions import defs
+from keystroke_assets.features.typenet_ml import GRAINS, top_digraphs, typenet_ml_features
 from keystroke_assets.resources import resources_from_env
+from keystroke_assets.resources.parquet_io_manager import from_parquet_bytes, to_parquet_bytes
 from keystroke_assets.resources.segment_executor import SegmentExecutor, _in_order
 from keystroke_assets.synthetic import aalto_uploads, web_app_uploads, write_uploads
 
 from .conftest import SEGMENTED, VERSION, stored
 
 FEATURES = [key for key in SEGMENTED if key.startswith("features/")]  # the features stored per segment
+# typenet_ml: one table per version, from partial results computed per segment
+TYPENET_ML = [f"features/typenet_ml/{grain}" for grain in GRAINS]
 
 
 class _Done:
@@ -140,7 +144,7 @@ def test_features_in_a_local_pool_give_the_in_process_tables(several_shards, tmp
         instance.add_dynamic_partitions("dataset_versions", [VERSION])
         result = dg.materialize(
             list(defs.assets),
-            selection=FEATURES,
+            selection=[*FEATURES, *TYPENET_ML],
             partition_key=VERSION,
             instance=instance,
             resources={
@@ -154,9 +158,13 @@ def test_features_in_a_local_pool_give_the_in_process_tables(several_shards, tmp
         e.asset_key.to_user_string(): e.materialization.metadata["segments/computed"].value
         for e in result.get_asset_materialization_events()
     }
-    assert computed == dict.fromkeys(FEATURES, 8)  # every segment in the pool, none reused
+    assert computed == dict.fromkeys([*FEATURES, *TYPENET_ML], 8)  # every segment in the pool, none reused
     for key in FEATURES:
         pd.testing.assert_frame_equal(stored(storage, key), stored(several_shards[1], key), obj=key)
+    strokes, pairs = stored(storage, "keystrokes"), stored(storage, "keypairs")
+    for key, grain in zip(TYPENET_ML, GRAINS.values()):
+        want, _, _ = typenet_ml_features(strokes, pairs, grain, top_digraphs(pairs, 10))
+        pd.testing.assert_frame_equal(stored(storage, key), from_parquet_bytes(to_parquet_bytes(want)), obj=key)
 
 
 @pytest.fixture(scope="module")

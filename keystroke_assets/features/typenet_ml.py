@@ -5,9 +5,15 @@ its own columns (its keys, its top-k digraphs), named `<device type>__HL__<key>_
 `<device type>__IL__<key1>__<key2>__<statistic>`; a row has values only in its own device type's.
 """
 
+import io
+import math
+from dataclasses import asdict
+
 import dagster as dg
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from keystroke_assets.features.common import (
     Evaluable,
@@ -22,7 +28,18 @@ from keystroke_assets.features.common import (
     stack_shards,
 )
 from keystroke_assets.keystrokes import DEFAULT_OUTLIER_THRESHOLDS, OutlierThresholds
+from keystroke_assets.resources.object_store import ObjectStore
 from keystroke_assets.resources.outlier_rules import OutlierRules
+from keystroke_assets.resources.parquet_io_manager import segment_object_name
+from keystroke_assets.resources.segment_executor import SegmentExecutor
+from keystroke_assets.segments import (
+    SegmentJob,
+    code_version,
+    compute_segments,
+    read_segment,
+    segment_id,
+    store_summary,
+)
 
 GRAINS = {
     "platform": ["user_id", "platform_id"],
@@ -45,6 +62,7 @@ def _digraph_codes(pairs: pd.DataFrame) -> tuple[np.ndarray, pd.Index]:
 
 
 DIGRAPH_COUNT_COLUMNS = ["user_id", "device_type", "key1", "key2"]
+TOP_COLUMNS = ["device_type", "key1", "key2", "count"]
 
 
 def digraph_counts(pairs: pd.DataFrame) -> pd.DataFrame:
@@ -68,23 +86,35 @@ def digraph_counts(pairs: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def choose_top_digraphs(counts: pd.DataFrame, k: int) -> pd.DataFrame:
-    """Per device type, the k most frequent digraphs (of `digraph_counts`) typed by every user of
-    that device type; ties broken by (key1, key2) in code-point order."""
-    users = counts.groupby("device_type")["user_id"].nunique().rename("users")
+def common_digraphs(counts: pd.DataFrame) -> tuple[dict[str, int], pd.DataFrame]:
+    """Of `digraph_counts` (one participant segment's), the users per device type and the digraphs
+    every one of them typed, their counts summed: all the top-k choice needs of the segment."""
+    users = counts.groupby("device_type")["user_id"].nunique()
     per = counts.groupby(["device_type", "key1", "key2"]).agg(count=("count", "sum"), typed_by=("user_id", "size"))
-    per = per.reset_index().join(users, on="device_type")
+    per = per.reset_index()
+    per = per[per["typed_by"].to_numpy() == users.reindex(per["device_type"]).to_numpy()]
+    return {str(d): int(n) for d, n in users.items()}, per[TOP_COLUMNS].reset_index(drop=True)
+
+
+def choose_top_digraphs(parts: list[tuple[dict[str, int], pd.DataFrame]], k: int) -> pd.DataFrame:
+    """Per device type, the k most frequent digraphs typed by every user of that device type, from
+    each participant segment's `common_digraphs` (a user is in one segment): those every user of
+    every segment with users of the device type typed. Ties broken by (key1, key2) in code-point order."""
+    segments = pd.Series([d for users, _ in parts for d in users], dtype=object).value_counts()
+    per = pd.concat([common for _, common in parts], ignore_index=True)
+    per = per.groupby(["device_type", "key1", "key2"]).agg(count=("count", "sum"), segments=("count", "size"))
+    per = per.reset_index()
     # Python string order is code-point order
-    per = per[per["typed_by"] == per["users"]].sort_values(
+    per = per[per["segments"].to_numpy() == segments.reindex(per["device_type"]).to_numpy()].sort_values(
         ["device_type", "count", "key1", "key2"], ascending=[True, False, True, True], kind="stable"
     )
-    return per.groupby("device_type").head(k)[["device_type", "key1", "key2", "count"]].reset_index(drop=True)
+    return per.groupby("device_type").head(k)[TOP_COLUMNS].reset_index(drop=True)
 
 
 def top_digraphs(pairs: pd.DataFrame, k: int) -> pd.DataFrame:
     """Per device type, the k most frequent digraphs typed by every user of that device type;
     ties broken by (key1, key2) in code-point order. Keys by canonical identity (key_identity_codes)."""
-    return choose_top_digraphs(digraph_counts(pairs), k)
+    return choose_top_digraphs([common_digraphs(digraph_counts(pairs))], k)
 
 
 def _wide(codes, n_groups, column_ids, values, n_columns):
@@ -163,27 +193,57 @@ def _column_name(device_type: str, latency: str, key1: str, key2: str, statistic
 FILL_RULES = ["observed", "user_mean", "column_mean", "zero"]
 
 
-def fill_statistics(groups: pd.DataFrame, statistics: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
-    """(features, column dictionary, fill counts) from typenet_ml_statistics, of one shard or of
-    several stacked. Columns in order: device type, then HL per key and IL per digraph (code-point
-    order), statistics in STATS order; rows in order of the group ids. A missing cell of a row's
-    own device type's columns is filled with the user's mean of the column over the user's
-    observed groups, else the column mean over the observed cells of rows of that device type,
-    else 0 (both means taken before any fill); the other device type's columns stay null. Fill
-    counts: device type -> FILL_RULES counts, `cells` (own cells) and `filled_share`."""
+def column_sums(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per column of `values`, the sum of its observed (non-NaN) cells rounded once (math.fsum: the
+    same in any row order), and that sum's rounding error, rounded. A segment stores both: their
+    fsum over every segment is the whole column's sum rounded once, as if summed over its rows (the
+    parts are exact to ~2^-106 of the sum), so the column mean is the same bit for bit."""
+    observed = [column[~np.isnan(column)].tolist() for column in values.T]
+    sums = [math.fsum(column) for column in observed]
+    return np.array(sums, np.float64), np.array([math.fsum([*c, -s]) for c, s in zip(observed, sums)], np.float64)
+
+
+def group_order(groups: pd.DataFrame) -> np.ndarray:
+    """The rows of `groups` (a RangeIndex) in order of the group ids (user ids as text), whatever
+    the shards' order or id dtypes."""
+    ids = groups.drop(columns="device_type")
+    ids = ids.astype({c: str for c in ids if not pd.api.types.is_numeric_dtype(ids[c])})
+    return ids.sort_values(list(ids.columns), kind="stable").index.to_numpy()
+
+
+def column_dictionary(columns) -> pd.DataFrame:
+    """The dictionary of statistic columns (COLUMN_LEVELS tuples) in the features' order: device
+    type, then HL per key and IL per digraph (code-point order), statistics in STATS order."""
     stat_order = {s: i for i, s in enumerate(STATS)}
-    names = sorted(statistics.columns, key=lambda c: (*c[:4], stat_order[c[4]]))
+    names = sorted(columns, key=lambda c: (*c[:4], stat_order[c[4]]))
     dictionary = pd.DataFrame(names, columns=list(COLUMN_LEVELS))
     dictionary.insert(0, "column", [_column_name(*c) for c in names])
     dictionary["key2"] = dictionary["key2"].replace("", None)
     dictionary["unit"] = "ms"
-    # rows in order of the group ids (user ids as text), whatever the shards' order or id dtypes
+    return dictionary
+
+
+def fill_statistics(groups: pd.DataFrame, statistics: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """(features, column dictionary, fill counts) from typenet_ml_statistics, of one shard or of
+    several stacked. Columns in the column_dictionary's order; rows in order of the group ids. A
+    missing cell of a row's own device type's columns is filled with the user's mean of the column
+    over the user's observed groups, else the column mean over the observed cells of rows of that
+    device type, else 0 (both means taken before any fill); the other device type's columns stay
+    null. Fill counts: device type -> FILL_RULES counts, `cells` (own cells) and `filled_share`."""
+    dictionary = column_dictionary(statistics.columns)
+    names = pd.MultiIndex.from_frame(dictionary[list(COLUMN_LEVELS)].fillna({"key2": ""}))
+    return fill_values(groups, statistics[names].to_numpy(dtype=np.float64), dictionary)
+
+
+def fill_values(
+    groups: pd.DataFrame, values: np.ndarray, dictionary: pd.DataFrame, column_means: np.ndarray | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """fill_statistics of `values`, a column per row of `dictionary`. `column_means`: when the rows
+    are one participant segment's, the version's column means (from every segment's summary)."""
     groups = groups.reset_index(drop=True)
-    ids = groups.drop(columns="device_type")
-    ids = ids.astype({c: str for c in ids if not pd.api.types.is_numeric_dtype(ids[c])})
-    order = ids.sort_values(list(ids.columns), kind="stable").index.to_numpy()
+    order = group_order(groups)
     groups = groups.iloc[order].reset_index(drop=True)
-    values = statistics[names].to_numpy(dtype=np.float64)[order]
+    values = values[order]
     row_device = groups["device_type"].astype(str).to_numpy()
     column_device = dictionary["device_type"].to_numpy()
     users = pd.factorize(groups["user_id"])[0]
@@ -194,7 +254,8 @@ def fill_statistics(groups: pd.DataFrame, statistics: pd.DataFrame) -> tuple[pd.
         missing = np.isnan(own)
         user_mean = pd.DataFrame(own).groupby(users[rows]).transform("mean").to_numpy()
         with np.errstate(invalid="ignore", divide="ignore"):  # a column nobody has: NaN, then 0
-            column_mean = np.broadcast_to(np.nansum(own, axis=0) / (~missing).sum(axis=0), own.shape)
+            means = column_sums(own)[0] / (~missing).sum(axis=0) if column_means is None else column_means[columns]
+        column_mean = np.broadcast_to(means, own.shape)
         by_user = missing & ~np.isnan(user_mean)
         by_column = missing & ~by_user & ~np.isnan(column_mean)
         by_zero = missing & ~by_user & ~by_column
@@ -205,6 +266,19 @@ def fill_statistics(groups: pd.DataFrame, statistics: pd.DataFrame) -> tuple[pd.
     features = pd.concat([groups, pd.DataFrame(values, columns=dictionary["column"])], axis=1)
     features["device_type"] = features["device_type"].astype(str)
     return features, dictionary, fills
+
+
+def merge_fills(parts: list[dict]) -> dict:
+    """The fill counts (fill_statistics) of the version from those of its segments."""
+    fills = {}
+    for part in parts:
+        for device, counts in part.items():
+            total = fills.setdefault(device, dict.fromkeys([*FILL_RULES, "cells"], 0))
+            for name in total:
+                total[name] += counts[name]
+    for total in fills.values():
+        total["filled_share"] = (total["cells"] - total["observed"]) / max(total["cells"], 1)
+    return dict(sorted(fills.items()))
 
 
 def typenet_ml_features(
@@ -263,8 +337,95 @@ def typenet_ml_feature(grain_name: str) -> Feature:
     )
 
 
-def _stacked(parts: list[tuple[pd.DataFrame, pd.DataFrame]]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    return tuple(stack_shards(p) for p in zip(*parts))
+# Partial results of the step per participant segment, stored under the step's features (not assets)
+DIGRAPHS = dg.AssetKey(["features", "typenet_ml", "partials", "digraphs"])
+
+
+def statistics_key(grain_name: str) -> dg.AssetKey:
+    return dg.AssetKey(["features", "typenet_ml", "partials", grain_name])
+
+
+def digraphs_of_segment(job: SegmentJob) -> dict:
+    """The common_digraphs of one keypairs segment, stored as a summary alone (a few hundred
+    digraphs): what choosing the top-k reads instead of the segment's rows."""
+    store = job.store()
+    pairs = read_segment(store, job.source, DIGRAPH_COUNT_COLUMNS)
+    # an empty segment (participants all broken) may have untyped columns, and has no digraph
+    users, common = common_digraphs(digraph_counts(pairs)) if len(pairs) else ({}, pd.DataFrame(columns=TOP_COLUMNS))
+    key = DIGRAPHS.to_user_string()
+    return {key: store_summary(store, DIGRAPHS, job.outputs[key], {"users": users, "digraphs": common.to_dict("list")})}
+
+
+def statistics_of_segment(job: SegmentJob) -> dict:
+    """One participant segment's unfilled statistics at each grain of `job.outputs`: HL from its
+    keystrokes (job.source), IL from its keypairs with the version's top digraphs. A grain's table:
+    the group ids and `statistics`, the row's values as a list (one column, not hundreds: a
+    column costs more to write and read than its values); its summary: the columns (COLUMN_LEVELS)
+    and per column the parts of its sum (column_sums) and its number of observed cells, from which
+    the step takes the version's column means."""
+    store = job.store()
+    ids = [*GRAINS["video"], "device_type"]  # the finest grain's: every grain's
+    strokes = read_segment(store, job.source, [*ids, "key", "HL"])
+    pairs = read_segment(store, job.data["keypairs"], [*ids, "key1", "key2", "IL", "outlier"])
+    top = pd.DataFrame(job.data["top"], columns=TOP_COLUMNS[:3])
+    thresholds = {device: OutlierThresholds(**t) for device, t in job.data["thresholds"].items()}
+    out = {}
+    for key, sid in job.outputs.items():
+        asset_key = dg.AssetKey.from_user_string(key)
+        grain = GRAINS[asset_key.path[-1]]
+        # a segment without keystrokes or pairs adds no group (nor columns) of its own
+        parts = [
+            *([hl_statistics(strokes, grain, thresholds)] if len(strokes) else []),
+            *([il_statistics(pairs, grain, top)] if len(pairs) else []),
+        ]
+        if parts:
+            groups, statistics = join_statistics(grain, *parts)
+            columns, values = list(statistics.columns), statistics.to_numpy(np.float64)
+        else:
+            groups, columns, values = pd.DataFrame(columns=[*grain, "device_type"]), [], np.empty((0, 0))
+        table = pa.Table.from_pandas(groups, preserve_index=False)
+        offsets = pa.array(np.arange(len(values) + 1, dtype=np.int32) * values.shape[1])
+        table = table.append_column("statistics", pa.ListArray.from_arrays(offsets, pa.array(values.ravel())))
+        sink = io.BytesIO()
+        pq.write_table(table, sink, compression="zstd")
+        store.write_bytes(segment_object_name(asset_key, sid), sink.getvalue())
+        sums, errors = column_sums(values)
+        partial = {
+            "rows": len(groups),
+            "statistics": columns,
+            "sums": sums.tolist(),
+            "sum_errors": errors.tolist(),
+            "observed": (~np.isnan(values)).sum(axis=0).tolist(),
+        }
+        out[key] = store_summary(store, asset_key, sid, partial)
+    return out
+
+
+def column_means(summaries: list[dict], columns: pd.Index) -> np.ndarray:
+    """The version's mean of each of `columns` (flat names) over its observed cells, from its
+    segments' statistics summaries: its sum rounded once, as column_sums rounds it; NaN for a
+    column with no observed cell."""
+    where = columns.get_indexer([_column_name(*c) for s in summaries for c in s["statistics"]])
+    sums = np.array([x for s in summaries for x in s["sums"]], np.float64)
+    errors = np.array([x for s in summaries for x in s["sum_errors"]], np.float64)
+    observed = np.bincount(where, [x for s in summaries for x in s["observed"]], minlength=len(columns))
+    order = np.argsort(where, kind="stable")
+    bounds = np.searchsorted(where[order], np.arange(len(columns) + 1))
+    total = [math.fsum([*sums[order[a:b]], *errors[order[a:b]]]) for a, b in zip(bounds[:-1], bounds[1:])]
+    return np.array(total, np.float64) / np.where(observed > 0, observed, np.nan)
+
+
+def filled_segment(
+    store: ObjectStore, name: str, summary: dict, dictionary: pd.DataFrame, means: np.ndarray
+) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """fill_values of one stored statistics segment, its columns placed among the version's
+    (`dictionary`; a column none of its participants has stays missing) and the version's column means."""
+    table = pq.read_table(io.BytesIO(store.read_bytes(name)))
+    values = np.full((len(table), len(dictionary)), np.nan)
+    where = pd.Index(dictionary["column"]).get_indexer([_column_name(*c) for c in summary["statistics"]])
+    flat = table["statistics"].combine_chunks().flatten().to_numpy(zero_copy_only=False)
+    values[:, where] = flat.reshape(len(table), len(where))
+    return fill_values(table.drop_columns(["statistics"]).to_pandas(), values, dictionary, means)
 
 
 # one feature type per grain
@@ -279,11 +440,12 @@ def _description(grain: list[str]) -> str:
         "for the top-k digraphs typed by every user of the device type, IL statistics over non-outlier "
         "pairs. Values in ms; a missing own cell is filled with the user's mean, else the column mean "
         "over observed cells, else 0. The column dictionary and the fill counts per device type are in "
-        "the metadata. Made with the other grains in one step (one pass over the shards)."
+        "the metadata. Made with the other grains in one step, from per-segment partial results (digraph counts, "
+        "unfilled statistics) that later versions reuse."
     )
 
 
-# The three grains in one step: one read of the shards, one top-k choice, instead of three of each.
+# The three grains in one step: one read of each segment, one top-k choice, instead of three of each.
 @features_made_together(
     {
         grain_name: (feature, dict(code_version="3", description=_description(GRAINS[grain_name])))
@@ -297,25 +459,59 @@ def typenet_ml(
     keystrokes: ParticipantShards,
     keypairs: ParticipantShards,
     outlier_rules: OutlierRules,
+    storage: ObjectStore,
+    segment_executor: SegmentExecutor,
 ):
-    # Per segment: HL from its keystrokes, IL from its pairs (a group is one participant's, so the
-    # segments' tables stacked are the version's). Version-wide: the top-k from every segment's
-    # digraph counts first, then the fill over the stacked statistics.
+    # Per segment, stored and reused by any version: its digraph counts, then its unfilled statistics
+    # (HL from its keystrokes, IL from its pairs; a group is one participant's). Version-wide, from
+    # the summaries alone: the top-k and the column means. Then each segment's statistics filled
+    # (the user mean is within the segment) and stacked into the version's table, a row per group
+    # in the order of the group ids.
     made = {g: f for g, f in zip(GRAINS, TYPENET_ML) if f.key in context.selected_asset_keys}
-    counts = pd.concat(map(digraph_counts, keypairs.shards(DIGRAPH_COUNT_COLUMNS)), ignore_index=True)
-    top = choose_top_digraphs(counts, config.top_k)
-    thresholds = outlier_rules.thresholds()
-    hl, il = {g: [] for g in made}, {g: [] for g in made}
-    for strokes in keystrokes.shards():
-        for g in made:
-            hl[g].append(hl_statistics(strokes, GRAINS[g], thresholds))
-    for pairs in keypairs.shards():
-        for g in made:
-            il[g].append(il_statistics(pairs, GRAINS[g], top))
-    for g, feature in made.items():
-        features, dictionary, fills = fill_statistics(
-            *join_statistics(GRAINS[g], _stacked(hl.pop(g)), _stacked(il.pop(g)))
+    version = code_version(context, next(iter(made.values())).key)
+    digraph_jobs = [
+        SegmentJob(
+            storage.uri(), {DIGRAPHS.to_user_string(): segment_id(DIGRAPHS.to_user_string(), version, name)}, name
         )
+        for name in keypairs.names
+    ]
+    digraphs, digraphs_computed = compute_segments(storage, segment_executor.map, digraphs_of_segment, digraph_jobs)
+    digraphs = [s[DIGRAPHS.to_user_string()] for s in digraphs]
+    top = choose_top_digraphs(
+        [(s["users"], pd.DataFrame(s["digraphs"], columns=TOP_COLUMNS)) for s in digraphs], config.top_k
+    )
+    chosen = top[TOP_COLUMNS[:3]].to_dict("list")  # the statistics depend on which digraphs, not their counts
+    limits = {device: asdict(t) for device, t in outlier_rules.thresholds().items()}
+    keys = {g: statistics_key(g).to_user_string() for g in made}
+    jobs = [
+        SegmentJob(
+            storage.uri(),
+            {
+                keys[g]: segment_id(keys[g], version, config.top_k, chosen, limits, strokes_name, pairs_name)
+                for g in made
+            },
+            strokes_name,
+            {"keypairs": pairs_name, "top": chosen, "thresholds": limits},
+        )
+        for strokes_name, pairs_name in zip(keystrokes.names, keypairs.names, strict=True)
+    ]
+    summaries, computed = compute_segments(storage, segment_executor.map, statistics_of_segment, jobs)
+    for g, feature in made.items():
+        stored = [s[keys[g]] for s in summaries]
+        dictionary = column_dictionary({tuple(c) for s in stored for c in s["statistics"]})
+        means = column_means(stored, pd.Index(dictionary["column"]))
+        filled = [
+            filled_segment(storage, segment_object_name(statistics_key(g), job.outputs[keys[g]]), s, dictionary, means)
+            for job, s in zip(jobs, stored)
+            if s["rows"]
+        ]
+        ids = [*GRAINS[g], "device_type"]
+        if filled:
+            features = stack_shards(f for f, _, _ in filled)
+            features = features.iloc[group_order(features[ids])].reset_index(drop=True)
+        else:
+            features, _, _ = fill_values(pd.DataFrame(columns=ids), np.empty((0, len(dictionary))), dictionary, means)
+        fills = merge_fills([f for _, _, f in filled])
         features.attrs["column_descriptions"] = {
             r.column: f"{r.statistic} of {r.latency} for {r.key1!r}"
             + (f" then {r.key2!r}" if r.key2 else "")
@@ -330,6 +526,10 @@ def typenet_ml(
                 "column_dictionary": report_table(dictionary, max_rows=5000),
                 **{f"columns/{d}": int(n) for d, n in dictionary["device_type"].value_counts(sort=False).items()},
                 **{f"fill/{d}/{rule}": v for d, counts in fills.items() for rule, v in counts.items()},
+                "segments/computed": sum(computed),
+                "segments/reused": len(jobs) - sum(computed),
+                "digraphs/segments/computed": sum(digraphs_computed),
+                "digraphs/segments/reused": len(digraph_jobs) - sum(digraphs_computed),
             },
             output_name=g,
         )
