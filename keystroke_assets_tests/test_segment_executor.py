@@ -55,8 +55,8 @@ def test_the_executor_is_chosen_by_environment(tmp_path):
     def executor(**env) -> SegmentExecutor:
         return resources_from_env({"KEYSTROKE_STORAGE": str(tmp_path), **env})["segment_executor"]
 
-    assert executor().workers == 1  # the step's own process
-    assert executor(KEYSTROKE_SEGMENT_WORKERS="0").workers == 0  # one per core
+    assert executor().workers == 0  # one per core
+    assert executor(KEYSTROKE_SEGMENT_WORKERS="1").workers == 1  # the step's own process
     assert executor(KEYSTROKE_DASK_SCHEDULER="tcp://d:8786").scheduler == "tcp://d:8786"
 
 

@@ -1,5 +1,5 @@
 """Resources chosen by environment: local folders by default, GCS for gs:// locations; a step's
-segments in its own process by default, on a Dask cluster when one is named."""
+segments on every core of this machine by default, on a Dask cluster when one is named."""
 
 import os
 from collections.abc import Mapping
@@ -30,8 +30,8 @@ def resources_from_env(env: Mapping[str, str] = os.environ) -> dict:
 
 def segment_executor(env: Mapping[str, str]) -> SegmentExecutor:
     """KEYSTROKE_DASK_SCHEDULER (`tcp://host:8786`) → segments on that Dask cluster; else
-    KEYSTROKE_SEGMENT_WORKERS processes on this machine (0: one per core), by default none: the
-    step's own process, faster on 2 cores (docs/performance.md "Scaling")."""
+    KEYSTROKE_SEGMENT_WORKERS processes on this machine, by default 0: one per core (1: the step's
+    own process) (docs/performance.md "Scaling")."""
     if scheduler := env.get("KEYSTROKE_DASK_SCHEDULER"):
         return SegmentExecutor(scheduler=scheduler)
-    return SegmentExecutor(workers=int(env.get("KEYSTROKE_SEGMENT_WORKERS", "1")))
+    return SegmentExecutor(workers=int(env.get("KEYSTROKE_SEGMENT_WORKERS", "0")))

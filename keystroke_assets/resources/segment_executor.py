@@ -16,22 +16,39 @@ _PRELOAD = [
     "keystroke_assets.assets.raw_data",
     "keystroke_assets.assets.cleaned_data",
     "keystroke_assets.assets.keypairs",
+    "keystroke_assets.features.behavioral",
+    "keystroke_assets.features.kvc",
+    "keystroke_assets.features.statistical",
+    "keystroke_assets.features.typenet_ml",
+    "keystroke_assets.features.typenet_sequences",
 ]
 
 
-# One pool per size for the life of the process (a run worker runs every step of a run): its fork
-# server imports the stages once per run, not once per step.
-_POOLS: dict[int, ProcessPoolExecutor] = {}
+# The pool for the life of the process (a run worker runs every step of a run): its fork server
+# imports the stages once per run, not once per step. Its processes get the environment the pool
+# was made in (the store's credentials, an emulator's address); another environment, another pool.
+_POOL: dict[tuple, ProcessPoolExecutor] = {}
+
+
+def _set_environment(environment: dict) -> None:
+    os.environ.clear()
+    os.environ.update(environment)
 
 
 def _pool(workers: int) -> ProcessPoolExecutor:
-    if workers not in _POOLS:
+    key = (workers, tuple(sorted(os.environ.items())))
+    if key not in _POOL:
+        for old in _POOL.values():
+            old.shutdown(wait=False, cancel_futures=True)
+        _POOL.clear()
         # A fork server, not fork: the step's process has threads (Dagster's), and a fork copies
         # their locks in whatever state; the server imports the stages' code once.
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload(_PRELOAD)
-        _POOLS[workers] = ProcessPoolExecutor(workers, mp_context=context)
-    return _POOLS[workers]
+        _POOL[key] = ProcessPoolExecutor(
+            workers, mp_context=context, initializer=_set_environment, initargs=(dict(os.environ),)
+        )
+    return _POOL[key]
 
 
 def _in_order(submit: Callable, segments: Sequence, window: int) -> Iterator:
@@ -53,19 +70,19 @@ def _in_order(submit: Callable, segments: Sequence, window: int) -> Iterator:
 class SegmentExecutor(dg.ConfigurableResource):
     """Maps a pure, picklable function over a step's segments. `scheduler` set: on the Dask
     cluster at that address (`tcp://host:8786`), each segment retried `retries` times on an error
-    and computed again when its worker dies. Else on this machine: with `workers` 1 or one segment,
-    in the step's process (no pool to start); else in a pool of `workers` processes (0: one per
-    core)."""
+    and computed again when its worker dies. Else on this machine, in a pool of `workers`
+    processes (0: one per core), or in the step's own process with `workers` 1 or fewer than two
+    segments per worker to compute: a pool's start (~1 s, once per run) pays from there on."""
 
     scheduler: str | None = None
-    workers: int = 1
+    workers: int = 0
     retries: int = 2
 
     def map(self, fn: Callable, segments: Sequence) -> Iterator:
         if self.scheduler:
             return self._on_dask(fn, segments)
-        workers = min(self.workers or os.cpu_count() or 1, len(segments))
-        if workers < 2:
+        workers = self.workers or os.cpu_count() or 1
+        if workers < 2 or len(segments) < 2 * workers:
             return map(fn, segments)
         return self._on_pool(fn, segments, workers)
 
@@ -74,7 +91,7 @@ class SegmentExecutor(dg.ConfigurableResource):
         try:
             yield from _in_order(lambda s: pool.submit(fn, s), segments, 2 * workers)
         except BrokenProcessPool:
-            _POOLS.pop(workers, None)  # a worker died: the step's retry starts a new pool
+            _POOL.clear()  # a worker died: the step's retry starts a new pool
             raise
 
     def _on_dask(self, fn: Callable, segments: Sequence) -> Iterator:
