@@ -148,7 +148,7 @@ def test_gcs_uploads_make_one_version_across_a_daemon_crash(tmp_path, gcs_bucket
         took = time.monotonic() - dropped
         assert versions(instance) == [expected]
         assert participants_in(instance, expected) == 2
-        assert gcs_bucket.get_blob(f"datasets/keypairs/{expected}.parquet") is not None
+        assert gcs_bucket.get_blob(f"datasets/keypairs/{expected}.segments.json") is not None
         # a tick of the restarted daemon evaluated after the version was complete: still one version
         complete = time.time()
         wait_for(
