@@ -158,9 +158,9 @@ def segmented_table(
     )
 
 
-def segment_checks(checks: list[OutputCheck], summaries: Iterable[dict], key: dg.AssetKey) -> ShardChecks:
+def segment_checks(summaries: Iterable[dict], key: dg.AssetKey) -> ShardChecks:
     """The rules of `key`'s whole table from its segments' stored outcomes."""
-    merged = ShardChecks(checks, key)
+    merged = ShardChecks(key)
     for summary in summaries:
         s = summary[key.to_user_string()]
         merged.add_outcomes({name: tuple(outcome) for name, outcome in s["rules"].items()}, empty=s["rows"] == 0)

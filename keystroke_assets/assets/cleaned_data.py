@@ -239,4 +239,4 @@ def cleaned_data(
             "min_aalto_sections": config.min_aalto_sections,
         },
     )
-    yield from segment_checks(CHECKS, summaries, CLEANED_DATA).results()
+    yield from segment_checks(summaries, CLEANED_DATA).results()

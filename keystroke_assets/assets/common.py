@@ -118,20 +118,16 @@ def run_checks(
 
 
 class ShardChecks:
-    """Rules of a table seen shard by shard (a segmented table's), with the
-    outcomes they would have on the whole table. Every rule used this way holds row by row or on
-    the columns, so it passes when it passes on every non-empty shard (on the empty table when all
-    are empty); its counts add up and its lists of names unite. `asset_key` names the checked
-    asset where a step makes several."""
+    """Rules of a table seen shard by shard (a segmented table's: each segment's outcomes as its
+    summary stored them), with the outcomes they would have on the whole table. Every rule used
+    this way holds row by row or on the columns, so it passes when it passes on every non-empty
+    shard (on the empty table when all are empty); its counts add up and its lists of names unite.
+    `asset_key` names the checked asset where a step makes several."""
 
-    def __init__(self, checks: Iterable[OutputCheck], asset_key: dg.AssetKey | None = None):
-        self._checks = list(checks)
+    def __init__(self, asset_key: dg.AssetKey | None = None):
         self._asset_key = asset_key
         self._outcomes: dict[str, tuple[bool, dict]] = {}
         self._empty: dict[str, tuple[bool, dict]] | None = None
-
-    def add(self, df: pd.DataFrame) -> None:
-        self.add_outcomes(rule_outcomes(df, self._checks), empty=not len(df))
 
     def add_outcomes(self, outcomes: dict[str, tuple[bool, dict]], empty: bool) -> None:
         """The rules' outcomes on one shard (`empty`: a shard without rows)."""

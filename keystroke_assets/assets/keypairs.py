@@ -266,7 +266,7 @@ def keypairs(
     selected = context.selected_asset_keys
     if KEYSTROKES in selected:
         yield dg.Output(segmented_table(KEYSTROKES, jobs, summaries, computed), output_name="keystrokes")
-        yield from segment_checks(KEYSTROKE_CHECKS, summaries, KEYSTROKES).results()
+        yield from segment_checks(summaries, KEYSTROKES).results()
     if KEYPAIRS in selected:
         parts = [s[KEYPAIRS.to_user_string()] for s in summaries]
         per_user = pd.concat([pd.DataFrame(p["per_user"]) for p in parts], ignore_index=True).set_index("user_id")
@@ -298,4 +298,4 @@ def keypairs(
                 ),
             },
         )
-        yield from segment_checks(CHECKS, summaries, KEYPAIRS).results()
+        yield from segment_checks(summaries, KEYPAIRS).results()

@@ -22,7 +22,6 @@ import pandas as pd
 
 from keystroke_assets.assets.common import (
     OutputCheck,
-    ShardChecks,
     check_specs,
     has_columns,
     non_empty,
@@ -68,7 +67,6 @@ __all__ = [
     "Evaluable",
     "pooled_steps",
     "OutputCheck",
-    "ShardChecks",
     "ParticipantShards",
     "report_table",
     "stack_shards",
@@ -366,7 +364,7 @@ class Feature:
             segmented_table(self.key, jobs, summaries, computed),
             metadata={**counts, **(metadata(parts) if metadata else {})},
         )
-        yield from segment_checks(self.all_checks, summaries, self.key).results()
+        yield from segment_checks(summaries, self.key).results()
 
 
 def _feature_segment(
