@@ -147,9 +147,11 @@ def compute_segments(
 def segmented_table(
     key: dg.AssetKey, jobs: list[SegmentJob], summaries: list[dict], computed: list[bool]
 ) -> SegmentedTable:
-    """The version's table of `key`: its segments in job order."""
+    """The version's table of `key`: its segments in job order; its columns' types those of the
+    first segment with rows (an empty segment's columns may be untyped, as `_arrow_table` reads them)."""
     name = key.to_user_string()
-    columns = summaries[0][name]["columns"] if summaries else []
+    typed = [s[name] for s in summaries if s[name]["rows"]] or [s[name] for s in summaries]
+    columns = typed[0]["columns"] if typed else []
     return SegmentedTable(
         names=[segment_object_name(key, job.outputs[name]) for job in jobs],
         rows=[s[name]["rows"] for s in summaries],
