@@ -3,6 +3,7 @@
 import dagster as dg
 
 from keystroke_assets import assets, features
+from keystroke_assets.assets.features import feature_assets
 from keystroke_assets.automation import automation_sensor
 from keystroke_assets.evaluation.assets import evaluation_assets
 from keystroke_assets.resources import resources_from_env
@@ -11,7 +12,7 @@ from keystroke_assets.sensors import upload_sensor
 defs = dg.Definitions(
     assets=[
         *dg.load_assets_from_package_module(assets),
-        *dg.load_assets_from_package_module(features),
+        *feature_assets(features),  # an asset per feature type declared in the package
         *evaluation_assets(features),  # an evaluation per feature module that declares one
     ],
     sensors=[upload_sensor, automation_sensor],

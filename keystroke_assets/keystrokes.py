@@ -12,9 +12,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from keystroke_assets.frames import group_codes, run_starts
 from keystroke_assets.keycodes import UNIDENTIFIED, key_identity, keycodes
-from keystroke_assets.schema import TASK_IDS
+from keystroke_assets.lib.columns import TASK_IDS
+from keystroke_assets.lib.frames import group_codes, run_starts
 
 KEYSTROKE_COLUMNS = [*TASK_IDS, "sequence_id", "key", "keycode", "press_ms", "release_ms", "HL"]
 KEYPAIR_COLUMNS = [

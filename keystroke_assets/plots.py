@@ -10,11 +10,11 @@ import base64
 import functools
 import io
 
-import dagster as dg
 import numpy as np
 import pandas as pd
 
 from keystroke_assets.keystrokes import LATENCIES, QUALITY_COUNTS, OutlierThresholds
+from keystroke_assets.lib.metadata import Markdown
 
 DPI = 100
 SIZE = (9, 6)  # inches at DPI: 900 x 600 px
@@ -46,12 +46,12 @@ def _figure(figsize: tuple[float, float] = SIZE):
     return Figure(figsize=figsize, dpi=DPI)
 
 
-def png_markdown(fig, alt: str) -> dg.MetadataValue:
+def png_markdown(fig, alt: str) -> Markdown:
     """The figure as an inline markdown image."""
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=DPI)
     encoded = base64.b64encode(buffer.getvalue()).decode("ascii")
-    return dg.MetadataValue.md(f"![{alt}](data:image/png;base64,{encoded})")
+    return Markdown(f"![{alt}](data:image/png;base64,{encoded})")
 
 
 def log_scale(ax, which: str, labels: str = "{x:,.0f}") -> None:
@@ -184,7 +184,7 @@ def _between(counts: np.ndarray, edges: np.ndarray) -> np.ndarray:
 
 
 @_styled
-def latency_histograms(summary: dict, thresholds: dict[str, OutlierThresholds]) -> dg.MetadataValue:
+def latency_histograms(summary: dict, thresholds: dict[str, OutlierThresholds]) -> Markdown:
     """HL, IL, PL, RL histograms per device type of a latency summary (merge_latency_summaries
     of a version's segments): every pair, counts exact to the summary's bins. Top row: linear,
     1st to 95th percentile of all device types (the bulk). Bottom row: every value; HL, PL, RL
@@ -257,7 +257,7 @@ def quality_table(pairs: pd.DataFrame, quality_per_user: pd.DataFrame) -> pd.Dat
 
 
 @_styled
-def participant_quality(table: pd.DataFrame) -> dg.MetadataValue:
+def participant_quality(table: pd.DataFrame) -> Markdown:
     """Of a quality_table: left, every participant as a point (keypairs vs outlier share, size =
     dropped events); then the 15 participants with the most dropped events and the 15 with the
     highest outlier share."""
@@ -288,7 +288,7 @@ def participant_quality(table: pd.DataFrame) -> dg.MetadataValue:
 
 
 @_styled
-def user_medians(user_rows: pd.DataFrame) -> dg.MetadataValue:
+def user_medians(user_rows: pd.DataFrame) -> Markdown:
     """How participants differ: one histogram per latency of every user's median (ms), the
     view in which a user typing unlike everyone else, or a whole version shifted, stands out."""
     fig = _figure(figsize=(SIZE[0], SIZE[1] / 2))

@@ -3,7 +3,7 @@
 import numpy as np
 import pandas as pd
 
-from keystroke_assets.frames import drop_unused_categories, group_codes
+from keystroke_assets.lib.frames import drop_unused_categories, group_codes
 
 
 def test_drop_unused_categories_matches_pandas():

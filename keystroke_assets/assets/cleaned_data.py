@@ -1,38 +1,20 @@
 """cleaned_data: events of complete participants only, with device type and task ids."""
 
 import json
-from functools import partial
 
 import dagster as dg
 import numpy as np
 import pandas as pd
 
-from keystroke_assets.assets.common import (
-    check_specs,
-    has_columns,
-    no_nulls,
-    non_empty,
-    report_table,
-    version_asset,
-)
-from keystroke_assets.assets.raw_data import EVENT_COLUMNS, RAW_COLUMNS, TASK_OF_FILE
-from keystroke_assets.assets.web_app_data import read_kept
-from keystroke_assets.frames import drop_unused_categories
+from keystroke_assets import engine
+from keystroke_assets.assets.common import check_specs, version_asset
+from keystroke_assets.assets.raw_data import EVENT_COLUMNS, RAW_COLUMNS, RAW_DATA, TASK_OF_FILE
+from keystroke_assets.engine import Made, Output, Read, Stage
+from keystroke_assets.lib.frames import drop_unused_categories
+from keystroke_assets.lib.rules import has_columns, no_nulls, non_empty
+from keystroke_assets.lib.segments import SegmentList, Uploads
 from keystroke_assets.resources.object_store import ObjectStore
-from keystroke_assets.resources.parquet_io_manager import ParticipantShards
 from keystroke_assets.resources.segment_executor import SegmentExecutor
-from keystroke_assets.segments import (
-    ParticipantRows,
-    SegmentJob,
-    code_version,
-    compute_segments,
-    read_segment,
-    read_summaries,
-    segment_checks,
-    segment_id,
-    segmented_table,
-    store_segment,
-)
 
 CLEANED_COLUMNS = ["file", "user_id", "device_type", *TASK_OF_FILE, *EVENT_COLUMNS]
 CHECKS = [
@@ -70,7 +52,7 @@ def web_app_participants(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(complete participants with device_type, broken participants with every reason).
 
-    `read(list of kept_as names)` returns their bytes. Only the records that decide completeness
+    `read(manifest rows)` returns their bytes. Only the records that decide completeness
     and the device type are read; personal fields are never copied out.
     """
     web = manifest[manifest["kind"].isin(["keystrokes", "task_metadata", "raw_text", "record"])]
@@ -78,7 +60,7 @@ def web_app_participants(
     records = manifest[manifest["kind"] == "record"].copy()
     records["record"] = records["name"].str.extract(r"_([a-z_]+)\.json$")[0]
     wanted = records[records["record"].isin(["consent", "demographics", "start_time"])]
-    blobs = dict(zip(zip(wanted["user_id"], wanted["record"]), read(wanted["kept_as"].tolist())))
+    blobs = dict(zip(zip(wanted["user_id"], wanted["record"]), read(wanted)))
 
     csvs = manifest[manifest["kind"] == "keystrokes"]
     per_file = events["file"].value_counts()
@@ -115,7 +97,7 @@ def web_app_participants(
             reasons.append(f"tasks with fewer than {min_events} events: {short[user]}")
         mobile = _is_mobile(demographics)
         if mobile is None and user in metadata.index:
-            mobile = _is_mobile(_load_json(read([metadata.at[user, "kept_as"]])[0])[0])
+            mobile = _is_mobile(_load_json(read(metadata.loc[[user]])[0])[0])
         if mobile is None:
             reasons.append("no is_mobile in the demographics record or the task metadata")
         if reasons:
@@ -159,38 +141,55 @@ def complete_events(events: pd.DataFrame, *complete: pd.DataFrame) -> pd.DataFra
 
 
 CLEANED_DATA = dg.AssetKey("cleaned_data")
-# What cleaned_data reads of the manifest rows of a segment's participants.
-MANIFEST_COLUMNS = ["name", "kind", "user_id", "kept_as"]
 
 
-def cleaned_data_of_segment(job: SegmentJob) -> dict:
-    """One segment's cleaned_data, stored; its summary: rows, rules, complete and broken participants."""
-    store = job.store()
-    events = read_segment(store, job.source)
-    manifest = pd.DataFrame(job.data["manifest"], columns=MANIFEST_COLUMNS)
+def cleaned_data_of_segment(
+    raw_data: pd.DataFrame, uploads: Uploads, min_events_per_task: int, min_aalto_sections: int
+) -> Made:
+    """One segment's cleaned_data; its facts: its complete and broken participants."""
+    manifest = uploads.rows
     web_complete, web_broken = web_app_participants(
-        manifest, events[events["event"] != "K"], partial(read_kept, store), job.data["min_events_per_task"]
+        manifest, raw_data[raw_data["event"] != "K"], uploads.read, min_events_per_task
     )
-    aalto_complete, aalto_broken = aalto_participants(events, job.data["min_aalto_sections"])
-    cleaned = complete_events(events, web_complete, aalto_complete)
+    aalto_complete, aalto_broken = aalto_participants(raw_data, min_aalto_sections)
+    cleaned = complete_events(raw_data, web_complete, aalto_complete)
     # a segment often has participants of one source only: the other's empty table is left out
     complete = pd.concat([t for t in (web_complete, aalto_complete) if len(t)] or [web_complete], ignore_index=True)
     broken = pd.concat([t for t in (web_broken, aalto_broken) if len(t)] or [web_broken], ignore_index=True)
-    summary = store_segment(
-        store,
-        CLEANED_DATA,
-        job.outputs[CLEANED_DATA.to_user_string()],
-        cleaned,
-        CHECKS,
-        complete=complete.astype(str).to_dict("list"),
-        broken=broken.astype(str).to_dict("list"),
+    return Made(
+        cleaned, {"complete": complete.astype(str).to_dict("list"), "broken": broken.astype(str).to_dict("list")}
     )
-    return {CLEANED_DATA.to_user_string(): summary}
+
+
+STAGE = Stage(
+    cleaned_data_of_segment,
+    outputs=(Output(CLEANED_DATA, tuple(CHECKS)),),
+    code_version="3",
+    reads=(Read(RAW_DATA),),
+    # the participants' uploads that decide who is complete (keystroke files by their names; the
+    # records and task metadata are read)
+    uploads=("keystrokes", "task_metadata", "raw_text", "record"),
+)
+
+
+def participants_metadata(facts: list[dict], config: CleaningConfig) -> dict:
+    complete = pd.concat([pd.DataFrame(f["complete"], columns=["user_id", "device_type"]) for f in facts])
+    broken = pd.concat([pd.DataFrame(f["broken"], columns=["user_id", "source", "reasons"]) for f in facts])
+    broken = broken.sort_values(["source", "user_id"], ascending=[False, True], kind="stable", ignore_index=True)
+    return {
+        "participants_complete": len(complete),
+        "participants_complete/desktop": int((complete["device_type"] == "desktop").sum()),
+        "participants_complete/mobile": int((complete["device_type"] == "mobile").sum()),
+        "participants_broken": len(broken),
+        "broken_participants": broken,
+        "min_events_per_task": config.min_events_per_task,
+        "min_aalto_sections": config.min_aalto_sections,
+    }
 
 
 @version_asset(
     group_name="ingest",
-    code_version="2",
+    code_version=STAGE.code_version,
     check_specs=check_specs("cleaned_data", CHECKS),
     description=(
         "Events of complete participants only (consent 'Yes', start-time and demographics records, "
@@ -204,39 +203,16 @@ def cleaned_data(
     context: dg.AssetExecutionContext,
     config: CleaningConfig,
     web_app_data: pd.DataFrame,
-    raw_data: ParticipantShards,
+    raw_data: SegmentList,
     storage: ObjectStore,
     segment_executor: SegmentExecutor,
 ):
-    cv = code_version(context, CLEANED_DATA)
-    manifest = ParticipantRows(web_app_data[MANIFEST_COLUMNS])
-    jobs = [
-        SegmentJob(
-            storage.uri(),
-            {CLEANED_DATA.to_user_string(): segment_id("cleaned_data", cv, config.model_dump(), source)},
-            source,
-            {
-                "manifest": manifest.of(raw["participants"]).to_dict("list"),
-                **config.model_dump(),
-            },
-        )
-        for source, raw in zip(raw_data.names, read_summaries(storage, raw_data.names))
-    ]
-    summaries, computed = compute_segments(storage, segment_executor.map, cleaned_data_of_segment, jobs)
-    parts = [s[CLEANED_DATA.to_user_string()] for s in summaries]
-    complete = pd.concat([pd.DataFrame(p["complete"], columns=["user_id", "device_type"]) for p in parts])
-    broken = pd.concat([pd.DataFrame(p["broken"], columns=["user_id", "source", "reasons"]) for p in parts])
-    broken = broken.sort_values(["source", "user_id"], ascending=[False, True], kind="stable", ignore_index=True)
-    yield dg.Output(
-        segmented_table(CLEANED_DATA, jobs, summaries, computed),
-        metadata={
-            "participants_complete": len(complete),
-            "participants_complete/desktop": int((complete["device_type"] == "desktop").sum()),
-            "participants_complete/mobile": int((complete["device_type"] == "mobile").sum()),
-            "participants_broken": len(broken),
-            "broken_participants": report_table(broken),
-            "min_events_per_task": config.min_events_per_task,
-            "min_aalto_sections": config.min_aalto_sections,
-        },
+    yield from engine.materialize(
+        context,
+        STAGE,
+        config.model_dump(),
+        engine.plan(STAGE, {"raw_data": raw_data}, web_app_data),
+        storage,
+        segment_executor,
+        metadata={CLEANED_DATA: lambda facts: participants_metadata(facts, config)},
     )
-    yield from segment_checks(summaries, CLEANED_DATA).results()

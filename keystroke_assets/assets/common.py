@@ -1,14 +1,13 @@
 """What every version-partitioned asset shares: partitions, owners, retries, checks, reports."""
 
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
-from functools import partial
+from collections.abc import Iterable, Iterator
 
 import dagster as dg
 import pandas as pd
 
 from keystroke_assets.automation import keep_complete
-from keystroke_assets.frames import without_attrs
+from keystroke_assets.lib.metadata import Markdown, Table
+from keystroke_assets.lib.rules import OutputCheck, rule_outcomes
 from keystroke_assets.partitions import InvalidVersionId, dataset_versions, validate_version_id
 from keystroke_assets.resources.object_store import ObjectStore
 from keystroke_assets.resources.parquet_io_manager import read_version_table
@@ -36,11 +35,10 @@ def version_multi_asset(outs: dict[str, dict], **kwargs):
     return dg.multi_asset(
         outs={
             name: dg.AssetOut(
+                **{"kinds": {"pandas", "parquet"}, **out},
                 owners=OWNERS,
                 automation_condition=keep_complete(),
-                kinds={"pandas", "parquet"},
                 is_required=False,
-                **out,
             )
             for name, out in outs.items()
         },
@@ -66,19 +64,6 @@ def stored_table(storage: ObjectStore, key: dg.AssetKey, version: str) -> pd.Dat
     return read_version_table(storage, key, version).to_pandas()
 
 
-@dataclass(frozen=True)
-class OutputCheck:
-    """A rule an asset's output must hold, computed on the DataFrame by a plain function.
-
-    fn returns (passed, metadata). An asset's rules are reported together by its one blocking
-    check, RULES_CHECK: every rule's verdict and counts in its metadata, one event per asset.
-    """
-
-    name: str
-    description: str
-    fn: Callable[[pd.DataFrame], tuple[bool, dict]]
-
-
 # One check per asset (its metadata lists every rule): a check per rule stored two events each,
 # which made most of a small version's run.
 RULES_CHECK = "rules"
@@ -89,16 +74,6 @@ def check_specs(key: dg.AssetKey | str, checks: Iterable[OutputCheck]) -> list[d
     everything downstream of the asset."""
     rules = "\n".join(f"- {c.name}: {c.description}" for c in checks)
     return [dg.AssetCheckSpec(RULES_CHECK, asset=key, blocking=True, description=f"Every rule holds:\n{rules}")]
-
-
-def rule_outcomes(df: pd.DataFrame, checks: Iterable[OutputCheck]) -> dict[str, tuple[bool, dict]]:
-    """(passed, metadata) of every rule on df."""
-    df = without_attrs(df)
-    return {c.name: (bool(passed), metadata) for c in checks for passed, metadata in [c.fn(df)]}
-
-
-def failed_rules(df: pd.DataFrame, checks: Iterable[OutputCheck]) -> set[str]:
-    return {name for name, (passed, _) in rule_outcomes(df, checks).items() if not passed}
 
 
 def rules_result(outcomes: dict[str, tuple[bool, dict]], asset_key: dg.AssetKey | None = None) -> dg.AssetCheckResult:
@@ -117,72 +92,15 @@ def run_checks(
     yield rules_result(rule_outcomes(df, checks), asset_key)
 
 
-class ShardChecks:
-    """Rules of a table seen shard by shard (a segmented table's: each segment's outcomes as its
-    summary stored them), with the outcomes they would have on the whole table. Every rule used
-    this way holds row by row or on the columns, so it passes when it passes on every non-empty
-    shard (on the empty table when all are empty); its counts add up and its lists of names unite.
-    `asset_key` names the checked asset where a step makes several."""
-
-    def __init__(self, asset_key: dg.AssetKey | None = None):
-        self._asset_key = asset_key
-        self._outcomes: dict[str, tuple[bool, dict]] = {}
-        self._empty: dict[str, tuple[bool, dict]] | None = None
-
-    def add_outcomes(self, outcomes: dict[str, tuple[bool, dict]], empty: bool) -> None:
-        """The rules' outcomes on one shard (`empty`: a shard without rows)."""
-        if empty:
-            self._empty = outcomes
-            return
-        for name, (passed, metadata) in outcomes.items():
-            if name in self._outcomes:
-                before, merged = self._outcomes[name]
-                passed, metadata = before and passed, {k: _merged(merged[k], v) for k, v in metadata.items()}
-            self._outcomes[name] = (passed, metadata)
-
-    def results(self) -> Iterator[dg.AssetCheckResult]:
-        yield rules_result(self._outcomes or self._empty, self._asset_key)
-
-
-def _merged(a, b):
-    if isinstance(a, int) and isinstance(b, int) and not isinstance(a, bool):
-        return a + b
-    if isinstance(a, str) and isinstance(b, str):  # "none" or names joined by ", "
-        names = dict.fromkeys(n for n in [*a.split(", "), *b.split(", ")] if n != "none")
-        return ", ".join(names) or "none"
-    raise TypeError(f"no rule to merge check metadata {a!r} and {b!r} over shards")
-
-
-# The shared rules' functions are module-level (with functools.partial for their arguments), so
-# a rule can be pickled to the process that computes a segment (segments.py).
-def _rows(df: pd.DataFrame) -> tuple[bool, dict]:
-    return len(df) > 0, {"rows": len(df)}
-
-
-def non_empty() -> OutputCheck:
-    return OutputCheck("non_empty", "The output has at least one row.", _rows)
-
-
-def _missing_columns(columns: list[str], df: pd.DataFrame) -> tuple[bool, dict]:
-    missing = [c for c in columns if c not in df.columns]
-    return not missing, {"missing_columns": ", ".join(missing) or "none"}
-
-
-def has_columns(columns: list[str]) -> OutputCheck:
-    return OutputCheck("schema", f"Columns present: {', '.join(columns)}.", partial(_missing_columns, columns))
-
-
-def _null_cells(columns: list[str], df: pd.DataFrame) -> tuple[bool, dict]:
-    present = [c for c in columns if c in df.columns]
-    nulls = {c: int(df[c].isna().sum()) for c in present}
-    return sum(nulls.values()) == 0 and len(present) == len(columns), {
-        "null_cells": sum(nulls.values()),
-        "columns_with_nulls": ", ".join(c for c, n in nulls.items() if n) or "none",
+def as_metadata(values: dict) -> dict:
+    """Metadata as Dagster shows it: a DataFrame or a Table as a table, a Markdown text (a plot) as
+    markdown; other values as they are."""
+    shown = {
+        Markdown: dg.MetadataValue.md,
+        pd.DataFrame: report_table,
+        Table: lambda t: report_table(t.df, max_rows=t.max_rows),
     }
-
-
-def no_nulls(columns: list[str]) -> OutputCheck:
-    return OutputCheck("no_nulls", f"No missing values in {', '.join(columns)}.", partial(_null_cells, columns))
+    return {name: shown.get(type(v), lambda x: x)(v) for name, v in values.items()}
 
 
 def report_table(df: pd.DataFrame, max_rows: int = 200) -> dg.MetadataValue:

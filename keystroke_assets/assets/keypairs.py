@@ -1,5 +1,5 @@
 """keystrokes and keypairs: every keystroke of every task, and consecutive keystrokes as pairs with
-TypeNet latencies (ms). One step makes both from one pass over cleaned_data's shards
+TypeNet latencies (ms). One step makes both from one pass over cleaned_data's segments
 (docs/features.md §1-2): the pairs are the keystrokes' neighbours, and the counts of what was
 dropped on the way stay with keypairs' quality report."""
 
@@ -15,15 +15,9 @@ from dagster_pandas.constraints import (
     NonNullableColumnConstraint,
 )
 
-from keystroke_assets.assets.common import (
-    OutputCheck,
-    check_specs,
-    has_columns,
-    no_nulls,
-    non_empty,
-    report_table,
-    version_multi_asset,
-)
+from keystroke_assets import engine
+from keystroke_assets.assets.common import check_specs, report_table, version_multi_asset
+from keystroke_assets.engine import Made, Output, Read, Stage
 from keystroke_assets.keystrokes import (
     KEYPAIR_COLUMNS,
     KEYSTROKE_COLUMNS,
@@ -35,6 +29,8 @@ from keystroke_assets.keystrokes import (
 from keystroke_assets.keystrokes import (
     keystrokes as build_keystrokes,
 )
+from keystroke_assets.lib.rules import OutputCheck, has_columns, no_nulls, non_empty
+from keystroke_assets.lib.segments import SegmentList
 from keystroke_assets.plots import (
     latency_histograms,
     latency_summary,
@@ -44,21 +40,10 @@ from keystroke_assets.plots import (
 )
 from keystroke_assets.resources.object_store import ObjectStore
 from keystroke_assets.resources.outlier_rules import OutlierRules
-from keystroke_assets.resources.parquet_io_manager import ParticipantShards
 from keystroke_assets.resources.segment_executor import SegmentExecutor
-from keystroke_assets.segments import (
-    SegmentJob,
-    code_version,
-    compute_segments,
-    read_segment,
-    segment_checks,
-    segment_id,
-    segmented_table,
-    store_segment,
-)
 
 _MS = 10**13  # bound on any latency: more than 300 years in ms means a broken time
-KEYSTROKES, KEYPAIRS = dg.AssetKey("keystrokes"), dg.AssetKey("keypairs")
+CLEANED_DATA, KEYSTROKES, KEYPAIRS = dg.AssetKey("cleaned_data"), dg.AssetKey("keystrokes"), dg.AssetKey("keypairs")
 
 
 # dagster-pandas column constraints of keystrokes and keypairs: types, nulls, ranges (ms, docs/features.md §1-2).
@@ -179,36 +164,57 @@ def describe_thresholds(thresholds: dict[str, OutlierThresholds]) -> str:
     )
 
 
-def keypairs_of_segment(job: SegmentJob) -> dict:
-    """One segment of cleaned_data's keystrokes and keypairs, read from the store and stored by
-    whichever process runs it; the keystrokes summary lists the participants, the keypairs summary
-    carries the quality counts per participant, the outlier count and the latency histograms' counts."""
-    store = job.store()
-    thresholds = {device: OutlierThresholds(**t) for device, t in job.data["thresholds"].items()}
-    strokes, quality = build_keystrokes(read_segment(store, job.source))
+def keypairs_of_segment(cleaned_data: pd.DataFrame, thresholds: dict) -> dict[str, Made]:
+    """One segment's keystrokes and keypairs from its cleaned_data; keypairs' facts: the quality
+    counts per participant, the outlier count and the latency histograms' counts."""
+    limits = {device: OutlierThresholds(**t) for device, t in thresholds.items()}
+    strokes, quality = build_keystrokes(cleaned_data)
     valid_keystrokes(strokes)
     strokes.attrs["column_descriptions"] = KEYSTROKE_DESCRIPTIONS
-    pairs = pairs_from_keystrokes(strokes, thresholds)
+    pairs = pairs_from_keystrokes(strokes, limits)
     valid_keypairs(pairs)
     pairs.attrs["column_descriptions"] = {
-        "outlier": f"by the pair's device type (outlier_rules): {describe_thresholds(thresholds)}"
+        "outlier": f"by the pair's device type (outlier_rules): {describe_thresholds(limits)}"
     }
     per_user = quality.join(quality_table(pairs, quality)[["keypairs", "outlier_share"]], how="outer")
-    # the segment's participants with keystrokes: what a feature reads of the snapshot besides them (behavioral)
-    participants = [str(u) for u in strokes["user_id"].unique()]
-    stored = {KEYSTROKES.to_user_string(): (strokes, KEYSTROKE_CHECKS, {"participants": participants})}
-    stored[KEYPAIRS.to_user_string()] = (
-        pairs,
-        CHECKS,
-        {
-            "outliers": int(pairs["outlier"].sum()),
-            "per_user": per_user.reset_index().to_dict("list"),
-            "latencies": latency_summary(pairs),
-        },
-    )
+    facts = {
+        "outliers": int(pairs["outlier"].sum()),
+        "per_user": per_user.reset_index().to_dict("list"),
+        "latencies": latency_summary(pairs),
+    }
+    return {"keystrokes": Made(strokes), "keypairs": Made(pairs, facts)}
+
+
+STAGE = Stage(
+    keypairs_of_segment,
+    outputs=(Output(KEYSTROKES, tuple(KEYSTROKE_CHECKS)), Output(KEYPAIRS, tuple(CHECKS))),
+    code_version="3",
+    reads=(Read(CLEANED_DATA),),
+)
+
+
+def quality_metadata(facts: list[dict], thresholds: dict[str, OutlierThresholds]) -> dict:
+    """keypairs' metadata from its segments' facts: what was dropped, outliers, per participant."""
+    per_user = pd.concat([pd.DataFrame(f["per_user"]) for f in facts], ignore_index=True).set_index("user_id")
+    per_user = per_user.reindex(columns=[*QUALITY_COUNTS, *RENAMED_COUNTS, "keypairs", "outlier_share"])
+    totals = per_user.sum()
+    pairs = int(per_user["keypairs"].fillna(0).sum())
+    outliers = sum(f["outliers"] for f in facts)
+    quality = per_user[QUALITY_COUNTS].fillna(0)
     return {
-        key: store_segment(store, dg.AssetKey.from_user_string(key), job.outputs[key], df, checks, **extra)
-        for key, (df, checks, extra) in stored.items()
+        **{f"dropped/{k}": int(totals.get(k, 0)) for k in QUALITY_COUNTS},
+        **{k: int(totals.get(k, 0)) for k in RENAMED_COUNTS},
+        "outlier_thresholds": describe_thresholds(thresholds),
+        "outliers": outliers,
+        "outlier_share": outliers / pairs if pairs else 0.0,
+        "participants": int((per_user["keypairs"] > 0).sum()),
+        "quality_per_participant": report_table(
+            per_user[[*QUALITY_COUNTS, *RENAMED_COUNTS, "outlier_share"]].round(4).reset_index()
+        ),
+        "latency_histograms": latency_histograms(merge_latency_summaries([f["latencies"] for f in facts]), thresholds),
+        "participant_quality_plot": participant_quality(
+            per_user[["keypairs", "outlier_share"]].fillna({"keypairs": 0}).assign(dropped_events=quality.sum(axis=1))
+        ),
     }
 
 
@@ -216,25 +222,25 @@ def keypairs_of_segment(job: SegmentJob) -> dict:
     {
         "keystrokes": dict(
             group_name="keystrokes",
-            code_version="1",
+            code_version=STAGE.code_version,
             description=(
                 "Every keystroke of every task (docs/features.md §1), task by task in press order: the task's ids, "
                 "sequence_id (index in the task), key as recorded (an empty key name is `Unidentified`), keycode, "
                 "press_ms, release_ms and HL = release - press, in ms. Exact duplicate events, auto-repeat presses, "
                 "orphan releases and unreleased presses are dropped (counted in keypairs' quality report). A task of "
-                "one keystroke is here though it has no pair. Made with keypairs, one participant shard at a time."
+                "one keystroke is here though it has no pair. Made with keypairs, one participant segment at a time."
             ),
         ),
         "keypairs": dict(
             group_name="keystrokes",
-            code_version="2",
+            code_version=STAGE.code_version,
             description=(
                 "Consecutive keystrokes of every task as pairs (docs/features.md §1-2): HL = release1 - press1, "
                 "IL = press2 - release1, PL = press2 - press1, RL = release2 - release1, all in ms; outlier by the "
                 "pair's device type, thresholds from the `outlier_rules` resource (defaults: desktop HL > 2000 or "
                 "HL < 30 or |IL| > 1000; mobile HL > 2000 or |IL| > 1000, a phone's holds being a few ms). The "
                 "quality report counts what was dropped and the empty key names kept as `Unidentified`. Computed "
-                "and stored one participant shard at a time (dagster-pandas column constraints checked on each)."
+                "and stored one participant segment at a time (dagster-pandas column constraints checked on each)."
             ),
         ),
     },
@@ -242,60 +248,18 @@ def keypairs_of_segment(job: SegmentJob) -> dict:
 )
 def keypairs(
     context: dg.AssetExecutionContext,
-    cleaned_data: ParticipantShards,
+    cleaned_data: SegmentList,
     outlier_rules: OutlierRules,
     storage: ObjectStore,
     segment_executor: SegmentExecutor,
 ):
     thresholds = outlier_rules.thresholds()
-    limits = {device: asdict(t) for device, t in thresholds.items()}
-    versions = {key: code_version(context, key) for key in (KEYSTROKES, KEYPAIRS)}
-    jobs = [
-        SegmentJob(
-            storage.uri(),
-            {
-                KEYSTROKES.to_user_string(): segment_id("keystrokes", versions[KEYSTROKES], source),
-                KEYPAIRS.to_user_string(): segment_id("keypairs", versions[KEYPAIRS], limits, source),
-            },
-            source,
-            {"thresholds": limits},
-        )
-        for source in cleaned_data.names
-    ]
-    summaries, computed = compute_segments(storage, segment_executor.map, keypairs_of_segment, jobs)
-    selected = context.selected_asset_keys
-    if KEYSTROKES in selected:
-        yield dg.Output(segmented_table(KEYSTROKES, jobs, summaries, computed), output_name="keystrokes")
-        yield from segment_checks(summaries, KEYSTROKES).results()
-    if KEYPAIRS in selected:
-        parts = [s[KEYPAIRS.to_user_string()] for s in summaries]
-        per_user = pd.concat([pd.DataFrame(p["per_user"]) for p in parts], ignore_index=True).set_index("user_id")
-        per_user = per_user.reindex(columns=[*QUALITY_COUNTS, *RENAMED_COUNTS, "keypairs", "outlier_share"])
-        totals = per_user.sum()
-        pairs = sum(p["rows"] for p in parts)
-        outliers = sum(p["outliers"] for p in parts)
-        quality = per_user[QUALITY_COUNTS].fillna(0)
-        yield dg.Output(
-            segmented_table(KEYPAIRS, jobs, summaries, computed),
-            output_name="keypairs",
-            metadata={
-                **{f"dropped/{k}": int(totals.get(k, 0)) for k in QUALITY_COUNTS},
-                **{k: int(totals.get(k, 0)) for k in RENAMED_COUNTS},
-                "outlier_thresholds": describe_thresholds(thresholds),
-                "outliers": outliers,
-                "outlier_share": outliers / pairs if pairs else 0.0,
-                "participants": int((per_user["keypairs"] > 0).sum()),
-                "quality_per_participant": report_table(
-                    per_user[[*QUALITY_COUNTS, *RENAMED_COUNTS, "outlier_share"]].round(4).reset_index()
-                ),
-                "latency_histograms": latency_histograms(
-                    merge_latency_summaries([p["latencies"] for p in parts]), thresholds
-                ),
-                "participant_quality_plot": participant_quality(
-                    per_user[["keypairs", "outlier_share"]]
-                    .fillna({"keypairs": 0})
-                    .assign(dropped_events=quality.sum(axis=1))
-                ),
-            },
-        )
-        yield from segment_checks(summaries, KEYPAIRS).results()
+    yield from engine.materialize(
+        context,
+        STAGE,
+        {"thresholds": {device: asdict(t) for device, t in thresholds.items()}},
+        engine.plan(STAGE, {"cleaned_data": cleaned_data}),
+        storage,
+        segment_executor,
+        metadata={KEYPAIRS: lambda facts: quality_metadata(facts, thresholds)},
+    )

@@ -4,31 +4,17 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from keystroke_assets.assets.common import (
-    check_specs,
-    has_columns,
-    no_nulls,
-    non_empty,
-    report_table,
-    version_asset,
-)
-from keystroke_assets.assets.web_app_data import KEPT_KINDS, read_kept
+from keystroke_assets import engine
+from keystroke_assets.assets.common import check_specs, version_asset
+from keystroke_assets.assets.web_app_data import KEPT_KINDS
+from keystroke_assets.engine import Made, Output, Stage
 from keystroke_assets.ingest.aalto import parse_aalto_files
 from keystroke_assets.ingest.names import classify
 from keystroke_assets.ingest.web_app import parse_web_app_csvs
+from keystroke_assets.lib.rules import has_columns, no_nulls, non_empty
+from keystroke_assets.lib.segments import PARTICIPANTS_PER_SEGMENT, Uploads
 from keystroke_assets.resources.object_store import ObjectStore
 from keystroke_assets.resources.segment_executor import SegmentExecutor
-from keystroke_assets.segments import (
-    PARTICIPANTS_PER_SEGMENT,
-    SegmentJob,
-    code_version,
-    compute_segments,
-    participant_segments,
-    segment_checks,
-    segment_id,
-    segmented_table,
-    store_segment,
-)
 
 TASK_OF_FILE = ["platform_id", "video_id", "session_id", "task_id"]
 EVENT_COLUMNS = ["line", "event", "key", "time_ms", "release_ms", "keycode"]
@@ -110,32 +96,26 @@ def parse_segment(files: pd.DataFrame, contents: list[bytes], max_file_mb: float
 RAW_DATA = dg.AssetKey("raw_data")
 
 
-def raw_data_of_segment(job: SegmentJob) -> dict:
-    """One segment's raw_data, stored; its summary: rows, rules, participants, files and problems."""
-    store = job.store()
-    # typed: a segment of participants without a keystroke object has no rows to infer types from
-    files = pd.DataFrame(job.data["files"], columns=SEGMENT_FILE_COLUMNS).astype(
-        {"name": str, "kind": str, "user_id": str, "size": np.int64, "kept_as": str}
-    )
-    wanted = files["size"] <= job.data["max_file_mb"] * 1e6  # an oversized object is never read
-    contents = iter(read_kept(store, files.loc[wanted, "kept_as"].tolist()))
-    events, problems = parse_segment(files, [next(contents) if w else b"" for w in wanted], job.data["max_file_mb"])
-    summary = store_segment(
-        store,
-        RAW_DATA,
-        job.outputs[RAW_DATA.to_user_string()],
+def raw_data_of_segment(uploads: Uploads, max_file_mb: float) -> Made:
+    """One segment's raw_data from its participants' keystroke objects; its facts: files, files
+    parsed and the problems met."""
+    files = uploads.rows.astype({"size": np.int64})  # typed: a segment may have no keystroke object
+    wanted = (files["size"] <= max_file_mb * 1e6).to_numpy()  # an oversized object is never read
+    contents = iter(uploads.read(files[wanted]))
+    events, problems = parse_segment(files, [next(contents) if w else b"" for w in wanted], max_file_mb)
+    return Made(
         events,
-        CHECKS,
-        participants=job.data["participants"],
-        files=len(files),
-        files_parsed=int(events["file"].nunique()),
-        problems=problems[["file", "quarantined", "problem"]].to_dict("list"),
+        {
+            "files": len(files),
+            "files_parsed": int(events["file"].nunique()),
+            "problems": problems[["file", "quarantined", "problem"]].to_dict("list"),
+        },
     )
-    return {RAW_DATA.to_user_string(): summary}
 
 
-# What a raw_data segment reads of each keystroke object.
-SEGMENT_FILE_COLUMNS = ["name", "kind", "user_id", "size", "kept_as"]
+STAGE = Stage(
+    raw_data_of_segment, outputs=(Output(RAW_DATA, tuple(CHECKS)),), code_version="3", uploads=("keystrokes", "aalto")
+)
 
 
 class RawDataConfig(dg.Config):
@@ -147,35 +127,21 @@ class RawDataConfig(dg.Config):
     participants_per_segment: int = PARTICIPANTS_PER_SEGMENT
 
 
-def raw_data_jobs(manifest: pd.DataFrame, location: str, code_version: str, config: RawDataConfig) -> list[SegmentJob]:
-    """One job per participant segment of the snapshot's manifest. A segment's address covers every
-    object the later stages read of its participants (records too: cleaned_data judges them)."""
-    kept = manifest[manifest["kind"].isin(KEPT_KINDS) & manifest["user_id"].notna()]
-    first_seen = kept["first_seen"] if "first_seen" in kept else ""
-    participants = pd.DataFrame({"user_id": kept["user_id"], "first_seen": first_seen})
-    by_user = {user: rows for user, rows in kept.groupby("user_id", sort=False)}
-    jobs = []
-    for users in participant_segments(participants, config.participants_per_segment):
-        rows = pd.concat([by_user[u] for u in users]) if len(users) else kept.head(0)
-        address = sorted(zip(rows["name"], rows["md5"]))
-        files = rows.loc[rows["kind"].isin(["keystrokes", "aalto"]), SEGMENT_FILE_COLUMNS]
-        jobs.append(
-            SegmentJob(
-                location,
-                {RAW_DATA.to_user_string(): segment_id("raw_data", code_version, config.max_file_mb, address)},
-                data={
-                    "participants": [str(u) for u in users],
-                    "files": files.to_dict("list"),
-                    "max_file_mb": config.max_file_mb,
-                },
-            )
-        )
-    return jobs
+def problems_metadata(facts: list[dict]) -> dict:
+    problems = pd.concat([pd.DataFrame(f["problems"]) for f in facts], ignore_index=True)
+    quarantined = problems[problems["quarantined"].astype(bool)] if len(problems) else problems
+    return {
+        "files": sum(f["files"] for f in facts),
+        "files_parsed": sum(f["files_parsed"] for f in facts),
+        "quarantined_files": len(quarantined),
+        "files_with_problems": int(problems["file"].nunique()) if len(problems) else 0,
+        "parse_problems": problems.reindex(columns=["file", "quarantined", "problem"]),
+    }
 
 
 @version_asset(
     group_name="ingest",
-    code_version="2",
+    code_version=STAGE.code_version,
     check_specs=check_specs("raw_data", CHECKS),
     description=(
         "Every event of every keystroke file in the snapshot (web-app CSV split on its first and last "
@@ -191,20 +157,14 @@ def raw_data(
     storage: ObjectStore,
     segment_executor: SegmentExecutor,
 ):
-    jobs = raw_data_jobs(web_app_data, storage.uri(), code_version(context, RAW_DATA), config)
-    summaries, computed = compute_segments(storage, segment_executor.map, raw_data_of_segment, jobs)
-    parts = [s[RAW_DATA.to_user_string()] for s in summaries]
-    problems = pd.concat([pd.DataFrame(p["problems"]) for p in parts], ignore_index=True)
-    quarantined = problems[problems["quarantined"].astype(bool)] if len(problems) else problems
-    yield dg.Output(
-        segmented_table(RAW_DATA, jobs, summaries, computed),
-        metadata={
-            "files": sum(p["files"] for p in parts),
-            "files_parsed": sum(p["files_parsed"] for p in parts),
-            "quarantined_files": len(quarantined),
-            "files_with_problems": int(problems["file"].nunique()) if len(problems) else 0,
-            "parse_problems": report_table(problems.reindex(columns=["file", "quarantined", "problem"])),
-            "events": sum(p["rows"] for p in parts),
-        },
+    # every participant with a kept object is in a segment: cleaned_data judges each of them
+    kept = web_app_data[web_app_data["kind"].isin(KEPT_KINDS)]
+    yield from engine.materialize(
+        context,
+        STAGE,
+        {"max_file_mb": config.max_file_mb},
+        engine.plan(STAGE, manifest=kept, participants_per_segment=config.participants_per_segment),
+        storage,
+        segment_executor,
+        metadata={RAW_DATA: problems_metadata},
     )
-    yield from segment_checks(summaries, RAW_DATA).results()

@@ -14,14 +14,13 @@ import pyarrow.parquet as pq
 
 from keystroke_assets.assets.common import (
     check_specs,
-    has_columns,
-    non_empty,
     partition_version,
     report_table,
     run_checks,
     version_asset,
 )
 from keystroke_assets.ingest.names import classify, ignored_reason
+from keystroke_assets.lib.rules import has_columns, non_empty
 from keystroke_assets.partitions import version_created_at, version_creator
 from keystroke_assets.resources.object_store import EarlierListing, ObjectInfo, ObjectStore
 from keystroke_assets.resources.parquet_io_manager import asset_object_name, from_parquet_bytes

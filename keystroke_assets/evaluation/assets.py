@@ -15,9 +15,8 @@ import numpy as np
 import pandas as pd
 
 from keystroke_assets.assets.common import (
-    OutputCheck,
+    as_metadata,
     check_specs,
-    has_columns,
     partition_version,
     report_table,
     run_checks,
@@ -34,6 +33,7 @@ from keystroke_assets.evaluation.protocol import (
     evaluate_device,
     feature_matrix,
 )
+from keystroke_assets.lib.rules import OutputCheck, has_columns
 from keystroke_assets.plots import DEVICE_COLORS
 from keystroke_assets.resources.object_store import ObjectStore
 
@@ -173,7 +173,7 @@ def evaluation_assets(declared: Iterable[Evaluable] | ModuleType) -> list[dg.Ass
         for name, declaration in by_output.items():
             if evaluation[name] in selected:
                 table, metadata = evaluate(declaration, stored_table(storage, feature[name], version))
-                yield dg.Output(table, output_name=name, metadata=metadata)
+                yield dg.Output(table, output_name=name, metadata=as_metadata(metadata))
                 yield from run_checks(table, CHECKS, evaluation[name])
                 tables[name] = table
         if SUMMARY_KEY in selected:
@@ -187,7 +187,7 @@ def evaluation_assets(declared: Iterable[Evaluable] | ModuleType) -> list[dg.Ass
             yield dg.Output(
                 table,
                 output_name="summary",
-                metadata={"summary": report_table(table), "eer_chart": eer_bars(table), **eers},
+                metadata=as_metadata({"summary": report_table(table), "eer_chart": eer_bars(table), **eers}),
             )
             yield from run_checks(table, SUMMARY_CHECKS, SUMMARY_KEY)
 

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from keystroke_assets.schema import GRAIN_IDS
+from keystroke_assets.lib.columns import GRAIN_IDS
 
 SESSION_ENROLMENT = {"web_app": 1, "aalto": 5}  # sessions (Aalto: sections) that enrol, per source
 PLATFORMS = (1, 2, 3)

@@ -19,9 +19,6 @@ is a row with no pair (docs/features.md §3). Definitions, where the spec leaves
   null rather than a misleading 0.
 """
 
-from functools import partial
-
-import dagster as dg
 import numpy as np
 import pandas as pd
 
@@ -29,19 +26,14 @@ from keystroke_assets.features.common import (
     GRAIN_IDS,
     Evaluable,
     Feature,
-    ObjectStore,
     OutputCheck,
-    ParticipantRows,
-    ParticipantShards,
-    SegmentExecutor,
+    Uploads,
     classify,
     grouped_stats,
     key_identity_codes,
     next_latencies,
-    object_store,
     pair_rows,
     per_grain,
-    read_kept,
     tasks_of,
 )
 
@@ -75,12 +67,12 @@ COLUMN_DESCRIPTIONS = {
 }
 
 
-def typed_characters(manifest: pd.DataFrame, read) -> pd.DataFrame:
-    """(user_id, task_id, typed_characters) of every `_raw.txt` of the snapshot. `read(names)` returns
-    their bytes; only the character count leaves this function."""
-    raw = manifest[manifest["kind"] == "raw_text"].reset_index(drop=True)
+def typed_characters(uploads: Uploads) -> pd.DataFrame:
+    """(user_id, task_id, typed_characters) of every typed text (`_raw.txt`) among `uploads`; only
+    the character count leaves this function."""
+    raw = uploads.rows[uploads.rows["kind"] == "raw_text"].reset_index(drop=True)
     ids = classify(raw["name"])
-    lengths = pd.Series(read(raw["kept_as"].tolist()), dtype=object).str.decode("utf-8", errors="replace").str.len()
+    lengths = pd.Series(uploads.read(raw), dtype=object).str.decode("utf-8", errors="replace").str.len()
     return pd.DataFrame(
         {
             "user_id": raw["user_id"],
@@ -158,22 +150,22 @@ def behavioral_features(keystrokes: pd.DataFrame, typed: pd.DataFrame) -> pd.Dat
         return per_grain(tasks, compute)
 
 
-# What a segment's job carries of the manifest: its participants' typed texts, where they are kept.
-TEXT_COLUMNS = ["name", "kind", "user_id", "kept_as"]
-
-
-def behavioral_of_segment(keystrokes: pd.DataFrame, raw_texts: dict, location: str) -> pd.DataFrame:
-    """behavioral_features of one segment, described; `raw_texts`: the manifest rows (TEXT_COLUMNS)
-    of its participants' typed texts, read from the store at `location`."""
-    # typed: a segment without typed texts (Aalto) has no values to infer types from
-    manifest = pd.DataFrame(raw_texts, columns=TEXT_COLUMNS).astype(str)
-    features = behavioral_features(keystrokes, typed_characters(manifest, partial(read_kept, object_store(location))))
+def behavioral_of_segment(keystrokes: pd.DataFrame, uploads: Uploads) -> pd.DataFrame:
+    """behavioral_features of one segment, described; `uploads`: its participants' typed texts."""
+    features = behavioral_features(keystrokes, typed_characters(uploads))
     features.attrs["column_descriptions"] = {"grain": "'task' or 'user'", **COLUMN_DESCRIPTIONS}
     return features
 
 
 def tasks_without_text(features: pd.DataFrame) -> dict:
     return {"tasks_without_typed_text": int(features.loc[features["grain"] == "task", "typed_characters"].isna().sum())}
+
+
+def behavioral_metadata(facts: list[dict], config: dict) -> dict:
+    return {
+        "pause_thresholds_ms": ", ".join(map(str, PAUSES_MS)),
+        "tasks_without_typed_text": sum(f["tasks_without_typed_text"] for f in facts),
+    }
 
 
 def _rates_in_range(df: pd.DataFrame) -> tuple[bool, dict]:
@@ -211,10 +203,11 @@ BEHAVIORAL = Feature(
         ),
     ),
     evaluation=Evaluable(rows={"grain": "task"}),
-)
-
-
-@BEHAVIORAL.asset(
+    compute=behavioral_of_segment,
+    # its segment's address names the typed texts it reads (names and MD5s)
+    uploads=("raw_text",),
+    facts=tasks_without_text,
+    metadata=behavioral_metadata,
     code_version="2",
     description=(
         "How people type, per task and per user (column `grain`): keystrokes, active duration, keystrokes "
@@ -223,31 +216,3 @@ BEHAVIORAL = Feature(
         "task's typed text (read from the snapshot, never stored); null for Aalto."
     ),
 )
-def behavioral(
-    context: dg.AssetExecutionContext,
-    keystrokes: ParticipantShards,
-    web_app_data: pd.DataFrame,
-    storage: ObjectStore,
-    segment_executor: SegmentExecutor,
-):
-    texts = ParticipantRows(web_app_data.loc[web_app_data["kind"] == "raw_text", TEXT_COLUMNS])
-
-    def texts_of_segment(keystrokes_summary: dict) -> dict:
-        # Only the texts of the segment's participants (who made it into keystrokes) go with its job.
-        # Its address need not name them: its keystrokes segment's covers every upload of theirs.
-        rows = texts.of(keystrokes_summary["participants"])
-        return {"raw_texts": rows.to_dict("list"), "location": storage.uri()}
-
-    yield from BEHAVIORAL.per_segment(
-        context,
-        keystrokes,
-        storage,
-        segment_executor,
-        behavioral_of_segment,
-        summary=tasks_without_text,
-        metadata=lambda parts: {
-            "pause_thresholds_ms": ", ".join(map(str, PAUSES_MS)),
-            "tasks_without_typed_text": sum(p["tasks_without_typed_text"] for p in parts),
-        },
-        segment_inputs=texts_of_segment,
-    )

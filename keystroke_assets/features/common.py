@@ -1,100 +1,70 @@
-"""The one surface of a feature type: everything a feature module needs comes from here.
+"""The one surface of a feature type: everything a feature module needs comes from here, and
+nothing here is Dagster (docs/adding-a-feature.md).
 
-A feature module (docs/adding-a-feature.md) declares itself once, `FEATURE = Feature(name,
-id_columns, checks)`, writes a pure function from one participant segment's keypairs (or
-keystrokes) to a DataFrame, and wraps it in `@FEATURE.asset(...)`. A feature whose rows are each
-participant's own is `yield from FEATURE.per_segment(...)`: its table is stored segment by segment
-like the stages', and a segment an earlier version stored is reused (segments.py). A feature that
-needs the whole version maps the function over the segments (`shards()`), combines the results
-(`stack_shards`, or a small combine step over per-segment partial results) and ends with
-`yield from FEATURE.result(df, metadata)`. Either runs the checks every feature shares and its own.
+A feature module declares itself once, `FEATURE = Feature(name, compute=fn, ...)`: `fn` is a pure
+function of one participant segment's rows, whose first parameter names what it reads
+(`keystrokes` or `keypairs`); the project makes the asset `features/<name>` from the declaration
+(keystroke_assets/assets/features.py), computed and stored per segment by the segment engine.
 """
 
-import pickle
+import inspect
 import re
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from functools import partial
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
 
-import dagster as dg
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pydantic
 
-from keystroke_assets.assets.common import (
-    OutputCheck,
-    check_specs,
-    has_columns,
-    non_empty,
-    report_table,
-    run_checks,
-    version_asset,
-    version_multi_asset,
-)
-from keystroke_assets.assets.web_app_data import read_kept
 from keystroke_assets.evaluation import Evaluable, pooled_steps
-from keystroke_assets.frames import group_codes, stack_shards
 from keystroke_assets.ingest.names import classify
 from keystroke_assets.keycodes import (
     RECONSTRUCTABLE_LABEL,
     KeycodePolicy,
     apply_keycode_policy,
-    canonical_key,
     key_identity,
     policy_note,
 )
 from keystroke_assets.keystrokes import pair_rows
-from keystroke_assets.resources.object_store import ObjectStore, object_store
-from keystroke_assets.resources.parquet_io_manager import ParticipantShards
-from keystroke_assets.resources.segment_executor import SegmentExecutor
-from keystroke_assets.schema import GRAIN_IDS, TASK_IDS
-from keystroke_assets.segments import (
-    ParticipantRows,
-    SegmentJob,
-    code_version,
-    compute_segments,
-    read_segment,
-    read_summaries,
-    segment_checks,
-    segment_id,
-    segmented_table,
-    store_segment,
-)
+from keystroke_assets.lib.columns import GRAIN_IDS, TASK_IDS
+from keystroke_assets.lib.frames import group_codes, stack_tables
+from keystroke_assets.lib.metadata import Markdown, Table
+from keystroke_assets.lib.rules import OutputCheck, has_columns, non_empty
+from keystroke_assets.lib.segments import Made, Uploads
 
 __all__ = [
-    "ParticipantRows",
     "Feature",
-    "features_made_together",
+    "FromWholeVersion",
+    "Partial",
+    "PartialSegment",
+    "Parts",
+    "Made",
     "Evaluable",
-    "pooled_steps",
     "OutputCheck",
-    "ParticipantShards",
-    "report_table",
-    "stack_shards",
+    "Markdown",
+    "Table",
+    "stack_tables",
+    "Uploads",
+    "classify",
+    "pooled_steps",
+    "GRAIN_IDS",
+    "TASK_IDS",
+    "TASK",
+    "STAT_DESCRIPTIONS",
     "grouped_stats",
     "group_codes",
-    "key_identity",
-    "key_identity_codes",
-    "canonical_key",
+    "tasks_of",
+    "per_grain",
     "next_latencies",
     "pair_rows",
+    "key_identity",
+    "key_identity_codes",
     "KeycodePolicy",
     "apply_keycode_policy",
     "policy_note",
     "RECONSTRUCTABLE_LABEL",
-    "ObjectStore",
-    "object_store",
-    "SegmentExecutor",
-    "read_kept",
-    "classify",
-    "STAT_DESCRIPTIONS",
-    "TASK",
-    "TASK_IDS",
-    "GRAIN_IDS",
-    "tasks_of",
-    "per_grain",
-    "no_personal_data",
-    "PERSONAL_FIELDS",
-    "string_values",
 ]
 
 # What tells tasks apart (TASK_IDS less what follows from these); an Aalto task has no platform or video.
@@ -271,128 +241,116 @@ def no_personal_data() -> OutputCheck:
 
 @dataclass(frozen=True)
 class Feature:
-    """A feature type, declared once: its name (asset key `features/<name>`), the id columns every
-    row carries, its own checks, which run after the ones every feature shares (columns present,
-    non-empty, no personal data), and how to evaluate it."""
+    """A feature type, declared once.
+
+    - name: the asset is `features/<name>`.
+    - compute: a pure, module-level function of one participant segment's rows (a DataFrame, its
+      column descriptions with units in `attrs["column_descriptions"]`). Its first parameter names
+      what it reads: `keystrokes` or `keypairs`; `uploads`, if it has one, gets the participants'
+      kept uploads of the kinds in `uploads`; its other parameters are the fields of `config`.
+    - id_columns, checks: every row's ids; the feature's own rules (module-level functions), run
+      after the ones every feature shares (columns present, non-empty, no personal data).
+    - evaluation: set when the rows are samples of a user's typing (evaluation/<name>).
+    - config: a pydantic model of the run config the function takes (None: none).
+    - facts: a module-level function of a segment's table giving counts its metadata needs;
+      metadata: the materialization's metadata from every segment's facts and the config (a
+      DataFrame shows as a table, a Markdown text as markdown).
+    - code_version, description, labels (definition metadata, e.g. RECONSTRUCTABLE_LABEL), kinds.
+    """
 
     name: str
     id_columns: list[str]
+    compute: Callable[..., pd.DataFrame] | None = None
     checks: tuple[OutputCheck, ...] = ()
-    # set when the feature's rows are samples of a user's typing: evaluation/<name> then measures
-    # how well it tells typists apart (keystroke_assets/evaluation)
     evaluation: Evaluable | None = None
+    config: type[pydantic.BaseModel] | None = None
+    uploads: tuple[str, ...] = ()
+    facts: Callable[[pd.DataFrame], dict] | None = None
+    metadata: Callable[[list[dict], dict], dict] | None = None
+    code_version: str = "1"
+    description: str = ""
+    labels: Mapping[str, str] = field(default_factory=dict)
+    kinds: frozenset[str] = frozenset({"pandas", "parquet"})
 
     @property
-    def key(self) -> dg.AssetKey:
-        return dg.AssetKey(["features", *self.name.split("/")])
+    def key_path(self) -> tuple[str, ...]:
+        return ("features", *self.name.split("/"))
 
     @property
-    def all_checks(self) -> list[OutputCheck]:
-        return [has_columns(self.id_columns), non_empty(), no_personal_data(), *self.checks]
+    def all_checks(self) -> tuple[OutputCheck, ...]:
+        return (has_columns(self.id_columns), non_empty(), no_personal_data(), *self.checks)
 
     @property
-    def check_specs(self) -> list[dg.AssetCheckSpec]:
-        return check_specs(self.key, self.all_checks)
+    def reads(self) -> str:
+        """The stage table the function reads: its first parameter's name."""
+        first = next(iter(inspect.signature(self.compute).parameters))
+        if first not in READABLE:
+            name = self.compute.__name__
+            raise TypeError(f"features/{self.name}: {name}'s first parameter is {first!r}, not one of {READABLE}")
+        return first
 
-    def asset(self, **kwargs):
-        """@asset of this feature type: its key, group `features` and its checks."""
-        *prefix, last = self.key.path
-        return version_asset(
-            name=last,
-            key_prefix=prefix,
-            group_name="features",
-            check_specs=self.check_specs,
-            **kwargs,
-        )
-
-    def result(self, features: pd.DataFrame, metadata: dict | None = None, output_name: str = "result") -> Iterator:
-        """The asset's Output, with the counts every feature reports and `metadata` (e.g. the run's
-        parameters), then its check result. Column descriptions go in `features.attrs`.
-        `output_name`: the feature's output in a step that makes several (features_made_together)."""
-        counts = {"participants": int(features["user_id"].nunique())}
-        if "grain" in features:
-            counts.update({f"rows/{g}": int(n) for g, n in features["grain"].value_counts(sort=False).items()})
-        yield dg.Output(features, output_name=output_name, metadata={**counts, **(metadata or {})})
-        yield from run_checks(features, self.all_checks, self.key)
-
-    def per_segment(
-        self,
-        context: dg.AssetExecutionContext,
-        source: ParticipantShards,
-        storage: ObjectStore,
-        segment_executor: SegmentExecutor,
-        rows: Callable[..., pd.DataFrame],
-        config: dict | None = None,
-        summary: Callable[[pd.DataFrame], dict] | None = None,
-        metadata: Callable[[list[dict]], dict] | None = None,
-        segment_inputs: Callable[[dict], dict] | None = None,
-    ) -> Iterator:
-        """The asset's table, one segment of it per segment of `source` (its keystrokes or keypairs),
-        then its check result. `rows(df, **inputs)` makes the feature's rows of one source segment,
-        column descriptions (`attrs`) included; it runs wherever the segment executor sends it, so it
-        and the feature's checks are module-level functions (or functools.partial of one).
-
-        A segment's address hashes the feature, the asset's code version, `config` (the run config,
-        JSON-able) and the source segment's: one that any version stored is reused. Its summary holds
-        the rules' outcomes, `participants`, `grains` (rows per grain) and what `summary(df)` returns,
-        counts the asset's metadata needs; the Output's metadata is `participants`, `rows/<grain>` and
-        `metadata(summaries)`, all from the summaries. `segment_inputs(source summary)`: keyword
-        arguments of `rows` for that segment besides its table (small: they travel with the job)."""
-        key = self.key.to_user_string()
-        work = partial(_feature_segment, key, rows, summary, tuple(self.all_checks))
-        try:  # here, not only in a pool: a function no worker can get fails in every run
-            pickle.dumps(work)
-        except (pickle.PicklingError, AttributeError, TypeError) as e:
-            raise TypeError(f"{key}: its segment function or a check is not module-level: {e}") from e
-        inputs = (
-            [segment_inputs(s) for s in read_summaries(storage, source.names)]
-            if segment_inputs
-            else [{}] * len(source.names)
-        )
-        version = code_version(context, self.key)
-        jobs = [
-            SegmentJob(storage.uri(), {key: segment_id(self.name, version, config, name)}, name, data)
-            for name, data in zip(source.names, inputs)
-        ]
-        summaries, computed = compute_segments(storage, segment_executor.map, work, jobs)
-        parts = [s[key] for s in summaries]
-        counts = {"participants": sum(p["participants"] for p in parts)}
-        for part in parts:
-            for grain, n in part.get("grains", {}).items():
-                counts[f"rows/{grain}"] = counts.get(f"rows/{grain}", 0) + n
-        yield dg.Output(
-            segmented_table(self.key, jobs, summaries, computed),
-            metadata={**counts, **(metadata(parts) if metadata else {})},
-        )
-        yield from segment_checks(summaries, self.key).results()
+    def params(self, config: Mapping | None = None) -> dict:
+        """The function's parameters besides its rows: the config's fields, defaults filled in."""
+        return self.config(**(config or {})).model_dump() if self.config else {}
 
 
-def _feature_segment(
-    key: str, rows: Callable, summary: Callable | None, checks: tuple[OutputCheck, ...], job: SegmentJob
-) -> dict:
-    """One segment of a feature's table (Feature.per_segment), read, computed and stored by
-    whichever process runs it."""
-    store = job.store()
-    df = rows(read_segment(store, job.source), **job.data)
-    counts = {"participants": int(df["user_id"].nunique())}
-    if "grain" in df:
-        counts["grains"] = {str(g): int(n) for g, n in df["grain"].value_counts(sort=False).items()}
-    extra = summary(df) if summary else {}
-    return {
-        key: store_segment(store, dg.AssetKey.from_user_string(key), job.outputs[key], df, checks, **counts, **extra)
-    }
+READABLE = ("keystrokes", "keypairs")  # the stage tables a feature reads, stored per segment
 
 
-def features_made_together(outs: dict[str, tuple[Feature, dict]], **kwargs):
-    """@multi_asset of feature types one step makes together (e.g. from one pass over the shards):
-    `outs` maps an output name to (its Feature, AssetOut arguments such as code_version and
-    description); each feature gets its key, group `features` and checks as with Feature.asset.
-    Subsettable: the body makes the features whose keys are in `context.selected_asset_keys`."""
-    return version_multi_asset(
-        {name: {"key": feature.key, "group_name": "features", **out} for name, (feature, out) in outs.items()},
-        check_specs=[spec for feature, _ in outs.values() for spec in feature.check_specs],
-        **kwargs,
-    )
+@dataclass(frozen=True)
+class Partial:
+    """A per-segment partial result of feature types made from the whole version, computed and
+    stored per segment and reused by address like a per-participant feature's segments.
+    `compute` is a pure, module-level function whose parameters name the stage tables it reads
+    (`keystrokes`, `keypairs`; `columns`: only those read) and then take what `Parts.compute`
+    passes; it returns a table (DataFrame or arrow Table), a Made (a table and facts, or facts
+    alone with `table=False`), or {output: either} for several `outputs`."""
+
+    name: str
+    compute: Callable
+    outputs: tuple[str, ...] = ()
+    table: bool = True
+    columns: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    @property
+    def reads(self) -> tuple[str, ...]:
+        return tuple(p for p in inspect.signature(self.compute).parameters if p in READABLE)
+
+
+@dataclass(frozen=True)
+class PartialSegment:
+    """One segment's partial result, as a combine step sees it: its facts, its rows and, on
+    request, its table (read from the store and checked against its recorded checksum)."""
+
+    facts: dict
+    rows: int
+    read: Callable[[], pa.Table]
+
+
+class Parts(Protocol):
+    """What a combine step gets: its partial results, computed (or reused) per segment."""
+
+    def compute(self, partial: Partial, **params) -> dict[str, list[PartialSegment]]:
+        """`partial` over every segment of the version, with `params` (JSON: part of each segment's
+        address); per output, its segments in order."""
+
+
+@dataclass(frozen=True)
+class FromWholeVersion:
+    """Feature types one step makes from the whole version (typenet_ml's three grains, whose
+    top-k digraphs and column means are the version's). `combine(parts, **params)` computes its
+    partial results through `parts` and returns {feature name: (table, metadata)}; its params are
+    the config's fields and, if it names one, `thresholds` (the outlier_rules resource's, by
+    device type). `name`: the partial results are stored under features/<name>/partials/."""
+
+    name: str
+    features: tuple[Feature, ...]
+    combine: Callable[..., dict[str, tuple[pd.DataFrame, dict]]]
+    config: type[pydantic.BaseModel] | None = None
+    code_version: str = "1"
+
+    def params(self, config: Mapping | None = None) -> dict:
+        return self.config(**(config or {})).model_dump() if self.config else {}
 
 
 def key_identity_codes(keys: pd.Series) -> tuple[np.ndarray, pd.Index]:

@@ -11,21 +11,16 @@ metadata (RECONSTRUCTABLE_LABEL), and the run config `keycodes` (full | classes 
 whole, as their class or as 0 (docs/features.md, the paragraph on keycodes).
 """
 
-from functools import partial
-
-import dagster as dg
 import numpy as np
 import pandas as pd
+import pydantic
 
 from keystroke_assets.features.common import (
     RECONSTRUCTABLE_LABEL,
     TASK_IDS,
     Feature,
     KeycodePolicy,
-    ObjectStore,
     OutputCheck,
-    ParticipantShards,
-    SegmentExecutor,
     apply_keycode_policy,
     policy_note,
     tasks_of,
@@ -41,7 +36,7 @@ COLUMN_DESCRIPTIONS = {
 }
 
 
-class KvcConfig(dg.Config):
+class KvcConfig(pydantic.BaseModel):
     keycodes: KeycodePolicy = "full"  # classes or none: keycodes that cannot spell out typed text
 
 
@@ -97,6 +92,10 @@ def _keycode_range(df: pd.DataFrame) -> tuple[bool, dict]:
     return bad == 0, {"keycodes_outside_0_255": bad}
 
 
+def kvc_metadata(facts: list[dict], config: dict) -> dict:
+    return {"tasks": sum(f["tasks"] for f in facts), "keycodes": config["keycodes"]}
+
+
 KVC = Feature(
     "kvc",
     COLUMNS,
@@ -109,13 +108,13 @@ KVC = Feature(
         ),
         OutputCheck("keycode_range", "Every keycode lies in 0..255.", _keycode_range),
     ),
-)
-
-
-@KVC.asset(
+    compute=kvc_of_segment,
+    config=KvcConfig,
+    facts=task_count,
+    metadata=kvc_metadata,
     code_version="2",
-    kinds={"pandas", "parquet", "numpy"},
-    metadata=RECONSTRUCTABLE_LABEL,
+    kinds=frozenset({"pandas", "parquet", "numpy"}),
+    labels=RECONSTRUCTABLE_LABEL,
     description=(
         "Every keystroke per user and task as [press_ms, release_ms, keycode] (int64), the Keystroke "
         "Verification Challenge layout, one row per keystroke. `task` = `<platform>_<video>_<session>` "
@@ -124,20 +123,3 @@ KVC = Feature(
         "`keycodes` = classes (kind of key) or none (0) leaves it out."
     ),
 )
-def kvc(
-    context: dg.AssetExecutionContext,
-    config: KvcConfig,
-    keystrokes: ParticipantShards,
-    storage: ObjectStore,
-    segment_executor: SegmentExecutor,
-):
-    yield from KVC.per_segment(
-        context,
-        keystrokes,
-        storage,
-        segment_executor,
-        partial(kvc_of_segment, keycodes=config.keycodes),
-        config=config.model_dump(),
-        summary=task_count,
-        metadata=lambda parts: {"tasks": sum(p["tasks"] for p in parts), "keycodes": config.keycodes},
-    )

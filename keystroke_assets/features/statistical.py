@@ -5,7 +5,6 @@ both grains come from the same pairs and the same statistics, so they share one 
 backfill and one check; `df[df.grain == "user"]` is the per-user table.
 """
 
-import dagster as dg
 import numpy as np
 import pandas as pd
 
@@ -14,10 +13,7 @@ from keystroke_assets.features.common import (
     STAT_DESCRIPTIONS,
     Evaluable,
     Feature,
-    ObjectStore,
     OutputCheck,
-    ParticipantShards,
-    SegmentExecutor,
     grouped_stats,
     per_grain,
     tasks_of,
@@ -57,9 +53,9 @@ def column_descriptions() -> dict[str, str]:
     }
 
 
-def statistical_of_segment(pairs: pd.DataFrame) -> pd.DataFrame:
+def statistical_of_segment(keypairs: pd.DataFrame) -> pd.DataFrame:
     """statistical_features of one segment, described."""
-    features = statistical_features(pairs)
+    features = statistical_features(keypairs)
     features.attrs["column_descriptions"] = {"grain": "'task' or 'user'", **column_descriptions()}
     return features
 
@@ -95,6 +91,11 @@ def _user_counts_add_up(df: pd.DataFrame) -> tuple[bool, dict]:
     return differ == 0, {"users_whose_counts_differ": differ}
 
 
+def user_medians_plot(facts: list[dict], config: dict) -> dict:
+    users = pd.concat([pd.DataFrame(f["user_medians"], columns=MEDIANS) for f in facts], ignore_index=True)
+    return {"user_medians_plot": user_medians(users.astype(np.float64))}
+
+
 STATISTICAL = Feature(
     "statistical",
     [*GRAIN_IDS, *column_descriptions()],
@@ -110,11 +111,9 @@ STATISTICAL = Feature(
         ),
     ),
     evaluation=Evaluable(rows={"grain": "task"}),
-)
-
-
-@STATISTICAL.asset(
-    code_version="1",
+    compute=statistical_of_segment,
+    facts=user_median_values,
+    metadata=user_medians_plot,
     description=(
         "Distribution of every latency per task and per user (column `grain`): for HL, IL, PL and RL over "
         "non-outlier pairs, count, mean, std, min, p05, q1, median, q3, p95, max, IQR, skewness and excess "
@@ -122,16 +121,3 @@ STATISTICAL = Feature(
         "task are null."
     ),
 )
-def statistical(
-    context: dg.AssetExecutionContext,
-    keypairs: ParticipantShards,
-    storage: ObjectStore,
-    segment_executor: SegmentExecutor,
-):
-    def plot(parts: list[dict]) -> dict:
-        users = pd.concat([pd.DataFrame(p["user_medians"], columns=MEDIANS) for p in parts], ignore_index=True)
-        return {"user_medians_plot": user_medians(users.astype(np.float64))}
-
-    yield from STATISTICAL.per_segment(
-        context, keypairs, storage, segment_executor, statistical_of_segment, summary=user_median_values, metadata=plot
-    )

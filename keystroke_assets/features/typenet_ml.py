@@ -5,41 +5,28 @@ its own columns (its keys, its top-k digraphs), named `<device type>__HL__<key>_
 `<device type>__IL__<key1>__<key2>__<statistic>`; a row has values only in its own device type's.
 """
 
-import io
 import math
-from dataclasses import asdict
 
-import dagster as dg
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
+import pydantic
 
 from keystroke_assets.features.common import (
     Evaluable,
     Feature,
+    FromWholeVersion,
+    Made,
     OutputCheck,
-    ParticipantShards,
-    features_made_together,
+    Partial,
+    Parts,
+    Table,
     group_codes,
     grouped_stats,
     key_identity_codes,
-    report_table,
-    stack_shards,
+    stack_tables,
 )
 from keystroke_assets.keystrokes import DEFAULT_OUTLIER_THRESHOLDS, OutlierThresholds
-from keystroke_assets.resources.object_store import ObjectStore
-from keystroke_assets.resources.outlier_rules import OutlierRules
-from keystroke_assets.resources.parquet_io_manager import segment_object_name
-from keystroke_assets.resources.segment_executor import SegmentExecutor
-from keystroke_assets.segments import (
-    SegmentJob,
-    code_version,
-    compute_segments,
-    read_segment,
-    segment_id,
-    store_summary,
-)
 
 GRAINS = {
     "platform": ["user_id", "platform_id"],
@@ -50,7 +37,7 @@ STATS = ["median", "mean", "std", "q1", "q3"]
 COLUMN_LEVELS = ("device_type", "latency", "key1", "key2", "statistic")
 
 
-class TypenetMLConfig(dg.Config):
+class TypenetMLConfig(pydantic.BaseModel):
     top_k: int = 10
 
 
@@ -319,6 +306,19 @@ def _own_columns_filled(df: pd.DataFrame) -> tuple[bool, dict]:
     return left_null + other_filled == 0, {"own_cells_null": left_null, "other_device_cells_not_null": other_filled}
 
 
+def _description(grain: list[str]) -> str:
+    return (
+        f"TypeNet-style statistics per ({', '.join(grain)}), with columns per device type (named "
+        "`<device type>__...`; a row's other device type's columns are null): for every key held inside "
+        "the device type's HL range (outlier_rules), HL median / mean / std / q1 / q3 over those holds; "
+        "for the top-k digraphs typed by every user of the device type, IL statistics over non-outlier "
+        "pairs. Values in ms; a missing own cell is filled with the user's mean, else the column mean "
+        "over observed cells, else 0. The column dictionary and the fill counts per device type are in "
+        "the metadata. Made with the other grains in one step, from per-segment partial results (digraph counts, "
+        "unfilled statistics) that later versions reuse."
+    )
+
+
 def typenet_ml_feature(grain_name: str) -> Feature:
     return Feature(
         f"typenet_ml/{grain_name}",
@@ -334,49 +334,40 @@ def typenet_ml_feature(grain_name: str) -> Feature:
         ),
         # the platform grain pools a user's sessions: it enrols on two platforms and probes the third
         evaluation=Evaluable(split="platform" if grain_name == "platform" else "session"),
+        description=_description(GRAINS[grain_name]),
     )
 
 
-# Partial results of the step per participant segment, stored under the step's features (not assets)
-DIGRAPHS = dg.AssetKey(["features", "typenet_ml", "partials", "digraphs"])
-
-
-def statistics_key(grain_name: str) -> dg.AssetKey:
-    return dg.AssetKey(["features", "typenet_ml", "partials", grain_name])
-
-
-def digraphs_of_segment(job: SegmentJob) -> dict:
-    """The common_digraphs of one keypairs segment, stored as a summary alone (a few hundred
-    digraphs): what choosing the top-k reads instead of the segment's rows."""
-    store = job.store()
-    pairs = read_segment(store, job.source, DIGRAPH_COUNT_COLUMNS)
+def digraphs_of_segment(keypairs: pd.DataFrame) -> Made:
+    """The common_digraphs of one keypairs segment, kept as facts alone (a few hundred digraphs):
+    what choosing the top-k reads instead of the segment's rows."""
     # an empty segment (participants all broken) may have untyped columns, and has no digraph
-    users, common = common_digraphs(digraph_counts(pairs)) if len(pairs) else ({}, pd.DataFrame(columns=TOP_COLUMNS))
-    key = DIGRAPHS.to_user_string()
-    return {key: store_summary(store, DIGRAPHS, job.outputs[key], {"users": users, "digraphs": common.to_dict("list")})}
+    users, common = (
+        common_digraphs(digraph_counts(keypairs)) if len(keypairs) else ({}, pd.DataFrame(columns=TOP_COLUMNS))
+    )
+    return Made(facts={"users": users, "digraphs": common.to_dict("list")})
 
 
-def statistics_of_segment(job: SegmentJob) -> dict:
-    """One participant segment's unfilled statistics at each grain of `job.outputs`: HL from its
-    keystrokes (job.source), IL from its keypairs with the version's top digraphs. A grain's table:
-    the group ids and `statistics`, the row's values as a list (one column, not hundreds: a
-    column costs more to write and read than its values); its summary: the columns (COLUMN_LEVELS)
-    and per column the parts of its sum (column_sums) and its number of observed cells, from which
-    the step takes the version's column means."""
-    store = job.store()
-    ids = [*GRAINS["video"], "device_type"]  # the finest grain's: every grain's
-    strokes = read_segment(store, job.source, [*ids, "key", "HL"])
-    pairs = read_segment(store, job.data["keypairs"], [*ids, "key1", "key2", "IL", "outlier"])
-    top = pd.DataFrame(job.data["top"], columns=TOP_COLUMNS[:3])
-    thresholds = {device: OutlierThresholds(**t) for device, t in job.data["thresholds"].items()}
+DIGRAPHS = Partial("digraphs", digraphs_of_segment, table=False, columns={"keypairs": tuple(DIGRAPH_COUNT_COLUMNS)})
+_IDS = (*GRAINS["video"], "device_type")  # the finest grain's: every grain's
+
+
+def statistics_of_segment(
+    keystrokes: pd.DataFrame, keypairs: pd.DataFrame, top: dict, thresholds: dict
+) -> dict[str, Made]:
+    """One participant segment's unfilled statistics at each grain: HL from its keystrokes, IL from
+    its keypairs with the version's top digraphs. A grain's table: the group ids and `statistics`,
+    the row's values as a list (one column, not hundreds: a column costs more to write and read
+    than its values); its facts: the columns (COLUMN_LEVELS) and per column the parts of its sum
+    (column_sums) and its number of observed cells, from which the version's column means come."""
+    top = pd.DataFrame(top, columns=TOP_COLUMNS[:3])
+    limits = {device: OutlierThresholds(**t) for device, t in thresholds.items()}
     out = {}
-    for key, sid in job.outputs.items():
-        asset_key = dg.AssetKey.from_user_string(key)
-        grain = GRAINS[asset_key.path[-1]]
+    for name, grain in GRAINS.items():
         # a segment without keystrokes or pairs adds no group (nor columns) of its own
         parts = [
-            *([hl_statistics(strokes, grain, thresholds)] if len(strokes) else []),
-            *([il_statistics(pairs, grain, top)] if len(pairs) else []),
+            *([hl_statistics(keystrokes, grain, limits)] if len(keystrokes) else []),
+            *([il_statistics(keypairs, grain, top)] if len(keypairs) else []),
         ]
         if parts:
             groups, statistics = join_statistics(grain, *parts)
@@ -386,19 +377,23 @@ def statistics_of_segment(job: SegmentJob) -> dict:
         table = pa.Table.from_pandas(groups, preserve_index=False)
         offsets = pa.array(np.arange(len(values) + 1, dtype=np.int32) * values.shape[1])
         table = table.append_column("statistics", pa.ListArray.from_arrays(offsets, pa.array(values.ravel())))
-        sink = io.BytesIO()
-        pq.write_table(table, sink, compression="zstd")
-        store.write_bytes(segment_object_name(asset_key, sid), sink.getvalue())
         sums, errors = column_sums(values)
-        partial = {
-            "rows": len(groups),
+        facts = {
             "statistics": columns,
             "sums": sums.tolist(),
             "sum_errors": errors.tolist(),
             "observed": (~np.isnan(values)).sum(axis=0).tolist(),
         }
-        out[key] = store_summary(store, asset_key, sid, partial)
+        out[name] = Made(table, facts)
     return out
+
+
+STATISTICS = Partial(
+    "statistics",
+    statistics_of_segment,
+    outputs=tuple(GRAINS),
+    columns={"keystrokes": (*_IDS, "key", "HL"), "keypairs": (*_IDS, "key1", "key2", "IL", "outlier")},
+)
 
 
 def column_means(summaries: list[dict], columns: pd.Index) -> np.ndarray:
@@ -416,13 +411,13 @@ def column_means(summaries: list[dict], columns: pd.Index) -> np.ndarray:
 
 
 def filled_segment(
-    store: ObjectStore, name: str, summary: dict, dictionary: pd.DataFrame, means: np.ndarray
+    table: pa.Table, facts: dict, dictionary: pd.DataFrame, means: np.ndarray
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
-    """fill_values of one stored statistics segment, its columns placed among the version's
-    (`dictionary`; a column none of its participants has stays missing) and the version's column means."""
-    table = pq.read_table(io.BytesIO(store.read_bytes(name)))
+    """fill_values of one statistics segment (its table and facts), its columns placed among the
+    version's (`dictionary`; a column none of its participants has stays missing) and the
+    version's column means."""
     values = np.full((len(table), len(dictionary)), np.nan)
-    where = pd.Index(dictionary["column"]).get_indexer([_column_name(*c) for c in summary["statistics"]])
+    where = pd.Index(dictionary["column"]).get_indexer([_column_name(*c) for c in facts["statistics"]])
     flat = table["statistics"].combine_chunks().flatten().to_numpy(zero_copy_only=False)
     values[:, where] = flat.reshape(len(table), len(where))
     return fill_values(table.drop_columns(["statistics"]).to_pandas(), values, dictionary, means)
@@ -432,82 +427,25 @@ def filled_segment(
 TYPENET_ML = [typenet_ml_feature(g) for g in GRAINS]
 
 
-def _description(grain: list[str]) -> str:
-    return (
-        f"TypeNet-style statistics per ({', '.join(grain)}), with columns per device type (named "
-        "`<device type>__...`; a row's other device type's columns are null): for every key held inside "
-        "the device type's HL range (outlier_rules), HL median / mean / std / q1 / q3 over those holds; "
-        "for the top-k digraphs typed by every user of the device type, IL statistics over non-outlier "
-        "pairs. Values in ms; a missing own cell is filled with the user's mean, else the column mean "
-        "over observed cells, else 0. The column dictionary and the fill counts per device type are in "
-        "the metadata. Made with the other grains in one step, from per-segment partial results (digraph counts, "
-        "unfilled statistics) that later versions reuse."
-    )
-
-
-# The three grains in one step: one read of each segment, one top-k choice, instead of three of each.
-@features_made_together(
-    {
-        grain_name: (feature, dict(code_version="3", description=_description(GRAINS[grain_name])))
-        for grain_name, feature in zip(GRAINS, TYPENET_ML)
-    },
-    name="features__typenet_ml",
-)
-def typenet_ml(
-    context: dg.AssetExecutionContext,
-    config: TypenetMLConfig,
-    keystrokes: ParticipantShards,
-    keypairs: ParticipantShards,
-    outlier_rules: OutlierRules,
-    storage: ObjectStore,
-    segment_executor: SegmentExecutor,
-):
-    # Per segment, stored and reused by any version: its digraph counts, then its unfilled statistics
-    # (HL from its keystrokes, IL from its pairs; a group is one participant's). Version-wide, from
-    # the summaries alone: the top-k and the column means. Then each segment's statistics filled
-    # (the user mean is within the segment) and stacked into the version's table, a row per group
-    # in the order of the group ids.
-    made = {g: f for g, f in zip(GRAINS, TYPENET_ML) if f.key in context.selected_asset_keys}
-    version = code_version(context, next(iter(made.values())).key)
-    digraph_jobs = [
-        SegmentJob(
-            storage.uri(), {DIGRAPHS.to_user_string(): segment_id(DIGRAPHS.to_user_string(), version, name)}, name
-        )
-        for name in keypairs.names
-    ]
-    digraphs, digraphs_computed = compute_segments(storage, segment_executor.map, digraphs_of_segment, digraph_jobs)
-    digraphs = [s[DIGRAPHS.to_user_string()] for s in digraphs]
-    top = choose_top_digraphs(
-        [(s["users"], pd.DataFrame(s["digraphs"], columns=TOP_COLUMNS)) for s in digraphs], config.top_k
-    )
-    chosen = top[TOP_COLUMNS[:3]].to_dict("list")  # the statistics depend on which digraphs, not their counts
-    limits = {device: asdict(t) for device, t in outlier_rules.thresholds().items()}
-    keys = {g: statistics_key(g).to_user_string() for g in made}
-    jobs = [
-        SegmentJob(
-            storage.uri(),
-            {
-                keys[g]: segment_id(keys[g], version, config.top_k, chosen, limits, strokes_name, pairs_name)
-                for g in made
-            },
-            strokes_name,
-            {"keypairs": pairs_name, "top": chosen, "thresholds": limits},
-        )
-        for strokes_name, pairs_name in zip(keystrokes.names, keypairs.names, strict=True)
-    ]
-    summaries, computed = compute_segments(storage, segment_executor.map, statistics_of_segment, jobs)
-    for g, feature in made.items():
-        stored = [s[keys[g]] for s in summaries]
-        dictionary = column_dictionary({tuple(c) for s in stored for c in s["statistics"]})
-        means = column_means(stored, pd.Index(dictionary["column"]))
-        filled = [
-            filled_segment(storage, segment_object_name(statistics_key(g), job.outputs[keys[g]]), s, dictionary, means)
-            for job, s in zip(jobs, stored)
-            if s["rows"]
-        ]
-        ids = [*GRAINS[g], "device_type"]
+def typenet_ml_tables(parts: Parts, top_k: int, thresholds: dict) -> dict[str, tuple[pd.DataFrame, dict]]:
+    """The three grains' tables. Per segment, stored and reused by any version: its digraph counts,
+    then its unfilled statistics (HL from its keystrokes, IL from its pairs; a group is one
+    participant's). Version-wide, from those partial results: the top-k and the column means, then
+    each segment's statistics filled (the user mean is within the segment) and stacked, a row per
+    group in the order of the group ids."""
+    digraphs = [s.facts for s in parts.compute(DIGRAPHS)["digraphs"]]
+    top = choose_top_digraphs([(d["users"], pd.DataFrame(d["digraphs"], columns=TOP_COLUMNS)) for d in digraphs], top_k)
+    # the statistics depend on which digraphs, not their counts
+    statistics = parts.compute(STATISTICS, top=top[TOP_COLUMNS[:3]].to_dict("list"), thresholds=thresholds)
+    tables = {}
+    for grain, feature in zip(GRAINS, TYPENET_ML):
+        segments = statistics[grain]
+        dictionary = column_dictionary({tuple(c) for s in segments for c in s.facts["statistics"]})
+        means = column_means([s.facts for s in segments], pd.Index(dictionary["column"]))
+        filled = [filled_segment(s.read(), s.facts, dictionary, means) for s in segments if s.rows]
+        ids = [*GRAINS[grain], "device_type"]
         if filled:
-            features = stack_shards(f for f, _, _ in filled)
+            features = stack_tables(f for f, _, _ in filled)
             features = features.iloc[group_order(features[ids])].reset_index(drop=True)
         else:
             features, _, _ = fill_values(pd.DataFrame(columns=ids), np.empty((0, len(dictionary))), dictionary, means)
@@ -518,18 +456,20 @@ def typenet_ml(
             + f", ms ({r.device_type} rows only)"
             for r in dictionary.itertuples()
         }
-        yield from feature.result(
+        tables[feature.name] = (
             features,
             {
-                "top_k": config.top_k,
-                "digraphs": report_table(top),
-                "column_dictionary": report_table(dictionary, max_rows=5000),
+                "top_k": top_k,
+                "digraphs": top,
+                "column_dictionary": Table(dictionary, max_rows=5000),
                 **{f"columns/{d}": int(n) for d, n in dictionary["device_type"].value_counts(sort=False).items()},
                 **{f"fill/{d}/{rule}": v for d, counts in fills.items() for rule, v in counts.items()},
-                "segments/computed": sum(computed),
-                "segments/reused": len(jobs) - sum(computed),
-                "digraphs/segments/computed": sum(digraphs_computed),
-                "digraphs/segments/reused": len(digraph_jobs) - sum(digraphs_computed),
             },
-            output_name=g,
         )
+    return tables
+
+
+# The three grains in one step: one read of each segment, one top-k choice, instead of three of each.
+TYPENET_ML_STEP = FromWholeVersion(
+    "typenet_ml", tuple(TYPENET_ML), typenet_ml_tables, TypenetMLConfig, code_version="4"
+)

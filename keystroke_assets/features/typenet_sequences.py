@@ -11,12 +11,12 @@ metadata (RECONSTRUCTABLE_LABEL), and the run config `keycodes` (full | classes 
 whole, as their class or as 0 (docs/features.md, the paragraph on keycodes).
 """
 
-from functools import partial, wraps
+from functools import wraps
 
-import dagster as dg
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pydantic
 
 from keystroke_assets.features.common import (
     RECONSTRUCTABLE_LABEL,
@@ -24,10 +24,7 @@ from keystroke_assets.features.common import (
     Evaluable,
     Feature,
     KeycodePolicy,
-    ObjectStore,
     OutputCheck,
-    ParticipantShards,
-    SegmentExecutor,
     apply_keycode_policy,
     next_latencies,
     policy_note,
@@ -38,7 +35,7 @@ from keystroke_assets.features.common import (
 STEP = ["HL_s", "IL_s", "PL_s", "RL_s", "keycode_255"]
 
 
-class SequenceConfig(dg.Config):
+class SequenceConfig(pydantic.BaseModel):
     sequence_length: int = 50  # M of the TypeNet paper
     keycodes: KeycodePolicy = "full"  # classes or none: keycodes that cannot spell out typed text
 
@@ -67,8 +64,9 @@ def sequence_features(keystrokes: pd.DataFrame, m: int, keycodes: KeycodePolicy 
     return out
 
 
-def sequences_of_segment(keystrokes: pd.DataFrame, m: int, keycodes: KeycodePolicy) -> pd.DataFrame:
+def sequences_of_segment(keystrokes: pd.DataFrame, sequence_length: int, keycodes: KeycodePolicy) -> pd.DataFrame:
     """sequence_features of one segment, described."""
+    m = sequence_length
     features = sequence_features(keystrokes, m, keycodes)
     features.attrs["column_descriptions"] = {
         "length": f"steps recorded (keystrokes of the task, at most M = {m})",
@@ -78,8 +76,20 @@ def sequences_of_segment(keystrokes: pd.DataFrame, m: int, keycodes: KeycodePoli
     return features
 
 
-def tasks_cut(features: pd.DataFrame, m: int) -> dict:
-    return {"tasks_cut_at_M": int((features["length"] == m).sum())}
+def tasks_cut(features: pd.DataFrame) -> dict:
+    """Tasks, and those longer than M (cut at M: their length is M, the size of every row)."""
+    m = _step_sizes(features) // len(STEP)
+    return {"tasks": len(features), "tasks_cut_at_M": int((features["length"].to_numpy() == m).sum())}
+
+
+def sequence_metadata(facts: list[dict], config: dict) -> dict:
+    m = config["sequence_length"]
+    return {
+        "sequence_length": m,
+        "keycodes": config["keycodes"],
+        "array_shape": f"({sum(f['tasks'] for f in facts)}, {m}, {len(STEP)})",
+        "tasks_cut_at_M": sum(f["tasks_cut_at_M"] for f in facts),
+    }
 
 
 def _step_sizes(df: pd.DataFrame) -> np.ndarray:
@@ -155,13 +165,13 @@ TYPENET_SEQUENCES = Feature(
     ),
     # no network is trained here: a pooled baseline of each task's steps
     evaluation=Evaluable(label="baseline", vectors=lambda t: pooled_steps(t, sequence_array(t), STEP)),
-)
-
-
-@TYPENET_SEQUENCES.asset(
+    compute=sequences_of_segment,
+    config=SequenceConfig,
+    facts=tasks_cut,
+    metadata=sequence_metadata,
     code_version="2",
-    kinds={"pandas", "parquet", "numpy"},
-    metadata=RECONSTRUCTABLE_LABEL,
+    kinds=frozenset({"pandas", "parquet", "numpy"}),
+    labels=RECONSTRUCTABLE_LABEL,
     description=(
         "TypeNet input per task: the first M keystrokes (config `sequence_length`, default 50) in press order, "
         "step i = [HL, IL, PL, RL in seconds, keycode / 255], IL / PL / RL = 0 for the task's last keystroke, "
@@ -171,26 +181,3 @@ TYPENET_SEQUENCES = Feature(
         "`keycodes` = classes (kind of key) or none (0) leaves it out."
     ),
 )
-def typenet_sequences(
-    context: dg.AssetExecutionContext,
-    config: SequenceConfig,
-    keystrokes: ParticipantShards,
-    storage: ObjectStore,
-    segment_executor: SegmentExecutor,
-):
-    m = config.sequence_length
-    yield from TYPENET_SEQUENCES.per_segment(
-        context,
-        keystrokes,
-        storage,
-        segment_executor,
-        partial(sequences_of_segment, m=m, keycodes=config.keycodes),
-        config=config.model_dump(),
-        summary=partial(tasks_cut, m=m),
-        metadata=lambda parts: {
-            "sequence_length": m,
-            "keycodes": config.keycodes,
-            "array_shape": f"({sum(p['rows'] for p in parts)}, {m}, {len(STEP)})",
-            "tasks_cut_at_M": sum(p["tasks_cut_at_M"] for p in parts),
-        },
-    )

@@ -20,6 +20,8 @@ import dagster as dg
 from dagster_gcp import GCSResource
 from pydantic import PrivateAttr
 
+from keystroke_assets.lib.segments import crc32c
+
 
 @dataclass(frozen=True)
 class ObjectInfo:
@@ -102,6 +104,11 @@ class ObjectStore(dg.ConfigurableResource, ABC):
 
     @abstractmethod
     def exists(self, name: str) -> bool: ...
+
+    @abstractmethod
+    def checksums(self, names: list[str]) -> dict[str, tuple[int, str]]:
+        """(size, CRC32C hex) of each of `names` that exists: what a stored segment is checked
+        against before it is reused."""
 
     @abstractmethod
     def uri(self, name: str = "") -> str: ...
@@ -220,6 +227,16 @@ class LocalObjectStore(ObjectStore):
     def exists(self, name: str) -> bool:
         return os.path.isfile(self._path(name))
 
+    def checksums(self, names: list[str]) -> dict[str, tuple[int, str]]:
+        found = {}
+        for name in names:  # a local file has no stored checksum: read it (CRC32C runs at GB/s)
+            try:
+                data = self.read_bytes(name)
+            except FileNotFoundError:
+                continue
+            found[name] = (len(data), crc32c(data))
+        return found
+
     def uri(self, name: str = "") -> str:
         return os.path.normpath(self._path(name) if name else self.root)
 
@@ -322,6 +339,19 @@ class GCSObjectStore(ObjectStore):
 
     def exists(self, name: str) -> bool:
         return self._blob(name).exists()
+
+    def checksums(self, names: list[str]) -> dict[str, tuple[int, str]]:
+        # GCS lists every object's size and CRC32C: one listing per folder, no object is read
+        wanted, found = set(names), {}
+        root = f"{self.prefix.rstrip('/')}/" if self.prefix else ""
+        for folder in {posixpath.dirname(n) for n in names}:
+            for blob in self._client_bucket().list_blobs(
+                prefix=root + folder + "/", fields="items(name,size,crc32c),nextPageToken"
+            ):
+                name = blob.name[len(root) :]
+                if name in wanted:
+                    found[name] = (int(blob.size), _b64_to_hex(blob.crc32c) or "")
+        return found
 
     def uri(self, name: str = "") -> str:
         return f"gs://{self.bucket}/{self._blob_name(name) if name else self.prefix}"

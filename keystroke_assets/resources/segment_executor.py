@@ -11,17 +11,9 @@ from concurrent.futures.process import BrokenProcessPool
 
 import dagster as dg
 
-# What a pool's processes import once, in the fork server, before it forks them.
-_PRELOAD = [
-    "keystroke_assets.assets.raw_data",
-    "keystroke_assets.assets.cleaned_data",
-    "keystroke_assets.assets.keypairs",
-    "keystroke_assets.features.behavioral",
-    "keystroke_assets.features.kvc",
-    "keystroke_assets.features.statistical",
-    "keystroke_assets.features.typenet_ml",
-    "keystroke_assets.features.typenet_sequences",
-]
+# What a pool's processes import once, in the fork server, before it forks them: the code
+# location, so every stage's and feature's segment function.
+_PRELOAD = ["keystroke_assets.definitions"]
 
 
 # The pool for the life of the process (a run worker runs every step of a run): its fork server

@@ -1,6 +1,5 @@
 """Column meanings and units, shared by every asset's `dagster/column_schema`."""
 
-import dagster as dg
 import pandas as pd
 
 # The ids of a task (docs/features.md §3): one web-app task file, or one Aalto section.
@@ -53,13 +52,3 @@ COLUMN_DESCRIPTIONS = {
 def column_descriptions(df: pd.DataFrame) -> dict[str, str]:
     """Meaning and unit of df's columns: the shared ones, then those of `attrs["column_descriptions"]`."""
     return {**COLUMN_DESCRIPTIONS, **df.attrs.get("column_descriptions", {})}
-
-
-def table_schema(df: pd.DataFrame) -> dg.TableSchema:
-    descriptions = column_descriptions(df)
-    return dg.TableSchema(
-        columns=[
-            dg.TableColumn(name=str(c), type=str(dtype), description=descriptions.get(str(c)))
-            for c, dtype in df.dtypes.items()
-        ]
-    )

@@ -69,17 +69,6 @@ def run_starts(values: np.ndarray) -> np.ndarray:
     return np.flatnonzero(np.r_[True, values[1:] != values[:-1]]) if len(values) else np.zeros(0, np.int64)
 
 
-def shard_starts(runs: np.ndarray, offsets: np.ndarray, total: float, size: float) -> np.ndarray:
-    """Which runs (a participant's rows, in order) begin a shard of about `size`: the first run at
-    or after every multiple of `size`, where `offsets` is the measure (rows, bytes) before each
-    run and `total` the whole measure. `runs` are the runs' first rows (`run_starts`); returns
-    those of the shards' first runs."""
-    if not len(runs):
-        return runs
-    first = np.searchsorted(offsets, np.arange(0, max(total, 1), size))
-    return runs[np.unique(np.minimum(first, len(runs) - 1))]
-
-
 def drop_unused_categories(values: pd.Series) -> pd.Series:
     """`.cat.remove_unused_categories()` by a count and a lookup of the codes (pandas' own finds the
     unique codes by hashing: ~0.2 s per column of 4M rows)."""
@@ -98,15 +87,12 @@ def drop_unused_categories(values: pd.Series) -> pd.Series:
     )
 
 
-def stack_shards(tables: Iterable[pd.DataFrame]) -> pd.DataFrame:
-    """Tables computed per participant shard as the whole version's table: stacked, task rows
-    before user rows where there is a feature `grain` (as per_grain orders them), a categorical column
-    still categorical when the shards' categories differ (pd.concat would make it object)."""
+def stack_tables(tables: Iterable[pd.DataFrame]) -> pd.DataFrame:
+    """Tables of the same columns stacked, a categorical column still categorical when the tables'
+    categories differ (pd.concat would make it object)."""
     tables = list(tables)
     stacked = pd.concat(tables, ignore_index=True)
     for column in tables[0].columns:
         if isinstance(tables[0][column].dtype, pd.CategoricalDtype) and stacked[column].dtype == object:
             stacked[column] = pd.api.types.union_categoricals([t[column] for t in tables])
-    if "grain" in stacked and len(tables) > 1:
-        stacked = stacked.sort_values("grain", kind="stable", ignore_index=True)  # "task" < "user"
     return stacked
