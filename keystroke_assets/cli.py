@@ -70,6 +70,23 @@ def _parser() -> argparse.ArgumentParser:
         )
     )
 
+    p = sub.add_parser("gc", help="delete the stored segments and partial results that no version's list names")
+    p.add_argument("--dry-run", action="store_true", help="print what would be deleted; delete nothing")
+    p.add_argument(
+        "--grace",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="keep what was written or reused this recently (default: an hour), so a run in flight keeps its segments",
+    )
+    p.add_argument(
+        "--keycodes",
+        choices=["classes", "none"],
+        help="also delete every segment stored with keycodes less strict than this, listed or not, and name the "
+        "versions to materialize again",
+    )
+    p.set_defaults(run=lambda a: commands.gc(a.dry_run, a.grace, a.keycodes))
+
     p = sub.add_parser("export-versions-json", help="write the old versions.json, generated from the instance")
     p.add_argument("path", nargs="?", help="output file (default: stdout)")
     p.set_defaults(run=lambda a: commands.export_versions_json(a.path))

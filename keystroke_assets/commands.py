@@ -458,6 +458,39 @@ def versions_json(instance, graph) -> dict:
     return {"versions": out}
 
 
+def gc(dry_run: bool = False, grace: float | None = None, keycodes: str | None = None) -> int:
+    """Delete the segments and partial results of the store (KEYSTROKE_STORAGE) that no version's
+    list names, unless written or reused in the last `grace` seconds (default: an hour); with
+    `keycodes`, also those made with a laxer keycodes policy, listed or not. Prints what it freed."""
+    from keystroke_assets.keycodes import KEYCODE_POLICIES
+    from keystroke_assets.lib import segments
+    from keystroke_assets.resources import resources_from_env
+
+    storage = resources_from_env()["storage"]
+    started = time.time()  # nothing written after this is collected
+    stamps = storage.list_stamps()
+    names = sorted(n for n in stamps if segments.is_segment_list(n))
+    lists = dict(zip(names, map(segments.SegmentList.from_json, storage.read_many(names))))
+    keep = segments.KEEP_RECENT_SECONDS if grace is None else grace
+    doomed = set(segments.collectable({n: s.modified for n, s in stamps.items()}, lists.values(), started - keep))
+    if keycodes:
+        laxer = KEYCODE_POLICIES[: KEYCODE_POLICIES.index(keycodes)]
+        summaries = sorted(n for n in stamps if segments.is_segment_object(n) and n.endswith(".json"))
+        made = (json.loads(b)["made_of"]["params"].get("keycodes") for b in storage.read_many(summaries))
+        lax = {n.removesuffix(".json") + ".parquet" for n, policy in zip(summaries, made) if policy in laxer}
+        doomed |= {m for n in lax for m in (n, segments.summary_object(n)) if m in stamps}
+        for name, listed in lists.items():
+            if lax & {s.name for s in listed.segments}:
+                _say(f"{name} names segments made with keycodes {' or '.join(laxer)}: materialize it again")
+    for name in [] if dry_run else sorted(doomed):
+        storage.delete(name)
+    print(
+        f"{'would free' if dry_run else 'freed'} {len(doomed)} objects, {sum(stamps[n].size for n in doomed):,} bytes "
+        f"(the store had {len(stamps)} objects, {sum(s.size for s in stamps.values()):,} bytes: {storage.uri()})"
+    )
+    return EXIT_OK
+
+
 def export_versions_json(target: str | None = None) -> int:
     """versions_json to the file `target` (written whole, then renamed), or to stdout."""
     text = json.dumps(versions_json(_instance(), _graph()), indent=2) + "\n"

@@ -12,6 +12,7 @@ sees a store, an executor or another segment: what it receives is what its addre
 
 import inspect
 import json
+import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import partial
@@ -24,6 +25,7 @@ import pyarrow as pa
 from keystroke_assets.lib.columns import column_descriptions
 from keystroke_assets.lib.rules import OutputCheck, merge_outcomes, rule_outcomes
 from keystroke_assets.lib.segments import (
+    KEEP_RECENT_SECONDS,
     PARTICIPANTS_PER_SEGMENT,
     Made,
     SegmentEntry,
@@ -37,6 +39,7 @@ from keystroke_assets.lib.segments import (
     segment_list_object,
     segment_object,
     segments_folder,
+    summary_object,
     uploads_digest,
 )
 from keystroke_assets.resources.object_store import ObjectStore, object_store
@@ -328,28 +331,30 @@ def run(
 def _reusable(storage: ObjectStore, stage: Stage, jobs: list[SegmentJob]) -> tuple[dict[int, dict], list[str]]:
     """{job index: its summaries} of the jobs whose every output a run stored whole (its summary is
     there) and intact (its object has the size and CRC32C its summary recorded); and the objects
-    found missing or damaged, whose segments are computed again."""
+    found missing or damaged, whose segments are computed again. What is reused is touched once
+    it is half as old as `gc` lets an unlisted segment become: a collection in flight keeps it."""
     listed = set().union(*(storage.list_names(segments_folder(o.key.path)) for o in stage.outputs))
-    whole = [
-        i
-        for i, job in enumerate(jobs)
-        if all(segment_object(k.path, a, "json") in listed for k, a in job.addresses.items())
-    ]
-    names = [segment_object(k.path, a, "json") for i in whole for k, a in jobs[i].addresses.items()]
+    objects = [{k: segment_object(k.path, a) for k, a in job.addresses.items()} for job in jobs]
+    whole = [i for i in range(len(jobs)) if all(summary_object(n) in listed for n in objects[i].values())]
+    names = [summary_object(n) for i in whole for n in objects[i].values()]
     summaries = dict(zip(names, (json.loads(b) for b in storage.read_many(names))))
-    recorded = {
-        segment_object(k.path, a): summaries[segment_object(k.path, a, "json")]["object"]
-        for i in whole
-        for k, a in jobs[i].addresses.items()
-    }
-    recorded = {name: (o["size"], o["crc32c"]) for name, o in recorded.items() if o is not None}
-    found = storage.checksums(list(recorded))
-    damaged = sorted(name for name, expected in recorded.items() if found.get(name) != expected)
-    stored = {}
-    for i in whole:
-        if not any(segment_object(k.path, a) in damaged for k, a in jobs[i].addresses.items()):
-            stored[i] = {k: summaries[segment_object(k.path, a, "json")] for k, a in jobs[i].addresses.items()}
-    return stored, damaged
+    recorded = {n: summaries[summary_object(n)]["object"] for i in whole for n in objects[i].values()}
+    found = storage.checksums([*names, *(n for n, o in recorded.items() if o is not None)])
+    damaged = sorted(
+        n for n, o in recorded.items() if o is not None and found.get(n, ())[:2] != (o["size"], o["crc32c"])
+    )
+    reused = [i for i in whole if not any(n in damaged for n in objects[i].values())]
+    old = time.time() - KEEP_RECENT_SECONDS / 2
+    storage.touch(
+        [
+            m
+            for i in reused
+            for n in objects[i].values()
+            for m in (n, summary_object(n))
+            if m in found and found[m][2] < old
+        ]
+    )
+    return {i: {k: summaries[summary_object(n)] for k, n in objects[i].items()} for i in reused}, damaged
 
 
 def run_for_version(

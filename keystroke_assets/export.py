@@ -64,7 +64,7 @@ def load_typenet_sequences(
     """(x, ids): x is (n, M, 5) float32, step = [HL, IL, PL, RL in s, keycode / 255], zero-padded,
     the keycodes as `keycodes` allows; ids has one row per task (user_id, device_type, platform_id,
     video_id, session_id, task_id, length) in the order of x."""
-    table = _read(TYPENET_SEQUENCES.key, version, storage)
+    table = _read(dg.AssetKey(TYPENET_SEQUENCES.key_path), version, storage)
     stored = _column_policy(table, "steps")
     table = table.to_pandas()
     x = np.ascontiguousarray(sequence_array(table), dtype=np.float32)
@@ -105,7 +105,7 @@ def export_kvc(
     Each file is a dict user -> task -> (n, 3) int64 [press_ms, release_ms, keycode] saved with
     numpy: `np.load(path, allow_pickle=True).item()`. Returns {name: path}.
     """
-    table = _read(KVC.key, version, storage)
+    table = _read(dg.AssetKey(KVC.key_path), version, storage)
     stored = _column_policy(table, "keycode")
     keystrokes = table.to_pandas()
     keystrokes["keycode"] = _keycodes_as(keystrokes["keycode"].to_numpy(), stored, keycodes)

@@ -87,13 +87,13 @@ def test_new_feature_backfilled_over_every_version(daemon_instance):
     before = materialization_counts(instance, PROJECT_KEYS)
     # the chain and another feature exist for every version; the other features for none
     assert before == {k.to_user_string(): 3 if k in MATERIALIZED else 0 for k in PROJECT_KEYS}
-    assert instance.get_materialized_partitions(HOLD_BY_KEY_CLASS.key) == set()
+    assert instance.get_materialized_partitions(dg.AssetKey(HOLD_BY_KEY_CLASS.key_path)) == set()
 
-    backfill_id = launch_asset_backfill(instance, [HOLD_BY_KEY_CLASS.key], VERSIONS, title="add hold_by_key_class")
+    backfill_id = launch_asset_backfill(instance, [dg.AssetKey(HOLD_BY_KEY_CLASS.key_path)], VERSIONS, title="add hold_by_key_class")
     # the UI's Backfills page lists exactly these
     backfill = instance.get_backfill(backfill_id)
     assert backfill.is_asset_backfill and backfill.title == "add hold_by_key_class"
-    assert backfill.asset_selection == [HOLD_BY_KEY_CLASS.key]
+    assert backfill.asset_selection == [dg.AssetKey(HOLD_BY_KEY_CLASS.key_path)]
 
     servers = start_daemon()
     done = wait_for(
@@ -104,12 +104,12 @@ def test_new_feature_backfilled_over_every_version(daemon_instance):
     )
     assert done.status.value == "COMPLETED_SUCCESS", servers.log_tails()  # BulkActionStatus: not public
 
-    assert instance.get_materialized_partitions(HOLD_BY_KEY_CLASS.key) == set(VERSIONS)
+    assert instance.get_materialized_partitions(dg.AssetKey(HOLD_BY_KEY_CLASS.key_path)) == set(VERSIONS)
     for version in VERSIONS:
         listed = Path(env["KEYSTROKE_STORAGE"]) / "features" / "hold_by_key_class" / f"{version}.segments.json"
         assert listed.is_file()
     runs = instance.get_runs(dg.RunsFilter(tags={"dagster/backfill": backfill_id}))
     assert sorted(r.tags["dagster/partition"] for r in runs) == sorted(VERSIONS)
-    assert all(r.asset_selection == {HOLD_BY_KEY_CLASS.key} for r in runs)
+    assert all(r.asset_selection == {dg.AssetKey(HOLD_BY_KEY_CLASS.key_path)} for r in runs)
     # no upstream asset and no other feature was materialized (again)
     assert materialization_counts(instance, PROJECT_KEYS) == before

@@ -14,7 +14,8 @@ from keystroke_assets.resources import resources_from_env
 from keystroke_assets.resources.parquet_io_manager import asset_object_name, from_parquet_bytes, to_parquet_bytes
 
 from .conftest import VERSION, failed_rules_of, upload_folder
-from .hold_by_key_class import HOLD_BY_KEY_CLASS, hold_by_key_class
+from .extra_feature_defs import hold_by_key_class
+from .hold_by_key_class import HOLD_BY_KEY_CLASS
 
 # The real samples' complete desktop users: 2 from the web app (18 tasks: 2 sessions x 3 platforms
 # x 3 videos) and the 6 Aalto participants (15 sections each). The Android user is broken by the

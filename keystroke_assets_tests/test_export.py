@@ -1,6 +1,7 @@
 """Exports for training code: typenet_sequences as one (n, M, 5) float32 array plus ids, kvc as the
 challenge's dict-of-arrays .npy files with leave-one-platform-out splits."""
 
+import dagster as dg
 import numpy as np
 import pytest
 
@@ -46,9 +47,9 @@ def store(tmp_path) -> LocalObjectStore:
     """A data store holding the two feature assets of VERSION, written as the IO manager writes them."""
     store = LocalObjectStore(root=str(tmp_path / "storage"))
     store.write_bytes(
-        asset_object_name(TYPENET_SEQUENCES.key, VERSION), to_parquet_bytes(sequence_features(KEYSTROKES, m=3))
+        asset_object_name(dg.AssetKey(TYPENET_SEQUENCES.key_path), VERSION), to_parquet_bytes(sequence_features(KEYSTROKES, m=3))
     )
-    store.write_bytes(asset_object_name(KVC.key, VERSION), to_parquet_bytes(kvc_keystrokes(KEYSTROKES)))
+    store.write_bytes(asset_object_name(dg.AssetKey(KVC.key_path), VERSION), to_parquet_bytes(kvc_keystrokes(KEYSTROKES)))
     return store
 
 
@@ -122,8 +123,8 @@ def kinds_store(root, policy: str = "full") -> LocalObjectStore:
     sequences = sequence_features(keystrokes, m=10, keycodes=policy)
     sequences.attrs["column_descriptions"] = {"steps": policy_note(policy)}
     store = LocalObjectStore(root=str(root))
-    store.write_bytes(asset_object_name(KVC.key, VERSION), to_parquet_bytes(strokes))
-    store.write_bytes(asset_object_name(TYPENET_SEQUENCES.key, VERSION), to_parquet_bytes(sequences))
+    store.write_bytes(asset_object_name(dg.AssetKey(KVC.key_path), VERSION), to_parquet_bytes(strokes))
+    store.write_bytes(asset_object_name(dg.AssetKey(TYPENET_SEQUENCES.key_path), VERSION), to_parquet_bytes(sequences))
     return store
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from keystroke_assets.assets.common import failed_rules
+from keystroke_assets.lib.rules import failed_rules
 from keystroke_assets.features.behavioral import BEHAVIORAL, behavioral_features, typed_characters
 
 from .feature_samples import FEATURE_KEYS, make_keystrokes, real_version

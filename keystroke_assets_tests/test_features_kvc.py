@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from keystroke_assets.assets.common import failed_rules
+from keystroke_assets.lib.rules import failed_rules
 from keystroke_assets.features.kvc import COLUMNS, KVC, kvc_keystrokes
 
 from .feature_samples import make_keystrokes, real_version

@@ -7,7 +7,7 @@ import statistics
 import numpy as np
 import pytest
 
-from keystroke_assets.assets.common import failed_rules, rule_outcomes
+from keystroke_assets.lib.rules import failed_rules, rule_outcomes
 from keystroke_assets.features.statistical import STATISTICAL, STATS, statistical_features
 
 from .feature_samples import make_pairs, real_version

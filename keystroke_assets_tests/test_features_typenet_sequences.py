@@ -4,7 +4,7 @@ web-app file and an Aalto section, the checks catching wrong outputs, M as run c
 import numpy as np
 import pytest
 
-from keystroke_assets.assets.common import failed_rules
+from keystroke_assets.lib.rules import failed_rules
 from keystroke_assets.features.typenet_sequences import (
     TYPENET_SEQUENCES,
     SequenceConfig,

@@ -12,7 +12,7 @@ table is the same whichever segments it was made of (`version_table`).
 
 import hashlib
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import google_crc32c
@@ -59,6 +59,19 @@ def segments_folder(key_path: Sequence[str]) -> str:
 def segment_object(key_path: Sequence[str], address: str, suffix: str = "parquet") -> str:
     """A segment's rows (`parquet`) or its summary (`json`), named by its content address."""
     return f"{segments_folder(key_path)}/{address}.{suffix}"
+
+
+def summary_object(name: str) -> str:
+    """The summary of the segment stored as `name`."""
+    return name.removesuffix(".parquet") + ".json"
+
+
+def is_segment_object(name: str) -> bool:
+    return "/segments/" in name and name.endswith((".parquet", ".json"))
+
+
+def is_segment_list(name: str) -> bool:
+    return name.endswith(".segments.json")
 
 
 # --- addresses -------------------------------------------------------------------------------
@@ -158,6 +171,20 @@ class SegmentList:
     @property
     def rows(self) -> int:
         return sum(s.rows for s in self.segments)
+
+
+# --- garbage collection ----------------------------------------------------------------------
+
+# `gc` leaves an object modified this recently, and a run touches each stored segment it reuses
+# once it is half that old: a run that reuses a segment keeps it from a collection in flight.
+KEEP_RECENT_SECONDS = 3600.0
+
+
+def collectable(modified: Mapping[str, float], lists: Iterable[SegmentList], before: float) -> list[str]:
+    """The segment objects (rows and summaries) that no list names and that were last modified
+    before `before` (seconds since the epoch), of the store's objects {name: modified}."""
+    named = {n for listed in lists for s in listed.segments for n in (s.name, summary_object(s.name))}
+    return sorted(n for n, t in modified.items() if is_segment_object(n) and n not in named and t < before)
 
 
 # --- reading a version's table -----------------------------------------------------------------

@@ -13,11 +13,13 @@ import tempfile
 from abc import ABC, abstractmethod
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
 import dagster as dg
 from dagster_gcp import GCSResource
+from google.api_core.exceptions import NotFound
 from pydantic import PrivateAttr
 
 from keystroke_assets.lib.segments import crc32c
@@ -106,9 +108,18 @@ class ObjectStore(dg.ConfigurableResource, ABC):
     def exists(self, name: str) -> bool: ...
 
     @abstractmethod
-    def checksums(self, names: list[str]) -> dict[str, tuple[int, str]]:
-        """(size, CRC32C hex) of each of `names` that exists: what a stored segment is checked
-        against before it is reused."""
+    def delete(self, name: str) -> None:
+        """Remove the object (gone already: nothing to do)."""
+
+    @abstractmethod
+    def touch(self, names: list[str]) -> None:
+        """Make each object's modification time now, its bytes unchanged (a run keeps a segment it
+        reuses from a garbage collection in flight)."""
+
+    @abstractmethod
+    def checksums(self, names: list[str]) -> dict[str, tuple[int, str, float]]:
+        """(size, CRC32C hex, last modified in seconds since the epoch) of each of `names` that
+        exists: what a stored segment is checked against before it is reused."""
 
     @abstractmethod
     def uri(self, name: str = "") -> str: ...
@@ -227,14 +238,22 @@ class LocalObjectStore(ObjectStore):
     def exists(self, name: str) -> bool:
         return os.path.isfile(self._path(name))
 
-    def checksums(self, names: list[str]) -> dict[str, tuple[int, str]]:
+    def delete(self, name: str) -> None:
+        Path(self._path(name)).unlink(missing_ok=True)
+
+    def touch(self, names: list[str]) -> None:
+        for name in names:
+            os.utime(self._path(name))
+
+    def checksums(self, names: list[str]) -> dict[str, tuple[int, str, float]]:
         found = {}
         for name in names:  # a local file has no stored checksum: read it (CRC32C runs at GB/s)
             try:
-                data = self.read_bytes(name)
+                with open(self._path(name), "rb") as f:
+                    data, modified = f.read(), os.fstat(f.fileno()).st_mtime
             except FileNotFoundError:
                 continue
-            found[name] = (len(data), crc32c(data))
+            found[name] = (len(data), crc32c(data), modified)
         return found
 
     def uri(self, name: str = "") -> str:
@@ -340,17 +359,32 @@ class GCSObjectStore(ObjectStore):
     def exists(self, name: str) -> bool:
         return self._blob(name).exists()
 
-    def checksums(self, names: list[str]) -> dict[str, tuple[int, str]]:
+    def delete(self, name: str) -> None:
+        try:
+            self._blob(name).delete()
+        except NotFound:
+            pass
+
+    def touch(self, names: list[str]) -> None:
+        # a metadata update is a modification (`updated`), the object's bytes and generation stay
+        def touched(name: str) -> None:
+            blob = self._blob(name)
+            blob.metadata = {"touched": datetime.now(UTC).isoformat()}
+            blob.patch()
+
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            list(pool.map(touched, names))
+
+    def checksums(self, names: list[str]) -> dict[str, tuple[int, str, float]]:
         # GCS lists every object's size and CRC32C: one listing per folder, no object is read
         wanted, found = set(names), {}
         root = f"{self.prefix.rstrip('/')}/" if self.prefix else ""
+        fields = "items(name,size,crc32c,updated),nextPageToken"
         for folder in {posixpath.dirname(n) for n in names}:
-            for blob in self._client_bucket().list_blobs(
-                prefix=root + folder + "/", fields="items(name,size,crc32c),nextPageToken"
-            ):
+            for blob in self._client_bucket().list_blobs(prefix=f"{root}{folder}/", fields=fields):
                 name = blob.name[len(root) :]
                 if name in wanted:
-                    found[name] = (int(blob.size), _b64_to_hex(blob.crc32c) or "")
+                    found[name] = (int(blob.size), _b64_to_hex(blob.crc32c) or "", blob.updated.timestamp())
         return found
 
     def uri(self, name: str = "") -> str:
