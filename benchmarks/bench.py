@@ -119,12 +119,12 @@ def time_pairing(storage: Path, version: str) -> tuple[float, float, float]:
     """(seconds, start, end) of `keystrokes.keypairs` over the version's cleaned_data, shard by
     shard as the keypairs step pairs it: seconds in the pairing only, without reading, writing,
     plots or checks (the keypairs throughput); start and end bound the whole pass."""
-    from keystroke_assets.keystrokes import keypairs
+    from keystroke_assets.lib.latencies import keypairs_from_events
 
     seconds, start = 0.0, time.time()
     for events in _shards(storage, "cleaned_data", version).shards():
         began = time.time()
-        keypairs(events)
+        keypairs_from_events(events)
         seconds += time.time() - began
     return seconds, start, time.time()
 

@@ -462,8 +462,8 @@ def gc(dry_run: bool = False, grace: float | None = None, keycodes: str | None =
     """Delete the segments and partial results of the store (KEYSTROKE_STORAGE) that no version's
     list names, unless written or reused in the last `grace` seconds (default: an hour); with
     `keycodes`, also those made with a laxer keycodes policy, listed or not. Prints what it freed."""
-    from keystroke_assets.keycodes import KEYCODE_POLICIES
     from keystroke_assets.lib import segments
+    from keystroke_assets.lib.keycodes import KEYCODE_POLICIES
     from keystroke_assets.resources import resources_from_env
 
     storage = resources_from_env()["storage"]

@@ -22,7 +22,7 @@ import pyarrow as pa
 
 from keystroke_assets.features.kvc import KVC, VALUES
 from keystroke_assets.features.typenet_sequences import TYPENET_SEQUENCES, sequence_array
-from keystroke_assets.keycodes import KEYCODE_POLICIES, KeycodePolicy, apply_keycode_policy, policy_of
+from keystroke_assets.lib.keycodes import KEYCODE_POLICIES, KeycodePolicy, apply_keycode_policy, policy_of
 from keystroke_assets.resources import resources_from_env
 from keystroke_assets.resources.object_store import ObjectStore
 from keystroke_assets.resources.parquet_io_manager import read_version_table

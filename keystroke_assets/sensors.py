@@ -29,7 +29,7 @@ import pandas as pd
 
 from keystroke_assets.assets.cleaned_data import TASKS_PER_PARTICIPANT
 from keystroke_assets.assets.web_app_data import web_app_data
-from keystroke_assets.ingest.names import classify
+from keystroke_assets.lib.ingest.names import classify
 from keystroke_assets.partitions import dataset_versions, make_version_id, version_created_at
 from keystroke_assets.resources.object_store import ObjectStamp, ObjectStore
 

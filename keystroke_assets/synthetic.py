@@ -46,7 +46,7 @@ from pathlib import Path
 
 import numpy as np
 
-from keystroke_assets.ingest.aalto import COLUMNS as AALTO_COLUMNS
+from keystroke_assets.lib.ingest.aalto import COLUMNS as AALTO_COLUMNS
 
 __all__ = [
     "BROKEN_KINDS",

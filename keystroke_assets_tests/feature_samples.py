@@ -7,7 +7,7 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
-from keystroke_assets.keystrokes import DEFAULT_OUTLIER_THRESHOLDS, KEYPAIR_COLUMNS, KEYSTROKE_COLUMNS
+from keystroke_assets.lib.latencies import DEFAULT_OUTLIER_THRESHOLDS, KEYPAIR_COLUMNS, KEYSTROKE_COLUMNS
 from keystroke_assets.resources.object_store import LocalObjectStore
 
 from .conftest import failed_rules_of, materialize_version, stored, upload_folder

@@ -89,7 +89,9 @@ def test_new_feature_backfilled_over_every_version(daemon_instance):
     assert before == {k.to_user_string(): 3 if k in MATERIALIZED else 0 for k in PROJECT_KEYS}
     assert instance.get_materialized_partitions(dg.AssetKey(HOLD_BY_KEY_CLASS.key_path)) == set()
 
-    backfill_id = launch_asset_backfill(instance, [dg.AssetKey(HOLD_BY_KEY_CLASS.key_path)], VERSIONS, title="add hold_by_key_class")
+    backfill_id = launch_asset_backfill(
+        instance, [dg.AssetKey(HOLD_BY_KEY_CLASS.key_path)], VERSIONS, title="add hold_by_key_class"
+    )
     # the UI's Backfills page lists exactly these
     backfill = instance.get_backfill(backfill_id)
     assert backfill.is_asset_backfill and backfill.title == "add hold_by_key_class"

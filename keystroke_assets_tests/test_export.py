@@ -8,7 +8,7 @@ import pytest
 from keystroke_assets.export import export_kvc, load_typenet_sequences
 from keystroke_assets.features.kvc import KVC, kvc_keystrokes
 from keystroke_assets.features.typenet_sequences import TYPENET_SEQUENCES, sequence_features
-from keystroke_assets.keycodes import apply_keycode_policy, policy_note
+from keystroke_assets.lib.keycodes import apply_keycode_policy, policy_note
 from keystroke_assets.resources.object_store import LocalObjectStore
 from keystroke_assets.resources.parquet_io_manager import asset_object_name, to_parquet_bytes
 
@@ -47,9 +47,12 @@ def store(tmp_path) -> LocalObjectStore:
     """A data store holding the two feature assets of VERSION, written as the IO manager writes them."""
     store = LocalObjectStore(root=str(tmp_path / "storage"))
     store.write_bytes(
-        asset_object_name(dg.AssetKey(TYPENET_SEQUENCES.key_path), VERSION), to_parquet_bytes(sequence_features(KEYSTROKES, m=3))
+        asset_object_name(dg.AssetKey(TYPENET_SEQUENCES.key_path), VERSION),
+        to_parquet_bytes(sequence_features(KEYSTROKES, m=3)),
     )
-    store.write_bytes(asset_object_name(dg.AssetKey(KVC.key_path), VERSION), to_parquet_bytes(kvc_keystrokes(KEYSTROKES)))
+    store.write_bytes(
+        asset_object_name(dg.AssetKey(KVC.key_path), VERSION), to_parquet_bytes(kvc_keystrokes(KEYSTROKES))
+    )
     return store
 
 

@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from keystroke_assets.lib.rules import failed_rules
 from keystroke_assets.features.behavioral import BEHAVIORAL, behavioral_features, typed_characters
+from keystroke_assets.lib.rules import failed_rules
 
 from .feature_samples import FEATURE_KEYS, make_keystrokes, real_version
 

@@ -4,8 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from keystroke_assets.lib.rules import failed_rules
 from keystroke_assets.features.kvc import COLUMNS, KVC, kvc_keystrokes
+from keystroke_assets.lib.rules import failed_rules
 
 from .feature_samples import make_keystrokes, real_version
 

@@ -7,8 +7,8 @@ import statistics
 import numpy as np
 import pytest
 
-from keystroke_assets.lib.rules import failed_rules, rule_outcomes
 from keystroke_assets.features.statistical import STATISTICAL, STATS, statistical_features
+from keystroke_assets.lib.rules import failed_rules, rule_outcomes
 
 from .feature_samples import make_pairs, real_version
 

@@ -18,7 +18,7 @@ from keystroke_assets.features.typenet_ml import (
     top_digraphs,
     typenet_ml_features,
 )
-from keystroke_assets.keystrokes import DEFAULT_OUTLIER_THRESHOLDS
+from keystroke_assets.lib.latencies import DEFAULT_OUTLIER_THRESHOLDS
 
 from .feature_samples import make_keystrokes, make_pairs
 

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from keystroke_assets.features.typenet_ml import GRAINS, hl_statistics
-from keystroke_assets.keystrokes import DEFAULT_OUTLIER_THRESHOLDS
+from keystroke_assets.lib.latencies import DEFAULT_OUTLIER_THRESHOLDS
 
 from .conftest import failed_rules_of, materialize_version, stored, upload_folder
 

@@ -4,13 +4,13 @@ web-app file and an Aalto section, the checks catching wrong outputs, M as run c
 import numpy as np
 import pytest
 
-from keystroke_assets.lib.rules import failed_rules
 from keystroke_assets.features.typenet_sequences import (
     TYPENET_SEQUENCES,
     SequenceConfig,
     sequence_array,
     sequence_features,
 )
+from keystroke_assets.lib.rules import failed_rules
 
 from .feature_samples import make_keystrokes, real_version
 

@@ -6,7 +6,7 @@ import pandas as pd
 
 from keystroke_assets.features.behavioral import behavioral_features
 from keystroke_assets.features.common import key_identity_codes
-from keystroke_assets.keycodes import key_identity, keycode
+from keystroke_assets.lib.keycodes import key_identity, keycode
 
 from .feature_samples import make_keystrokes
 

@@ -10,7 +10,7 @@ import pytest
 
 from keystroke_assets.definitions import defs
 from keystroke_assets.features.typenet_sequences import sequence_array
-from keystroke_assets.keycodes import RECONSTRUCTABLE_LABEL
+from keystroke_assets.lib.keycodes import RECONSTRUCTABLE_LABEL
 
 from .conftest import materialize_version
 from .feature_samples import RealVersion, real_version

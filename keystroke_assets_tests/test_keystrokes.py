@@ -7,13 +7,13 @@ import pandas as pd
 import pytest
 
 from keystroke_assets.assets.keypairs import valid_keypairs, valid_keystrokes
-from keystroke_assets.ingest.web_app import parse_web_app_csvs
-from keystroke_assets.keystrokes import (
+from keystroke_assets.lib.ingest.web_app import parse_web_app_csvs
+from keystroke_assets.lib.latencies import (
     DEFAULT_OUTLIER_THRESHOLDS,
     KEYSTROKE_COLUMNS,
     OutlierThresholds,
-    keypairs,
-    keystrokes,
+    keypairs_from_events,
+    keystrokes_from_events,
     pairs_from_keystrokes,
 )
 
@@ -29,12 +29,12 @@ def events_of(text: str, file: str = "f_task_0.csv") -> pd.DataFrame:
 
 
 def pairs_of(text: str):
-    return keypairs(events_of(text))
+    return keypairs_from_events(events_of(text))
 
 
 def test_real_first_pairs(real_data):
     data = (real_data / "fpd_webapp_2025" / "web_app_data" / "f_090e14f795db6d9fad9fc4ddd6ff5094_0.csv").read_text()
-    pairs, quality = keypairs(events_of(data))
+    pairs, quality = keypairs_from_events(events_of(data))
     # P s 13225, R s 13324, P t 13866, R t 13922, P u 14562, R u 14634 (ms, offset 1735660000000)
     p0, p1 = pairs.iloc[0], pairs.iloc[1]
     assert (p0.key1, p0.key2) == ("s", "t")
@@ -52,7 +52,7 @@ def test_real_first_pairs(real_data):
 
 def test_real_quote_key_pairs(real_data):
     data = (real_data / "fpd_webapp_2025" / "web_app_data" / "f_1a8939f78d8fd33068520f598b6bb6b8_3.csv").read_text()
-    pairs, _ = keypairs(events_of(data))
+    pairs, _ = keypairs_from_events(events_of(data))
     quote = pairs[pairs["key1"] == '"'].iloc[0]
     # lines 311/313: P," at 120381, R," at 120503: HL 122 ms
     assert quote.key1_press == 1735660120381 and quote.HL == 122
@@ -121,7 +121,7 @@ def test_outlier_thresholds():
 def test_tasks_are_paired_separately():
     a = events_of("P,a,1000000000000\nR,a,1000000000100\nP,b,1000000000200\nR,b,1000000000300\n", "f_1.csv")
     b = events_of("P,c,1000000000000\nR,c,1000000000100\n", "f_2.csv")
-    pairs, _ = keypairs(pd.concat([a, b], ignore_index=True))
+    pairs, _ = keypairs_from_events(pd.concat([a, b], ignore_index=True))
     assert list(zip(pairs.key1, pairs.key2)) == [("a", "b")]  # no pair across tasks
 
 
@@ -143,7 +143,7 @@ def test_aalto_rows_and_release_before_press():
             "keycode": [72, 73, 88, 49],
         }
     )
-    pairs, quality = keypairs(rows)
+    pairs, quality = keypairs_from_events(rows)
     # x (1300..1250) released before press: dropped; order by press: h 1000, i 1150, ! 1200
     assert list(zip(pairs.key1, pairs.key2)) == [("h", "i"), ("i", "!")]
     assert pairs[["HL", "IL", "PL", "RL"]].values.tolist() == [[100, 50, 150, 130], [80, -30, 50, 60]]
@@ -178,7 +178,7 @@ def test_interleaved_rows_of_two_tasks():
     b = events_of("P,c,1000000000000\nR,c,1000000000050\nP,d,1000000000500\nR,d,1000000000600\n", "f_2.csv")
     b = b.assign(user_id="v" * 32, task_id=1)
     events = pd.concat([a, b], ignore_index=True).iloc[[0, 4, 1, 5, 6, 2, 3, 7]].reset_index(drop=True)
-    pairs, quality = keypairs(events)
+    pairs, quality = keypairs_from_events(events)
     # f_1: a 0..100, b 200..300 → HL 100, IL 100, PL 200, RL 200; f_2: c 0..50, d 500..600 → 50, 450, 500, 550
     assert pairs[["user_id", "task_id", "sequence_id", "key1", "key2", "HL", "IL", "PL", "RL"]].values.tolist() == [
         ["u" * 32, 0, 0, "a", "b", 100, 100, 200, 200],
@@ -189,7 +189,7 @@ def test_interleaved_rows_of_two_tasks():
 
 def test_keypair_constraints_pass_real_pairs_and_stop_the_step_with_the_reason(real_data):
     data = (real_data / "fpd_webapp_2025" / "web_app_data" / "f_090e14f795db6d9fad9fc4ddd6ff5094_0.csv").read_text()
-    pairs, _ = keypairs(events_of(data))
+    pairs, _ = keypairs_from_events(events_of(data))
     valid_keypairs(pairs)
     row = pairs.index == 3
     broken = {
@@ -239,7 +239,7 @@ def test_empty_keys_are_unidentified_keystrokes_not_a_false_pair():
 
 def test_empty_key_beside_a_recorded_unidentified_and_the_raw_comma():
     # an empty key name, the phone's `Unidentified` and the old files' raw comma (`P,,,<t>`, key `,`)
-    strokes, quality = keystrokes(
+    strokes, quality = keystrokes_from_events(
         events_of(
             "P,,1000000000000\nR,,1000000000005\n"
             "P,Unidentified,1000000000100\nR,Unidentified,1000000000104\n"
@@ -256,7 +256,7 @@ def test_empty_key_beside_a_recorded_unidentified_and_the_raw_comma():
 def test_keystrokes_table_by_hand_with_a_task_of_one_keystroke():
     a = events_of("P,h,1000000000000\nP,i,1000000000050\nR,h,1000000000100\nR,i,1000000000180\n", "f_1.csv")
     b = events_of("P,x,1000000000000\nR,x,1000000000070\n", "f_2.csv").assign(task_id=1, platform_id=2)
-    strokes, _ = keystrokes(pd.concat([a, b], ignore_index=True))
+    strokes, _ = keystrokes_from_events(pd.concat([a, b], ignore_index=True))
     valid_keystrokes(strokes)
     assert list(strokes.columns) == KEYSTROKE_COLUMNS
     # h 0..100, i 50..180 (overlapping); the second task has one keystroke, x 0..70: no pair, but a keystroke
@@ -275,8 +275,8 @@ PHONE_TAP = "P,a,1000000000000\nR,a,1000000000003\nP,b,1000000000200\nR,b,100000
 
 def test_a_3_ms_hold_is_an_outlier_on_a_desktop_not_on_a_phone():
     # a held 3 ms (0..3), b 200..204: HL 3, IL 197
-    desktop, _ = keypairs(events_of(PHONE_TAP))
-    mobile, _ = keypairs(events_of(PHONE_TAP).assign(device_type="mobile"))
+    desktop, _ = keypairs_from_events(events_of(PHONE_TAP))
+    mobile, _ = keypairs_from_events(events_of(PHONE_TAP).assign(device_type="mobile"))
     assert (desktop.HL[0], desktop.IL[0]) == (3, 197)
     assert desktop["outlier"].tolist() == [True]  # HL 3 < 30
     assert mobile["outlier"].tolist() == [False]  # a phone has no lower bound on HL
@@ -291,17 +291,17 @@ def test_each_pair_takes_its_own_device_types_thresholds():
         **DEFAULT_OUTLIER_THRESHOLDS,
         "mobile": OutlierThresholds(hl_min_ms=0, hl_max_ms=2000, il_abs_max_ms=150),
     }
-    pairs, _ = keypairs(both, strict_phones)
+    pairs, _ = keypairs_from_events(both, strict_phones)
     # both pairs HL 3, IL 197: the desktop one by HL 3 < 30, the mobile one by |IL| 197 > 150
     assert pairs[["device_type", "outlier"]].values.tolist() == [["desktop", True], ["mobile", True]]
     loose_desktops = {
         **DEFAULT_OUTLIER_THRESHOLDS,
         "desktop": OutlierThresholds(hl_min_ms=2, hl_max_ms=2000, il_abs_max_ms=1000),
     }
-    pairs, _ = keypairs(both, loose_desktops)
+    pairs, _ = keypairs_from_events(both, loose_desktops)
     assert pairs["outlier"].tolist() == [False, False]  # HL 3 >= 2; the phone's default bounds hold too
     with pytest.raises(ValueError, match="no outlier thresholds for device type 'mobile'"):
-        keypairs(both, {"desktop": DEFAULT_OUTLIER_THRESHOLDS["desktop"]})
+        keypairs_from_events(both, {"desktop": DEFAULT_OUTLIER_THRESHOLDS["desktop"]})
 
 
 IPHONE = "afa09ecc0c8457d3f735dc457b14526f"

@@ -12,8 +12,8 @@ import pytest
 
 from keystroke_assets.evaluation.plots import det_curves, eer_bars, score_histograms
 from keystroke_assets.evaluation.protocol import Scores
-from keystroke_assets.keystrokes import DEFAULT_OUTLIER_THRESHOLDS, LATENCIES, QUALITY_COUNTS, OutlierThresholds
-from keystroke_assets.plots import (
+from keystroke_assets.lib.latencies import DEFAULT_OUTLIER_THRESHOLDS, LATENCIES, QUALITY_COUNTS, OutlierThresholds
+from keystroke_assets.lib.plots import (
     BINS,
     EDGES,
     STYLE,

@@ -16,8 +16,6 @@ from keystroke_assets.features.kvc import kvc_keystrokes
 from keystroke_assets.features.statistical import statistical_features
 from keystroke_assets.features.typenet_ml import GRAINS, top_digraphs, typenet_ml_features
 from keystroke_assets.features.typenet_sequences import sequence_features
-from keystroke_assets.keystrokes import keypairs as build_keypairs
-from keystroke_assets.keystrokes import keystrokes as build_keystrokes
 from keystroke_assets.resources import object_store
 from keystroke_assets.resources.parquet_io_manager import from_parquet_bytes, to_parquet_bytes
 from keystroke_assets.synthetic import aalto_uploads, web_app_uploads, write_uploads

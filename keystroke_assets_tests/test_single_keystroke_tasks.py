@@ -8,7 +8,7 @@ import pytest
 from keystroke_assets.features.behavioral import behavioral_features
 from keystroke_assets.features.kvc import kvc_keystrokes
 from keystroke_assets.features.typenet_sequences import sequence_array, sequence_features
-from keystroke_assets.keystrokes import keystrokes
+from keystroke_assets.lib.latencies import keystrokes_from_events
 
 # Aalto participant 7: section 1 with two keystrokes (h 1000..1100, i 1150..1230), section 2 with
 # one (q 5000..5090).
@@ -40,7 +40,7 @@ NO_TEXT = pd.DataFrame(
 
 @pytest.fixture(scope="module")
 def strokes():
-    strokes, _ = keystrokes(ROWS)
+    strokes, _ = keystrokes_from_events(ROWS)
     return strokes
 
 

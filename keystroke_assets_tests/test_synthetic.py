@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from keystroke_assets import synthetic as syn
-from keystroke_assets.ingest.aalto import parse_aalto_files
+from keystroke_assets.lib.ingest.aalto import parse_aalto_files
 
 LINE_RE = re.compile(r"^[PR],.*,\d{13}$")
 TASK_RE = re.compile(

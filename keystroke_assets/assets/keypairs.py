@@ -18,26 +18,24 @@ from dagster_pandas.constraints import (
 from keystroke_assets import engine
 from keystroke_assets.assets.common import check_specs, report_table, version_multi_asset
 from keystroke_assets.engine import Made, Output, Read, Stage
-from keystroke_assets.keystrokes import (
+from keystroke_assets.lib.latencies import (
     KEYPAIR_COLUMNS,
     KEYSTROKE_COLUMNS,
     QUALITY_COUNTS,
     RENAMED_COUNTS,
     OutlierThresholds,
+    keystrokes_from_events,
     pairs_from_keystrokes,
 )
-from keystroke_assets.keystrokes import (
-    keystrokes as build_keystrokes,
-)
-from keystroke_assets.lib.rules import OutputCheck, has_columns, no_nulls, non_empty
-from keystroke_assets.lib.segments import SegmentList
-from keystroke_assets.plots import (
+from keystroke_assets.lib.plots import (
     latency_histograms,
     latency_summary,
     merge_latency_summaries,
     participant_quality,
     quality_table,
 )
+from keystroke_assets.lib.rules import OutputCheck, has_columns, no_nulls, non_empty
+from keystroke_assets.lib.segments import SegmentList
 from keystroke_assets.resources.object_store import ObjectStore
 from keystroke_assets.resources.outlier_rules import OutlierRules
 from keystroke_assets.resources.segment_executor import SegmentExecutor
@@ -168,7 +166,7 @@ def keypairs_of_segment(cleaned_data: pd.DataFrame, thresholds: dict) -> dict[st
     """One segment's keystrokes and keypairs from its cleaned_data; keypairs' facts: the quality
     counts per participant, the outlier count and the latency histograms' counts."""
     limits = {device: OutlierThresholds(**t) for device, t in thresholds.items()}
-    strokes, quality = build_keystrokes(cleaned_data)
+    strokes, quality = keystrokes_from_events(cleaned_data)
     valid_keystrokes(strokes)
     strokes.attrs["column_descriptions"] = KEYSTROKE_DESCRIPTIONS
     pairs = pairs_from_keystrokes(strokes, limits)

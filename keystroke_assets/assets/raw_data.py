@@ -8,9 +8,9 @@ from keystroke_assets import engine
 from keystroke_assets.assets.common import check_specs, version_asset
 from keystroke_assets.assets.web_app_data import KEPT_KINDS
 from keystroke_assets.engine import Made, Output, Stage
-from keystroke_assets.ingest.aalto import parse_aalto_files
-from keystroke_assets.ingest.names import classify
-from keystroke_assets.ingest.web_app import parse_web_app_csvs
+from keystroke_assets.lib.ingest.aalto import parse_aalto_files
+from keystroke_assets.lib.ingest.names import classify
+from keystroke_assets.lib.ingest.web_app import parse_web_app_csvs
 from keystroke_assets.lib.rules import has_columns, no_nulls, non_empty
 from keystroke_assets.lib.segments import PARTICIPANTS_PER_SEGMENT, Uploads
 from keystroke_assets.resources.object_store import ObjectStore

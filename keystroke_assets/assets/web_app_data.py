@@ -19,7 +19,7 @@ from keystroke_assets.assets.common import (
     run_checks,
     version_asset,
 )
-from keystroke_assets.ingest.names import classify, ignored_reason
+from keystroke_assets.lib.ingest.names import classify, ignored_reason
 from keystroke_assets.lib.rules import has_columns, non_empty
 from keystroke_assets.partitions import version_created_at, version_creator
 from keystroke_assets.resources.object_store import EarlierListing, ObjectInfo, ObjectStore

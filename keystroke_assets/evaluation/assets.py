@@ -33,8 +33,8 @@ from keystroke_assets.evaluation.protocol import (
     evaluate_device,
     feature_matrix,
 )
+from keystroke_assets.lib.plots import DEVICE_COLORS
 from keystroke_assets.lib.rules import OutputCheck, has_columns
-from keystroke_assets.plots import DEVICE_COLORS
 from keystroke_assets.resources.object_store import ObjectStore
 
 GROUP = "evaluation"

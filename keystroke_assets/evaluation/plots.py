@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 
 from keystroke_assets.evaluation.protocol import Scores
-from keystroke_assets.plots import DEVICE_COLORS, SIZE, _figure, _styled, _title, log_scale, png_markdown
+from keystroke_assets.lib.plots import DEVICE_COLORS, SIZE, _figure, _styled, _title, log_scale, png_markdown
 
 DET_POINTS = 1000  # points drawn per curve, spread evenly on the log FMR axis
 

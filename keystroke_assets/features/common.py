@@ -19,17 +19,17 @@ import pyarrow as pa
 import pydantic
 
 from keystroke_assets.evaluation import Evaluable, pooled_steps
-from keystroke_assets.ingest.names import classify
-from keystroke_assets.keycodes import (
+from keystroke_assets.lib.columns import GRAIN_IDS, TASK_IDS
+from keystroke_assets.lib.frames import group_codes, stack_tables
+from keystroke_assets.lib.ingest.names import classify
+from keystroke_assets.lib.keycodes import (
     RECONSTRUCTABLE_LABEL,
     KeycodePolicy,
     apply_keycode_policy,
     key_identity,
     policy_note,
 )
-from keystroke_assets.keystrokes import pair_rows
-from keystroke_assets.lib.columns import GRAIN_IDS, TASK_IDS
-from keystroke_assets.lib.frames import group_codes, stack_tables
+from keystroke_assets.lib.latencies import pair_rows
 from keystroke_assets.lib.metadata import Markdown, Table
 from keystroke_assets.lib.rules import OutputCheck, has_columns, non_empty
 from keystroke_assets.lib.segments import Made, Uploads

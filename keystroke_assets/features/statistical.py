@@ -18,8 +18,8 @@ from keystroke_assets.features.common import (
     per_grain,
     tasks_of,
 )
-from keystroke_assets.keystrokes import LATENCIES
-from keystroke_assets.plots import user_medians
+from keystroke_assets.lib.latencies import LATENCIES
+from keystroke_assets.lib.plots import user_medians
 
 STATS = list(STAT_DESCRIPTIONS)
 # Order every row's statistics must respect (the mean lies between min and max too).

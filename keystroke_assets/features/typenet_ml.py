@@ -26,7 +26,7 @@ from keystroke_assets.features.common import (
     key_identity_codes,
     stack_tables,
 )
-from keystroke_assets.keystrokes import DEFAULT_OUTLIER_THRESHOLDS, OutlierThresholds
+from keystroke_assets.lib.latencies import DEFAULT_OUTLIER_THRESHOLDS, OutlierThresholds
 
 GRAINS = {
     "platform": ["user_id", "platform_id"],

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from keystroke_assets.keystrokes import DEFAULT_OUTLIER_THRESHOLDS, OutlierThresholds
+from keystroke_assets.lib.latencies import DEFAULT_OUTLIER_THRESHOLDS, OutlierThresholds
 
 _D, _M = DEFAULT_OUTLIER_THRESHOLDS["desktop"], DEFAULT_OUTLIER_THRESHOLDS["mobile"]
 

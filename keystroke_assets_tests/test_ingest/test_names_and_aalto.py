@@ -1,9 +1,9 @@
 import numpy as np
 import pandas as pd
 
-from keystroke_assets.ingest import aalto
-from keystroke_assets.ingest.aalto import parse_aalto_files
-from keystroke_assets.ingest.names import classify
+from keystroke_assets.lib.ingest import aalto
+from keystroke_assets.lib.ingest.aalto import parse_aalto_files
+from keystroke_assets.lib.ingest.names import classify
 
 U = "090e14f795db6d9fad9fc4ddd6ff5094"
 

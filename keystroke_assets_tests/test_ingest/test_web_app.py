@@ -3,7 +3,7 @@
 import pandas as pd
 import pytest
 
-from keystroke_assets.ingest.web_app import BATCH_FILES, parse_web_app_csvs
+from keystroke_assets.lib.ingest.web_app import BATCH_FILES, parse_web_app_csvs
 
 WEB = ("fpd_webapp_2025", "web_app_data")
 

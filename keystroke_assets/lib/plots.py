@@ -13,7 +13,7 @@ import io
 import numpy as np
 import pandas as pd
 
-from keystroke_assets.keystrokes import LATENCIES, QUALITY_COUNTS, OutlierThresholds
+from keystroke_assets.lib.latencies import LATENCIES, QUALITY_COUNTS, OutlierThresholds
 from keystroke_assets.lib.metadata import Markdown
 
 DPI = 100

@@ -12,7 +12,7 @@ to_numeric. Python loops over files and broken sections only, never over rows.
 import numpy as np
 import pandas as pd
 
-from keystroke_assets.ingest.web_app import ParsedFiles, parse_in_batches, split_lines, string_array
+from keystroke_assets.lib.ingest.web_app import ParsedFiles, parse_in_batches, split_lines, string_array
 
 COLUMNS = [
     "PARTICIPANT_ID",

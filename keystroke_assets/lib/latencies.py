@@ -12,9 +12,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from keystroke_assets.keycodes import UNIDENTIFIED, key_identity, keycodes
 from keystroke_assets.lib.columns import TASK_IDS
 from keystroke_assets.lib.frames import group_codes, run_starts
+from keystroke_assets.lib.keycodes import UNIDENTIFIED, key_identity, keycodes
 
 KEYSTROKE_COLUMNS = [*TASK_IDS, "sequence_id", "key", "keycode", "press_ms", "release_ms", "HL"]
 KEYPAIR_COLUMNS = [
@@ -253,7 +253,7 @@ def pairs_from_keystrokes(strokes: pd.DataFrame, thresholds: dict[str, OutlierTh
     return pd.DataFrame(pairs, columns=KEYPAIR_COLUMNS, copy=False)
 
 
-def keystrokes(events: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+def keystrokes_from_events(events: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Keystrokes of cleaned events (web app and Aalto) in participant (user_id code), task and
     press order, and per-user counts of what was dropped (QUALITY_COUNTS) or renamed (empty keys)."""
     parts, quality = [], []
@@ -263,7 +263,7 @@ def keystrokes(events: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
         if rows.empty:
             continue
         # A web-app task is one file; an Aalto task is one section of a file. Tasks in participant
-        # order, so a participant's keystrokes come together (stored in row groups of whole participants).
+        # order, so a participant's keystrokes come together.
         by = ["user_id", "file", "session_id"] if aalto else ["user_id", "file"]
         task, tasks = group_codes(rows, by, TASK_IDS)
         strokes, counts = build(rows, task, len(tasks))
@@ -292,9 +292,10 @@ def keystrokes(events: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     return table, per_user
 
 
-def keypairs(
+def keypairs_from_events(
     events: pd.DataFrame, thresholds: dict[str, OutlierThresholds] = DEFAULT_OUTLIER_THRESHOLDS
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Keypairs of cleaned events (`keystrokes`, then `pairs_from_keystrokes`) and the per-user counts."""
-    strokes, per_user = keystrokes(events)
+    """Keypairs of cleaned events (`keystrokes_from_events`, then `pairs_from_keystrokes`) and the
+    per-user counts."""
+    strokes, per_user = keystrokes_from_events(events)
     return pairs_from_keystrokes(strokes, thresholds), per_user
