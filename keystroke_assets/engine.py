@@ -145,7 +145,10 @@ class Planned:
     uploads: pd.DataFrame | None = None
 
 
-UPLOAD_COLUMNS = ["name", "kind", "user_id", "size", "md5", "kept_as"]
+# The manifest columns a segment function gets of its uploads, typed: a segment without uploads
+# would otherwise get float64 columns from its empty lists.
+UPLOAD_TYPES = {"name": object, "kind": object, "user_id": object, "size": np.int64, "md5": object, "kept_as": object}
+UPLOAD_COLUMNS = list(UPLOAD_TYPES)
 
 
 def plan(
@@ -213,7 +216,7 @@ def compute_segment(job: SegmentJob) -> dict[dg.AssetKey, dict]:
     }
     if stage.uploads:
         args["uploads"] = Uploads(
-            pd.DataFrame(job.uploads, columns=UPLOAD_COLUMNS), partial(_read_uploads, job.location)
+            pd.DataFrame(job.uploads, columns=UPLOAD_COLUMNS).astype(UPLOAD_TYPES), partial(_read_uploads, job.location)
         )
     made = stage.function(**args, **job.params)
     if not isinstance(made, dict):
