@@ -11,6 +11,7 @@ import pytest
 
 from keystroke_assets.features.behavioral import BEHAVIORAL, behavioral_features, typed_characters
 from keystroke_assets.lib.rules import failed_rules
+from keystroke_assets.lib.segments import Uploads
 
 from .feature_samples import FEATURE_KEYS, make_keystrokes, real_version
 
@@ -168,11 +169,11 @@ def test_typed_characters_counts_characters_and_reads_only_raw_text():
     blobs = {"k0": "héllo wörld".encode(), "k1": b"", "k2": b'{"email": "x@y.z"}', "k3": b"P,a,1\n"}
     asked = []
 
-    def read(names):
-        asked.extend(names)
-        return [blobs[n] for n in names]
+    def read(rows):
+        asked.extend(rows["kept_as"])
+        return [blobs[n] for n in rows["kept_as"]]
 
-    typed = typed_characters(manifest, read)
+    typed = typed_characters(Uploads(manifest, read))
     assert asked == ["k0", "k1"]  # the typed texts only
     # "héllo wörld" is 11 characters (13 bytes in UTF-8); the empty text 0
     assert typed[["task_id", "typed_characters"]].astype(int).values.tolist() == [[0, 11], [1, 0]]

@@ -13,6 +13,7 @@ import pytest
 from keystroke_assets.evaluation.plots import det_curves, eer_bars, score_histograms
 from keystroke_assets.evaluation.protocol import Scores
 from keystroke_assets.lib.latencies import DEFAULT_OUTLIER_THRESHOLDS, LATENCIES, QUALITY_COUNTS, OutlierThresholds
+from keystroke_assets.lib.metadata import Markdown
 from keystroke_assets.lib.plots import (
     BINS,
     EDGES,
@@ -89,9 +90,10 @@ def test_quality_table_by_hand():
 )
 def test_images_are_small_inline_pngs(plot):
     value = plot()
-    data = png_of(value.value)
+    assert isinstance(value, Markdown)  # shown as markdown (an image), not as text
+    data = png_of(value)
     assert png_size(data) == (900, 600)
-    assert len(value.value) < 200_000
+    assert len(value) < 200_000
 
 
 SCORES = Scores(
@@ -130,7 +132,7 @@ def test_every_figure_drawn_under_the_style_leaves_the_process_rcparams_alone(pl
 
     before = {k: matplotlib.rcParams[k] for k in STYLE}
     assert before != STYLE  # matplotlib's own sizes ("medium")
-    assert png_size(png_of(plot().value)) == size
+    assert png_size(png_of(plot())) == size
     assert {k: matplotlib.rcParams[k] for k in STYLE} == before
 
 
@@ -256,5 +258,5 @@ def test_counts_between_display_edges():
 @pytest.mark.parametrize("device_types", [["desktop", "mobile"], ["desktop"], ["mobile"], []])
 def test_latency_histograms_draw_any_mix_of_device_types(device_types):
     summaries = [latency_summary(PAIRS[PAIRS["device_type"] == d]) for d in device_types]
-    data = png_of(latency_histograms(merge_latency_summaries(summaries), DEFAULT_OUTLIER_THRESHOLDS).value)
+    data = png_of(latency_histograms(merge_latency_summaries(summaries), DEFAULT_OUTLIER_THRESHOLDS))
     assert png_size(data) == (900, 600)
