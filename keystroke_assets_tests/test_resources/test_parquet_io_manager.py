@@ -1,7 +1,7 @@
-"""The parquet IO manager writes exactly `<storage>/<asset key path>/<version>.parquet`, in row groups
-of whole participants when the table is ordered by participant."""
+"""The parquet IO manager writes exactly `<storage>/<asset key path>/<version>.parquet`; a table stored
+in segments reads back the same whatever their order, and a damaged segment is never read."""
 
-import io
+import re
 
 import dagster as dg
 import pandas as pd
@@ -12,10 +12,12 @@ import pytest
 from keystroke_assets.partitions import dataset_versions
 from keystroke_assets.resources import object_store, resources_from_env
 from keystroke_assets.resources.object_store import LocalObjectStore, UnsafeObjectName
+from keystroke_assets.lib.segments import SegmentEntry, SegmentList, crc32c
 from keystroke_assets.resources.parquet_io_manager import (
+    DamagedSegment,
     ParquetIOManager,
-    ParticipantShards,
-    from_parquet_bytes,
+    read_segment,
+    read_version_table,
     to_parquet_bytes,
 )
 
@@ -70,30 +72,58 @@ def test_environment_chooses_the_store(tmp_path):
     )
 
 
-def test_a_table_ordered_by_participant_is_read_back_one_participant_shard_at_a_time(tmp_path):
-    users = pd.Categorical(["u2"] * 3 + ["u0"] * 4 + ["u1"] * 2)
-    table = pd.DataFrame({"user_id": users, "HL": range(9)})
-    store = object_store(str(tmp_path))
-    store.write_bytes("t/a.parquet", to_parquet_bytes(table, shard_rows=3))
-    store.write_bytes("t/b.parquet", to_parquet_bytes(pd.DataFrame({"user_id": pd.Categorical(["u3"]), "HL": [9]})))
-    shards = ParticipantShards(store, ["t/a.parquet", "t/b.parquet"])
-    # a shard starts at the first participant starting at or after every 3rd row: rows 0, 3, 7;
-    # then the next object's row group
-    assert [s["user_id"].tolist() for s in shards.shards()] == [["u2"] * 3, ["u0"] * 4, ["u1"] * 2, ["u3"]]
-    assert [s.columns.tolist() for s in shards.shards(["HL"])] == [["HL"]] * 4
-    assert shards.rows == 10
-    # nothing lost, and as one table the same as before
-    pd.testing.assert_frame_equal(from_parquet_bytes(to_parquet_bytes(table, shard_rows=3)), table)
+def _stored_segment(store, name: str, df: pd.DataFrame) -> SegmentEntry:
+    data = to_parquet_bytes(df)
+    store.write_bytes(name, data)
+    return SegmentEntry(name, len(df), len(data), crc32c(data), tuple(df["user_id"].astype(str).unique()))
 
 
-def test_row_groups_that_split_a_participant_are_refused_as_shards(tmp_path):
-    # u0 in two runs: not ordered by participant, so written without the whole-participants mark
-    table = pd.DataFrame({"user_id": pd.Categorical(["u0", "u1", "u0"]), "HL": [1, 2, 3]})
+def test_a_table_in_segments_reads_back_in_participant_order_with_sorted_dictionaries(tmp_path):
     store = object_store(str(tmp_path))
-    store.write_bytes("one_group.parquet", to_parquet_bytes(table, shard_rows=1))
-    assert ParticipantShards(store, ["one_group.parquet"]).rows == 3  # one row group
-    sink = io.BytesIO()
-    pq.write_table(pa.Table.from_pandas(table), sink, row_group_size=1)
-    store.write_bytes("groups.parquet", sink.getvalue())
-    with pytest.raises(ValueError, match="whole participants"):
-        list(ParticipantShards(store, ["groups.parquet"]).shards())
+    # segment a: u2's and u0's rows interleaved (a participant's rows keep their order); a user
+    # and a key its rows do not use, dictionaries unsorted; segment b: u1, another key order
+    a = pd.DataFrame(
+        {
+            "user_id": pd.Categorical(["u2", "u0", "u2", "u0", "u0"], categories=["u2", "u0", "u9"]),
+            "key": pd.Categorical(["z", "m", "a", "a", "z"], categories=["z", "m", "a", "unused"]),
+            "HL": [1, 2, 3, 4, 5],
+        }
+    )
+    b = pd.DataFrame({"user_id": pd.Categorical(["u1", "u1"]), "key": pd.Categorical(["b", "a"]), "HL": [6, 7]})
+    segments = SegmentList(
+        (_stored_segment(store, "t/segments/a.parquet", a), _stored_segment(store, "t/segments/b.parquet", b))
+    )
+    store.write_bytes(f"t/{VERSION}.segments.json", segments.to_json())
+    got = read_version_table(store, dg.AssetKey("t"), VERSION).to_pandas()
+    want = pd.DataFrame(
+        {
+            "user_id": pd.Categorical(["u0", "u0", "u0", "u1", "u1", "u2", "u2"]),
+            "key": pd.Categorical(["m", "a", "z", "b", "a", "z", "a"], categories=["a", "b", "m", "z"]),
+            "HL": [2, 4, 5, 6, 7, 1, 3],
+        }
+    )
+    pd.testing.assert_frame_equal(got, want)  # not sorted here: the order read is the order compared
+    # the same segments listed the other way round: the same table
+    store.write_bytes(f"t/{VERSION}.segments.json", SegmentList(segments.segments[::-1]).to_json())
+    pd.testing.assert_frame_equal(read_version_table(store, dg.AssetKey("t"), VERSION).to_pandas(), want)
+
+
+def test_a_damaged_segment_is_never_read(tmp_path):
+    store = object_store(str(tmp_path))
+    table = pd.DataFrame({"user_id": pd.Categorical(["u0", "u1"]), "HL": [90, 120]})
+    entry = _stored_segment(store, "t/segments/a.parquet", table)
+    pd.testing.assert_frame_equal(read_segment(store, entry).to_pandas(), table)
+    data = (tmp_path / entry.name).read_bytes()
+    flipped = bytearray(data)
+    flipped[len(data) // 2] ^= 0x01
+    for damage, message in [
+        (data[:-10], f"has {len(data) - 10} bytes"),  # truncated
+        (bytes(flipped), f"has {len(data)} bytes and CRC32C {crc32c(bytes(flipped))}"),  # same size, a bit flipped
+        (None, "is missing"),
+    ]:
+        if damage is None:
+            (tmp_path / entry.name).unlink()
+        else:
+            (tmp_path / entry.name).write_bytes(damage)
+        with pytest.raises(DamagedSegment, match=re.escape(f"{store.uri(entry.name)} {message}")):
+            read_segment(store, entry)
