@@ -194,8 +194,9 @@ def version_table(tables: Sequence[pa.Table]) -> pa.Table:
     """A version's table from its segments' tables, the same whatever its history: whichever
     earlier versions' segments it reuses, however its participants fell into segments. Rows in
     participant order (a participant's rows in the order its segment has them), every dictionary
-    column's values sorted and only those used. The columns are those of the segments with rows
-    (an empty segment's may be untyped)."""
+    column's values sorted and only those used; columns that share one dictionary (keypairs' key1
+    and key2) still share one, of the values either uses. The columns are those of the segments
+    with rows (an empty segment's may be untyped)."""
     tables = [t for t in tables if t.num_rows] or list(tables[:1])
     if not tables:
         raise ValueError("a version's table needs at least one segment")
@@ -203,7 +204,10 @@ def version_table(tables: Sequence[pa.Table]) -> pa.Table:
     table = table.unify_dictionaries().combine_chunks()
     if "user_id" in table.column_names and table.num_rows:
         table = table.take(_participant_order(table["user_id"]))
-    columns = [_sorted_dictionary(c) if pa.types.is_dictionary(c.type) else c for c in table.columns]
+    columns = list(table.columns)
+    for group in _shared_dictionaries(columns):
+        for i, column in zip(group, _sorted_dictionaries([columns[i] for i in group])):
+            columns[i] = column
     return pa.Table.from_arrays(columns, schema=pa.schema([f.with_type(c.type) for f, c in zip(table.schema, columns)]))
 
 
@@ -225,18 +229,38 @@ def _participant_order(users: pa.ChunkedArray) -> np.ndarray:
     return np.concatenate([np.arange(s, s + n) for s, n in zip(starts[runs], lengths[runs])])
 
 
-def _sorted_dictionary(column: pa.ChunkedArray) -> pa.ChunkedArray:
-    """A dictionary column with only the values its rows use, sorted (by their text)."""
-    array = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
-    dictionary, indices = array.dictionary, array.indices
+def _shared_dictionaries(columns: list[pa.ChunkedArray]) -> list[list[int]]:
+    """The positions of the dictionary columns, those with equal dictionaries in one group."""
+    groups: list[tuple[pa.Array, list[int]]] = []
+    for i, column in enumerate(columns):
+        if not pa.types.is_dictionary(column.type):
+            continue
+        dictionary = column.combine_chunks().dictionary
+        for shared, members in groups:
+            if shared.equals(dictionary):
+                members.append(i)
+                break
+        else:
+            groups.append((dictionary, [i]))
+    return [members for _, members in groups]
+
+
+def _sorted_dictionaries(columns: list[pa.ChunkedArray]) -> list[pa.ChunkedArray]:
+    """Dictionary columns that share one dictionary, each with one dictionary of only the values
+    any of them uses, sorted (by their text)."""
+    arrays = [c.combine_chunks() if c.num_chunks != 1 else c.chunk(0) for c in columns]
+    dictionary = arrays[0].dictionary
     used = np.zeros(len(dictionary), bool)
-    valid = indices.drop_null().to_numpy(zero_copy_only=False)
-    used[valid] = True
+    for array in arrays:
+        used[array.indices.drop_null().to_numpy(zero_copy_only=False)] = True
     kept = np.flatnonzero(used)
     order = kept[np.argsort(dictionary.take(pa.array(kept)).to_numpy(zero_copy_only=False).astype(str), kind="stable")]
     new_code = np.full(len(dictionary), -1, np.int64)
     new_code[order] = np.arange(len(order))
-    remapped = pc.take(pa.array(new_code, pa.int32()), indices)
-    return pa.chunked_array(
-        [pa.DictionaryArray.from_arrays(remapped, dictionary.take(pa.array(order, pa.int64())))], column.type
-    )
+    sorted_values = dictionary.take(pa.array(order, pa.int64()))
+    return [
+        pa.chunked_array(
+            [pa.DictionaryArray.from_arrays(pc.take(pa.array(new_code, pa.int32()), a.indices), sorted_values)], c.type
+        )
+        for c, a in zip(columns, arrays)
+    ]

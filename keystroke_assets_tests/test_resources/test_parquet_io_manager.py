@@ -81,28 +81,41 @@ def _stored_segment(store, name: str, df: pd.DataFrame) -> SegmentEntry:
 def test_a_table_in_segments_reads_back_in_participant_order_with_sorted_dictionaries(tmp_path):
     store = object_store(str(tmp_path))
     # segment a: u2's and u0's rows interleaved (a participant's rows keep their order); a user
-    # and a key its rows do not use, dictionaries unsorted; segment b: u1, another key order
+    # and a key its rows do not use, dictionaries unsorted; key1 and key2 share one dictionary,
+    # as keypairs' do; segment b: u1, another dictionary
+    keys = ["z", "m", "a", "q", "unused"]
     a = pd.DataFrame(
         {
             "user_id": pd.Categorical(["u2", "u0", "u2", "u0", "u0"], categories=["u2", "u0", "u9"]),
-            "key": pd.Categorical(["z", "m", "a", "a", "z"], categories=["z", "m", "a", "unused"]),
+            "key1": pd.Categorical(["z", "m", "a", "a", "z"], categories=keys),
+            "key2": pd.Categorical(["m", "a", "a", "z", "q"], categories=keys),
             "HL": [1, 2, 3, 4, 5],
         }
     )
-    b = pd.DataFrame({"user_id": pd.Categorical(["u1", "u1"]), "key": pd.Categorical(["b", "a"]), "HL": [6, 7]})
+    b = pd.DataFrame(
+        {
+            "user_id": pd.Categorical(["u1", "u1"]),
+            "key1": pd.Categorical(["b", "a"], categories=["b", "a", "c"]),
+            "key2": pd.Categorical(["a", "c"], categories=["b", "a", "c"]),
+            "HL": [6, 7],
+        }
+    )
     segments = SegmentList(
         (_stored_segment(store, "t/segments/a.parquet", a), _stored_segment(store, "t/segments/b.parquet", b))
     )
     store.write_bytes(f"t/{VERSION}.segments.json", segments.to_json())
     got = read_version_table(store, dg.AssetKey("t"), VERSION).to_pandas()
+    used = ["a", "b", "c", "m", "q", "z"]  # by key1 or key2: one dictionary still, so they compare
     want = pd.DataFrame(
         {
             "user_id": pd.Categorical(["u0", "u0", "u0", "u1", "u1", "u2", "u2"]),
-            "key": pd.Categorical(["m", "a", "z", "b", "a", "z", "a"], categories=["a", "b", "m", "z"]),
+            "key1": pd.Categorical(["m", "a", "z", "b", "a", "z", "a"], categories=used),
+            "key2": pd.Categorical(["a", "z", "q", "a", "c", "m", "a"], categories=used),
             "HL": [2, 4, 5, 6, 7, 1, 3],
         }
     )
     pd.testing.assert_frame_equal(got, want)  # not sorted here: the order read is the order compared
+    assert (got["key1"] == got["key2"]).tolist() == [False, False, False, False, False, False, True]
     # the same segments listed the other way round: the same table
     store.write_bytes(f"t/{VERSION}.segments.json", SegmentList(segments.segments[::-1]).to_json())
     pd.testing.assert_frame_equal(read_version_table(store, dg.AssetKey("t"), VERSION).to_pandas(), want)
