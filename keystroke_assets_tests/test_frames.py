@@ -1,9 +1,9 @@
-"""Small DataFrame helpers, against pandas' own slower equivalents."""
+"""Small DataFrame helpers, against pandas' own slower equivalents and by hand."""
 
 import numpy as np
 import pandas as pd
 
-from keystroke_assets.lib.frames import drop_unused_categories, group_codes
+from keystroke_assets.lib.frames import drop_unused_categories, group_codes, stack_tables
 
 
 def test_drop_unused_categories_matches_pandas():
@@ -51,3 +51,17 @@ def test_group_codes_match_a_sorted_pandas_groupby_with_nulls_last():
     assert codes.tolist() == [1, 1, 0, 0, 0, 1, 2, 2]
     assert groups["t"].tolist() == [2, 0, 6]  # each group's first row
     assert len(group_codes(runs.iloc[:0], ["u"])[0]) == 0
+
+
+def test_stacked_tables_have_the_categories_used_sorted_whichever_tables_they_came_in():
+    # two segments' tables, categories unsorted and with a value no row uses; then the same rows in
+    # one table with yet another category order
+    a = pd.DataFrame({"user_id": pd.Categorical(["u2", "u0"], categories=["u2", "u0", "u9"]), "x": [1, 2]})
+    b = pd.DataFrame({"user_id": pd.Categorical(["u1"], categories=["u1"]), "x": [3]})
+    whole = pd.DataFrame(
+        {"user_id": pd.Categorical(["u2", "u0", "u1"], categories=["u1", "u9", "u0", "u2"]), "x": [1, 2, 3]}
+    )
+    want = pd.DataFrame({"user_id": pd.Categorical(["u2", "u0", "u1"], categories=["u0", "u1", "u2"]), "x": [1, 2, 3]})
+    pd.testing.assert_frame_equal(stack_tables([a, b]), want)
+    pd.testing.assert_frame_equal(stack_tables([whole]), want)
+    pd.testing.assert_frame_equal(stack_tables([a.iloc[:1], a.iloc[1:], b]), want)

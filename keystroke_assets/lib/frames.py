@@ -89,10 +89,17 @@ def drop_unused_categories(values: pd.Series) -> pd.Series:
 
 def stack_tables(tables: Iterable[pd.DataFrame]) -> pd.DataFrame:
     """Tables of the same columns stacked, a categorical column still categorical when the tables'
-    categories differ (pd.concat would make it object)."""
+    categories differ (pd.concat would make it object), with only the categories used, sorted by
+    their text: the same whichever tables (segments) the rows came in, as a version's table read
+    back (lib.segments.version_table)."""
     tables = list(tables)
     stacked = pd.concat(tables, ignore_index=True)
     for column in tables[0].columns:
-        if isinstance(tables[0][column].dtype, pd.CategoricalDtype) and stacked[column].dtype == object:
-            stacked[column] = pd.api.types.union_categoricals([t[column] for t in tables])
+        if isinstance(tables[0][column].dtype, pd.CategoricalDtype):
+            values = stacked[column]
+            if values.dtype == object:
+                values = pd.Series(pd.api.types.union_categoricals([t[column] for t in tables]), name=column)
+            categories = drop_unused_categories(values).cat.categories
+            order = np.argsort(categories.astype(str), kind="stable")
+            stacked[column] = values.cat.set_categories(categories[order])
     return stacked
