@@ -208,7 +208,9 @@ def version_table(tables: Sequence[pa.Table]) -> pa.Table:
     for group in _shared_dictionaries(columns):
         for i, column in zip(group, _sorted_dictionaries([columns[i] for i in group])):
             columns[i] = column
-    return pa.Table.from_arrays(columns, schema=pa.schema([f.with_type(c.type) for f, c in zip(table.schema, columns)]))
+    # the schema's metadata too: pandas' (nullable integers, ...) as the segments were written
+    fields = [f.with_type(c.type) for f, c in zip(table.schema, columns)]
+    return pa.Table.from_arrays(columns, schema=pa.schema(fields, metadata=table.schema.metadata))
 
 
 def _participant_order(users: pa.ChunkedArray) -> np.ndarray:

@@ -89,6 +89,7 @@ def test_a_table_in_segments_reads_back_in_participant_order_with_sorted_diction
             "user_id": pd.Categorical(["u2", "u0", "u2", "u0", "u0"], categories=["u2", "u0", "u9"]),
             "key1": pd.Categorical(["z", "m", "a", "a", "z"], categories=keys),
             "key2": pd.Categorical(["m", "a", "a", "z", "q"], categories=keys),
+            "platform_id": pd.array([1, None, 1, None, None], dtype="Int64"),  # u0 an Aalto participant
             "HL": [1, 2, 3, 4, 5],
         }
     )
@@ -97,6 +98,7 @@ def test_a_table_in_segments_reads_back_in_participant_order_with_sorted_diction
             "user_id": pd.Categorical(["u1", "u1"]),
             "key1": pd.Categorical(["b", "a"], categories=["b", "a", "c"]),
             "key2": pd.Categorical(["a", "c"], categories=["b", "a", "c"]),
+            "platform_id": pd.array([3, 2], dtype="Int64"),
             "HL": [6, 7],
         }
     )
@@ -111,6 +113,7 @@ def test_a_table_in_segments_reads_back_in_participant_order_with_sorted_diction
             "user_id": pd.Categorical(["u0", "u0", "u0", "u1", "u1", "u2", "u2"]),
             "key1": pd.Categorical(["m", "a", "z", "b", "a", "z", "a"], categories=used),
             "key2": pd.Categorical(["a", "z", "q", "a", "c", "m", "a"], categories=used),
+            "platform_id": pd.array([None, None, None, 3, 2, 1, 1], dtype="Int64"),  # nullable still
             "HL": [2, 4, 5, 6, 7, 1, 3],
         }
     )
