@@ -16,6 +16,7 @@ import pytest
 
 from keystroke_assets.definitions import defs
 from keystroke_assets.export import load
+from keystroke_assets.lib.segments import SegmentList, segment_list_object
 from keystroke_assets.partitions import dataset_versions
 from keystroke_assets.resources import object_store, resources_from_env
 
@@ -125,7 +126,7 @@ def materialize_version(
     )
 
 
-# assets stored per participant segment (keystroke_assets.segments), as `<version>.segments.json`
+# assets stored per participant segment (keystroke_assets.lib.segments), as `<version>.segments.json`
 SEGMENTED = [
     "raw_data",
     "cleaned_data",
@@ -138,6 +139,12 @@ SEGMENTED = [
 def stored(storage: Path | str, key: str, version: str = VERSION) -> pd.DataFrame:
     """An asset's stored table, read as a reader outside Dagster reads it (export.load)."""
     return load(key, version, object_store(str(storage)))
+
+
+def segment_names(storage: Path | str, key: str, version: str = VERSION) -> list[str]:
+    """The objects of a segmented asset's version, in its list's order."""
+    listed = object_store(str(storage)).read_bytes(segment_list_object(key.split("/"), version))
+    return [s.name for s in SegmentList.from_json(listed).segments]
 
 
 def failed_rules_of(result) -> list[tuple[str, str]]:

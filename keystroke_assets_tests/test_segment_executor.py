@@ -1,7 +1,6 @@
 """The keypairs step's segments computed in a local pool or on a Dask cluster, a worker killed on
 the way included, give the tables and metadata of the in-process run."""
 
-import json
 import os
 import shutil
 from functools import partial
@@ -18,7 +17,7 @@ from keystroke_assets.resources.parquet_io_manager import from_parquet_bytes, to
 from keystroke_assets.resources.segment_executor import SegmentExecutor, _in_order
 from keystroke_assets.synthetic import aalto_uploads, web_app_uploads, write_uploads
 
-from .conftest import SEGMENTED, VERSION, stored
+from .conftest import SEGMENTED, VERSION, segment_names, stored
 
 FEATURES = [key for key in SEGMENTED if key.startswith("features/")]  # the features stored per segment
 # typenet_ml: one table per version, from partial results computed per segment
@@ -61,10 +60,10 @@ def test_the_executor_is_chosen_by_environment(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def several_shards(tmp_path_factory):
-    """A version whose cleaned_data has several segments (one participant each, as in
-    test_shards.py), its keystrokes, keypairs and per-segment features made in the step's process."""
-    folder = tmp_path_factory.mktemp("several_shards")
+def several_segments(tmp_path_factory):
+    """A version whose cleaned_data has several segments (one participant each), its keystrokes,
+    keypairs and per-segment features made in the step's process."""
+    folder = tmp_path_factory.mktemp("several_segments")
     uploads, storage = folder / "uploads", folder / "storage"
     write_uploads(uploads, web_app_uploads(6, seed=5, broken_every=4))
     write_uploads(uploads, aalto_uploads(2, seed=5))
@@ -83,12 +82,8 @@ def several_shards(tmp_path_factory):
             run_config=run_config,
         )
         assert result.success
-    assert len(_segments(storage, "cleaned_data")) == 8
+    assert len(segment_names(storage, "cleaned_data")) == 8
     return env, storage, _tables(storage), _metadata(result)
-
-
-def _segments(storage, key: str) -> list[str]:
-    return json.loads((storage / key / f"{VERSION}.segments.json").read_text())["names"]
 
 
 def _tables(storage) -> dict[str, pd.DataFrame]:
@@ -106,11 +101,11 @@ def _metadata(result) -> dict:
     }
 
 
-def _keypairs_step(several_shards, tmp_path, executor: SegmentExecutor) -> dg.ExecuteInProcessResult:
+def _keypairs_step(several_segments, tmp_path, executor: SegmentExecutor) -> dg.ExecuteInProcessResult:
     """The keypairs step again on a copy of the version's storage without keystrokes and keypairs,
     so that every segment is computed by `executor` (none reused)."""
-    env, storage = several_shards[0], tmp_path / "storage"
-    shutil.copytree(several_shards[1], storage, ignore=lambda folder, _: ["keystrokes", "keypairs"])
+    env, storage = several_segments[0], tmp_path / "storage"
+    shutil.copytree(several_segments[1], storage, ignore=lambda folder, _: ["keystrokes", "keypairs"])
     with dg.DagsterInstance.ephemeral() as instance:
         instance.add_dynamic_partitions("dataset_versions", [VERSION])
         return dg.materialize(
@@ -122,8 +117,8 @@ def _keypairs_step(several_shards, tmp_path, executor: SegmentExecutor) -> dg.Ex
         )
 
 
-def _same_as_in_process(several_shards, result, tmp_path) -> None:
-    _, _, tables, metadata = several_shards
+def _same_as_in_process(several_segments, result, tmp_path) -> None:
+    _, _, tables, metadata = several_segments
     assert result.success
     for key, table in _tables(tmp_path / "storage").items():
         pd.testing.assert_frame_equal(table, tables[key], obj=key)
@@ -132,14 +127,14 @@ def _same_as_in_process(several_shards, result, tmp_path) -> None:
     assert all(c.passed for c in result.get_asset_check_evaluations())
 
 
-def test_a_local_pool_gives_the_in_process_tables(several_shards, tmp_path):
-    _same_as_in_process(several_shards, _keypairs_step(several_shards, tmp_path, SegmentExecutor(workers=2)), tmp_path)
+def test_a_local_pool_gives_the_in_process_tables(several_segments, tmp_path):
+    _same_as_in_process(several_segments, _keypairs_step(several_segments, tmp_path, SegmentExecutor(workers=2)), tmp_path)
 
 
-def test_features_in_a_local_pool_give_the_in_process_tables(several_shards, tmp_path):
+def test_features_in_a_local_pool_give_the_in_process_tables(several_segments, tmp_path):
     # the segment functions and the features' checks go to the pool's processes by pickle
-    env, storage = several_shards[0], tmp_path / "storage"
-    shutil.copytree(several_shards[1], storage, ignore=lambda folder, _: ["features"])
+    env, storage = several_segments[0], tmp_path / "storage"
+    shutil.copytree(several_segments[1], storage, ignore=lambda folder, _: ["features"])
     with dg.DagsterInstance.ephemeral() as instance:
         instance.add_dynamic_partitions("dataset_versions", [VERSION])
         result = dg.materialize(
@@ -154,13 +149,19 @@ def test_features_in_a_local_pool_give_the_in_process_tables(several_shards, tmp
         )
     assert result.success
     assert all(c.passed for c in result.get_asset_check_evaluations())
+    # every segment in the pool, none reused: typenet_ml's partial results (digraphs, statistics) too
     computed = {
-        e.asset_key.to_user_string(): e.materialization.metadata["segments/computed"].value
+        (e.asset_key.to_user_string(), k): v.value
         for e in result.get_asset_materialization_events()
+        for k, v in e.materialization.metadata.items()
+        if k.endswith("segments/computed")
     }
-    assert computed == dict.fromkeys([*FEATURES, *TYPENET_ML], 8)  # every segment in the pool, none reused
+    assert computed == {
+        **{(key, "segments/computed"): 8 for key in FEATURES},
+        **{(key, f"{part}/segments/computed"): 8 for key in TYPENET_ML for part in ["digraphs", "statistics"]},
+    }
     for key in FEATURES:
-        pd.testing.assert_frame_equal(stored(storage, key), stored(several_shards[1], key), obj=key)
+        pd.testing.assert_frame_equal(stored(storage, key), stored(several_segments[1], key), obj=key)
     strokes, pairs = stored(storage, "keystrokes"), stored(storage, "keypairs")
     for key, grain in zip(TYPENET_ML, GRAINS.values()):
         want, _, _ = typenet_ml_features(strokes, pairs, grain, top_digraphs(pairs, 10))
@@ -177,16 +178,16 @@ def dask_cluster():
 
 
 @pytest.mark.servers
-def test_a_dask_cluster_gives_the_in_process_tables(several_shards, dask_cluster, tmp_path):
+def test_a_dask_cluster_gives_the_in_process_tables(several_segments, dask_cluster, tmp_path):
     executor = resources_from_env({"KEYSTROKE_DASK_SCHEDULER": dask_cluster.scheduler_address})["segment_executor"]
-    _same_as_in_process(several_shards, _keypairs_step(several_shards, tmp_path, executor), tmp_path)
+    _same_as_in_process(several_segments, _keypairs_step(several_segments, tmp_path, executor), tmp_path)
 
 
 def _fails_once(marker_folder: str, dying: str, failing: str, fn, job):
     """fn(job), except the first time for the segments `dying` and `failing`: the first's worker
     process dies (as on a lost machine), the second raises (as on a failed read). The marker
     files say it happened, whichever worker runs the segment next."""
-    role = {dying: "dies", failing: "raises"}.get(job.source)
+    role = {dying: "dies", failing: "raises"}.get(job.inputs["cleaned_data"].name)
     marker = os.path.join(marker_folder, f"segment-{role}")
     if role and not os.path.exists(marker):
         open(marker, "w").close()
@@ -206,13 +207,13 @@ class FailingOnce(SegmentExecutor):
 
 
 @pytest.mark.servers
-def test_a_killed_worker_and_a_failed_segment_are_computed_again_once(several_shards, dask_cluster, tmp_path):
+def test_a_killed_worker_and_a_failed_segment_are_computed_again_once(several_segments, dask_cluster, tmp_path):
     markers = tmp_path / "markers"
     markers.mkdir()
-    sources = _segments(several_shards[1], "cleaned_data")
+    sources = segment_names(several_segments[1], "cleaned_data")
     executor = FailingOnce(
         scheduler=dask_cluster.scheduler_address, marker_folder=str(markers), dying=sources[1], failing=sources[2]
     )
-    result = _keypairs_step(several_shards, tmp_path, executor)
+    result = _keypairs_step(several_segments, tmp_path, executor)
     assert sorted(os.listdir(markers)) == ["segment-dies", "segment-raises"]  # both failed once
-    _same_as_in_process(several_shards, result, tmp_path)
+    _same_as_in_process(several_segments, result, tmp_path)

@@ -1,7 +1,6 @@
 """Participant segments: a stable plan, and a version with new participants that computes only
 its new segments yet has the tables of a full rebuild."""
 
-import json
 import shutil
 
 import dagster as dg
@@ -10,8 +9,6 @@ import pandas as pd
 import pytest
 
 from keystroke_assets.definitions import defs
-from keystroke_assets.features.common import Feature, OutputCheck
-from keystroke_assets.features.statistical import statistical_of_segment
 from keystroke_assets.features.typenet_ml import (
     GRAINS,
     choose_top_digraphs,
@@ -21,12 +18,12 @@ from keystroke_assets.features.typenet_ml import (
     top_digraphs,
     typenet_ml_features,
 )
+from keystroke_assets.lib.segments import participant_segments
 from keystroke_assets.resources import resources_from_env
 from keystroke_assets.resources.parquet_io_manager import from_parquet_bytes, to_parquet_bytes
-from keystroke_assets.segments import participant_segments
 from keystroke_assets.synthetic import aalto_uploads, web_app_uploads, write_uploads
 
-from .conftest import SEGMENTED, materialize_version, stored
+from .conftest import SEGMENTED, materialize_version, segment_names, stored
 
 V1, V2 = "2025-09-07_00-27-43_lab-mac", "2025-09-08_09-00-00_lab-mac"
 
@@ -40,13 +37,6 @@ def test_new_participants_add_segments_and_leave_the_old_ones():
     assert before == [["a", "b"], ["c", "d"], ["e"]]
     assert after == [["a", "b"], ["c", "d"], ["e"], ["0", "f"]]
     assert [list(s) for s in participant_segments(v1.head(0), size=2)] == [[]]  # one empty segment
-
-
-def test_a_feature_check_no_worker_could_get_is_refused_in_every_run():
-    # a lambda pickles by name, which it has not: a pool's process could not run the check
-    feature = Feature("checked_by_a_lambda", ["user_id"], checks=(OutputCheck("any", "", lambda df: (True, {})),))
-    with pytest.raises(TypeError, match="not module-level"):
-        next(feature.per_segment(None, None, None, None, statistical_of_segment))
 
 
 def test_typenet_ml_top_k_from_each_segments_common_digraphs():
@@ -110,10 +100,12 @@ def _materialize(instance, env: dict, version: str) -> dg.ExecuteInProcessResult
 
 
 def _segment_counts(result) -> dict[str, tuple[int, int]]:
+    """(computed, reused) of each asset's segments: its own, or typenet_ml's statistics segments."""
     return {
-        e.asset_key.to_user_string(): (md["segments/computed"].value, md["segments/reused"].value)
+        e.asset_key.to_user_string(): (md[f"{part}segments/computed"].value, md[f"{part}segments/reused"].value)
         for e in result.get_asset_materialization_events()
-        if "segments/computed" in (md := e.materialization.metadata)
+        for part in ["", "statistics/"]
+        if f"{part}segments/computed" in (md := e.materialization.metadata)
     }
 
 
@@ -136,7 +128,7 @@ def test_a_version_with_new_participants_computes_only_their_segments(two_versio
         assert (v2["digraphs/segments/computed"].value, v2["digraphs/segments/reused"].value) == (1, 4)
         same_top = v1["digraphs"].value.records == v2["digraphs"].value.records
         assert counts[f"features/typenet_ml/{g}"] == ((1, 4) if same_top else (5, 0))
-    names = {v: json.loads((storage / "keypairs" / f"{v}.segments.json").read_text())["names"] for v in (V1, V2)}
+    names = {v: segment_names(storage, "keypairs", v) for v in (V1, V2)}
     assert names[V2][:4] == names[V1]
 
 
@@ -170,7 +162,7 @@ def test_typenet_ml_from_segments_is_the_whole_version_computed_at_once(two_vers
     over the whole version's keystrokes and keypairs."""
     _, storage, results = two_versions
     strokes, pairs = stored(storage, "keystrokes", V2), stored(storage, "keypairs", V2)
-    assert len(json.loads((storage / "keypairs" / f"{V2}.segments.json").read_text())["names"]) == 5
+    assert len(segment_names(storage, "keypairs", V2)) == 5
     for g, grain in GRAINS.items():
         # exactly: the column means' sums are rounded once, over the rows or over the segments (column_sums)
         want, _, fills = typenet_ml_features(strokes, pairs, grain, top_digraphs(pairs, 10))
