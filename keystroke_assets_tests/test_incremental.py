@@ -14,8 +14,9 @@ from keystroke_assets.synthetic import aalto_uploads, participant_id, web_app_up
 
 from .conftest import materialize_version, stored
 
-# The stages up to keypairs: every feature is a function of keypairs alone (test_shards.py compares
-# the features of shards with those of a whole version), so equal keypairs give equal features.
+# The stages up to keypairs: every feature is a function of keystrokes and keypairs (and typed texts)
+# alone (test_one_participant_segments.py compares the features of segments with those of a whole
+# version), so equal keypairs give equal features.
 STAGES = ["web_app_data", "raw_data", "cleaned_data", "keypairs"]
 
 
