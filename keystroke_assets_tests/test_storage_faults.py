@@ -73,7 +73,7 @@ def test_wrong_bytes_from_storage_make_dagster_retry_the_step_with_backoff(insta
 
 
 def test_a_stage_table_opened_from_gcs_is_a_checked_local_file(gcs_bucket, proxy):
-    # how a step reads its input shard by shard: the download goes to a local file, checksummed
+    # ObjectStore.open on GCS: the download goes to a local file, checksummed
     store = GCSObjectStore(gcs=GCSResource(project="test"), bucket=gcs_bucket.name, prefix="datasets")
     data = os.urandom(3 * 2**20)
     store.write_bytes("raw_data/v.parquet", data)
