@@ -128,7 +128,8 @@ def _same_as_in_process(several_segments, result, tmp_path) -> None:
 
 
 def test_a_local_pool_gives_the_in_process_tables(several_segments, tmp_path):
-    _same_as_in_process(several_segments, _keypairs_step(several_segments, tmp_path, SegmentExecutor(workers=2)), tmp_path)
+    result = _keypairs_step(several_segments, tmp_path, SegmentExecutor(workers=2))
+    _same_as_in_process(several_segments, result, tmp_path)
 
 
 def test_features_in_a_local_pool_give_the_in_process_tables(several_segments, tmp_path):

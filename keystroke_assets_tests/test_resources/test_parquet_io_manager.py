@@ -5,14 +5,13 @@ import re
 
 import dagster as dg
 import pandas as pd
-import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from keystroke_assets.lib.segments import SegmentEntry, SegmentList, crc32c
 from keystroke_assets.partitions import dataset_versions
 from keystroke_assets.resources import object_store, resources_from_env
 from keystroke_assets.resources.object_store import LocalObjectStore, UnsafeObjectName
-from keystroke_assets.lib.segments import SegmentEntry, SegmentList, crc32c
 from keystroke_assets.resources.parquet_io_manager import (
     DamagedSegment,
     ParquetIOManager,
