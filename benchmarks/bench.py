@@ -83,16 +83,18 @@ def cpu_seconds() -> float:
 
 def keystroke_count(storage: Path, version: str) -> int:
     """Keystrokes of the version: presses of web-app files plus Aalto rows."""
-    shards = _shards(storage, "raw_data", version)
-    return sum(int((events["event"] != "R").sum()) for events in shards.shards(["event"]))
+    return sum(int((events["event"] != "R").sum()) for events in _segments(storage, "raw_data", version, ["event"]))
 
 
-def _shards(storage: Path, asset: str, version: str):
+def _segments(storage: Path, asset: str, version: str, columns: list[str] | None = None):
+    """The version's table of `asset`, one stored segment after another."""
+    from keystroke_assets.lib.segments import SegmentList
     from keystroke_assets.resources import object_store
-    from keystroke_assets.resources.parquet_io_manager import ParticipantShards, version_table_names
+    from keystroke_assets.resources.parquet_io_manager import read_segment, segment_list_name
 
     store = object_store(str(storage))
-    return ParticipantShards(store, *version_table_names(store, dg.AssetKey(asset), version))
+    for segment in SegmentList.from_json(store.read_bytes(segment_list_name(dg.AssetKey(asset), version))).segments:
+        yield read_segment(store, segment, columns).to_pandas()
 
 
 PAIRING = "keypairs: pairing alone"
@@ -116,13 +118,13 @@ SEGMENTS = ("segments/computed", "segments/reused")
 
 
 def time_pairing(storage: Path, version: str) -> tuple[float, float, float]:
-    """(seconds, start, end) of `keystrokes.keypairs` over the version's cleaned_data, shard by
-    shard as the keypairs step pairs it: seconds in the pairing only, without reading, writing,
+    """(seconds, start, end) of `keypairs_from_events` over the version's cleaned_data, segment by
+    segment as the keypairs step pairs it: seconds in the pairing only, without reading, writing,
     plots or checks (the keypairs throughput); start and end bound the whole pass."""
     from keystroke_assets.lib.latencies import keypairs_from_events
 
     seconds, start = 0.0, time.time()
-    for events in _shards(storage, "cleaned_data", version).shards():
+    for events in _segments(storage, "cleaned_data", version):
         began = time.time()
         keypairs_from_events(events)
         seconds += time.time() - began
