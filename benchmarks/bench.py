@@ -19,12 +19,10 @@ import threading
 import time
 import warnings
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
 
 import dagster as dg
-import pandas as pd
 import psutil
 
 from keystroke_assets.partitions import dataset_versions, make_version_id
@@ -88,15 +86,14 @@ def keystroke_count(storage: Path, version: str) -> int:
     return sum(int((events["event"] != "R").sum()) for events in _segments(storage, "raw_data", version, ["event"]))
 
 
-def _segments(storage: Path, asset: str, version: str, columns: list[str] | None = None) -> Iterator[pd.DataFrame]:
-    """The version's table of a segmented asset, one segment's rows at a time."""
-    from keystroke_assets.lib.segments import SegmentList, segment_list_object
+def _segments(storage: Path, asset: str, version: str, columns: list[str] | None = None):
+    """The version's table of `asset`, one stored segment after another."""
+    from keystroke_assets.lib.segments import SegmentList
     from keystroke_assets.resources import object_store
-    from keystroke_assets.resources.parquet_io_manager import read_segment
+    from keystroke_assets.resources.parquet_io_manager import read_segment, segment_list_name
 
     store = object_store(str(storage))
-    listed = SegmentList.from_json(store.read_bytes(segment_list_object([asset], version)))
-    for segment in listed.segments:
+    for segment in SegmentList.from_json(store.read_bytes(segment_list_name(dg.AssetKey(asset), version))).segments:
         yield read_segment(store, segment, columns).to_pandas()
 
 

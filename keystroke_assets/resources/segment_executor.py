@@ -4,6 +4,7 @@ process, in a pool of processes on this machine, or on a Dask cluster (docs/perf
 
 import multiprocessing
 import os
+import sys
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -59,12 +60,40 @@ def _in_order(submit: Callable, segments: Sequence, window: int) -> Iterator:
             future.cancel()
 
 
+def _pool_can_start() -> bool:
+    """Whether a pool's processes can start here. Python starts each one by importing the program's
+    __main__ again: a module run with `python -m`, an installed command (dagster, dg, pytest,
+    keystroke-assets), a notebook or the interactive prompt are safe to import, but a plain script
+    runs again from its top, and one that materializes there would start a pool inside the pool
+    ("An attempt has been made to start a new process before the current process has finished its
+    bootstrapping phase"). For a script, say once that segments run in the step's process."""
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if path is None or getattr(main, "__spec__", None) is not None:
+        return True
+    installed = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)}
+    if any(os.path.realpath(path).startswith(folder + os.sep) for folder in installed):
+        return True
+    if path not in _TOLD:
+        _TOLD.add(path)
+        dg.get_dagster_logger().info(
+            f"segments run in the step's own process: {path} is run as a script, and each process of a pool "
+            "would run it again from its top. To compute on every core, run it with `python -m`, or put its "
+            'code under `if __name__ == "__main__":` and set KEYSTROKE_SEGMENT_WORKERS to the number of processes.'
+        )
+    return False
+
+
+_TOLD: set[str] = set()
+
+
 class SegmentExecutor(dg.ConfigurableResource):
     """Maps a pure, picklable function over a step's segments. `scheduler` set: on the Dask
     cluster at that address (`tcp://host:8786`), each segment retried `retries` times on an error
     and computed again when its worker dies. Else on this machine, in a pool of `workers`
-    processes (0: one per core), or in the step's own process with `workers` 1 or fewer than two
-    segments per worker to compute: a pool's start (~1 s, once per run) pays from there on."""
+    processes (0: one per core, unless the program is a plain script: _pool_can_start), or in the
+    step's own process with `workers` 1 or fewer than two segments per worker to compute: a pool's
+    start (~1 s, once per run) pays from there on."""
 
     scheduler: str | None = None
     workers: int = 0
@@ -74,7 +103,7 @@ class SegmentExecutor(dg.ConfigurableResource):
         if self.scheduler:
             return self._on_dask(fn, segments)
         workers = self.workers or os.cpu_count() or 1
-        if workers < 2 or len(segments) < 2 * workers:
+        if workers < 2 or len(segments) < 2 * workers or not (self.workers or _pool_can_start()):
             return map(fn, segments)
         return self._on_pool(fn, segments, workers)
 
