@@ -23,7 +23,7 @@ import pandas as pd
 import pyarrow as pa
 
 from keystroke_assets.lib.columns import column_descriptions
-from keystroke_assets.lib.rules import OutputCheck, merge_outcomes, rule_outcomes
+from keystroke_assets.lib.rules import OutputCheck, merge_outcomes, rule_outcomes, source_hash
 from keystroke_assets.lib.segments import (
     KEEP_RECENT_SECONDS,
     PARTICIPANTS_PER_SEGMENT,
@@ -44,6 +44,7 @@ from keystroke_assets.lib.segments import (
 )
 from keystroke_assets.resources.object_store import ObjectStore, object_store
 from keystroke_assets.resources.parquet_io_manager import (
+    DamagedSegment,
     arrow_to_parquet_bytes,
     read_segment,
     to_parquet_bytes,
@@ -99,7 +100,7 @@ class Stage:
         for output in self.outputs:
             for check in output.checks:
                 check.identity()  # a rule no worker can import is refused in every run
-            _function_version(output.facts)  # refused, as a rule is, when no worker could import it
+            _facts_version(output)  # refused, as a rule is, when no worker could import it
 
     def made_of(self, params: dict, participants: tuple[str, ...], inputs: dict[str, str], uploads: str | None) -> dict:
         """Everything a segment's rows and summary depend on: the function and its code version,
@@ -113,7 +114,7 @@ class Stage:
             "outputs": {
                 o.key.to_user_string(): {
                     "rules": [c.identity() for c in o.checks],
-                    "facts": _function_version(o.facts),
+                    "facts": _facts_version(o),
                     "table": o.table,
                 }
                 for o in self.outputs
@@ -123,10 +124,8 @@ class Stage:
         }
 
 
-def _function_version(fn: Callable | None) -> str | None:
-    if fn is None:
-        return None
-    return OutputCheck("facts", "", fn).identity()[1]
+def _facts_version(output: Output) -> str | None:
+    return None if output.facts is None else source_hash(output.facts, f"{output.key.to_user_string()}'s facts")
 
 
 def _read_uploads(location: str, rows: pd.DataFrame) -> list[bytes]:
@@ -327,7 +326,10 @@ def run(
         )
     stored, damaged = _reusable(storage, stage, jobs)
     computed = iter(map_segments(compute_segment, [job for i, job in enumerate(jobs) if i not in stored]))
-    summaries = [stored[i] if i in stored else next(computed) for i in range(len(jobs))]
+    try:
+        summaries = [stored[i] if i in stored else next(computed) for i in range(len(jobs))]
+    except DamagedSegment as e:  # an input's bytes are not those recorded: a retry reads the same bytes
+        raise dg.Failure(description=str(e), allow_retries=False) from e
     return StageRun(stage, jobs, summaries, [i not in stored for i in range(len(jobs))], damaged)
 
 

@@ -207,7 +207,7 @@ def test_a_function_no_worker_could_import_is_refused():
     for function in [lambda table, scale: table, _closure(0.0), partial(_segment, scale=2.0)]:
         with pytest.raises(TypeError, match=module_level):
             Stage(function, (Output(KEY),), "1")
-    with pytest.raises(TypeError, match="'facts': its function must be module-level"):
+    with pytest.raises(TypeError, match="'s facts: its function must be module-level"):
         Stage(_segment, (Output(KEY, facts=lambda table: {}),), "1")
     for check in [lambda df: (True, {}), _closure(0.0), partial(_closure(0.0))]:
         with pytest.raises(TypeError, match="must be module-level"):

@@ -133,8 +133,8 @@ KEYSTROKE_DESCRIPTIONS = {
 
 
 def _valid(df: pd.DataFrame, constraints: list[PandasColumn], name: str) -> None:
-    """Column constraints on one shard: a violation stops the step, with its reason. Column by
-    column, not dg.check_dagster_type: that builds an ephemeral instance per call (~0.1 s a shard)."""
+    """Column constraints on one segment: a violation stops the step, with its reason. Column by
+    column, not dg.check_dagster_type: that builds an ephemeral instance per call (~0.1 s a segment)."""
     try:
         for column in constraints:
             column.validate(df)

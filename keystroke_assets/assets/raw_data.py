@@ -99,7 +99,7 @@ RAW_DATA = dg.AssetKey("raw_data")
 def raw_data_of_segment(uploads: Uploads, max_file_mb: float) -> Made:
     """One segment's raw_data from its participants' keystroke objects; its facts: files, files
     parsed and the problems met."""
-    files = uploads.rows.astype({"size": np.int64})  # typed: a segment may have no keystroke object
+    files = uploads.rows
     wanted = (files["size"] <= max_file_mb * 1e6).to_numpy()  # an oversized object is never read
     contents = iter(uploads.read(files[wanted]))
     events, problems = parse_segment(files, [next(contents) if w else b"" for w in wanted], max_file_mb)

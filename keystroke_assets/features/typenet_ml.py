@@ -192,7 +192,7 @@ def column_sums(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def group_order(groups: pd.DataFrame) -> np.ndarray:
     """The rows of `groups` (a RangeIndex) in order of the group ids (user ids as text), whatever
-    the shards' order or id dtypes."""
+    the segments' order or id dtypes."""
     ids = groups.drop(columns="device_type")
     ids = ids.astype({c: str for c in ids if not pd.api.types.is_numeric_dtype(ids[c])})
     return ids.sort_values(list(ids.columns), kind="stable").index.to_numpy()
@@ -211,7 +211,7 @@ def column_dictionary(columns) -> pd.DataFrame:
 
 
 def fill_statistics(groups: pd.DataFrame, statistics: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
-    """(features, column dictionary, fill counts) from typenet_ml_statistics, of one shard or of
+    """(features, column dictionary, fill counts) from typenet_ml_statistics, of one segment or of
     several stacked. Columns in the column_dictionary's order; rows in order of the group ids. A
     missing cell of a row's own device type's columns is filled with the user's mean of the column
     over the user's observed groups, else the column mean over the observed cells of rows of that

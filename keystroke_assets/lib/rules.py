@@ -31,13 +31,18 @@ class OutputCheck:
         source and a partial's arguments. Part of a segment's address, so that a rule changed
         without a code version bump is evaluated again, never taken from a stored outcome. (What
         the function calls is code of the stage, covered by its code_version.)"""
-        fn, args = self.fn, ()
-        if isinstance(fn, partial):
-            fn, args = fn.func, (fn.args, sorted(fn.keywords.items()))
-        if fn.__name__ == "<lambda>" or "<locals>" in fn.__qualname__:
-            raise TypeError(f"rule {self.name!r}: its function must be module-level, not {fn.__qualname__}")
-        text = "\n".join([self.description, f"{fn.__module__}:{fn.__qualname__}", inspect.getsource(fn), repr(args)])
-        return [self.name, hashlib.sha256(text.encode()).hexdigest()[:16]]
+        return [self.name, source_hash(self.fn, f"rule {self.name!r}", self.description)]
+
+
+def source_hash(fn: Callable, what: str, *more: str) -> str:
+    """A hash of a module-level function's name and source, a partial's arguments and `more`: what
+    decides the result of a rule or a facts function, in a segment's address. `what` names it in
+    the error that refuses a lambda or a closure (no worker process could import it)."""
+    fn, args = (fn.func, (fn.args, sorted(fn.keywords.items()))) if isinstance(fn, partial) else (fn, ())
+    if fn.__name__ == "<lambda>" or "<locals>" in fn.__qualname__:
+        raise TypeError(f"{what}: its function must be module-level, not {fn.__qualname__}")
+    text = "\n".join([*more, f"{fn.__module__}:{fn.__qualname__}", inspect.getsource(fn), repr(args)])
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def rule_outcomes(df: pd.DataFrame, checks: Iterable[OutputCheck]) -> dict[str, tuple[bool, dict]]:
