@@ -4,6 +4,8 @@ process, in a pool of processes on this machine, or on a Dask cluster (docs/perf
 
 import multiprocessing
 import os
+import select
+import threading
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -30,9 +32,22 @@ _PRELOAD = [
 _POOL: dict[tuple, ProcessPoolExecutor] = {}
 
 
-def _set_environment(environment: dict) -> None:
+def _start_worker(environment: dict, run_pid: int) -> None:
+    """A pool process's start: the environment of the process that made the pool, and a watchdog
+    that ends this process as soon as that process is gone (killed, even by SIGKILL). Without it
+    a killed run leaves its workers (and so the fork server) running, writing segments for no one."""
     os.environ.clear()
     os.environ.update(environment)
+    try:
+        run = os.pidfd_open(run_pid)  # readable once the process has exited; immune to pid reuse
+    except ProcessLookupError:
+        os._exit(1)  # gone before this worker started
+    threading.Thread(target=_exit_with, args=(run,), daemon=True, name="run-watchdog").start()
+
+
+def _exit_with(pidfd: int) -> None:
+    select.select([pidfd], [], [])
+    os._exit(1)
 
 
 def _pool(workers: int) -> ProcessPoolExecutor:
@@ -46,7 +61,7 @@ def _pool(workers: int) -> ProcessPoolExecutor:
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload(_PRELOAD)
         _POOL[key] = ProcessPoolExecutor(
-            workers, mp_context=context, initializer=_set_environment, initargs=(dict(os.environ),)
+            workers, mp_context=context, initializer=_start_worker, initargs=(dict(os.environ), os.getpid())
         )
     return _POOL[key]
 
