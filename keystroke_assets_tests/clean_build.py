@@ -23,7 +23,7 @@ def tables(storage, version: str, keys=STAGES) -> dict[str, pd.DataFrame]:
     return out
 
 
-def clean_build(manifests: dict[str, pd.DataFrame], uploads: Path, folder: Path, keys=STAGES) -> Path:
+def clean_build(manifests: dict[str, pd.DataFrame], uploads: Path, folder: Path, keys=STAGES, run_config=None) -> Path:
     """Make the versions of `manifests` (version -> its manifest, in the order they were made) in a
     new store under `folder`, each from the objects its manifest lists; returns the store."""
     clean_uploads, storage = folder / "uploads", folder / "storage"
@@ -37,7 +37,7 @@ def clean_build(manifests: dict[str, pd.DataFrame], uploads: Path, folder: Path,
                 if isinstance(md5, str):
                     assert hashlib.md5((clean_uploads / name).read_bytes()).hexdigest() == md5, name
             env = {"KEYSTROKE_UPLOADS": str(clean_uploads), "KEYSTROKE_STORAGE": str(storage)}
-            assert materialize_version(instance, env, version, selection=keys).success
+            assert materialize_version(instance, env, version, selection=keys, run_config=run_config).success
     return storage
 
 

@@ -40,16 +40,17 @@ DONE = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunS
 LOST = "taken by another run at the same time: its snapshot is kept, this run's copy removed"
 
 
-def launch(url: str, version: str) -> str:
-    """Launch the chain for one version as the UI's Materialize button does."""
+def launch(url: str, version: str, assets=CHAIN, run_config: dict | None = None) -> str:
+    """Launch `assets` (the chain) for one version as the UI's Materialize button does."""
     params = {
         "selector": {
             "repositoryLocationName": "keystroke_assets",
             "repositoryName": "__repository__",
             "jobName": "__ASSET_JOB",
-            "assetSelection": [{"path": [k]} for k in CHAIN],
+            "assetSelection": [{"path": k.split("/")} for k in assets],
         },
         "executionMetadata": {"tags": [{"key": "dagster/partition", "value": version}]},
+        **({"runConfigData": run_config} if run_config else {}),
     }
     body = json.dumps({"query": LAUNCH, "variables": {"params": params}}).encode()
     request = urllib.request.Request(f"{url}/graphql", body, {"Content-Type": "application/json"})
