@@ -16,7 +16,7 @@ import pytest
 from dagster_gcp import GCSResource
 
 from keystroke_assets.assets.web_app_data import PACKS, read_kept
-from keystroke_assets.resources.object_store import GCSObjectStore, LocalObjectStore
+from keystroke_assets.resources.object_store import GCSObjectStore, LocalObjectStore, UploadChanged
 from keystroke_assets.synthetic import aalto_uploads, web_app_uploads, write_uploads
 
 from .clean_build import STAGES, assert_same_tables, clean_build, tables
@@ -134,3 +134,24 @@ def test_the_next_run_removes_what_a_killed_write_left(tmp_path, where):
         assert materialize_version(instance, env, V, selection=["web_app_data", "raw_data"]).success
     assert not [p for p in leftovers if p.exists()]
     assert any(folder.iterdir())  # the run's own objects are there
+
+
+def test_a_snapshot_that_fails_half_way_leaves_no_pack(tmp_path, monkeypatch, no_retry_waits):
+    """An upload that changes while it is packed fails the step (every attempt): the packs each
+    attempt wrote before it are removed, so failed attempts do not pile up copies."""
+    uploads, storage = tmp_path / "uploads", tmp_path / "storage"
+    write_uploads(uploads, web_app_uploads(1, seed=5, broken_every=0))
+    read = LocalObjectStore.read_upload
+
+    def typed_text_changed(store, info):
+        if info.name.endswith("_raw.txt"):  # the last kind packed: the other kinds' packs are written
+            raise UploadChanged(f"upload {info.name!r} changed after it was listed")
+        return read(store, info)
+
+    monkeypatch.setattr(LocalObjectStore, "read_upload", typed_text_changed)
+    env = {"KEYSTROKE_UPLOADS": str(uploads), "KEYSTROKE_STORAGE": str(storage)}
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = materialize_version(instance, env, V, selection=["web_app_data"], raise_on_error=False)
+    attempts = [e for e in result.all_events if e.event_type_value in ("STEP_UP_FOR_RETRY", "STEP_FAILURE")]
+    assert not result.success and len(attempts) == 4
+    assert list((storage / PACKS / V).iterdir()) == []

@@ -172,11 +172,11 @@ def keep_objects(
     listed: dict[str, ObjectInfo],
     packs_at: str,
     earlier: dict[str, pd.DataFrame],
-) -> tuple[int, list[str]]:
+) -> int:
     """Fill `kept_as` (and the MD5 a local listing has not) of every object the stages read and
     the snapshot did not refuse. Bytes an `earlier` version kept are pointed at; the others are
     read (in bounded batches) and written to one pack per kind `<packs_at>-<kind>.pack`. Returns
-    the new bytes and the packs written; on an error the packs written are removed."""
+    the new bytes; on an error the packs written are removed (each attempt writes new ones)."""
     keep = manifest["kind"].isin(KEPT_KINDS) & manifest["refused"].isna()
     addresses: dict[str, str] = {}
     for m in earlier.values():
@@ -211,7 +211,7 @@ def keep_objects(
         for pack in packs:
             storage.delete(pack)
         raise
-    return new_bytes, packs
+    return new_bytes
 
 
 def remove_unused_packs(storage: ObjectStore, version: str, manifest: pd.DataFrame) -> int:
@@ -234,16 +234,15 @@ def take_snapshot(uploads: ObjectStore, storage: ObjectStore, version: str, conf
     earlier = earlier_manifests(storage, version)
     listing = uploads.list_objects(earlier=earlier_listing(earlier))
     manifest = snapshot_manifest(listing, config)
-    new_bytes, packs = keep_objects(
+    new_bytes = keep_objects(
         uploads, storage, manifest, {o.name: o for o in listing}, f"{PACKS}/{version}/{uuid.uuid4().hex[:16]}", earlier
     )
     manifest["first_seen"] = first_seen(manifest, version, earlier)
     data = to_parquet_bytes(manifest)
-    # ours if created now, or if a retried create found its own first attempt (the packs' token is ours)
+    # ours if created now, or if a retried create found its own first attempt (the packs' token is ours);
+    # else another writer's, and our packs go with the unused ones (remove_unused_packs)
     if storage.create_bytes(taken, data) or storage.read_bytes(taken) == data:
         return manifest, new_bytes, "taken now"
-    for pack in packs:
-        storage.delete(pack)
     lost = "taken by another run at the same time: its snapshot is kept, this run's copy removed"
     return from_parquet_bytes(storage.read_bytes(taken)), 0, lost
 
