@@ -6,6 +6,7 @@ import multiprocessing
 import os
 import select
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -38,15 +39,21 @@ def _start_worker(environment: dict, run_pid: int) -> None:
     a killed run leaves its workers (and so the fork server) running, writing segments for no one."""
     os.environ.clear()
     os.environ.update(environment)
+    threading.Thread(target=_exit_with, args=(run_pid,), daemon=True, name="run-watchdog").start()
+
+
+def _exit_with(pid: int) -> None:
+    """Exit this process once the process `pid` has exited: at once through a pidfd (Linux), else
+    within a second (macOS)."""
     try:
-        run = os.pidfd_open(run_pid)  # readable once the process has exited; immune to pid reuse
-    except ProcessLookupError:
-        os._exit(1)  # gone before this worker started
-    threading.Thread(target=_exit_with, args=(run,), daemon=True, name="run-watchdog").start()
-
-
-def _exit_with(pidfd: int) -> None:
-    select.select([pidfd], [], [])
+        if hasattr(os, "pidfd_open"):
+            select.select([os.pidfd_open(pid)], [], [])  # readable once it has exited; immune to pid reuse
+        else:
+            while True:
+                os.kill(pid, 0)
+                time.sleep(1)
+    except ProcessLookupError:  # gone already
+        pass
     os._exit(1)
 
 
