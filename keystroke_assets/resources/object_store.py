@@ -244,8 +244,6 @@ class LocalObjectStore(ObjectStore):
             return
         with entries:
             for entry in entries:
-                if entry.name.startswith(TMP):  # our own writes in progress
-                    continue
                 try:
                     lstat = entry.stat(follow_symlinks=False)
                 except FileNotFoundError:  # removed while listing
