@@ -143,13 +143,13 @@ def test_a_key_name_over_32_characters_makes_a_bad_line():
 
 
 def test_a_bad_line_is_reported_by_its_kind_and_number_never_its_text():
-    secret = "jane.doe@example.invalid"
+    typed = "jane.doe@example.invalid"
     for line in [
-        f"P,{secret},17356600",
-        f"P,{secret},soon",
-        f"X,{secret},1735660013225",
-        f"P,{secret},a,1735660013225",
+        f"P,{typed},17356600",
+        f"P,{typed},soon",
+        f"X,{typed},1735660013225",
+        f"P,{typed},a,1735660013225",
     ]:
         _, problems = _one(f"{GOOD.decode()}{line}\n".encode())
         (problem,) = problems["problem"]
-        assert problem.startswith("1 bad lines dropped, first line 3: ") and secret[:3] not in problem, problem
+        assert problem.startswith("1 bad lines dropped, first line 3: ") and typed[:3] not in problem, problem
