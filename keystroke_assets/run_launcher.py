@@ -7,7 +7,7 @@ limit then holds every later run of the version for ever. Every run process reco
 engine event ("Started process for run", "Executing steps in process"): a run launched from the
 queue and a run the CLI executes in its own process alike. A run whose recorded process no longer
 exists (or is a later process that reuses the pid) has no worker: run monitoring marks it failed
-(keystroke_assets/dagster.yaml, `run_monitoring`), and the queue moves on. Local runs only: the
+(the root dagster.yaml, `run_monitoring`), and the queue moves on. Local runs only: the
 local instance is one machine's.
 """
 

@@ -24,7 +24,7 @@ warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 
 REPO = Path(__file__).resolve().parents[1]
 REAL = REPO.parent / "shared" / "data" / "real"
-LOCAL_INSTANCE = REPO / "keystroke_assets" / "dagster.yaml"  # what `keystroke-assets demo` puts in DAGSTER_HOME
+LOCAL_INSTANCE = REPO / "dagster.yaml"  # the local instance: DAGSTER_HOME is the folder holding it
 VERSION = "2025-09-07_00-27-43_lab-mac"
 
 # A background job of a non-interactive shell starts with SIGINT ignored, and Dagster maps SIGTERM
@@ -32,6 +32,17 @@ VERSION = "2025-09-07_00-27-43_lab-mac"
 # SIGTERM (each compute-log tail cost 30 s to give up on). Python's own handler puts it right.
 if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def anchored(settings, home: Path):
+    """Instance settings (a dagster.yaml's) with every relative `base_dir` made absolute under `home`:
+    one instance for every process of a test, whatever folder each runs in."""
+    if isinstance(settings, dict):
+        return {
+            k: str(home / v) if k == "base_dir" and not Path(v).is_absolute() else anchored(v, home)
+            for k, v in settings.items()
+        }
+    return settings
 
 
 def require(present: bool, missing: str) -> None:
