@@ -40,7 +40,7 @@ DONE = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunS
 LOST = "taken by another run at the same time: its snapshot is kept, this run's copy removed"
 
 
-def launch(url: str, version: str, assets=CHAIN, run_config: dict | None = None) -> str:
+def launch(url: str, version: str, assets=CHAIN, run_config: dict | None = None, tags: dict | None = None) -> str:
     """Launch `assets` (the chain) for one version as the UI's Materialize button does."""
     params = {
         "selector": {
@@ -49,7 +49,9 @@ def launch(url: str, version: str, assets=CHAIN, run_config: dict | None = None)
             "jobName": "__ASSET_JOB",
             "assetSelection": [{"path": k.split("/")} for k in assets],
         },
-        "executionMetadata": {"tags": [{"key": "dagster/partition", "value": version}]},
+        "executionMetadata": {
+            "tags": [{"key": k, "value": v} for k, v in {"dagster/partition": version, **(tags or {})}.items()]
+        },
         **({"runConfigData": run_config} if run_config else {}),
     }
     body = json.dumps({"query": LAUNCH, "variables": {"params": params}}).encode()

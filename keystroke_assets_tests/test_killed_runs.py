@@ -31,6 +31,7 @@ pytestmark = pytest.mark.servers
 POOLED, IN_PROCESS = "2025-11-01_00-00-00_lab-pool", "2025-11-01_00-00-00_lab-cli"
 STAGES = ["web_app_data", "raw_data", "cleaned_data", "keystrokes", "keypairs"]
 SMALL_SEGMENTS = {"ops": {"raw_data": {"config": {"participants_per_segment": 2}}}}
+NO_RERUN = {"dagster/max_retries": "0"}  # the next run is the queued one: no run_retries re-run to wait for
 
 
 def tree(pid: int) -> list[psutil.Process]:
@@ -79,7 +80,7 @@ def test_a_run_killed_mid_step_leaves_nothing_and_the_next_run_starts_by_itself(
         instance.add_dynamic_partitions(dataset_versions.name, [POOLED, IN_PROCESS])
 
         # 1. a queued run, killed while raw_data's segments are computed in its pool
-        first = launch(servers.url, POOLED, STAGES, SMALL_SEGMENTS)
+        first = launch(servers.url, POOLED, STAGES, SMALL_SEGMENTS, NO_RERUN)
         second = launch(servers.url, POOLED, STAGES, SMALL_SEGMENTS)  # queued behind it: one run per version
         summaries = storage / "raw_data" / "segments"
 
