@@ -468,7 +468,7 @@ def gc(dry_run: bool = False, grace: float | None = None, keycodes: str | None =
 
     storage = resources_from_env()["storage"]
     started = time.time()  # nothing written after this is collected
-    stamps = storage.list_stamps()
+    stamps = storage.stored_objects()
     names = sorted(n for n in stamps if segments.is_segment_list(n))
     lists = dict(zip(names, map(segments.SegmentList.from_json, storage.read_many(names))))
     keep = segments.KEEP_RECENT_SECONDS if grace is None else grace

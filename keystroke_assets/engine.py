@@ -128,10 +128,10 @@ def _facts_version(output: Output) -> str | None:
     return None if output.facts is None else source_hash(output.facts, f"{output.key.to_user_string()}'s facts")
 
 
-def _read_uploads(location: str, rows: pd.DataFrame) -> list[bytes]:
+def _read_uploads(location: str, rows: pd.DataFrame) -> list[bytes | None]:
     from keystroke_assets.assets.web_app_data import read_kept
 
-    return read_kept(object_store(location), rows["kept_as"].tolist())
+    return read_kept(object_store(location), rows)
 
 
 @dataclass(frozen=True)
@@ -146,7 +146,15 @@ class Planned:
 
 # The manifest columns a segment function gets of its uploads, typed: a segment without uploads
 # would otherwise get float64 columns from its empty lists.
-UPLOAD_TYPES = {"name": object, "kind": object, "user_id": object, "size": np.int64, "md5": object, "kept_as": object}
+UPLOAD_TYPES = {
+    "name": object,
+    "kind": object,
+    "user_id": object,
+    "size": np.int64,
+    "md5": object,
+    "kept_as": object,
+    "refused": object,  # why the snapshot did not keep it (too large, ...), or null
+}
 UPLOAD_COLUMNS = list(UPLOAD_TYPES)
 
 
@@ -182,7 +190,10 @@ def plan(
             Planned(
                 s.participants,
                 s.inputs,
-                kept.iloc[np.concatenate([*(rows.get(u, none) for u in s.participants), none])][UPLOAD_COLUMNS],
+                # a snapshot taken before it had a `refused` column refused nothing
+                kept.iloc[np.concatenate([*(rows.get(u, none) for u in s.participants), none])].reindex(
+                    columns=UPLOAD_COLUMNS
+                ),
             )
             for s in segments
         ]

@@ -109,6 +109,16 @@ def disk_instance(tmp_path):
         yield inst
 
 
+@pytest.fixture
+def no_retry_waits(monkeypatch):
+    """The assets' retry policy with its attempts but no waits (2±2, 6±2, 14±2 s otherwise), for tests
+    where the waits are not what is checked. Through the op's private attribute: Dagster has no public
+    way to change the retry policy of an asset already defined."""
+    for asset in defs.assets:
+        policy = asset.op.retry_policy
+        monkeypatch.setattr(asset.op, "_retry_policy", dg.RetryPolicy(max_retries=policy.max_retries, delay=0))
+
+
 def materialize_version(
     instance, env: dict, version: str = VERSION, selection=None, raise_on_error: bool = True, run_config=None
 ) -> dg.ExecuteInProcessResult:

@@ -155,7 +155,7 @@ def test_versions_table_and_json(env, instance, capsys):
     assert rows[V1]["created_by"] == "lab-mac" and rows[V1]["created_at"] == "2026-01-01T00:00:00Z"
     one = rows[V1]["assets"]
     assert one["web_app_data"]["status"] == one["raw_data"]["status"] == "materialized"
-    assert one["web_app_data"]["code_version"] == "1"
+    assert one["web_app_data"]["code_version"] == "2"
     assert one["cleaned_data"] == {**one["cleaned_data"], "status": "stale", "code_version": "0"}
     assert one["keypairs"] == {"status": "missing", "materialized_at": None, "code_version": None}
     assert {a["status"] for a in rows[V2]["assets"].values()} == {"missing"}

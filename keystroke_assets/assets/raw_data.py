@@ -72,25 +72,29 @@ def parse_snapshot(sources: pd.DataFrame, contents: list[bytes]) -> tuple[pd.Dat
     return events, pd.DataFrame(problems, columns=["file", "quarantined", "problem"])
 
 
-def parse_segment(files: pd.DataFrame, contents: list[bytes], max_file_mb: float) -> tuple[pd.DataFrame, pd.DataFrame]:
+def parse_segment(
+    files: pd.DataFrame, contents: list[bytes | None], max_file_mb: float
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """parse_snapshot of one segment's keystroke objects (manifest rows `files` and their bytes),
-    objects over `max_file_mb` quarantined unread."""
-    oversized = (files["size"] > max_file_mb * 1e6).to_numpy()
+    objects the snapshot refused (`refused`) or over `max_file_mb` quarantined unread."""
+    refused = files["refused"].notna().to_numpy()
+    oversized = ~refused & (files["size"] > max_file_mb * 1e6).to_numpy()
     # In participant order, web-app files first as parse_snapshot stacks them: participants then
     # come one after the other in category order, as the later stages read them.
-    order = files.assign(read=np.arange(len(files)))[~oversized].sort_values(
+    order = files.assign(read=np.arange(len(files)))[~refused & ~oversized].sort_values(
         ["kind", "user_id", "name"], ascending=[False, True, True], kind="stable", ignore_index=True
     )
     events, problems = parse_snapshot(order, [contents[i] for i in order["read"]])
     limit = f"over the {max_file_mb:g} MB limit for one file: not parsed"
-    too_big = pd.DataFrame(
+    unread = pd.DataFrame(
         {
-            "file": files.loc[oversized, "name"],
+            "file": pd.concat([files.loc[refused, "name"], files.loc[oversized, "name"]]),
             "quarantined": True,
-            "problem": [f"{size / 1e6:.1f} MB, {limit}" for size in files.loc[oversized, "size"]],
+            "problem": [f"not kept by the snapshot: {r}" for r in files.loc[refused, "refused"]]
+            + [f"{size / 1e6:.1f} MB, {limit}" for size in files.loc[oversized, "size"]],
         }
     )
-    return events, pd.concat([problems, too_big], ignore_index=True)
+    return events, pd.concat([problems, unread], ignore_index=True)
 
 
 RAW_DATA = dg.AssetKey("raw_data")
@@ -99,10 +103,9 @@ RAW_DATA = dg.AssetKey("raw_data")
 def raw_data_of_segment(uploads: Uploads, max_file_mb: float) -> Made:
     """One segment's raw_data from its participants' keystroke objects; its facts: files, files
     parsed and the problems met."""
-    files = uploads.rows
-    wanted = (files["size"] <= max_file_mb * 1e6).to_numpy()  # an oversized object is never read
-    contents = iter(uploads.read(files[wanted]))
-    events, problems = parse_segment(files, [next(contents) if w else b"" for w in wanted], max_file_mb)
+    files = uploads.rows.copy()
+    files.loc[files["size"] > max_file_mb * 1e6, "kept_as"] = None  # an object over the limit is never read
+    events, problems = parse_segment(files, uploads.read(files), max_file_mb)
     return Made(
         events,
         {

@@ -68,8 +68,8 @@ COLUMN_DESCRIPTIONS = {
 
 
 def typed_characters(uploads: Uploads) -> pd.DataFrame:
-    """(user_id, task_id, typed_characters) of every typed text (`_raw.txt`) among `uploads`; only
-    the character count leaves this function."""
+    """(user_id, task_id, typed_characters) of every typed text (`_raw.txt`) among `uploads` (a
+    null count where the snapshot did not keep one); only the character count leaves this function."""
     raw = uploads.rows[uploads.rows["kind"] == "raw_text"].reset_index(drop=True)
     ids = classify(raw["name"])
     lengths = pd.Series(uploads.read(raw), dtype=object).str.decode("utf-8", errors="replace").str.len()

@@ -103,9 +103,10 @@ def address(made_of: Mapping) -> str:
 
 
 def uploads_digest(rows: pd.DataFrame) -> str:
-    """What a segment reads of the uploads: the (name, MD5) of each object, in name order."""
-    pairs = sorted(zip(rows["name"].astype(str), rows["md5"].astype(str)))
-    return hashlib.sha256(canonical(pairs).encode()).hexdigest()[:32]
+    """What a segment reads of the uploads: the name, MD5 and refusal (why the snapshot did not
+    keep it, if so) of each object, in name order."""
+    fields = [rows[c].astype(object).where(rows[c].notna(), "").astype(str) for c in ("name", "md5", "refused")]
+    return hashlib.sha256(canonical(sorted(zip(*fields))).encode()).hexdigest()[:32]
 
 
 def crc32c(data: bytes) -> str:
