@@ -76,7 +76,7 @@ def run_case(case: str, folder: Path, participants: int) -> dict:
         "seconds": round(ended - began, 2),
         "peak_rss_mb": round(sampler.peak(began, ended) / 2**20),
         "bytes_kept": metadata["web_app_data"]["bytes_new"].value if "web_app_data" in metadata else None,
-        "events": raw["events"].value if raw else None,
+        "events": raw["dagster/row_count"].value if raw else None,
         "hostile_file": next((p["problem"] for p in problems if p["file"] == HOSTILE), "-"),
     }
 

@@ -113,13 +113,13 @@ def test_gc_keeps_a_segment_written_after_it_started(three_code_versions, tmp_pa
     storage = copy_of(three_code_versions[0], tmp_path)
     code2 = three_code_versions[1][1]
     written = segment_object(["features", "statistical"], "written_while_gc_lists", "parquet")
-    listing = LocalObjectStore.list_stamps
+    listing = LocalObjectStore.stored_objects
 
     def a_run_writes_first(self):  # a run writes a segment its version does not list yet
         self.write_bytes(written, b"a segment")
         return listing(self)
 
-    monkeypatch.setattr(LocalObjectStore, "list_stamps", a_run_writes_first)
+    monkeypatch.setattr(LocalObjectStore, "stored_objects", a_run_writes_first)
     assert gc(monkeypatch, storage, capsys, "--grace", "0")[0] == len(code2)
     assert (storage / written).read_bytes() == b"a segment"
 

@@ -79,7 +79,7 @@ def test_every_table_equals_its_function_over_the_whole_version(one_per_segment)
         pd.testing.assert_frame_equal(stored(key), as_a_version_reads(want), obj=key)
 
     manifest = stored("web_app_data")
-    read = lambda rows: read_kept(object_store(str(storage)), rows["kept_as"].tolist())  # noqa: E731
+    read = lambda rows: read_kept(object_store(str(storage)), rows)  # noqa: E731
 
     def uploads(*kinds: str) -> Uploads:
         return Uploads(manifest[manifest["kind"].isin(kinds) & manifest["user_id"].notna()], read)
