@@ -794,13 +794,18 @@ def _web_app_kinds(objects: dict[str, bytes]) -> dict[str, str]:
     return kinds
 
 
-def _aalto_sections(data: bytes) -> tuple[bytes, list[bytes], dict[bytes, list[bytes]]]:
-    """(header, section ids in order, rows per section) of an Aalto file, rows as bytes."""
-    header, *rows = data.rstrip(b"\n").split(b"\n")
-    sections: dict[bytes, list[bytes]] = {}
+def _aalto_sections(data: bytes) -> tuple[str, list[str], dict[str, list[str]]]:
+    """(header, section ids in order, rows per section) of an Aalto file, decoded as its parser
+    decodes it (UTF-8, else Latin-1): rows moved between files are written back as UTF-8."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        text = data.decode("latin-1")
+    header, *rows = text.rstrip("\n").split("\n")
+    sections: dict[str, list[str]] = {}
     for row in rows:
-        if row.count(b"\t") >= 2:  # a row without a section id has no section to travel with
-            sections.setdefault(row.split(b"\t", 2)[1], []).append(row)
+        if row.count("\t") >= 2:  # a row without a section id has no section to travel with
+            sections.setdefault(row.split("\t", 2)[1], []).append(row)
     return header, sorted(sections, key=lambda s: (len(s), s)), sections
 
 
@@ -811,7 +816,8 @@ def no_identity_uploads(uploads: Iterable[tuple[str, bytes]], seed: int = 0) -> 
     participants of one kind (web-app desktops, each kind of phone its demographics record names,
     Aalto participants; web-app ones with all 18 task CSVs) says whose task each participant's slot
     holds: its CSV, metadata (user id rewritten) and typed text; an Aalto section's rows
-    (participant and section ids rewritten). Records and every other object stay as they are, so
+    (participant and section ids rewritten; every Aalto file written as UTF-8, since a Latin-1 one
+    may give rows to a UTF-8 one). Records and every other object stay as they are, so
     each participant keeps its source and its kind of device and keyboard, as a real one would:
     only who typed is gone.
 
@@ -848,10 +854,10 @@ def no_identity_uploads(uploads: Iterable[tuple[str, bytes]], seed: int = 0) -> 
             _, donor_order, donor_rows = parsed[donor]
             section = parsed[user][1][rank]
             for row in donor_rows[donor_order[rank]]:
-                _, _, rest = row.split(b"\t", 2)
-                rebuilt[user].append(b"\t".join([user.encode(), section, rest]))
+                _, _, rest = row.split("\t", 2)
+                rebuilt[user].append("\t".join([user, section, rest]))
     for pid, lines in rebuilt.items():
-        out[aalto[pid]] = b"\n".join(lines) + b"\n"
+        out[aalto[pid]] = ("\n".join(lines) + "\n").encode()
     yield from sorted(out.items())
 
 

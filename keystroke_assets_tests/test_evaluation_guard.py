@@ -103,6 +103,23 @@ def test_the_cohort_has_no_identity_but_keeps_sources_and_devices():
         assert {line.split(b"\t")[0] for line in shuffled[k].splitlines()[1:]} == {k.split("_")[0].encode()}
 
 
+def test_aalto_sections_keep_their_letters_across_encodings():
+    # a Latin-1 file (as 100122 of the real samples) and a UTF-8 one: sections move between them,
+    # and every file comes out UTF-8 with each row's text intact
+    header = "PARTICIPANT_ID\tTEST_SECTION_ID\tSENTENCE\n"
+    files = {
+        "1_keystrokes.txt": (header + "1\t10\tcaf\u00e9\n1\t11\tth\u00e9\n").encode("latin-1"),
+        "2_keystrokes.txt": (header + "2\t20\tna\u00efve\n2\t21\tplain\n").encode("utf-8"),
+    }
+    for seed in range(4):
+        shuffled = dict(no_identity_uploads(files.items(), seed))
+        texts = [shuffled[name].decode("utf-8") for name in files]
+        rows = sorted(line.split("\t")[2] for text in texts for line in text.splitlines()[1:])
+        assert rows == sorted(["caf\u00e9", "th\u00e9", "na\u00efve", "plain"])
+        # each file keeps its participant and its own section ids, in order
+        assert [line.split("\t")[:2] for line in texts[0].splitlines()[1:]] == [["1", "10"], ["1", "11"]]
+
+
 def test_every_verification_figure_of_a_cohort_without_identity_is_chance(cohort):
     _, evaluated = cohort
     rows = pd.concat([checked_rows(t).assign(feature=f) for f, t in evaluated.items()], ignore_index=True)
