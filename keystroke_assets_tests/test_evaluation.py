@@ -194,7 +194,7 @@ def test_session_split_and_typenet_split():
     assert not typenet_split(aalto_ids, 3).enrol.any()
     # the enrolment curve: the first n enrolment samples in typing order (session, task, video,
     # platform): of w's session 1, platform 1 then 2
-    one = enrolment_curve(ids, 1)
+    one = enrolment_curve(ids, range(1, 2))[1]
     assert ids.loc[one.enrol, ["user_id", "session_id"]].values.tolist() == [["w", 1], ["a", 2]]
     assert ids.loc[one.enrol, "platform_id"].tolist()[0] == 1
 

@@ -148,9 +148,6 @@ def evaluate(
     if len(plotted):
         metadata["det_curve"] = det_curves({r.device_type: (*r.det, r.eer) for r in plotted.itertuples()}, title)
         metadata["score_histograms"] = score_histograms({r.device_type: r.scores for r in plotted.itertuples()}, title)
-    curves = table[(table["protocol"] != "sessions") & (table["status"] == "evaluated")]
-    if len(curves):
-        metadata["enrolment_curves"] = enrolment_curves(curves, title)
     return table, metadata
 
 
@@ -259,6 +256,7 @@ def evaluation_assets(declared: Iterable[Evaluable] | ModuleType) -> list[dg.Ass
                 f"eer/{r.feature}/{r.device_type}": float(r.eer) for r in pooled.itertuples() if r.status == "evaluated"
             }
             typenet = table[table["protocol"] == "TypeNet"]
+            curves = table[(table["protocol"] != "sessions") & (table["status"] == "evaluated")]
             yield dg.Output(
                 table,
                 output_name="summary",
@@ -272,6 +270,7 @@ def evaluation_assets(declared: Iterable[Evaluable] | ModuleType) -> list[dg.Ass
                         "docs/evaluation.md)."
                     ),
                     "eer_chart": eer_bars(pooled),
+                    **({"enrolment_curves": enrolment_curves(curves)} if len(curves) else {}),
                     **eers,
                 },
             )

@@ -75,33 +75,35 @@ REFERENCES = {
 
 
 @_styled
-def enrolment_curves(curves: pd.DataFrame, title: str) -> dg.MetadataValue:
-    """EER (line) and mean per-subject EER (dashed) against the samples each user enrolled, a
-    panel per source ('web app': the enrolment curve; 'Aalto': TypeNet's protocol, with the
-    published EERs as dotted lines), a colour per device type."""
-    panels = [s for s in ("web app", "Aalto") if (curves["stratum"] == s).any()]
+def enrolment_curves(curves: pd.DataFrame) -> dg.MetadataValue:
+    """Against the samples each user enrolled, a line per feature type: the enrolment curve's EER
+    per device type of the web-app users, and TypeNet's protocol's mean per-subject EER (as TypeNet
+    reports it) of the Aalto users with the published EERs as dotted lines. Rows as the summary's."""
+    panels = [
+        (device, source, protocol)
+        for (device, source, protocol), _ in curves.groupby(["device_type", "stratum", "protocol"], sort=True)
+    ]
     fig = _figure(figsize=(SIZE[0], SIZE[1] / 2))
     axes = np.atleast_1d(fig.subplots(1, max(len(panels), 1)))
-    for ax, source in zip(axes, panels):
-        for device, rows in curves[curves["stratum"] == source].groupby("device_type", sort=False):
-            color = DEVICE_COLORS.get(device)
-            ax.plot(rows["enrolment"], rows["eer"], "o-", color=color, label=f"{device}: EER")
+    for ax, (device, source, protocol) in zip(axes, panels):
+        typenet = protocol == "TypeNet"
+        rows = curves[
+            (curves["device_type"] == device) & (curves["stratum"] == source) & (curves["protocol"] == protocol)
+        ]
+        for feature, line in rows.groupby("feature", sort=True):
             ax.plot(
-                rows["enrolment"], rows["mean_subject_eer"], "s--", color=color, label=f"{device}: mean per subject"
+                line["enrolment"], line["mean_subject_eer" if typenet else "eer"], "o-", markersize=3, label=feature
             )
-        if source == "Aalto":
+        if typenet:
             for name, eer in REFERENCES.items():
                 ax.axhline(eer, color="grey", linestyle=":", linewidth=1)
-                ax.text(ax.get_xlim()[1], eer, f" {name}: {eer:.1%}", fontsize=6, va="bottom", ha="right")
+                ax.text(ax.get_xlim()[0], eer, f" {name}: {eer:.1%}", fontsize=5, va="bottom")
         ax.set_ylim(0, 0.55)
-        ax.set_xlabel(
-            f"samples enrolled per user ({'sections' if source == 'Aalto' else 'session 1 samples'})", fontsize=8
-        )
-        ax.set_ylabel("EER", fontsize=8)
-        ax.legend(fontsize=7)
-        _title(ax, f"{source}: {'TypeNet protocol' if source == 'Aalto' else 'enrolment curve'}")
-    fig.suptitle(f"EER against enrolment size, {title}", fontsize=10)
-    fig.subplots_adjust(left=0.07, right=0.98, bottom=0.16, top=0.82, wspace=0.25)
+        ax.set_xlabel(f"{'sections' if typenet else 'session-1 samples'} enrolled per user", fontsize=8)
+        ax.set_ylabel("mean per-subject EER" if typenet else "EER", fontsize=8)
+        ax.legend(fontsize=6)
+        _title(ax, f"{device}, {source}: {'TypeNet protocol' if typenet else 'enrolment curve'}")
+    fig.subplots_adjust(left=0.06, right=0.98, bottom=0.16, top=0.88, wspace=0.25)
     return png_markdown(fig, "enrolment curves")
 
 

@@ -5,7 +5,7 @@ device_type; everything is per device type (impostors type on the same kind of d
 
 - **Enrolment and probe never share a session.** `session_split`: a user's first sessions by id
   enrol, the later ones probe (web app: session 1 enrols, session 2 probes; Aalto, no platform:
-  the first 5 sections). `enrolment_curve`: only the first n enrolment samples enrol.
+  the first 5 sections). `enrolment_curve`: only each user's first n enrolment samples enrol.
   `typenet_split`: TypeNet's Aalto protocol, the first n sections enrol, the last 5 probe, and each
   user's first of those is its one impostor sample against every other user.
 - **Fitted on enrolment samples only** (`fit`), of the users with an enrolment and a probe sample:
@@ -140,14 +140,17 @@ def _rank_among(ids: pd.DataFrame, mask: np.ndarray) -> np.ndarray:
     return rank
 
 
-def enrolment_curve(ids: pd.DataFrame, n: int) -> Split:
-    """session_split with only each user's first n enrolment samples enrolling, and only users
-    with at least n of them."""
+def enrolment_curve(ids: pd.DataFrame, sizes: range) -> dict[int, Split]:
+    """Per n of `sizes`, session_split with only each user's first n enrolment samples (typing
+    order) enrolling, and only users with at least n of them."""
     split = session_split(ids)
     rank = _rank_among(ids, split.enrol)
     users = ids["user_id"].to_numpy()
-    enough = np.isin(users, users[rank == n])
-    return Split(split.enrol & (rank <= n) & enough, split.probe & enough, split.impostor & enough)
+    curve = {}
+    for n in sizes:
+        enough = np.isin(users, users[rank == n])
+        curve[n] = Split(split.enrol & (rank <= n) & enough, split.probe & enough, split.impostor & enough)
+    return curve
 
 
 def typenet_split(ids: pd.DataFrame, n: int) -> Split:

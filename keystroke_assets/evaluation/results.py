@@ -39,6 +39,7 @@ SOURCES = ["web app", "Aalto"]
 KEYBOARDS = ["key names", "Unidentified", "unknown"]
 TYPENET_ENROLMENT = (1, 2, 5, 7, 10)  # Aalto sections enrolled (TypeNet's, Acien et al. 2021)
 CURVE_USERS = 100  # users drawn (seeded) for each enrolment-size curve
+CURVE_IMPOSTOR_TEMPLATES = 20  # impostor templates a probe meets there: 180 impostor probes per template
 MOSTLY_NOT_COMPARABLE = 0.5  # share of comparisons without a shared column beyond which no rate is given
 PROTOCOLS = {
     "sessions": "web app session 1 enrols, session 2 probes; Aalto's first 5 sections enrol, the rest probe",
@@ -145,8 +146,8 @@ def _parts(tally: Tally, stratum: Stratum) -> list[_Part]:
     return parts
 
 
-def stratum_row(tally: Tally, stratum: Stratum) -> dict:
-    """Every metric of one stratum of a Tally."""
+def stratum_row(tally: Tally, stratum: Stratum, interval: bool = True) -> dict:
+    """Every metric of one stratum of a Tally (the EER's bootstrap interval if `interval`)."""
     in_stratum = np.isin(tally.user_label, stratum.labels)
     mine = in_stratum[tally.genuine_user]
     classes = np.array(
@@ -210,7 +211,7 @@ def stratum_row(tally: Tally, stratum: Stratum) -> dict:
         impostor_grid = np.cumsum(tally.impostor_grid[p.classes].sum(axis=0)[p.users], axis=1)
         g = genuine_grid[p.users]
         rows.append((g[:, :grid], impostor_grid[:, :grid], g[:, grid], impostor_grid[:, grid]))
-    low, high = bootstrap_interval(rows, eer)
+    low, high = bootstrap_interval(rows, eer) if interval else (np.nan, np.nan)
     return {
         **row,
         "status": "evaluated",
@@ -249,18 +250,19 @@ def device_labels(ids: pd.DataFrame, device_type: str, keyboards: pd.Series | No
     return Labels(codes, KEYBOARDS, "keyboard")
 
 
-def _rows(tally: Tally | None, labels: Labels, key_dependent: bool, common: dict, only: str | None = None):
-    """Result rows (with their DET and Tally for the plots) of each stratum of a Tally."""
+def _rows(
+    tally: Tally | None, labels: Labels, key_dependent: bool, common: dict, only: str | None = None, interval=True
+):
+    """Result rows (with their DET and scores for the plots) of each stratum of a Tally; `only`:
+    the pooled row alone, named so."""
     if tally is None:
         yield {**common, "stratum": only or "all", "status": "not evaluable: no user with enrolment and probe samples"}
         return
     present = sorted(set(tally.user_label.tolist()))
     chosen = strata(labels.names, present, key_dependent and labels.kind == "keyboard", labels.kind)
-    if only is not None:  # one row: the pooled one, named after the subset
-        chosen, name = chosen[:1], only
-    for stratum in chosen:
-        row = stratum_row(tally, stratum)
-        yield {**common, **row, "stratum": name if only is not None else stratum.name, "tally": tally}
+    for stratum in chosen[:1] if only is not None else chosen:
+        row = stratum_row(tally, stratum, interval)
+        yield {**common, **row, "stratum": only if only is not None else stratum.name}
 
 
 def _drawn(ids: pd.DataFrame, subset: np.ndarray, seed: int) -> np.ndarray:
@@ -280,34 +282,39 @@ def evaluate_device(
     curves: bool = True,
 ) -> list[dict]:
     """Every result row of one device type: the session protocol per stratum, then the enrolment
-    curve of its web-app users and TypeNet's protocol on its Aalto users."""
+    curve of its web-app users (no interval: a point per enrolment size) and TypeNet's protocol on
+    its Aalto users."""
     mine = (ids["device_type"].astype(str) == device_type).to_numpy()
     ids, values = ids[mine].reset_index(drop=True), values[mine]
+    values = values[:, ~np.isnan(values).all(axis=0)]  # another device type's columns: nothing to fit
     labels = device_labels(ids, device_type, keyboards)
 
-    def tally(rows: np.ndarray, split: Split) -> Tally | None:
-        sub = ids[rows].reset_index(drop=True)
-        return verification_tally(values[rows], sub["user_id"], labels.codes[rows], labels.names, split)
+    def tally(rows: np.ndarray, split: Split, **kwargs) -> Tally | None:
+        return verification_tally(values[rows], ids["user_id"][rows], labels.codes[rows], labels.names, split, **kwargs)
 
-    everyone = np.ones(len(ids), bool)
-    rows = list(_rows(tally(everyone, session_split(ids)), labels, key_dependent, {"protocol": "sessions"}))
+    rows = list(
+        _rows(tally(np.ones(len(ids), bool), session_split(ids)), labels, key_dependent, {"protocol": "sessions"})
+    )
     if not curves:
         return [{"device_type": device_type, **r} for r in rows]
     aalto = is_aalto(ids)
     web = _drawn(ids, ~aalto, 0)
     if web.any():
-        per_user = ids[web & session_split(ids).enrol].groupby("user_id", observed=True).size()
-        for n in range(1, int(per_user.median()) + 1 if len(per_user) else 1):
-            sub = ids[web].reset_index(drop=True)
-            split = enrolment_curve(sub, n)
+        sub = ids[web].reset_index(drop=True)
+        per_user = sub[session_split(sub).enrol].groupby("user_id", observed=True).size()
+        for n, split in enrolment_curve(sub, range(1, int(per_user.median()) + 1)).items():
             common = {"protocol": "enrolment curve", "enrolment": n}
-            rows += _rows(tally(web, split), labels, key_dependent, common, only="web app")
+            curve = tally(web, split, max_impostor_templates=CURVE_IMPOSTOR_TEMPLATES)
+            rows += _rows(curve, labels, key_dependent, common, only="web app", interval=False)
     drawn_aalto = _drawn(ids, aalto, 1)
     if drawn_aalto.any():
         sub = ids[drawn_aalto].reset_index(drop=True)
         for n in TYPENET_ENROLMENT:
             common = {"protocol": "TypeNet", "enrolment": n}
-            rows += _rows(tally(drawn_aalto, typenet_split(sub, n)), labels, key_dependent, common, only="Aalto")
+            # one impostor sample from each other user: no draw of templates (CURVE_USERS at most)
+            split = typenet_split(sub, n)
+            typenet = tally(drawn_aalto, split, max_impostor_templates=CURVE_USERS)
+            rows += _rows(typenet, labels, key_dependent, common, only="Aalto")
     return [{"device_type": device_type, **r} for r in rows]
 
 
