@@ -180,7 +180,7 @@ class Fitted:
 
 def fit(values: np.ndarray, user_codes: np.ndarray, enrol: np.ndarray, users: np.ndarray) -> Fitted:
     """Fitted of the enrolment samples of `users` (sorted codes)."""
-    rows = np.flatnonzero(enrol & np.isin(user_codes, users))
+    rows = np.flatnonzero(enrol & among(user_codes, users))
     rows = rows[np.argsort(user_codes[rows], kind="stable")]
     enrolled = values[rows]
     observed = np.flatnonzero((~np.isnan(enrolled)).any(axis=0))  # (another device type's columns are not)
@@ -198,6 +198,13 @@ def fit(values: np.ndarray, user_codes: np.ndarray, enrol: np.ndarray, users: np
     with np.errstate(invalid="ignore", divide="ignore"):
         templates = (sums / counts).astype(np.float32)
     return Fitted(users, use, spread, templates)
+
+
+def among(codes: np.ndarray, chosen: np.ndarray) -> np.ndarray:
+    """np.isin for small non-negative integer codes, by a lookup table."""
+    table = np.zeros(max(int(codes.max(initial=-1)), int(chosen.max(initial=-1))) + 1, bool)
+    table[chosen] = True
+    return table[codes]
 
 
 def _sum_of_distances(a: np.ndarray, b: np.ndarray, complete: np.ndarray, shape) -> np.ndarray:
@@ -316,7 +323,7 @@ def verification_tally(
     fitted = fit(values, user_codes, split.enrol, users)
     rank = np.searchsorted(users, user_codes)  # a user's row among the templates
     label_of_user = np.zeros(len(users), np.int64)
-    ours = np.isin(user_codes, users)
+    ours = among(user_codes, users)
     label_of_user[rank[ours]] = labels[ours]
     n_labels = len(label_names)
     templates_t = np.ascontiguousarray(fitted.templates.T)  # a column's values over templates, contiguous

@@ -27,6 +27,7 @@ from keystroke_assets.evaluation.metrics import (
 from keystroke_assets.evaluation.protocol import (
     Split,
     Tally,
+    among,
     enrolment_curve,
     is_aalto,
     session_split,
@@ -139,7 +140,7 @@ def _parts(tally: Tally, stratum: Stratum) -> list[_Part]:
     parts = []
     for labels in groups:
         classes = np.array([a in labels and b in labels for a in range(n_labels) for b in range(n_labels)])
-        users = np.isin(tally.user_label, labels)
+        users = among(tally.user_label, np.array(labels))
         impostor_raw = tally.impostor_cuts[classes].sum(axis=0)
         if impostor_raw.sum():
             parts.append(_Part(users, classes, np.flatnonzero(users[tally.genuine_user] & scored), impostor_raw))
@@ -148,7 +149,7 @@ def _parts(tally: Tally, stratum: Stratum) -> list[_Part]:
 
 def stratum_row(tally: Tally, stratum: Stratum, interval: bool = True) -> dict:
     """Every metric of one stratum of a Tally (the EER's bootstrap interval if `interval`)."""
-    in_stratum = np.isin(tally.user_label, stratum.labels)
+    in_stratum = among(tally.user_label, np.array(stratum.labels))
     mine = in_stratum[tally.genuine_user]
     classes = np.array(
         [
