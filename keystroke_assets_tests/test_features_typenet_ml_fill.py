@@ -66,7 +66,7 @@ def test_the_check_sees_a_mask_of_another_width_or_device(platform):
     mask[0, statistic_columns(bad).index("mobile__HL__Unidentified__mean")] = True  # d1/1 is a desktop row
     bad[OBSERVED] = pack_observed(mask)
     assert _observed_fits(bad) == (False, {"rows_with_other_widths": 0, "other_device_cells_observed": 1})
-    bad[OBSERVED] = [b[:-1] for b in platform[OBSERVED]]
+    bad[OBSERVED] = [b[:-2] for b in platform[OBSERVED]]
     assert _observed_fits(bad)[0] is False
 
 

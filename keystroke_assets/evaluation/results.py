@@ -3,9 +3,11 @@ enrolment-size curve and TypeNet's Aalto protocol, with every metric (docs/evalu
 
 Strata (which comparisons a row counts) come from one label per user: its source on a desktop
 (`web app`, `Aalto`), its keyboard on a phone (`key names`, or `Unidentified` when more than
-half of its keystrokes have keycode 0). A row is the pooled one (`all`), one label alone, or
-same-label pairs only (`same source`, `same keyboard`). A key-dependent feature (its columns are
-keys) is never compared across keyboards: its pooled phone row is `same keyboard`.
+half of its keystrokes have keycode 0). With several labels a device type's rows are the pooled
+one (`same source`, `same keyboard`: impostors of the template's label, each label's DET weighted
+by its share of genuine comparisons), each label alone, and `all` (impostors across labels: not
+identity-free, never the pooled row). A key-dependent feature (its columns are keys) is never
+compared across keyboards: it has no `all` phone row.
 """
 
 from dataclasses import dataclass

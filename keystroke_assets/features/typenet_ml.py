@@ -296,15 +296,18 @@ def _filled(
 
 
 # Which statistic cells of a row were observed, before any fill: bits of the row's statistic columns
-# in table order (np.packbits: most significant bit first), one bytes value per row. Stored in the
-# table itself, so that the stored values and what was observed of them can never come apart.
+# in table order (np.packbits: most significant bit first), written in hexadecimal, one string per
+# row (text, so that every scan of the table for personal data reads it). Stored in the table
+# itself, so that the stored values and what was observed of them can never come apart.
 OBSERVED = "observed"
 
 
 def pack_observed(observed: np.ndarray) -> np.ndarray:
-    """Each row of a boolean (rows, statistic columns) matrix as the bytes of its bits."""
+    """Each row of a boolean (rows, statistic columns) matrix as the hexadecimal of its bits."""
     packed = np.packbits(observed, axis=1)
-    return np.array([row.tobytes() for row in packed], dtype=object) if len(packed) else np.array([], object)
+    text, width = packed.tobytes().hex(), 2 * packed.shape[1]
+    rows = [text[i : i + width] for i in range(0, len(text), width)] if width else [""] * len(packed)
+    return np.array(rows, dtype=object)
 
 
 def statistic_columns(features: pd.DataFrame) -> list[str]:
@@ -316,14 +319,11 @@ def observed_cells(features: pd.DataFrame) -> np.ndarray:
     """(rows, statistic columns) boolean: which cells of the stored table were observed before the fill."""
     columns = statistic_columns(features)
     width = (len(columns) + 7) // 8
-    packed = b"".join(features[OBSERVED].tolist())
-    if len(packed) != width * len(features):
-        raise ValueError(
-            f"{OBSERVED}: {len(packed)} bytes for {len(features)} rows of {len(columns)} statistic columns"
-        )
-    return np.unpackbits(
-        np.frombuffer(packed, np.uint8).reshape(len(features), width), axis=1, count=len(columns)
-    ).astype(bool)
+    text = features[OBSERVED]
+    if (text.str.len() != 2 * width).any():
+        raise ValueError(f"{OBSERVED}: not {width} bytes on every row for {len(columns)} statistic columns")
+    bits = np.frombuffer(bytes.fromhex("".join(text.tolist())), np.uint8).reshape(len(features), width)
+    return np.unpackbits(bits, axis=1, count=len(columns)).astype(bool)
 
 
 def unfilled_statistics(features: pd.DataFrame, dtype=np.float64) -> pd.DataFrame:
@@ -549,8 +549,8 @@ def filled_segment(
 
 OBSERVED_DESCRIPTION = (
     "which statistic cells of the row were observed before the fill: one bit per statistic column in table "
-    "order (numpy.packbits, most significant bit first); keystroke_assets.features.typenet_ml.observed_cells "
-    "unpacks it, keystroke_assets.export.load(..., filled=False) gives the statistics before the fill"
+    "order (numpy.packbits, most significant bit first), in hexadecimal; typenet_ml.observed_cells unpacks "
+    "it, keystroke_assets.export.load(..., filled=False) gives the statistics before the fill"
 )
 
 # one feature type per grain
