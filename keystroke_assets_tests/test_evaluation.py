@@ -13,15 +13,9 @@ from keystroke_assets.evaluation.metrics import (
     fnmr_at_fmr,
     pooled_det,
 )
-from keystroke_assets.evaluation.protocol import (
-    enrolment_curve,
-    fit,
-    pooled_steps,
-    session_split,
-    typenet_split,
-    verification_tally,
-)
+from keystroke_assets.evaluation.protocol import fit, verification_tally
 from keystroke_assets.evaluation.results import device_labels, evaluate_device
+from keystroke_assets.evaluation.samples import enrolment_curve, pooled_steps, session_split, typenet_split
 
 
 def samples(rows: list[tuple], device: str = "desktop") -> tuple[pd.DataFrame, np.ndarray]:

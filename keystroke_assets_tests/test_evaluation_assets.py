@@ -11,8 +11,9 @@ from keystroke_assets import features
 from keystroke_assets.definitions import defs
 from keystroke_assets.evaluation.assets import evaluation_assets, evaluation_samples, pooled_rows
 from keystroke_assets.evaluation.declaration import Evaluable, declarations, evaluations
-from keystroke_assets.evaluation.protocol import session_split, verification_tally
+from keystroke_assets.evaluation.protocol import verification_tally
 from keystroke_assets.evaluation.results import device_labels
+from keystroke_assets.evaluation.samples import session_split
 from keystroke_assets.partitions import dataset_versions
 from keystroke_assets.resources import resources_from_env
 from keystroke_assets.resources.parquet_io_manager import asset_object_name, from_parquet_bytes, to_parquet_bytes

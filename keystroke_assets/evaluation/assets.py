@@ -28,7 +28,7 @@ from keystroke_assets.assets.common import (
 )
 from keystroke_assets.evaluation.declaration import Evaluable, declarations
 from keystroke_assets.evaluation.plots import REFERENCES, det_curves, eer_bars, enrolment_curves, score_histograms
-from keystroke_assets.evaluation.protocol import MAX_IMPOSTOR_TEMPLATES, feature_matrix
+from keystroke_assets.evaluation.protocol import MAX_IMPOSTOR_TEMPLATES
 from keystroke_assets.evaluation.results import (
     FMR_TARGETS,
     PROTOCOLS,
@@ -37,6 +37,7 @@ from keystroke_assets.evaluation.results import (
     evaluate_device,
     keyboards,
 )
+from keystroke_assets.evaluation.samples import feature_matrix
 from keystroke_assets.plots import DEVICE_COLORS
 from keystroke_assets.resources.object_store import ObjectStore
 from keystroke_assets.resources.parquet_io_manager import ParticipantShards, version_table_names

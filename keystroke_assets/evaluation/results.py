@@ -26,16 +26,8 @@ from keystroke_assets.evaluation.metrics import (
     pooled_det,
     roc_auc,
 )
-from keystroke_assets.evaluation.protocol import (
-    Split,
-    Tally,
-    among,
-    enrolment_curve,
-    is_aalto,
-    session_split,
-    typenet_split,
-    verification_tally,
-)
+from keystroke_assets.evaluation.protocol import Tally, among, verification_tally
+from keystroke_assets.evaluation.samples import Split, enrolment_curve, is_aalto, session_split, typenet_split
 from keystroke_assets.features.behavioral import UNIDENTIFIED_MAX_SHARE
 
 SOURCES = ["web app", "Aalto"]
