@@ -15,6 +15,7 @@ from types import ModuleType
 import dagster as dg
 import numpy as np
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
 from keystroke_assets.assets.common import (
     OutputCheck,
@@ -236,6 +237,13 @@ def evaluation_assets(declared: Iterable[Evaluable] | ModuleType) -> list[dg.Ass
         ],
     )
     def evaluations(context: dg.AssetExecutionContext, storage: ObjectStore):
+        # BLAS on one thread: the step's matrix products are small and many, and OpenBLAS's second
+        # thread, spinning between them, took the core the step needs (+15 % of the step at 600
+        # participants on 2 cores, docs/performance.md)
+        with threadpool_limits(limits=1, user_api="blas"):
+            yield from _evaluations(context, storage)
+
+    def _evaluations(context: dg.AssetExecutionContext, storage: ObjectStore):
         version = partition_version(context)
         selected = context.selected_asset_keys
         phone_keyboards = stored_keyboards(storage, version)

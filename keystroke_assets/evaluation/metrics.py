@@ -13,6 +13,8 @@ genuine score (FNMR only changes there; between them FMR alone moves, a straight
 together: identical distributions give EER 0.5.
 """
 
+import functools
+
 import numpy as np
 
 FMR_TARGETS = (0.1, 0.01, 0.001)
@@ -130,10 +132,7 @@ def bootstrap_interval(
     users = sum(sizes)
     if users < 2:
         return float("nan"), float("nan")
-    rng = np.random.default_rng(seed)
-    drawn = rng.integers(0, users, (replicates, users)) + users * np.arange(replicates)[:, None]
-    weights = np.bincount(drawn.ravel(), minlength=replicates * users).reshape(replicates, users).astype(np.float32)
-    weights = np.split(weights, np.cumsum(sizes)[:-1], axis=1)
+    weights = np.split(_draws(replicates, users, seed), np.cumsum(sizes)[:-1], axis=1)
     fmr, fnmr = pooled_det([(g.sum(axis=0), i.sum(axis=0), n.sum(), m.sum()) for g, i, n, m in parts])
     whole = float(equal_error_rates(fmr, fnmr)[0])
     crossing = int(np.argmax(fmr[0] - fnmr[0] >= 0)) - 1  # the cut at or after the crossing
@@ -144,6 +143,17 @@ def bootstrap_interval(
         eers[~inside], _ = _replicate_eers([w[~inside] for w in weights], parts, slice(0, width))
     low, high = np.quantile(eers, [0.025, 0.975]) + (eer - whole)
     return float(np.clip(low, 0, 1)), float(np.clip(high, 0, 1))
+
+
+@functools.lru_cache(maxsize=8)
+def _draws(replicates: int, users: int, seed: int) -> np.ndarray:
+    """How many times each of `users` is drawn in each replicate (float32, read-only): the same
+    for every row with as many users (one seed), so made once."""
+    rng = np.random.default_rng(seed)
+    drawn = rng.integers(0, users, (replicates, users)) + users * np.arange(replicates)[:, None]
+    weights = np.bincount(drawn.ravel(), minlength=replicates * users).reshape(replicates, users).astype(np.float32)
+    weights.flags.writeable = False
+    return weights
 
 
 def _replicate_eers(weights: list[np.ndarray], parts: list, columns: slice) -> tuple[np.ndarray, np.ndarray]:
