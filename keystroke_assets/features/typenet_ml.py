@@ -264,18 +264,18 @@ def _filled(
     fit: np.ndarray,
     column_means: np.ndarray | None = None,
 ) -> tuple[np.ndarray, dict]:
-    """(values filled, fill counts per device type): a missing cell of a row's own device type's
-    columns gets, if the row is in `fit`, its user's mean of the column over the user's `fit` rows,
-    else (or without one) the column mean over the `fit` rows of that device type (`column_means`
-    when given), else 0; all means over observed cells. The other device type's columns stay null."""
-    values = values.copy()
+    """(values filled in place, fill counts per device type): a missing cell of a row's own device
+    type's columns gets, if the row is in `fit`, its user's mean of the column over the user's `fit`
+    rows, else (or without one) the column mean over the `fit` rows of that device type
+    (`column_means` when given), else 0; all means over observed cells. The other device type's
+    columns stay null."""
     user_codes = pd.factorize(users)[0]
     fills = {}
     for device in np.unique(row_device):
         rows, columns = np.flatnonzero(row_device == device), np.flatnonzero(column_device == device)
         own = values[np.ix_(rows, columns)]  # before any fill
         missing = np.isnan(own)
-        fitted = np.where(fit[rows][:, None], own, np.nan)
+        fitted = own if fit[rows].all() else np.where(fit[rows][:, None], own, np.nan)
         user_mean = pd.DataFrame(fitted).groupby(user_codes[rows]).transform("mean").to_numpy()
         with np.errstate(invalid="ignore", divide="ignore"):  # a column nobody has: NaN, then 0
             if column_means is not None:
@@ -296,18 +296,18 @@ def _filled(
 
 
 # Which statistic cells of a row were observed, before any fill: bits of the row's statistic columns
-# in table order (np.packbits: most significant bit first), written in hexadecimal, one string per
-# row (text, so that every scan of the table for personal data reads it). Stored in the table
-# itself, so that the stored values and what was observed of them can never come apart.
+# in table order (np.packbits: most significant bit first), a list of bytes per row. Stored in the
+# table itself, so that the stored values and what was observed of them can never come apart; a
+# list, not text (a scan for personal data reads every text cell) nor numbers (not a feature).
 OBSERVED = "observed"
 
 
 def pack_observed(observed: np.ndarray) -> np.ndarray:
-    """Each row of a boolean (rows, statistic columns) matrix as the hexadecimal of its bits."""
+    """Each row of a boolean (rows, statistic columns) matrix as an array of the bytes of its bits."""
     packed = np.packbits(observed, axis=1)
-    text, width = packed.tobytes().hex(), 2 * packed.shape[1]
-    rows = [text[i : i + width] for i in range(0, len(text), width)] if width else [""] * len(packed)
-    return np.array(rows, dtype=object)
+    rows = np.empty(len(packed), dtype=object)
+    rows[:] = list(packed)
+    return rows
 
 
 def statistic_columns(features: pd.DataFrame) -> list[str]:
@@ -319,10 +319,10 @@ def observed_cells(features: pd.DataFrame) -> np.ndarray:
     """(rows, statistic columns) boolean: which cells of the stored table were observed before the fill."""
     columns = statistic_columns(features)
     width = (len(columns) + 7) // 8
-    text = features[OBSERVED]
-    if (text.str.len() != 2 * width).any():
+    rows = features[OBSERVED].to_numpy()
+    if any(len(row) != width for row in rows):
         raise ValueError(f"{OBSERVED}: not {width} bytes on every row for {len(columns)} statistic columns")
-    bits = np.frombuffer(bytes.fromhex("".join(text.tolist())), np.uint8).reshape(len(features), width)
+    bits = np.stack(rows).astype(np.uint8) if len(rows) else np.zeros((0, width), np.uint8)
     return np.unpackbits(bits, axis=1, count=len(columns)).astype(bool)
 
 
@@ -349,7 +349,7 @@ def fill_fitted_on(features: pd.DataFrame, fit: np.ndarray) -> tuple[pd.DataFram
     unfilled = unfilled_statistics(features)
     columns = statistic_columns(features)
     values, fills = _filled(
-        unfilled[columns].to_numpy(np.float64),
+        unfilled[columns].to_numpy(np.float64, copy=True),
         features["device_type"].astype(str).to_numpy(),
         np.array([c.split("__", 1)[0] for c in columns]),
         features["user_id"],
@@ -419,7 +419,9 @@ def _observed_fits(df: pd.DataFrame) -> tuple[bool, dict]:
     except ValueError:
         return False, {"rows_with_other_widths": len(df), "other_device_cells_observed": 0}
     column_device = np.array([c.split("__", 1)[0] for c in statistic_columns(df)])
-    other = observed & (column_device[None, :] != df["device_type"].astype(str).to_numpy()[:, None])
+    devices, row_device = np.unique(df["device_type"].astype(str).to_numpy(), return_inverse=True)
+    own = column_device[None, :] == devices[:, None]  # (device types, columns), compared once
+    other = observed & ~own[row_device]
     return not other.any(), {"rows_with_other_widths": 0, "other_device_cells_observed": int(other.sum())}
 
 
@@ -549,8 +551,8 @@ def filled_segment(
 
 OBSERVED_DESCRIPTION = (
     "which statistic cells of the row were observed before the fill: one bit per statistic column in table "
-    "order (numpy.packbits, most significant bit first), in hexadecimal; typenet_ml.observed_cells unpacks "
-    "it, keystroke_assets.export.load(..., filled=False) gives the statistics before the fill"
+    "order (numpy.packbits, most significant bit first), as a list of bytes; typenet_ml.observed_cells "
+    "unpacks it, keystroke_assets.export.load(..., filled=False) gives the statistics before the fill"
 )
 
 # one feature type per grain
