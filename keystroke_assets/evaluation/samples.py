@@ -114,10 +114,11 @@ def enrolment_curve(ids: pd.DataFrame, sizes: range) -> dict[int, Split]:
     order) enrolling, and only users with at least n of them."""
     split = session_split(ids)
     rank = _rank_among(ids, split.enrol)
-    users = ids["user_id"].to_numpy()
+    users = pd.factorize(ids["user_id"])[0]
+    samples = np.bincount(users[split.enrol], minlength=users.max(initial=-1) + 1)  # enrolment samples per user
     curve = {}
     for n in sizes:
-        enough = np.isin(users, users[rank == n])
+        enough = samples[users] >= n
         curve[n] = Split(split.enrol & (rank <= n) & enough, split.probe & enough, split.impostor & enough)
     return curve
 
