@@ -2,6 +2,8 @@
 
     from keystroke_assets.export import load, load_typenet_sequences, export_kvc
     keypairs = load("keypairs", "2025-09-07_00-27-43_lab-mac")                # any asset's table
+    train_filled = load("features/typenet_ml/session", "2025-09-07_00-27-43_lab-mac",
+                        fill_from=lambda df: df["session_id"] == 1)   # the fill fitted on session 1 only
     x, ids = load_typenet_sequences("2025-09-07_00-27-43_lab-mac")   # (n, M, 5) float32, one row of ids per task
     paths = export_kvc("2025-09-07_00-27-43_lab-mac", "out/kvc")     # the KVC .npy files
 
@@ -13,6 +15,7 @@ Keycodes in order can spell out what was typed: `keycodes="classes"` (the kind o
 more than the asset stored (asking `full` of a `classes` asset is an error).
 """
 
+from collections.abc import Callable
 from pathlib import Path
 
 import dagster as dg
@@ -21,6 +24,7 @@ import pandas as pd
 import pyarrow as pa
 
 from keystroke_assets.features.kvc import KVC, VALUES
+from keystroke_assets.features.typenet_ml import OBSERVED, fill_fitted_on, unfilled_statistics
 from keystroke_assets.features.typenet_sequences import TYPENET_SEQUENCES, sequence_array
 from keystroke_assets.lib.keycodes import KEYCODE_POLICIES, KeycodePolicy, apply_keycode_policy, policy_of
 from keystroke_assets.resources import resources_from_env
@@ -35,11 +39,35 @@ def _read(key: dg.AssetKey, version: str, storage: ObjectStore | None) -> pa.Tab
     return read_version_table(store, key, version)
 
 
-def load(asset: str | dg.AssetKey, version: str, storage: ObjectStore | None = None) -> pd.DataFrame:
+def load(
+    asset: str | dg.AssetKey,
+    version: str,
+    storage: ObjectStore | None = None,
+    *,
+    fill_from: np.ndarray | pd.Series | Callable[[pd.DataFrame], np.ndarray] | None = None,
+    filled: bool = True,
+) -> pd.DataFrame:
     """An asset's table for `version` ("keypairs", "features/kvc", ...), however it is stored (one
-    object, or a list of participant segments): one call for any reader outside Dagster."""
+    object, or a list of participant segments): one call for any reader outside Dagster.
+
+    typenet_ml's stored fill (docs/features.md §3) uses every row of a user, so it carries the
+    user's identity from one session into another. To train and test (or enrol and verify) across a
+    split, give `fill_from`: the rows the fill is fitted on (a boolean per row of the table, or a
+    function of the table returning one, e.g. `lambda df: df["session_id"] == 1`); a row outside
+    them is filled without anything of its own user (typenet_ml.fill_fitted_on). Or `filled=False`:
+    the statistics as observed, missing where not (the `observed` column is the mask)."""
     key = asset if isinstance(asset, dg.AssetKey) else dg.AssetKey.from_user_string(asset)
-    return _read(key, version, storage).to_pandas()
+    table = _read(key, version, storage).to_pandas()
+    if fill_from is None and filled:
+        return table
+    if OBSERVED not in table:
+        raise ValueError(f"{key.to_user_string()} has no fill to refit: fill_from and filled apply to typenet_ml")
+    if not filled:
+        if fill_from is not None:
+            raise ValueError("filled=False gives the statistics unfilled: there is no fill to fit, leave fill_from out")
+        return unfilled_statistics(table).assign(**{OBSERVED: table[OBSERVED]})
+    fit = fill_from(table) if callable(fill_from) else fill_from
+    return fill_fitted_on(table, np.asarray(fit, dtype=bool))[0]
 
 
 def _keycodes_as(codes: np.ndarray, stored: KeycodePolicy, wanted: KeycodePolicy) -> np.ndarray:

@@ -26,9 +26,14 @@ one of the ways of `BROKEN_KINDS`, in rotation: see `broken_kind`.
 Generation is vectorized with numpy per participant (all 18 tasks, or all 15 Aalto sections, at
 once), including the formatting of the CSV lines; Python only loops over words and files.
 
+`no_identity_uploads` hands every participant's tasks to participants at random: a cohort in
+which nothing ties two tasks of a "participant" together, the verification benchmark's guard
+(docs/evaluation.md).
+
 Command line:
     python -m keystroke_assets.synthetic --out DIR -n N [--seed S] [--format web_app|aalto|mixed]
-        [--first-index I] [--broken-every B] [--aalto-share A]
+        [--first-index I] [--broken-every B] [--aalto-share A] [--no-identity]
+    python -m keystroke_assets.synthetic --out DIR --from UPLOADS --no-identity [--seed S]
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ import argparse
 import hashlib
 import json
 import os
+import re
 import string
 import sys
 import time
@@ -59,6 +65,7 @@ __all__ = [
     "is_aalto_participant",
     "is_mobile_participant",
     "main",
+    "no_identity_uploads",
     "participant_id",
     "phone_kind",
     "task_prefix",
@@ -763,6 +770,98 @@ def demo_uploads(
 
 
 # ---------------------------------------------------------------------------------------------
+# A cohort without identity: the verification benchmark's guard (docs/evaluation.md)
+
+_TASK_OBJECT = re.compile(r"^[fit]_([0-9a-f]{32})_(1[0-7]|[0-9])(\.csv|_raw\.txt|_metadata\.json)$")
+_AALTO_OBJECT = re.compile(r"^([0-9]+)_keystrokes\.txt$")
+
+
+def _web_app_kinds(objects: dict[str, bytes]) -> dict[str, str]:
+    """Web-app participants with all 18 task CSVs -> their kind of device: the demographics
+    record's is_mobile and device_type (desktop, android, iphone, ...; a phone's keyboard goes
+    with it); participants without is_mobile are left out."""
+    csvs: dict[str, int] = {}
+    for name in objects:
+        if (m := _TASK_OBJECT.match(name)) and m.group(3) == ".csv":
+            csvs[m.group(1)] = csvs.get(m.group(1), 0) + 1
+    kinds = {}
+    for user, count in csvs.items():
+        record = objects.get(f"{user}_demographics.json")
+        if count == N_TASKS and record is not None:
+            demographics = json.loads(record)
+            if isinstance(demographics.get("is_mobile"), bool):
+                kinds[user] = f"{demographics['is_mobile']}/{demographics.get('device_type')}"
+    return kinds
+
+
+def _aalto_sections(data: bytes) -> tuple[str, list[str], dict[str, list[str]]]:
+    """(header, section ids in order, rows per section) of an Aalto file, decoded as its parser
+    decodes it (UTF-8, else Latin-1): rows moved between files are written back as UTF-8."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        text = data.decode("latin-1")
+    header, *rows = text.rstrip("\n").split("\n")
+    sections: dict[str, list[str]] = {}
+    for row in rows:
+        if row.count("\t") >= 2:  # a row without a section id has no section to travel with
+            sections.setdefault(row.split("\t", 2)[1], []).append(row)
+    return header, sorted(sections, key=lambda s: (len(s), s)), sections
+
+
+def no_identity_uploads(uploads: Iterable[tuple[str, bytes]], seed: int = 0) -> Iterator[tuple[str, bytes]]:
+    """The upload objects with every participant's typing handed to participants at random, so that
+    no identity ties any two of a participant's tasks together: for each task slot (web app: task
+    number 0-17; Aalto: a section's rank by id), an independent seeded random permutation of the
+    participants of one kind (web-app desktops, each kind of phone its demographics record names,
+    Aalto participants; web-app ones with all 18 task CSVs) says whose task each participant's slot
+    holds: its CSV, metadata (user id rewritten) and typed text; an Aalto section's rows
+    (participant and section ids rewritten; every Aalto file written as UTF-8, since a Latin-1 one
+    may give rows to a UTF-8 one). Records and every other object stay as they are, so
+    each participant keeps its source and its kind of device and keyboard, as a real one would:
+    only who typed is gone.
+
+    A participant's 18 tasks come from up to 18 people, chosen independently of who anyone is:
+    each slot holds its own participant's task with probability 1/n, as likely as anyone else's, so
+    a genuine comparison is distributed like an impostor one and any verification measured on the
+    cohort must give EER 0.5 within its sampling error. (Forbidding a participant's own task would
+    make genuine pairs a little less alike than impostor pairs, who may share a typist.)"""
+    objects = dict(uploads)
+    rng = np.random.default_rng([seed, 23])
+    out = dict(objects)
+    kinds = _web_app_kinds(objects)
+    for kind in sorted(set(kinds.values())):
+        users = sorted(u for u, k in kinds.items() if k == kind)
+        for seq in range(N_TASKS):
+            donors = rng.permutation(len(users))
+            for user, donor in zip(users, (users[d] for d in donors)):
+                stem, donor_stem = f"{task_prefix(seq)}_{user}_{seq}", f"{task_prefix(seq)}_{donor}_{seq}"
+                for suffix in (".csv", "_raw.txt", "_metadata.json"):
+                    if donor_stem + suffix in objects:
+                        data = objects[donor_stem + suffix]
+                        out[stem + suffix] = (
+                            data.replace(donor.encode(), user.encode()) if suffix == "_metadata.json" else data
+                        )
+                    else:
+                        out.pop(stem + suffix, None)
+    aalto = {m.group(1): name for name in objects if (m := _AALTO_OBJECT.match(name))}
+    parsed = {pid: _aalto_sections(objects[name]) for pid, name in sorted(aalto.items())}
+    rebuilt = {pid: [header] for pid, (header, _, _) in parsed.items()}
+    for rank in range(max((len(order) for _, order, _ in parsed.values()), default=0)):
+        users = [pid for pid, (_, order, _) in parsed.items() if len(order) > rank]
+        donors = rng.permutation(len(users))
+        for user, donor in zip(users, (users[d] for d in donors)):
+            _, donor_order, donor_rows = parsed[donor]
+            section = parsed[user][1][rank]
+            for row in donor_rows[donor_order[rank]]:
+                _, _, rest = row.split("\t", 2)
+                rebuilt[user].append("\t".join([user, section, rest]))
+    for pid, lines in rebuilt.items():
+        out[aalto[pid]] = ("\n".join(lines) + "\n").encode()
+    yield from sorted(out.items())
+
+
+# ---------------------------------------------------------------------------------------------
 
 
 def write_uploads(dest: str | os.PathLike, uploads: Iterable[tuple[str, bytes]]) -> int:
@@ -785,7 +884,7 @@ def main(argv: list[str] | None = None) -> int:
         description="Write deterministic synthetic keystroke uploads into a local folder.",
     )
     parser.add_argument("--out", required=True, help="destination folder (created if missing)")
-    parser.add_argument("-n", "--participants", type=int, required=True, help="number of participants")
+    parser.add_argument("-n", "--participants", type=int, help="number of participants (not with --from)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--format",
@@ -803,11 +902,25 @@ def main(argv: list[str] | None = None) -> int:
         default=0.1,
         help="mixed: share of the participants in the Aalto format; default 0.1",
     )
+    parser.add_argument(
+        "--no-identity",
+        action="store_true",
+        help="hand every participant's tasks to participants at random (no_identity_uploads): the guard cohort",
+    )
+    parser.add_argument(
+        "--from", dest="source", help="with --no-identity: the upload folder to shuffle (e.g. real samples)"
+    )
     args = parser.parse_args(argv)
-    if args.participants < 0 or args.first_index < 0 or args.broken_every < 0:
+    if (args.source is None) == (args.participants is None):
+        parser.error("give -n to generate participants, or --from DIR (with --no-identity) to shuffle a folder")
+    if args.source is not None and not args.no_identity:
+        parser.error("--from shuffles a folder: it needs --no-identity")
+    if (args.participants or 0) < 0 or args.first_index < 0 or args.broken_every < 0:
         parser.error("-n, --first-index and --broken-every must not be negative")
 
-    if args.format == "web_app":
+    if args.source is not None:
+        uploads = ((f.name, f.read_bytes()) for f in sorted(Path(args.source).iterdir()) if f.is_file())
+    elif args.format == "web_app":
         uploads = web_app_uploads(
             args.participants, args.seed, first_index=args.first_index, broken_every=args.broken_every
         )
@@ -821,6 +934,8 @@ def main(argv: list[str] | None = None) -> int:
         )
     else:
         uploads = aalto_uploads(args.participants, args.seed, first_index=args.first_index)
+    if args.no_identity:
+        uploads = no_identity_uploads(uploads, args.seed)
     total = 0
 
     def counted() -> Iterator[tuple[str, bytes]]:
@@ -831,11 +946,15 @@ def main(argv: list[str] | None = None) -> int:
 
     began = time.perf_counter()
     count = write_uploads(args.out, counted())
-    last = args.first_index + args.participants - 1
-    indices = f"indices {args.first_index}..{last}" if args.participants else "no indices"
+    if args.source is not None:
+        what = f"the uploads of {args.source}"
+    else:
+        last = args.first_index + args.participants - 1
+        indices = f"indices {args.first_index}..{last}" if args.participants else "no indices"
+        what = f"{args.participants} {args.format} participants ({indices}, seed {args.seed})"
     print(
-        f"wrote {count} files ({total / 1e6:.1f} MB) for {args.participants} {args.format} participants "
-        f"({indices}, seed {args.seed}) to {args.out} in {time.perf_counter() - began:.1f} s"
+        f"wrote {count} files ({total / 1e6:.1f} MB) for {what}{', without identity' if args.no_identity else ''} "
+        f"to {args.out} in {time.perf_counter() - began:.1f} s"
     )
     return 0
 

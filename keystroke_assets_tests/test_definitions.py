@@ -100,4 +100,9 @@ def test_a_feature_module_dropped_into_features_becomes_an_asset_with_its_evalua
         timeout=300,
     )
     assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.split("\n")[:3] == ["['keystrokes'] 1", "['features/hold_by_key_class']", "True"]
+    # an evaluation also reads the phones' keyboards from behavioral's user rows (docs/evaluation.md)
+    assert out.stdout.split("\n")[:3] == [
+        "['keystrokes'] 1",
+        "['features/behavioral', 'features/hold_by_key_class']",
+        "True",
+    ]

@@ -11,7 +11,6 @@ import pandas as pd
 import pytest
 
 from keystroke_assets.evaluation.plots import det_curves, eer_bars, score_histograms
-from keystroke_assets.evaluation.protocol import Scores
 from keystroke_assets.lib.latencies import DEFAULT_OUTLIER_THRESHOLDS, LATENCIES, QUALITY_COUNTS, OutlierThresholds
 from keystroke_assets.lib.metadata import Markdown
 from keystroke_assets.lib.plots import (
@@ -96,17 +95,7 @@ def test_images_are_small_inline_pngs(plot):
     assert len(value) < 200_000
 
 
-SCORES = Scores(
-    genuine=np.array([0.1, 0.2]),
-    thresholds=np.array([0.1, 0.2]),
-    impostor_below=np.array([0, 0]),
-    impostor_upto=np.array([0, 1]),
-    impostors=3,
-    impostor_sample=np.array([0.2, 0.5, 0.9]),
-    users=2,
-    columns=4,
-    without_score=0,
-)
+SCORES = (np.array([0.1, 0.2]), np.array([0.2, 0.5, 0.9]), 3)  # genuine, impostor sample, impostors
 
 
 @pytest.mark.parametrize(

@@ -2,9 +2,7 @@
 feature (`Feature(..., compute=fn)`) is computed and stored per participant segment of what it
 reads by the segment engine; the module that declares it holds no Dagster."""
 
-import importlib
 import inspect
-import pkgutil
 from dataclasses import asdict
 from functools import partial
 from types import ModuleType
@@ -17,6 +15,7 @@ from keystroke_assets import engine
 from keystroke_assets.assets.common import as_metadata, check_specs, run_checks, version_asset, version_multi_asset
 from keystroke_assets.engine import Output, Read, Stage
 from keystroke_assets.features.common import Feature, FromWholeVersion, Partial, PartialSegment
+from keystroke_assets.lib.declared import declared
 from keystroke_assets.lib.segments import SegmentList
 from keystroke_assets.resources.parquet_io_manager import read_segment
 
@@ -108,6 +107,8 @@ class EngineParts:
         self.counts: dict[str, int] = {}
 
     def compute(self, part: Partial, **params) -> dict[str, list[PartialSegment]]:
+        if part not in self._made.partials:  # the step reads only what its declared partials read
+            raise ValueError(f"{part.name} is not one of the partials {self._made.name} declares")
         outputs = part.outputs or (part.name,)
         keys = {o: dg.AssetKey(["features", self._made.name, "partials", o]) for o in outputs}
         stage = Stage(
@@ -138,7 +139,7 @@ class EngineParts:
 def whole_version_asset(made: FromWholeVersion) -> dg.AssetsDefinition:
     """One step making the feature types of `made`, each one object per version, from partial
     results per segment (EngineParts); subsettable: it stores only the selected features."""
-    reads = sorted({r for p in _partials(made) for r in p.reads})
+    reads = sorted({r for p in made.partials for r in p.reads})
     needs_thresholds = "thresholds" in inspect.signature(made.combine).parameters
     names = {f.name: "__".join(f.name.split("/")) for f in made.features}
 
@@ -181,32 +182,15 @@ def whole_version_asset(made: FromWholeVersion) -> dg.AssetsDefinition:
     return _made
 
 
-def _partials(made: FromWholeVersion) -> list[Partial]:
-    """The Partials the module of `made` declares."""
-    module = importlib.import_module(made.combine.__module__)
-    return [v for v in vars(module).values() if isinstance(v, Partial)]
-
-
 def declared_features(package: ModuleType) -> list[Feature]:
-    """Every Feature at the top level of the package's modules (or in a list there), by name: a
-    module dropped into the package is found, nothing else is edited."""
-    found: dict[str, Feature] = {}
-    for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
-        module = importlib.import_module(f"{package.__name__}.{info.name}")
-        for value in vars(module).values():
-            for feature in value if type(value) in (list, tuple) else [value]:
-                if isinstance(feature, Feature):
-                    found.setdefault(feature.name, feature)
+    """Every Feature declared in the package's modules, by name (the first of a name)."""
+    found = {f.name: f for f in reversed(declared(package)) if isinstance(f, Feature)}
     return [found[name] for name in sorted(found)]
 
 
 def feature_assets(package: ModuleType) -> list[dg.AssetsDefinition]:
     """An asset per per-participant feature declared in the package, a step per FromWholeVersion."""
-    made = []
-    for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
-        module = importlib.import_module(f"{package.__name__}.{info.name}")
-        made += [v for v in vars(module).values() if isinstance(v, FromWholeVersion)]
     return [
         *(feature_asset(f) for f in declared_features(package) if f.compute is not None),
-        *(whole_version_asset(m) for m in made),
+        *(whole_version_asset(m) for m in declared(package) if isinstance(m, FromWholeVersion)),
     ]

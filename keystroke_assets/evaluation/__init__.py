@@ -8,6 +8,6 @@ in protocol.py.
 """
 
 from keystroke_assets.evaluation.declaration import Evaluable
-from keystroke_assets.evaluation.protocol import pooled_steps
+from keystroke_assets.evaluation.samples import pooled_steps
 
 __all__ = ["Evaluable", "pooled_steps"]

@@ -2,15 +2,13 @@
 declarations."""
 
 import dataclasses
-import importlib
-import pkgutil
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import ModuleType
 
 import pandas as pd
 
-SPLITS = ("session", "platform")
+from keystroke_assets.lib.declared import declared
 
 
 @dataclass(frozen=True)
@@ -18,25 +16,28 @@ class Evaluable:
     """How the verification benchmark evaluates a feature type (`Feature(..., evaluation=Evaluable(...))`).
 
     - rows: the samples are the rows with these values (e.g. {"grain": "task"}); default every row.
-    - split: "session" (each user's first sessions enrol, the later ones probe: protocol.py) or
-      "platform" (leave-one-platform-out, for a grain that pools a user's sessions).
     - vectors: the samples as ids + numeric columns, for a table that is not one already (a
-      sequence table pooled into a baseline); default: the rows as stored, every numeric column
-      except the ids is a feature.
+      sequence table pooled into a baseline, typenet_ml's statistics before its fill); default: the
+      rows as stored, every numeric column except the ids is a feature. Must not use one row's
+      values in another's vector (a fill over a user's rows carries the user's identity into its
+      probes): the protocol fits everything on enrolment samples itself.
+    - key_dependent: the columns are keys (per-key statistics): never compared across phone
+      keyboards that name keys and those that report `Unidentified`.
+    - not_evaluable: why the rows cannot be evaluated (e.g. they pool the sessions that enrolment
+      and probe must not share); reported per device type instead of rates.
     - label: shown next to the feature in the results (e.g. "baseline").
     - feature: the feature's key under `features/` (e.g. "typenet_ml/session"), taken from the
       Feature that declares it; the evaluation asset is `evaluation/<feature>`.
     """
 
     rows: Mapping[str, object] = field(default_factory=dict)
-    split: str = "session"
     vectors: Callable[[pd.DataFrame], pd.DataFrame] | None = None
+    key_dependent: bool = False
+    not_evaluable: str = ""
     label: str = ""
     feature: str = ""
 
     def __post_init__(self):
-        if self.split not in SPLITS:
-            raise ValueError(f"{self.feature}: split must be one of {', '.join(SPLITS)}, not {self.split!r}")
         if self.feature == "summary":
             raise ValueError("'summary' is the name of the evaluation summary; name the feature otherwise")
 
@@ -52,13 +53,6 @@ def evaluations(features: Iterable) -> list[Evaluable]:
 
 
 def declarations(package: ModuleType) -> list[Evaluable]:
-    """The evaluations of the feature types declared at the top level of the package's modules (a
-    Feature, or a list of them), by feature key: a module dropped into the package is found as
-    definitions.py finds its assets."""
-    found: dict[str, Evaluable] = {}
-    for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
-        module = importlib.import_module(f"{package.__name__}.{info.name}")
-        for value in vars(module).values():
-            for evaluation in evaluations(value if type(value) in (list, tuple) else [value]):
-                found.setdefault(evaluation.feature, evaluation)
+    """The evaluations of the feature types declared in the package's modules, by feature key."""
+    found = {e.feature: e for e in reversed(evaluations(declared(package)))}  # the first of a name
     return [found[k] for k in sorted(found)]

@@ -339,12 +339,14 @@ class Parts(Protocol):
 class FromWholeVersion:
     """Feature types one step makes from the whole version (typenet_ml's three grains, whose
     top-k digraphs and column means are the version's). `combine(parts, **params)` computes its
-    partial results through `parts` and returns {feature name: (table, metadata)}; its params are
-    the config's fields and, if it names one, `thresholds` (the outlier_rules resource's, by
-    device type). `name`: the partial results are stored under features/<name>/partials/."""
+    `partials` through `parts` and returns {feature name: (table, metadata)}; its params are the
+    config's fields and, if it names one, `thresholds` (the outlier_rules resource's, by device
+    type). `name`: the partial results are stored under features/<name>/partials/; the step reads
+    the stage tables its partials read."""
 
     name: str
     features: tuple[Feature, ...]
+    partials: tuple[Partial, ...]
     combine: Callable[..., dict[str, tuple[pd.DataFrame, dict]]]
     config: type[pydantic.BaseModel] | None = None
     code_version: str = "1"

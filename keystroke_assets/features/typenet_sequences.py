@@ -163,8 +163,12 @@ TYPENET_SEQUENCES = Feature(
         ),
         OutputCheck("keycode_scaled", "keycode / 255 lies in [0, 1]; holds are non-negative.", _keycodes_scaled),
     ),
-    # no network is trained here: a pooled baseline of each task's steps
-    evaluation=Evaluable(label="baseline", vectors=lambda t: pooled_steps(t, sequence_array(t), STEP)),
+    # no network is trained here: a pooled baseline of each task's steps; a task whose keycodes are
+    # all 0 (a phone naming no key) has no keycode channel rather than one of zeros
+    evaluation=Evaluable(
+        label="baseline",
+        vectors=lambda t: pooled_steps(t, sequence_array(t), STEP, absent_when_zero=("keycode_255",)),
+    ),
     compute=sequences_of_segment,
     config=SequenceConfig,
     facts=tasks_cut,
