@@ -59,11 +59,13 @@ def backfill_loop_running(instance: dg.DagsterInstance) -> bool:
 
 
 def run(n_versions: int, feature_name: str, repeat: int, workdir: Path, here: bool) -> None:
-    home = workdir / "dagster_home"
-    home.mkdir(parents=True)
-    (home / "dagster.yaml").write_text(commands.LOCAL_INSTANCE.read_text())
+    # the repository's local instance, as `keystroke-assets demo` runs it: DAGSTER_HOME the folder
+    # every process runs in, its storage under .dagster/ there
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "dagster.yaml").write_text((REPO / commands.LOCAL_INSTANCE).read_text())
+    os.chdir(workdir)
     env = {"KEYSTROKE_UPLOADS": str(workdir / "uploads"), "KEYSTROKE_STORAGE": str(workdir / "storage")}
-    os.environ.update({**env, "DAGSTER_HOME": str(home)})
+    os.environ.update({**env, "DAGSTER_HOME": str(workdir)})
     os.environ.pop("PYTHONDONTWRITEBYTECODE", None)  # run workers import Dagster from cached bytecode
     (feature,) = commands.resolve_assets([feature_name], defs.resolve_asset_graph())
     with dg.DagsterInstance.get() as instance:

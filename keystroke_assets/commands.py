@@ -18,17 +18,14 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from importlib import resources
 from pathlib import Path
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_FOUND = 0, 1, 2, 3
 SNAPSHOT = "web_app_data"  # a version's snapshot: taken once, never re-taken by these commands
 CLI_TAG = "keystroke/cli"
-# The local instance settings (run queue, retries, no telemetry) that `demo` puts in DAGSTER_HOME. Not
-# at the repository root: `dagster dev` warns about a dagster.yaml in the current folder that it does
-# not use, and `dg` commands run there would read it as their temporary instance's config.
-LOCAL_INSTANCE = resources.files("keystroke_assets") / "dagster.yaml"
-WORKSPACE = Path(__file__).resolve().parents[1] / "workspace.yaml"
+# What `demo` needs in the folder it runs in (the repository root): the local instance's settings,
+# whose folder is DAGSTER_HOME, and the workspace `dg dev` loads.
+LOCAL_INSTANCE, WORKSPACE = "dagster.yaml", "workspace.yaml"
 
 
 class CommandError(Exception):
@@ -52,13 +49,29 @@ def _iso(timestamp: float | None) -> str | None:
 
 def _instance():
     import dagster as dg
+    import yaml
 
-    if not os.environ.get("DAGSTER_HOME"):
+    home = os.environ.get("DAGSTER_HOME")
+    if not home:
         raise CommandError(
-            "DAGSTER_HOME is not set: point it at the instance, e.g. `export DAGSTER_HOME=$PWD/.dagster` "
-            "(the folder `keystroke-assets demo` uses)"
+            "DAGSTER_HOME is not set: point it at the instance, e.g. `export DAGSTER_HOME=$PWD` at the "
+            "repository root (the instance `keystroke-assets demo` uses)"
         )
+    # The repository's dagster.yaml names its folders relative to where a process runs: elsewhere
+    # they would be another, empty instance.
+    settings = Path(home, LOCAL_INSTANCE)
+    relative = _relative_folders(yaml.safe_load(settings.read_text())) if settings.is_file() else []
+    if relative and Path.cwd().resolve() != Path(home).resolve():
+        raise CommandError(f"{settings} names its folders ({', '.join(relative)}) relative to {home}: run this there")
     return dg.DagsterInstance.get()
+
+
+def _relative_folders(settings) -> list[str]:
+    """The `base_dir` values of an instance's settings that are relative paths."""
+    if isinstance(settings, dict):
+        own = [v for k, v in settings.items() if k == "base_dir" and isinstance(v, str) and not os.path.isabs(v)]
+        return own + [f for v in settings.values() for f in _relative_folders(v)]
+    return []
 
 
 def _graph():
@@ -461,17 +474,34 @@ def export_versions_json(target: str | None = None) -> int:
     return EXIT_OK
 
 
+def _start_run_retries_at_the_end(instance) -> None:
+    """Set the run-retry watcher's cursors where its first start would (the end of the event log),
+    so that the daemon of a new instance does not warn that it has none."""
+    from dagster._daemon.auto_run_reexecution.event_log_consumer import DAGSTER_EVENT_TYPES, _create_cursor_key
+
+    keys = {_create_cursor_key(t) for t in DAGSTER_EVENT_TYPES}
+    missing = keys - set(instance.daemon_cursor_storage.get_cursor_values(keys))
+    if missing:
+        end = str(instance.event_log_storage.get_maximum_record_id() or 0)
+        instance.daemon_cursor_storage.set_cursor_values(dict.fromkeys(missing, end))
+
+
 def demo(participants: int, port: int) -> int:
     """Demo data, a demo version and the local Dagster (`dg dev`: webserver and daemon), all under
-    the current folder."""
-    here = Path.cwd()
-    home = Path(os.environ.get("DAGSTER_HOME") or here / ".dagster").resolve()
-    home.mkdir(parents=True, exist_ok=True)
-    if not (home / "dagster.yaml").exists():
-        (home / "dagster.yaml").write_text(LOCAL_INSTANCE.read_text())
-    (home / ".nux").mkdir(exist_ok=True)
-    (home / ".nux" / "nux.yaml").write_text("seen: 1\n")
-    os.environ["DAGSTER_HOME"] = str(home)
+    the current folder: the repository root, whose dagster.yaml is the local instance (DAGSTER_HOME)."""
+    here = Path.cwd().resolve()
+    missing = [name for name in (LOCAL_INSTANCE, WORKSPACE) if not (here / name).is_file()]
+    if missing:
+        raise CommandError(f"no {' or '.join(missing)} in {here}: run `keystroke-assets demo` from the repository root")
+    if os.environ.get("DAGSTER_HOME") and Path(os.environ["DAGSTER_HOME"]).resolve() != here:
+        _say(f"DAGSTER_HOME={os.environ['DAGSTER_HOME']} ignored: the demo's instance is {here / LOCAL_INSTANCE}")
+    # `dg dev` warns unless DAGSTER_HOME is the folder it runs in, whose dagster.yaml it finds
+    os.environ["DAGSTER_HOME"] = str(here)
+    # Dagster's telemetry uploader runs whatever dagster.yaml says and moves DAGSTER_HOME/logs;
+    # only this variable stops it
+    os.environ["DAGSTER_DISABLE_TELEMETRY"] = "1"
+    (here / ".nux").mkdir(exist_ok=True)
+    (here / ".nux" / "nux.yaml").write_text("seen: 1\n")  # no "Join the Dagster community" pop-up
     # absolute locations, so the code server and run workers agree whatever their folder
     for name, default in (("KEYSTROKE_UPLOADS", "data/uploads"), ("KEYSTROKE_STORAGE", "data/storage")):
         value = os.environ.get(name, default)
@@ -490,22 +520,32 @@ def demo(participants: int, port: int) -> int:
         for name, data in demo_uploads(participants, seed=0):
             uploads.write_bytes(name, data)
     instance = _instance()
+    _start_run_retries_at_the_end(instance)
     if not instance.get_dynamic_partitions(dataset_versions.name):
         version = make_version_id("demo")
         instance.add_dynamic_partitions(dataset_versions.name, [version])
         _say(f"added version {version}")
     url = f"http://127.0.0.1:{port}"
     _say(f"""
-Dagster UI: {url}   (DAGSTER_HOME={home})
+Dagster UI: {url}   (DAGSTER_HOME={here})
 - Materialize the demo version: Assets → Materialize all → pick the version. (A version's snapshot is
   taken by whoever makes it; automation then keeps the rest of it complete.)
 - A new version: copy a participant's files into {uploads.uri()}; the upload sensor makes one after
   {os.environ["KEYSTROKE_QUIET_SECONDS"]} s without new uploads and it is materialized by itself. Or run
   `keystroke-assets new-version`.
-- In another shell: `export DAGSTER_HOME={home}`, then `keystroke-assets versions`.
+- In another shell, here: `export DAGSTER_HOME=$PWD`, then `keystroke-assets versions`.
 """)
     # `dg dev`, not `dagster dev` (superseded in Dagster 1.13). With a workspace file it starts the
     # same services at once, without dg's project checks (they warn when no virtualenv is active).
-    argv = [str(Path(sys.executable).with_name("dg")), "dev", "-h", "127.0.0.1", "-p", str(port), "-w", str(WORKSPACE)]
+    argv = [
+        str(Path(sys.executable).with_name("dg")),
+        "dev",
+        "-h",
+        "127.0.0.1",
+        "-p",
+        str(port),
+        "-w",
+        str(here / WORKSPACE),
+    ]
     sys.stdout.flush()
     os.execv(argv[0], argv)

@@ -42,11 +42,14 @@ COLUMN_DESCRIPTIONS = {
     # snapshot manifest
     "name": "object name relative to the upload store",
     "size": "object size, bytes",
-    "md5": "MD5 of the object's bytes, hex (content address of the kept copy)",
+    "md5": "MD5 of the object's bytes, hex (content address of the kept copy); null for a local object never read",
     "crc32c": "CRC32C reported by GCS, hex (null in a local folder)",
     "generation": "GCS generation, or local mtime in ns",
-    "kind": "what the object is by its name (keystrokes, task_metadata, raw_text, record, aalto, unrecognised)",
+    "kind": "what the object is by its name (keystrokes, task_metadata, raw_text, record, aalto, partial, "
+    "unrecognised), or a local entry that is no object (symlink, folder, fifo, socket, device, special_file, "
+    "undecodable_name)",
     "kept_as": "where the snapshot keeps the bytes: <pack in the data store>@<offset>:<size>",
+    "refused": "why the snapshot did not keep an object of a kind the stages read (over its kind's size limit)",
 }
 
 

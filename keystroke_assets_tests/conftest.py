@@ -24,7 +24,7 @@ warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 
 REPO = Path(__file__).resolve().parents[1]
 REAL = REPO.parent / "shared" / "data" / "real"
-LOCAL_INSTANCE = REPO / "keystroke_assets" / "dagster.yaml"  # what `keystroke-assets demo` puts in DAGSTER_HOME
+LOCAL_INSTANCE = REPO / "dagster.yaml"  # the local instance: DAGSTER_HOME is the folder holding it
 VERSION = "2025-09-07_00-27-43_lab-mac"
 
 # A background job of a non-interactive shell starts with SIGINT ignored, and Dagster maps SIGTERM
@@ -32,6 +32,17 @@ VERSION = "2025-09-07_00-27-43_lab-mac"
 # SIGTERM (each compute-log tail cost 30 s to give up on). Python's own handler puts it right.
 if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def anchored(settings, home: Path):
+    """Instance settings (a dagster.yaml's) with every relative `base_dir` made absolute under `home`:
+    one instance for every process of a test, whatever folder each runs in."""
+    if isinstance(settings, dict):
+        return {
+            k: str(home / v) if k == "base_dir" and not Path(v).is_absolute() else anchored(v, home)
+            for k, v in settings.items()
+        }
+    return settings
 
 
 def require(present: bool, missing: str) -> None:
@@ -95,6 +106,16 @@ def disk_instance(tmp_path):
     home.mkdir()
     with dg.instance_for_test(temp_dir=str(home)) as inst:
         yield inst
+
+
+@pytest.fixture
+def no_retry_waits(monkeypatch):
+    """The assets' retry policy with its attempts but no waits (2±2, 6±2, 14±2 s otherwise), for tests
+    where the waits are not what is checked. Through the op's private attribute: Dagster has no public
+    way to change the retry policy of an asset already defined."""
+    for asset in defs.assets:
+        policy = asset.op.retry_policy
+        monkeypatch.setattr(asset.op, "_retry_policy", dg.RetryPolicy(max_retries=policy.max_retries, delay=0))
 
 
 def materialize_version(

@@ -1,9 +1,10 @@
 """A fault-injecting HTTP proxy on 127.0.0.1 in front of fake-gcs-server, run in a thread.
 
 Requests pass through unchanged unless a rule matches: then the proxy answers 503 or 403, drops
-the connection without an answer, delays, cuts an upload in half on its way to the server, flips a
-byte of the answer (its checksum header no longer matches), or stops listening for a while (new
-connections refused, open ones dropped: the server is down).
+the connection without an answer, delays, holds the request until the test releases it, cuts an
+upload in half on its way to the server, flips a byte of the answer (its checksum header no longer
+matches), or stops listening for a while (new connections refused, open ones dropped: the server
+is down).
 """
 
 import http.client
@@ -11,7 +12,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "proxy-connection", "upgrade"}
@@ -20,10 +21,11 @@ HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "proxy-connection
 @dataclass
 class Rule:
     match: Callable[[str, str, bytes], bool]  # (method, path, body)
-    action: str  # "503" | "403" | "drop" | "delay" | "cut" | "corrupt" | "outage"
+    action: str  # "503" | "403" | "drop" | "delay" | "hold" | "cut" | "corrupt" | "outage"
     times: int = 1  # how many matching requests it applies to
-    seconds: float = 0.0  # delay, or length of the outage
+    seconds: float = 0.0  # delay, or length of the outage, or the longest hold
     hits: int = 0
+    release: threading.Event = field(default_factory=threading.Event)  # ends a hold
 
 
 def body_has(fragment: bytes) -> Callable[[str, str, bytes], bool]:
@@ -78,6 +80,8 @@ class FaultProxy:
                     return
                 if rule and rule.action == "delay":
                     time.sleep(rule.seconds)
+                if rule and rule.action == "hold":
+                    rule.release.wait(rule.seconds)
                 status, headers, payload = proxy._forward(self.command, self.path, self.headers, body)
                 if rule and rule.action == "corrupt" and payload:
                     payload = bytes([payload[0] ^ 0xFF]) + payload[1:]

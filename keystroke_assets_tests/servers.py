@@ -1,6 +1,6 @@
 """Dagster's servers as real processes for tests: webserver + daemon, or `keystroke-assets demo`
 (which execs `dg dev`), on 127.0.0.1 with a temporary DAGSTER_HOME holding the
-local instance settings (keystroke_assets/dagster.yaml).
+local instance settings (the repository's dagster.yaml, its folders under that home).
 
 Each process runs in its own session (process group): a non-interactive shell's background jobs
 ignore SIGTERM, a group leader of its own does not, and SIGTERM to the group also reaches the code
@@ -23,8 +23,10 @@ from pathlib import Path
 import dagster as dg
 import psutil
 import pytest
+import yaml
+from dagster._core.instance.ref import InstanceRef
 
-from .conftest import LOCAL_INSTANCE, REPO, _free_port
+from .conftest import LOCAL_INSTANCE, REPO, _free_port, anchored
 
 BIN = Path(sys.executable).parent
 WORKSPACE = REPO / "workspace.yaml"
@@ -49,9 +51,10 @@ def wait_for(condition: Callable, timeout_s: float, what: str, diagnostics: Call
 
 
 def dagster_home(path: Path) -> Path:
-    """A DAGSTER_HOME with the repo's instance settings and the community pop-up dismissed."""
+    """A DAGSTER_HOME with the repo's instance settings, their folders under it, and the community
+    pop-up dismissed."""
     path.mkdir(parents=True, exist_ok=True)
-    (path / "dagster.yaml").write_text(LOCAL_INSTANCE.read_text())
+    (path / "dagster.yaml").write_text(yaml.safe_dump(anchored(yaml.safe_load(LOCAL_INSTANCE.read_text()), path)))
     (path / ".nux").mkdir(exist_ok=True)
     (path / ".nux" / "nux.yaml").write_text("seen: 1\n")
     return path
@@ -197,12 +200,15 @@ def dagster_servers(home: Path, env: dict, logs: Path, before_daemon: Callable[[
 
 @contextmanager
 def demo(folder: Path, env: dict, logs: Path, participants: int = 1):
-    """`keystroke-assets demo` started in `folder`, as in the README's Start, up and answering."""
+    """`keystroke-assets demo` started in `folder`, a copy of the repository root's dagster.yaml and
+    workspace.yaml, as in the README's Start, up and answering."""
     logs.mkdir(parents=True, exist_ok=True)
+    for name in ("dagster.yaml", "workspace.yaml"):
+        (folder / name).write_text((REPO / name).read_text())
     env = {
         k: v for k, v in server_env(env).items() if k not in ("DAGSTER_HOME", "KEYSTROKE_UPLOADS", "KEYSTROKE_STORAGE")
     }
-    servers = Servers(folder / ".dagster", env, logs, cwd=folder)
+    servers = Servers(folder, env, logs, cwd=folder)
     servers.start_demo(participants)
     with _running(servers):
         yield servers
@@ -210,6 +216,7 @@ def demo(folder: Path, env: dict, logs: Path, participants: int = 1):
 
 @contextmanager
 def instance_at(home: Path):
-    """The servers' instance, opened from the test process."""
-    with dg.DagsterInstance.from_config(str(home)) as instance:
+    """The servers' instance, opened from the test process (its relative folders are the home's)."""
+    settings = anchored(yaml.safe_load((home / "dagster.yaml").read_text()), home)
+    with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home), overrides=settings)) as instance:
         yield instance

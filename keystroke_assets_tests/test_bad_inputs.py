@@ -2,7 +2,9 @@
 participants. For each case the version materializes, the bad object is in a quality report with
 its exact reason (parse_problems of raw_data, ignored_objects_report of web_app_data,
 broken_participants of cleaned_data, quality_per_participant of keypairs), and the good rows of
-every other object are all present, counted against the files themselves.
+every other object are all present, counted against the files themselves. Local mode adds what
+only a folder can hold: symbolic links, a FIFO, a socket, a subfolder, a name that is not UTF-8, a
+sparse 2 GB file (docs/reliability.md).
 
 Victims are hand-made participants (`participant`): 18 tasks of 150 keystrokes of the keys a..j,
 200 ms apart and held 80 ms (300 events, 149 pairs a task, nothing for keypairs to drop), so every
@@ -10,9 +12,13 @@ count below follows from the case alone. Three generated participants stand for 
 """
 
 import json
+import os
 import re
+import socket
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import dagster as dg
 import numpy as np
@@ -27,8 +33,7 @@ T0 = 1_735_660_000_000
 KEYS = "abcdefghij"
 SELECTION = [dg.AssetKey(k) for k in ["web_app_data", "raw_data", "cleaned_data", "keypairs"]]
 QUALITY = ["duplicates", "auto_repeats", "orphans", "unreleased", "release_before_press", "empty_keys"]
-BIG_BLOCK = b"P,a,1735660000000\nR,a,1735660000080\n" * 1000  # 36,000 bytes
-BIG_SIZE = 26 + 5556 * len(BIG_BLOCK)  # the header line and 5,556 blocks: 200,016,026 bytes
+BIG_SIZE = 2 * 10**9  # a sparse file: 2 GB listed, no disk used, and reading it would take seconds
 
 
 def user(n: int) -> str:
@@ -116,6 +121,7 @@ class Case:
     quality: dict[str, dict[str, int]] = field(default_factory=dict)  # keypairs: user -> non-zero counts
     pairs: dict[str, int] = field(default_factory=dict)  # keypairs of one task file
     modes: tuple[str, ...] = ("local", "gcs")
+    entries: dict[str, Callable[[Path], None]] = field(default_factory=dict)  # local: made in the folder
 
 
 CASES: dict[str, Case] = {}
@@ -127,11 +133,12 @@ def case(fn):
 
 
 def one_bad_line(u: str, line: str, reason: str) -> Case:
-    """A task with one bad line among its 300 events: the line is dropped, the rest kept."""
+    """A task with one bad line among its 300 events: the line is dropped, the rest kept; the
+    report says where and why, never what the line holds."""
     name = task(u, 0)
     return Case(
         participant(u, {0: with_line(line)}),
-        problems={name: (False, f"1 bad lines dropped, first line 13 {line!r}: {reason}")},
+        problems={name: (False, f"1 bad lines dropped, first line 13: {reason}")},
         rows={name: 300},
         complete={u: "desktop"},
     )
@@ -177,7 +184,7 @@ def wrong_delimiter(u):
     return quarantined_task(
         u,
         data,
-        "no valid event line; 300 bad lines, first line 2 'P;a;1735660000000': fewer than 3 comma-separated fields",
+        "no valid event line; 300 bad lines, first line 2: fewer than 3 comma-separated fields",
     )
 
 
@@ -187,7 +194,7 @@ def tab_separated(u):
     return quarantined_task(
         u,
         data,
-        "no valid event line; 300 bad lines, first line 1 'P\\ta\\t1735660000000': fewer than 3 comma-separated fields",
+        "no valid event line; 300 bad lines, first line 1: fewer than 3 comma-separated fields",
     )
 
 
@@ -249,9 +256,7 @@ def truncated_last_line(u):
     name = task(u, 0)
     return Case(
         participant(u, {0: csv(clean_lines()).rstrip(b"\n") + b"\nP,a,173566"}),
-        problems={
-            name: (False, "1 bad lines dropped, first line 302 'P,a,173566': time '173566' is not 13 digits of ms")
-        },
+        problems={name: (False, "1 bad lines dropped, first line 302: time has 6 digits, not 13 digits of ms")},
         rows={name: 300},
         complete={u: "desktop"},
     )
@@ -259,31 +264,58 @@ def truncated_last_line(u):
 
 @case
 def big_file(u):
-    """200 MB of valid lines under a task's name (written by the fixture, never held in memory):
-    quarantined unread (raw_data's size limit)."""
+    """2 GB under a task's name (a sparse file): refused from its listed size, never read, never kept."""
     name = task(u, 0)
     return Case(
-        participant(u, {0: b""}),
-        problems={name: (True, "200.0 MB, over the 32 MB limit for one file: not parsed")},
+        participant(u, {0: None}),
+        entries={name: lambda path: os.truncate(_touch(path), BIG_SIZE)},
+        problems={
+            name: (True, "not kept by the snapshot: 2000.0 MB, over the 32 MB limit for a keystroke file: never read")
+        },
+        ignored={name: "2000.0 MB, over the 32 MB limit for a keystroke file: never read"},
         broken={u: f"task CSVs quarantined in raw_data: {name}"},
         rows={name: 0},
-        modes=("local",),  # the same path in GCS mode, at ~10 s of copying and 400 MB of the emulator's memory
+        modes=("local",),  # GCS has no sparse objects: 2 GB through the emulator's memory
+    )
+
+
+def _touch(path: Path) -> Path:
+    path.touch()
+    return path
+
+
+@case
+def key_of_30_million_characters(u):
+    """A 30 MB "key": the line is a bad line, so the key never reaches a stage."""
+    name = task(u, 0)
+    return Case(
+        participant(u, {0: with_line("P," + "a" * 30_000_000 + ",1735660002010")}),
+        problems={
+            name: (False, "1 bad lines dropped, first line 13: key name of 30000000 characters, over the limit of 32")
+        },
+        rows={name: 300},
+        complete={u: "desktop"},
+        pairs={name: 149},
+        modes=("local",),  # the same path in GCS mode, at 30 MB more through the emulator
     )
 
 
 # --- single bad lines -------------------------------------------------------------------------
-NOT_INTEGER = "is not a non-negative integer of ms"
+NOT_INTEGER = "time is not a non-negative integer of ms"
 for _name, _line, _reason in [
     ("missing_field", "P,1735660002000", "fewer than 3 comma-separated fields"),
-    ("extra_field_at_end", "P,a,1735660002000,x", "4 comma-separated fields, expected 3 (key 'a,1735660002000')"),
-    ("extra_field_in_middle", "P,a,b,1735660002000", "4 comma-separated fields, expected 3 (key 'a,b')"),
-    ("wrong_event_type", "X,a,1735660002000", "first field must be P or R, not 'X'"),
-    ("non_numeric_time", "P,a,soon", f"time 'soon' {NOT_INTEGER}"),
-    ("negative_time", "P,a,-1735660002000", f"time '-1735660002000' {NOT_INTEGER}"),
-    ("float_time", "P,a,1735660002000.5", f"time '1735660002000.5' {NOT_INTEGER}"),
-    ("scientific_time", "P,a,1.735660002e+12", f"time '1.735660002e+12' {NOT_INTEGER}"),
-    ("huge_time", "P,a,99999999999999999999", "time '99999999999999999999' is not 13 digits of ms"),
-    ("tiny_time", "P,a,5", "time '5' is not 13 digits of ms"),
+    ("extra_field_at_end", "P,a,1735660002000,x", "4 comma-separated fields, expected 3"),
+    ("extra_field_in_middle", "P,a,b,1735660002000", "4 comma-separated fields, expected 3"),
+    ("wrong_event_type", "X,a,1735660002000", "first field is not P or R"),
+    ("non_numeric_time", "P,a,soon", NOT_INTEGER),
+    ("negative_time", "P,a,-1735660002000", NOT_INTEGER),
+    ("float_time", "P,a,1735660002000.5", NOT_INTEGER),
+    ("scientific_time", "P,a,1.735660002e+12", NOT_INTEGER),
+    ("huge_time", "P,a,99999999999999999999", "time has 20 digits, not 13 digits of ms"),
+    ("tiny_time", "P,a,5", "time has 1 digits, not 13 digits of ms"),
+    ("key_of_33_characters", "P," + "k" * 33 + ",1735660002010", "key name of 33 characters, over the limit of 32"),
+    # what the participant typed (here an e-mail address) never appears in a report
+    ("personal_text_in_a_bad_line", "P,jane.doe@example.invalid,soon", NOT_INTEGER),
 ]:
     CASES[_name] = one_bad_line(user(len(CASES)), _line, _reason)
 
@@ -374,12 +406,109 @@ def name_with_unicode(u):
 
 @case
 def name_in_a_folder(u):
-    # a second copy of task 0 inside a folder must not be merged into the participant's task 0
+    # GCS names are free text: a second copy of task 0 "inside a folder" must not be merged into
+    # the participant's task 0
     return Case(
         {**participant(u), f"old/{task(u, 0)}": csv(clean_lines()[:4])},
         ignored={f"old/{task(u, 0)}": PATH},
         complete={u: "desktop"},
         pairs={task(u, 0): 149},
+        modes=("gcs",),
+    )
+
+
+NOT_AN_OBJECT = {
+    "symlink": "a symbolic link: never followed (only regular files directly in the upload store are read)",
+    "folder": "a folder: the upload store is flat; never entered",
+    "fifo": "a FIFO (named pipe), not a regular file: never opened",
+    "socket": "a socket, not a regular file: never opened",
+    "undecodable_name": "a name that is not valid UTF-8 (shown with its bytes escaped): never read",
+}
+OUTSIDE = b"P,outside,1735660000000\nR,outside,1735660000080\n" * 200  # 400 events outside the store
+
+
+def _symlink(target: str) -> Callable[[Path], None]:
+    def make(path: Path) -> None:
+        outside = path.parent.parent / "outside"
+        outside.mkdir(exist_ok=True)
+        (outside / "task.csv").write_bytes(OUTSIDE)
+        path.symlink_to(outside / "task.csv" if target == "outside" else target)
+
+    return make
+
+
+def _in_folder(name: str, target: str) -> Callable[[Path], None]:
+    def make(path: Path) -> None:
+        path.mkdir()
+        (path / name).symlink_to(target)
+
+    return make
+
+
+@case
+def symlink_out_of_the_store(u):
+    """`t_<u>_2.csv -> a file outside`: never followed; task 2 is missing, not read from elsewhere."""
+    name = task(u, 2)
+    return Case(
+        participant(u, {2: None}),
+        entries={name: _symlink("outside"), f"f_{u}_3_metadata.json": _symlink("/dev/zero")},
+        ignored={name: NOT_AN_OBJECT["symlink"], f"f_{u}_3_metadata.json": NOT_AN_OBJECT["symlink"]},
+        broken={u: "1 task CSVs missing: 2"},
+        rows={name: 0},
+        modes=("local",),
+    )
+
+
+@case
+def fifo_under_a_task_name(u):
+    """A FIFO blocks whoever opens it for reading: it is never opened."""
+    name = task(u, 3)
+    return Case(
+        participant(u, {3: None}),
+        entries={name: lambda path: os.mkfifo(path)},
+        ignored={name: NOT_AN_OBJECT["fifo"]},
+        broken={u: "1 task CSVs missing: 3"},
+        rows={name: 0},
+        modes=("local",),
+    )
+
+
+@case
+def subfolder_with_a_link_to_dev_zero(u):
+    """The folder is listed by its name, never entered (reading /dev/zero would fill memory)."""
+    return Case(
+        participant(u),
+        entries={"old": _in_folder(task(u, 0), "/dev/zero")},
+        ignored={"old": NOT_AN_OBJECT["folder"]},
+        complete={u: "desktop"},
+        modes=("local",),
+    )
+
+
+def _socket(path: Path) -> None:
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(str(path))
+    server.close()  # the socket file stays
+
+
+def _undecodable(raw: bytes) -> Callable[[Path], None]:
+    def make(path: Path) -> None:
+        with open(os.fsencode(path.parent) + b"/" + raw, "wb") as f:
+            f.write(csv(clean_lines()))
+
+    return make
+
+
+@case
+def socket_and_name_not_utf8(u):
+    raw = task(u, 0).encode().replace(b"f_", b"f\xff_")  # Latin-1 bytes in the name
+    escaped = raw.decode("utf-8", "backslashreplace")
+    return Case(
+        participant(u),
+        entries={"upload.sock": _socket, escaped: _undecodable(raw)},
+        ignored={"upload.sock": NOT_AN_OBJECT["socket"], escaped: NOT_AN_OBJECT["undecodable_name"]},
+        complete={u: "desktop"},
+        modes=("local",),
     )
 
 
@@ -419,14 +548,58 @@ def nineteen_tasks(u):
 
 @case
 def consent_false(u):
-    return Case(participant(u, consent=record(consented=False)), broken={u: 'consent is false, not "Yes"'})
+    return Case(participant(u, consent=record(consented=False)), broken={u: 'consent is not "Yes" (a boolean)'})
+
+
+@case
+def consent_personal_answer(u):
+    # the report says what kind of answer it was, never the answer
+    answer = "No thanks, write to jane.doe@example.invalid"
+    return Case(participant(u, consent=record(consented=answer)), broken={u: 'consent is not "Yes" (a string)'})
 
 
 @case
 def consent_not_json(u):
     return Case(
-        participant(u, consent=b"{consented: Yes"), broken={u: "consent record not valid JSON (JSONDecodeError)"}
+        participant(u, consent=b"{consented: Yes"), broken={u: "consent record not valid JSON (at line 1, column 2)"}
     )
+
+
+@case
+def consent_nested_200_kb_deep(u):
+    data = b'{"consented": "Yes", "x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    return Case(
+        participant(u, consent=data), broken={u: "consent record nested 100001 levels deep, over the limit of 32"}
+    )
+
+
+@case
+def consent_with_a_number_of_5000_digits(u):
+    data = b'{"consented": "Yes", "n": ' + b"7" * 5000 + b"}"
+    return Case(
+        participant(u, consent=data),
+        broken={u: "consent record holds a number of 5000 characters, over the limit of 32"},
+    )
+
+
+@case
+def consent_over_the_size_limit(u):
+    data = record(consented="Yes", padding="x" * 2_000_000)
+    return Case(
+        participant(u, consent=data),
+        ignored={f"{u}_consent.json": "2.0 MB, over the 1024 KB limit for a JSON record: never read"},
+        broken={
+            u: "consent record not kept by the snapshot (2.0 MB, over the 1024 KB limit for a JSON record: never read)"
+        },
+    )
+
+
+@case
+def task_metadata_nested_deep(u):
+    # the device type cannot come from metadata that is unusable: the participant is broken, the version goes on
+    objects = participant(u, demographics=record(email="x@example.invalid"))
+    objects[task(u, 0, "_metadata.json")] = b"[" * 50_000 + b"]" * 50_000
+    return Case(objects, broken={u: "no is_mobile in the demographics record or the task metadata"})
 
 
 @case
@@ -443,7 +616,7 @@ def consent_not_an_object(u):
 def consent_not_utf8(u):
     return Case(
         participant(u, consent='{"consented": "Yes", "name": "Jos\xe9"}'.encode("latin-1")),
-        broken={u: "consent record not valid JSON (UnicodeDecodeError)"},
+        broken={u: "consent record not UTF-8 text (invalid byte at offset 33)"},
     )
 
 
@@ -452,7 +625,7 @@ def demographics_not_json(u):
     # the device type could still come from the task metadata, but the record itself is required
     objects = participant(u, demographics=b"<html>502 Bad Gateway</html>")
     objects[task(u, 0, "_metadata.json")] = record(is_mobile=False)
-    return Case(objects, broken={u: "demographics record not valid JSON (JSONDecodeError)"})
+    return Case(objects, broken={u: "demographics record not valid JSON (at line 1, column 1)"})
 
 
 @case
@@ -543,7 +716,8 @@ def aalto_wrong_header(u):
         problems={
             "910006_keystrokes.txt": (
                 True,
-                "unexpected header 'id,section,sentence': expected " + " TAB ".join(AALTO_HEADER.split("\t")),
+                "first line is not the header (1 tab-separated fields): expected "
+                + " TAB ".join(AALTO_HEADER.split("\t")),
             )
         },
         rows={"910006_keystrokes.txt": 0},
@@ -572,6 +746,7 @@ def is_event_file(name: str) -> bool:
 @dataclass
 class Run:
     mode: str
+    storage: str
     result: dg.ExecuteInProcessResult
     objects: dict[str, bytes]
     problems: dict
@@ -600,11 +775,9 @@ def corpus(request, tmp_path_factory) -> Run:
         for name, data in objects.items():
             (uploads / name).parent.mkdir(parents=True, exist_ok=True)
             (uploads / name).write_bytes(data)
-        (big,) = CASES["big_file"].problems
-        with open(uploads / big, "wb") as f:
-            f.write(b"Press or Release,Key,Time\n")
-            for _ in range(5556):
-                f.write(BIG_BLOCK)
+        for c in CASES.values():
+            for name, make in c.entries.items():
+                make(uploads / name)
         env = {"KEYSTROKE_UPLOADS": str(uploads), "KEYSTROKE_STORAGE": str(tmp / "storage")}
     else:
         request.getfixturevalue("fake_gcs")
@@ -629,6 +802,7 @@ def corpus(request, tmp_path_factory) -> Run:
         first = cleaned.drop_duplicates("user_id")
         run = Run(
             mode=mode,
+            storage=env["KEYSTROKE_STORAGE"],
             result=result,
             objects=objects,
             problems={
@@ -667,7 +841,7 @@ def test_case(corpus, name):
     for file, (quarantined, problem) in c.problems.items():
         assert corpus.problems.get((file, problem)) == quarantined, [p for p in corpus.problems if p[0] == file]
     # a file with no listed problem is in no report at all
-    files = {n for n in c.objects if is_event_file(n)}
+    files = {n for n in [*c.objects, *c.entries] if is_event_file(n)}
     assert {f for f, _ in corpus.problems if f in files} == set(c.problems)
     for n, reason in c.ignored.items():
         assert corpus.ignored[n] == reason
@@ -708,10 +882,22 @@ def test_every_good_row_of_every_other_object_is_present(corpus):
     assert set(GOOD_USERS) <= set(corpus.devices)
 
 
-def test_big_file_is_snapshotted_but_never_parsed(corpus):
-    if corpus.mode not in CASES["big_file"].modes:
-        pytest.skip("the 200 MB file is written in local mode only")
-    (big,) = CASES["big_file"].problems
+def test_what_is_refused_or_no_object_is_listed_but_never_read_or_kept(corpus):
+    if corpus.mode != "local":
+        pytest.skip("links, FIFOs, folders and sparse files exist in local mode only")
     manifest = corpus.manifest.set_index("name")
-    assert manifest.at[big, "size"] == BIG_SIZE == 200_016_026
+    (big,) = CASES["big_file"].problems
+    assert manifest.at[big, "size"] == BIG_SIZE
+    assert manifest.at[big, "refused"].startswith("2000.0 MB, over the 32 MB limit")
+    not_kept = [big, *(n for c in CASES.values() for n in c.entries if n != big)]
+    assert manifest.loc[not_kept, "kept_as"].isna().all() and manifest.loc[not_kept, "md5"].isna().all()
+    # the packs hold only what was kept: not the 2 GB, not what a link points to
+    packs = Path(corpus.storage) / "web_app_data" / "packs"
+    assert (
+        sum(p.stat().st_size for p in packs.rglob("*.pack"))
+        == manifest.drop_duplicates("md5")["size"][manifest["kept_as"].notna()].sum()
+        < 50_000_000
+    )
+    # nothing of the file outside the store reached a stage (its key is in no other file)
+    assert "outside" not in set(corpus.raw["key"].astype(str))
     assert big not in set(corpus.raw["file"].astype(str))

@@ -4,6 +4,7 @@ prints, what it writes (or not), its errors and exit codes."""
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +16,7 @@ from keystroke_assets import cli, commands
 from keystroke_assets.partitions import dataset_versions
 from keystroke_assets.synthetic import web_app_uploads, write_uploads
 
-from .conftest import LOCAL_INSTANCE, REPO, materialize_version
+from .conftest import REPO, materialize_version
 from .servers import dagster_home
 
 V1 = "2026-01-01_00-00-00_lab-mac"
@@ -154,7 +155,7 @@ def test_versions_table_and_json(env, instance, capsys):
     assert rows[V1]["created_by"] == "lab-mac" and rows[V1]["created_at"] == "2026-01-01T00:00:00Z"
     one = rows[V1]["assets"]
     assert one["web_app_data"]["status"] == one["raw_data"]["status"] == "materialized"
-    assert one["web_app_data"]["code_version"] == "1"
+    assert one["web_app_data"]["code_version"] == "2"
     assert one["cleaned_data"] == {**one["cleaned_data"], "status": "stale", "code_version": "0"}
     assert one["keypairs"] == {"status": "missing", "materialized_at": None, "code_version": None}
     assert {a["status"] for a in rows[V2]["assets"].values()} == {"missing"}
@@ -370,8 +371,19 @@ def test_export_versions_json(env, instance, capsys):
 
 
 def test_demo_prepares_home_uploads_and_a_version(tmp_path, monkeypatch, capsys):
+    """In a copy of the repository root: DAGSTER_HOME is that folder (its dagster.yaml, storage under
+    .dagster/), telemetry's uploader off, uploads and a demo version made, then `dg dev` on the root's
+    workspace."""
+    for name in ("dagster.yaml", "workspace.yaml"):
+        shutil.copy(REPO / name, tmp_path / name)
     monkeypatch.chdir(tmp_path)
-    for name in ("DAGSTER_HOME", "KEYSTROKE_UPLOADS", "KEYSTROKE_STORAGE", "KEYSTROKE_QUIET_SECONDS"):
+    for name in (
+        "DAGSTER_HOME",
+        "DAGSTER_DISABLE_TELEMETRY",
+        "KEYSTROKE_UPLOADS",
+        "KEYSTROKE_STORAGE",
+        "KEYSTROKE_QUIET_SECONDS",
+    ):
         # set first, so monkeypatch records the variable and removes what the demo sets after the test
         # (delenv of an unset variable records nothing to restore)
         monkeypatch.setenv(name, "")
@@ -380,9 +392,10 @@ def test_demo_prepares_home_uploads_and_a_version(tmp_path, monkeypatch, capsys)
     monkeypatch.setattr(os, "execv", lambda path, argv: execs.append(argv))
 
     cli.main(["demo", "--participants", "2", "--port", "3123"])
-    home = tmp_path / ".dagster"
-    assert (home / "dagster.yaml").read_text() == LOCAL_INSTANCE.read_text()
-    assert (home / ".nux" / "nux.yaml").read_text() == "seen: 1\n"
+    assert os.environ["DAGSTER_HOME"] == str(tmp_path)
+    assert os.environ["DAGSTER_DISABLE_TELEMETRY"] == "1"
+    assert (tmp_path / ".dagster" / "storage" / "history" / "runs.db").is_file()  # dagster.yaml's relative folders
+    assert (tmp_path / ".nux" / "nux.yaml").read_text() == "seen: 1\n"
     uploads = sorted(p.name for p in (tmp_path / "data" / "uploads").iterdir())
     assert uploads == sorted(name for name, _ in web_app_uploads(2, seed=0))
     assert execs == [
@@ -394,7 +407,7 @@ def test_demo_prepares_home_uploads_and_a_version(tmp_path, monkeypatch, capsys)
             "-p",
             "3123",
             "-w",
-            str(REPO / "workspace.yaml"),
+            str(tmp_path / "workspace.yaml"),
         ]
     ]
     assert os.environ["KEYSTROKE_UPLOADS"] == str(tmp_path / "data" / "uploads")
@@ -410,6 +423,19 @@ def test_demo_prepares_home_uploads_and_a_version(tmp_path, monkeypatch, capsys)
     assert len(list((tmp_path / "data" / "uploads").iterdir())) == len(uploads) + 1
     with dg.DagsterInstance.get() as instance:
         assert instance.get_dynamic_partitions(dataset_versions.name) == [version]
+
+    # elsewhere the relative folders would be another, empty instance: refused, with where to run
+    (tmp_path / "sub").mkdir()
+    monkeypatch.chdir(tmp_path / "sub")
+    code, out, err = run(capsys, "versions")
+    assert code == 2 and out == "" and f"relative to {tmp_path}: run this there" in err
+
+
+def test_demo_outside_the_repository_root_says_where_to_run(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run(capsys, "demo", "--participants", "1")
+    assert code == 2 and out == ""
+    assert "no dagster.yaml or workspace.yaml" in err and "from the repository root" in err
 
 
 def test_console_script_is_installed(env):

@@ -144,21 +144,28 @@ def test_production_instance_has_no_credential_of_its_own(monkeypatch):
 
 
 def test_local_instance_config_passes_dagsters_validation(tmp_path, monkeypatch):
-    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))  # where `keystroke-assets demo` copies it
+    """The repository root's dagster.yaml as `keystroke-assets demo` uses it: DAGSTER_HOME the folder
+    holding it, every process running there, everything stored under its .dagster/."""
     dagster_instance_config(str(LOCAL_INSTANCE.parent))
     ref = InstanceRef.from_dir(str(LOCAL_INSTANCE.parent))
     for data in configured(ref).values():
         if data:  # None: Dagster's default for that section
             resolve(data)
-    # and the instance itself, built by Dagster from a copy (SQLite in a temporary folder)
+    # and the instance itself, built by Dagster in a copy of the root
     shutil.copy(LOCAL_INSTANCE, tmp_path / "dagster.yaml")
-    with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    with dg.DagsterInstance.get() as instance:
         assert isinstance(instance.run_coordinator, QueuedRunCoordinator)
         queue = instance.get_concurrency_config().run_queue_config
         assert queue.max_concurrent_runs == 3
         assert queue.tag_concurrency_limits == [
             {"key": "dagster/partition", "value": {"applyLimitPerUniqueValue": True}, "limit": 1}
         ]
+        assert dg.materialize([hello_compute_logs], instance=instance).success
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".dagster", "dagster.yaml"]
+    stored = {p.relative_to(tmp_path / ".dagster").parts[0] for p in (tmp_path / ".dagster").rglob("*")}
+    assert {"storage", "compute_logs"} <= stored
 
 
 @dg.asset

@@ -1,7 +1,10 @@
 """Exports for training code: typenet_sequences as one (n, M, 5) float32 array plus ids, kvc as the
-challenge's dict-of-arrays .npy files with leave-one-platform-out splits."""
+challenge's dict-of-arrays .npy files with leave-one-platform-out splits. The stores hold the two
+feature assets as the pipeline writes them: participant segments and the version's segment list."""
 
+import dagster as dg
 import numpy as np
+import pandas as pd
 import pytest
 
 from keystroke_assets.export import export_kvc, load_typenet_sequences
@@ -9,7 +12,14 @@ from keystroke_assets.features.kvc import KVC, kvc_keystrokes
 from keystroke_assets.features.typenet_sequences import TYPENET_SEQUENCES, sequence_features
 from keystroke_assets.keycodes import apply_keycode_policy, policy_note
 from keystroke_assets.resources.object_store import LocalObjectStore
-from keystroke_assets.resources.parquet_io_manager import asset_object_name, to_parquet_bytes
+from keystroke_assets.resources.parquet_io_manager import (
+    ParquetIOManager,
+    SegmentedTable,
+    segment_list_name,
+    segment_object_name,
+)
+from keystroke_assets.schema import table_schema
+from keystroke_assets.segments import segment_id, store_segment
 
 from .conftest import VERSION
 from .feature_samples import make_keystrokes, real_version
@@ -41,14 +51,30 @@ AALTO = {
 KEYSTROKES = make_keystrokes([web_task(1, 1, 1, 1000), web_task(2, 1, 1, 2000), web_task(3, 2, 2, 3000), AALTO])
 
 
+def store_segmented(store: LocalObjectStore, key: dg.AssetKey, segments: list[pd.DataFrame]) -> None:
+    """An asset's VERSION as the pipeline stores it: each segment under its content address with
+    its summary (store_segment), then the version's list through the IO manager."""
+    names = []
+    for i, df in enumerate(segments):
+        sid = segment_id(key.to_user_string(), "test", i)
+        store_segment(store, key, sid, df, [])
+        names.append(segment_object_name(key, sid))
+    table = SegmentedTable(names, [len(df) for df in segments], table_schema(segments[0]), len(segments))
+    ParquetIOManager(store=store).handle_output(dg.build_output_context(asset_key=key, partition_key=VERSION), table)
+    assert store.exists(segment_list_name(key, VERSION))
+
+
+def by_participant(keystrokes: pd.DataFrame) -> list[pd.DataFrame]:
+    """One segment per participant, as a version of one participant per segment is stored."""
+    return [rows for _, rows in keystrokes.groupby("user_id", observed=True, sort=True)]
+
+
 @pytest.fixture
 def store(tmp_path) -> LocalObjectStore:
-    """A data store holding the two feature assets of VERSION, written as the IO manager writes them."""
+    """A data store holding the two feature assets of VERSION, in two segments each."""
     store = LocalObjectStore(root=str(tmp_path / "storage"))
-    store.write_bytes(
-        asset_object_name(TYPENET_SEQUENCES.key, VERSION), to_parquet_bytes(sequence_features(KEYSTROKES, m=3))
-    )
-    store.write_bytes(asset_object_name(KVC.key, VERSION), to_parquet_bytes(kvc_keystrokes(KEYSTROKES)))
+    store_segmented(store, TYPENET_SEQUENCES.key, [sequence_features(k, m=3) for k in by_participant(KEYSTROKES)])
+    store_segmented(store, KVC.key, [kvc_keystrokes(k) for k in by_participant(KEYSTROKES)])
     return store
 
 
@@ -122,8 +148,8 @@ def kinds_store(root, policy: str = "full") -> LocalObjectStore:
     sequences = sequence_features(keystrokes, m=10, keycodes=policy)
     sequences.attrs["column_descriptions"] = {"steps": policy_note(policy)}
     store = LocalObjectStore(root=str(root))
-    store.write_bytes(asset_object_name(KVC.key, VERSION), to_parquet_bytes(strokes))
-    store.write_bytes(asset_object_name(TYPENET_SEQUENCES.key, VERSION), to_parquet_bytes(sequences))
+    store_segmented(store, KVC.key, [strokes])
+    store_segmented(store, TYPENET_SEQUENCES.key, [sequences])
     return store
 
 

@@ -168,9 +168,9 @@ def test_typed_characters_counts_characters_and_reads_only_raw_text():
     blobs = {"k0": "héllo wörld".encode(), "k1": b"", "k2": b'{"email": "x@y.z"}', "k3": b"P,a,1\n"}
     asked = []
 
-    def read(names):
-        asked.extend(names)
-        return [blobs[n] for n in names]
+    def read(rows):
+        asked.extend(rows["kept_as"])
+        return [blobs[n] for n in rows["kept_as"]]
 
     typed = typed_characters(manifest, read)
     assert asked == ["k0", "k1"]  # the typed texts only

@@ -53,13 +53,13 @@ def test_a_new_version_reads_only_new_uploads_and_equals_a_full_rebuild(tmp_path
         changed = uploads / f"f_{participant_id(1)}_3.csv"
         changed.write_bytes(changed.read_bytes().rsplit(b"\n", 2)[0] + b"\n")
         checksummed = []
-        read_to_checksum = LocalObjectStore._info
+        read_to_checksum = LocalObjectStore.read_upload
 
-        def spy(path, name):
-            checksummed.append(name)
-            return read_to_checksum(path, name)
+        def spy(store, info):
+            checksummed.append(info.name)
+            return read_to_checksum(store, info)
 
-        monkeypatch.setattr(LocalObjectStore, "_info", staticmethod(spy))
+        monkeypatch.setattr(LocalObjectStore, "read_upload", spy)
         incremental = materialize_version(instance, env, version, selection=STAGES)
         monkeypatch.undo()
     with dg.instance_for_test() as instance:

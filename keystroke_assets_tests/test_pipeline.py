@@ -1,6 +1,9 @@
 """The whole chain for one version on a real local instance: real samples, generated uploads,
 broken uploads, determinism, the snapshot."""
 
+import re
+import shutil
+
 import dagster as dg
 import pandas as pd
 
@@ -164,7 +167,20 @@ def test_same_version_twice_gives_identical_outputs(instance, real_uploads, tmp_
     first = {k: read(tmp_path, k) for k in AFTER_SNAPSHOT}
     # the upload store changes after the snapshot: re-materializing later stages reads the snapshot
     (real_uploads / "f_090e14f795db6d9fad9fc4ddd6ff5094_0.csv").write_bytes(b"")
-    materialize_version(instance, env, selection=AFTER_SNAPSHOT)
+    # and every stage computes again: no segment or partial result of the first run is left to reuse
+    for folder in (tmp_path / "storage").iterdir():
+        if folder.name != SNAPSHOT:
+            shutil.rmtree(folder)
+    again = materialize_version(instance, env, selection=AFTER_SNAPSHOT)
+    recomputed = {
+        (e.asset_key.to_user_string(), k.removesuffix("/computed")): (e.materialization.metadata[k].value, v.value)
+        for e in again.get_asset_materialization_events()
+        for k, v in e.materialization.metadata.items()
+        if k.endswith("segments/reused")
+        for k in [k.replace("/reused", "/computed")]
+    }
+    assert {key for key, _ in recomputed} == set(AFTER_SNAPSHOT)
+    assert all(computed > 0 == reused for computed, reused in recomputed.values()), recomputed
     for key, before in first.items():
         pd.testing.assert_frame_equal(read(tmp_path, key), before)
 
@@ -177,9 +193,12 @@ def test_snapshot_keeps_each_object_once(instance, tmp_path):
     materialize_version(instance, env, version=second, selection=[SNAPSHOT])
     assert metadata(instance, "web_app_data", second)["bytes_new"].value == 0
     packs = sorted(p.relative_to(tmp_path / "storage").as_posix() for p in (tmp_path / "storage").rglob("*.pack"))
-    # one pack per kind of object the stages read, all from the first version
+    # one pack per kind of object the stages read, all from the first version's one writer
+    token = packs[0].split("/")[-1].split("-")[0]
+    assert re.fullmatch("[0-9a-f]{16}", token)
     assert packs == [
-        f"web_app_data/packs/{VERSION}/{k}.pack" for k in ["aalto", "keystrokes", "raw_text", "record", "task_metadata"]
+        f"web_app_data/packs/{VERSION}/{token}-{k}.pack"
+        for k in ["aalto", "keystrokes", "raw_text", "record", "task_metadata"]
     ]
     manifest = read(tmp_path, "web_app_data", second)
     assert manifest["kept_as"].dropna().str.startswith(f"web_app_data/packs/{VERSION}/").all()

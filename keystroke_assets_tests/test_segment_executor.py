@@ -14,6 +14,7 @@ from keystroke_assets.assets.keypairs import KEYPAIRS, KEYSTROKES
 from keystroke_assets.definitions import defs
 from keystroke_assets.features.typenet_ml import GRAINS, top_digraphs, typenet_ml_features
 from keystroke_assets.resources import resources_from_env
+from keystroke_assets.resources.object_store import LocalObjectStore
 from keystroke_assets.resources.parquet_io_manager import from_parquet_bytes, to_parquet_bytes
 from keystroke_assets.resources.segment_executor import SegmentExecutor, _in_order
 from keystroke_assets.synthetic import aalto_uploads, web_app_uploads, write_uploads
@@ -122,13 +123,21 @@ def _keypairs_step(several_shards, tmp_path, executor: SegmentExecutor) -> dg.Ex
         )
 
 
-def _same_as_in_process(several_shards, result, tmp_path) -> None:
+def _same_as_in_process(several_shards, result, tmp_path, retried: bool = False) -> None:
+    """The tables and metadata of the in-process run; `retried`: the step ran again, so the
+    segments its failed attempt stored whole are reused, not computed again."""
     _, _, tables, metadata = several_shards
     assert result.success
     for key, table in _tables(tmp_path / "storage").items():
         pd.testing.assert_frame_equal(table, tables[key], obj=key)
-    assert _metadata(result) == metadata
+    got = _metadata(result)
     assert metadata[("keypairs", "segments/computed")] == 8
+    if retried:
+        for key in ["keystrokes", "keypairs"]:
+            computed, reused = (got.pop((key, f"segments/{s}")) for s in ["computed", "reused"])
+            metadata = {k: v for k, v in metadata.items() if k[0] != key or not k[1].startswith("segments/")}
+            assert computed + reused == 8 and computed >= 2  # at least the two that failed
+    assert got == metadata
     assert all(c.passed for c in result.get_asset_check_evaluations())
 
 
@@ -184,15 +193,23 @@ def test_a_dask_cluster_gives_the_in_process_tables(several_shards, dask_cluster
 
 def _fails_once(marker_folder: str, dying: str, failing: str, fn, job):
     """fn(job), except the first time for the segments `dying` and `failing`: the first's worker
-    process dies (as on a lost machine), the second raises (as on a failed read). The marker
-    files say it happened, whichever worker runs the segment next."""
+    process dies inside the segment function, its table written and its summary not (as on a lost
+    machine, or a worker killed by the OOM killer); the second raises (as on a failed read). The
+    marker files say it happened, whichever worker runs the segment next."""
     role = {dying: "dies", failing: "raises"}.get(job.source)
     marker = os.path.join(marker_folder, f"segment-{role}")
     if role and not os.path.exists(marker):
         open(marker, "w").close()
-        if role == "dies":
-            os._exit(1)
-        raise OSError("the store did not answer")
+        if role == "raises":
+            raise OSError("the store did not answer")
+        write = LocalObjectStore.write_bytes
+
+        def die_before_the_summary(store, name, data):
+            if name.endswith(".json"):
+                os._exit(1)
+            write(store, name, data)
+
+        LocalObjectStore.write_bytes = die_before_the_summary  # in this worker, which is about to die
     return fn(job)
 
 
@@ -205,14 +222,20 @@ class FailingOnce(SegmentExecutor):
         return super().map(partial(_fails_once, self.marker_folder, self.dying, self.failing, fn), jobs)
 
 
-@pytest.mark.servers
-def test_a_killed_worker_and_a_failed_segment_are_computed_again_once(several_shards, dask_cluster, tmp_path):
+@pytest.mark.parametrize("where", ["pool", pytest.param("dask", marks=pytest.mark.servers)])
+def test_a_worker_killed_mid_segment_and_a_failed_segment_are_computed_again(
+    where, several_shards, tmp_path, request, no_retry_waits
+):
+    """On Dask the scheduler computes both again on a live worker within the step; in a local
+    pool the dead worker breaks the pool, the step fails and its retry starts a new one."""
     markers = tmp_path / "markers"
     markers.mkdir()
     sources = _segments(several_shards[1], "cleaned_data")
-    executor = FailingOnce(
-        scheduler=dask_cluster.scheduler_address, marker_folder=str(markers), dying=sources[1], failing=sources[2]
-    )
+    place = {"scheduler": request.getfixturevalue("dask_cluster").scheduler_address} if where == "dask" else {}
+    executor = FailingOnce(**place, workers=2, marker_folder=str(markers), dying=sources[1], failing=sources[2])
     result = _keypairs_step(several_shards, tmp_path, executor)
     assert sorted(os.listdir(markers)) == ["segment-dies", "segment-raises"]  # both failed once
-    _same_as_in_process(several_shards, result, tmp_path)
+    retried = len([e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"])
+    # in a pool, the raise comes in the attempt the death broke, or in the next one
+    assert retried == 0 if where == "dask" else 1 <= retried <= 2
+    _same_as_in_process(several_shards, result, tmp_path, retried=where == "pool")

@@ -122,6 +122,18 @@ def test_readme_demo_makes_a_version_of_a_copied_participant_across_a_daemon_cra
         # automation never takes a snapshot: the demo version waits for "Materialize all" in the UI
         assert missing(instance, demo_version) == [k.to_user_string() for k in ASSETS]
         print(f"README demo, daemon killed and dg dev restarted: copied participant → complete version in {took:.0f} s")
+    # the first start logged no warning (by then its daemon had ticked many times)
+    started = (tmp_path / "logs" / "demo-0.log").read_text()
+    assert "Checking for new runs for sensor" in started and "WARNING" not in started, started
+    # the root's dagster.yaml: everything Dagster stores is under .dagster/, nothing else appears
+    assert {p.name for p in tmp_path.iterdir()} == {
+        ".dagster",
+        ".nux",
+        "dagster.yaml",
+        "workspace.yaml",
+        "data",
+        "logs",
+    }
 
 
 def test_gcs_uploads_make_one_version_across_a_daemon_crash(tmp_path, gcs_bucket):

@@ -50,7 +50,7 @@ def test_features_of_participant_shards_equal_features_of_the_whole_version(inst
     manifest = stored("web_app_data")
     files = manifest[manifest["kind"].isin(["keystrokes", "aalto"])].reset_index(drop=True)
     read = partial(read_kept, object_store(str(storage)))
-    raw, _ = parse_snapshot(files, read(files["kept_as"].tolist()))
+    raw, _ = parse_snapshot(files, read(files))
 
     def by_line(df):
         return df.assign(f=df["file"].astype(str)).sort_values(["f", "line"], ignore_index=True).drop(columns="f")

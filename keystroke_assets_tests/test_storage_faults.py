@@ -14,14 +14,15 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import dagster as dg
+import pandas as pd
 import pytest
 from dagster_gcp import GCSResource
 
-from keystroke_assets.definitions import defs
 from keystroke_assets.partitions import dataset_versions
+from keystroke_assets.resources import object_store
 from keystroke_assets.resources.object_store import GCSObjectStore, LocalObjectStore
 from keystroke_assets.sensors import upload_sensor
-from keystroke_assets.synthetic import web_app_uploads
+from keystroke_assets.synthetic import web_app_uploads, write_uploads
 
 from .conftest import VERSION, materialize_version, stored
 from .fault_proxy import FaultProxy, Rule, body_has
@@ -59,8 +60,14 @@ def parquet(bucket, key: str):
 def test_wrong_bytes_from_storage_make_dagster_retry_the_step_with_backoff(instance, gcs_bucket, proxy):
     # raw_data reads the snapshot's pack of task CSVs; its first two answers arrive with a flipped
     # byte, which the client's checksum check refuses and does not retry
-    pack = "web_app_data%2Fpacks%2F" + VERSION + "%2Fkeystrokes.pack"
-    rule = proxy.add(Rule(lambda method, path, body: method == "GET" and pack in path, "corrupt", times=2))
+    packs = "web_app_data%2Fpacks%2F" + VERSION + "%2F"
+    rule = proxy.add(
+        Rule(
+            lambda method, path, body: method == "GET" and packs in path and "-keystrokes.pack" in path,
+            "corrupt",
+            times=2,
+        )
+    )
     result = materialize_version(instance, env_of(gcs_bucket), selection=SELECTION)
 
     assert result.success and rule.hits == 2
@@ -103,37 +110,36 @@ def test_storage_down_answering_errors_and_slow_mid_run_the_run_still_succeeds(i
     assert parquet(gcs_bucket, "cleaned_data")["user_id"].nunique() == 2
 
 
-@pytest.fixture
-def no_retry_waits(monkeypatch):
-    """The assets' retry policy with its attempts but no waits (2±2, 6±2, 14±2 s otherwise), for tests
-    where the waits are not what is checked. Through the op's private attribute: Dagster has no public
-    way to change the retry policy of an asset already defined."""
-    for asset in defs.assets:
-        policy = asset.op.retry_policy
-        monkeypatch.setattr(asset.op, "_retry_policy", dg.RetryPolicy(max_retries=policy.max_retries, delay=0))
-
-
 def test_a_failed_run_leaves_the_previous_materialization_intact(instance, gcs_bucket, proxy, no_retry_waits):
     env = env_of(gcs_bucket)
     first = materialize_version(instance, env, selection=SELECTION)
     blob = gcs_bucket.get_blob(f"datasets/raw_data/{VERSION}.segments.json")
     before = blob.download_as_bytes()
     names = {b.name for b in gcs_bucket.list_blobs(prefix="datasets/")}
+    raw = parquet(gcs_bucket, "raw_data")
 
-    # the next write of raw_data reaches the server cut in half, then every later one is refused
-    cut = proxy.add(Rule(body_has(b"datasets/raw_data/"), "cut"))
-    refused = proxy.add(Rule(body_has(b"datasets/raw_data/"), "403", times=100))
-    second = materialize_version(instance, env, selection=SELECTION, raise_on_error=False)
+    # Another max_file_mb: raw_data's segments have new addresses, so the run writes segments, not
+    # only the list. The first segment write reaches the server cut in half, then every later
+    # write of raw_data is refused.
+    config = {"ops": {"raw_data": {"config": {"max_file_mb": 31}}}}
+    cut = proxy.add(Rule(body_has(b"datasets/raw_data/segments/"), "cut"))
+    refused = proxy.add(Rule(body_has(b"datasets/raw_data/"), "403", times=4))
+    second = materialize_version(instance, env, selection=SELECTION, raise_on_error=False, run_config=config)
 
-    assert not second.success and cut.hits == 1 and refused.hits == 4  # one per attempt
+    assert not second.success and cut.hits == 1 and refused.hits == 4  # one per attempt: the last fails the run
     assert len(retries(second, "raw_data")) == 3
     after = gcs_bucket.get_blob(f"datasets/raw_data/{VERSION}.segments.json")
     assert (after.generation, after.download_as_bytes()) == (blob.generation, before)
-    assert len(parquet(gcs_bucket, "raw_data")) == EVENTS
+    pd.testing.assert_frame_equal(parquet(gcs_bucket, "raw_data"), raw)
     assert {b.name for b in gcs_bucket.list_blobs(prefix="datasets/")} == names  # nothing half-written appeared
     latest = instance.get_latest_materialization_event(dg.AssetKey("raw_data"))
     assert latest.run_id == first.run_id
     assert instance.get_latest_materialization_event(dg.AssetKey("cleaned_data")).run_id == first.run_id
+
+    # the store back: the same run computes the new segments whole, and the same table
+    third = materialize_version(instance, env, selection=SELECTION, run_config=config)
+    assert third.success
+    pd.testing.assert_frame_equal(parquet(gcs_bucket, "raw_data"), raw)
 
 
 def test_a_local_write_that_fails_leaves_the_old_file_and_no_temporary(tmp_path, monkeypatch):
@@ -222,3 +228,37 @@ def test_the_upload_sensor_survives_an_outage_without_duplicating_versions(insta
     assert sorted(instance.get_dynamic_partitions(dataset_versions.name)) == sorted(
         [first.run_requests[0].partition_key, second.run_requests[0].partition_key]
     )
+
+
+@pytest.mark.parametrize("mode", ["local", pytest.param("gcs", marks=pytest.mark.servers)])
+def test_damaged_kept_bytes_fail_the_stage_loudly_and_nothing_is_stored(
+    mode, instance, tmp_path, request, no_retry_waits
+):
+    """A pack whose bytes no longer match the manifest's MD5 (damaged in storage, or written over
+    by a second writer before writers had packs of their own): the stage that reads it fails, naming
+    the object, and stores no segment made from it."""
+    if mode == "local":
+        write_uploads(tmp_path / "uploads", UPLOADS.items())
+        env = {"KEYSTROKE_UPLOADS": str(tmp_path / "uploads"), "KEYSTROKE_STORAGE": str(tmp_path / "storage")}
+    else:
+        bucket = request.getfixturevalue("gcs_bucket")
+        for name, data in UPLOADS.items():
+            bucket.blob(f"uploads/{name}").upload_from_string(data)
+        env = env_of(bucket)
+    assert materialize_version(instance, env, selection=[dg.AssetKey("web_app_data")]).success
+    manifest = stored(env["KEYSTROKE_STORAGE"], "web_app_data")
+    victim = manifest[manifest["kind"] == "keystrokes"].iloc[5]
+    pack, span = victim["kept_as"].rsplit("@", 1)
+    offset = int(span.split(":")[0]) + 40
+    store = object_store(env["KEYSTROKE_STORAGE"])
+    data = bytearray(store.read_bytes(pack))
+    data[offset] ^= 0x01  # one bit
+    store.write_bytes(pack, bytes(data))
+
+    result = materialize_version(instance, env, selection=[dg.AssetKey("raw_data")], raise_on_error=False)
+    assert not result.success
+    (failure,) = [e for e in result.all_events if e.is_step_failure]
+    message = failure.step_failure_data.error.to_string()
+    assert "KeptBytesDamaged" in message and f"upload {victim['name']!r}" in message
+    assert f"do not match the snapshot's MD5 {victim['md5']}" in message
+    assert store.list_names("raw_data") == set() and store.list_names("raw_data/segments") == set()

@@ -1,6 +1,5 @@
 """cleaned_data: events of complete participants only, with device type and task ids."""
 
-import json
 from functools import partial
 
 import dagster as dg
@@ -18,6 +17,7 @@ from keystroke_assets.assets.common import (
 from keystroke_assets.assets.raw_data import EVENT_COLUMNS, RAW_COLUMNS, TASK_OF_FILE
 from keystroke_assets.assets.web_app_data import read_kept
 from keystroke_assets.frames import drop_unused_categories
+from keystroke_assets.ingest.records import json_type, load_record
 from keystroke_assets.resources.object_store import ObjectStore
 from keystroke_assets.resources.parquet_io_manager import ParticipantShards
 from keystroke_assets.resources.segment_executor import SegmentExecutor
@@ -48,18 +48,6 @@ class CleaningConfig(dg.Config):
     min_aalto_sections: int = 15  # TypeNet keeps subjects with 15 sessions
 
 
-def _load_json(data: bytes | None) -> tuple[dict | None, str | None]:
-    if data is None:
-        return None, "missing"
-    try:
-        value = json.loads(data.decode("utf-8-sig"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        return None, f"not valid JSON ({type(e).__name__})"
-    if not isinstance(value, dict):
-        return None, "not a JSON object"
-    return value, None
-
-
 def _is_mobile(record: dict | None) -> bool | None:
     value = (record or {}).get("is_mobile")
     return value if isinstance(value, bool) else None
@@ -70,15 +58,24 @@ def web_app_participants(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(complete participants with device_type, broken participants with every reason).
 
-    `read(list of kept_as names)` returns their bytes. Only the records that decide completeness
-    and the device type are read; personal fields are never copied out.
+    `read(manifest rows)` returns their kept bytes (read_kept: None where not kept). Only the
+    records that decide completeness and the device type are read, each within the bounds of
+    load_record; personal fields are never copied out, and a reason names the kind of problem,
+    never a record's content.
     """
     web = manifest[manifest["kind"].isin(["keystrokes", "task_metadata", "raw_text", "record"])]
     users = sorted(web["user_id"].dropna().unique())
     records = manifest[manifest["kind"] == "record"].copy()
     records["record"] = records["name"].str.extract(r"_([a-z_]+)\.json$")[0]
     wanted = records[records["record"].isin(["consent", "demographics", "start_time"])]
-    blobs = dict(zip(zip(wanted["user_id"], wanted["record"]), read(wanted["kept_as"].tolist())))
+    keys = list(zip(wanted["user_id"], wanted["record"]))
+    blobs = dict(zip(keys, read(wanted)))
+    refused = {k: r for k, r in zip(keys, wanted["refused"]) if isinstance(r, str)}
+
+    def record(user: str, kind: str) -> tuple[dict | None, str | None]:
+        if (user, kind) in refused:
+            return None, f"not kept by the snapshot ({refused[user, kind]})"
+        return load_record(blobs.get((user, kind)))
 
     csvs = manifest[manifest["kind"] == "keystrokes"]
     per_file = events["file"].value_counts()
@@ -89,22 +86,25 @@ def web_app_participants(
     unusable = files[files["events"] == 0].groupby("user_id")["name"].agg(", ".join).to_dict()
     few = files[(files["events"] > 0) & (files["events"] < min_events)]
     short = (few["name"] + " (" + few["events"].astype(str) + ")").groupby(few["user_id"]).agg(", ".join).to_dict()
-    metadata = manifest[manifest["kind"] == "task_metadata"].drop_duplicates("user_id").set_index("user_id")
+    metadata = manifest[(manifest["kind"] == "task_metadata") & manifest["kept_as"].notna()]
+    metadata = metadata.drop_duplicates("user_id").set_index("user_id", drop=False)
 
     complete, broken = [], []
     for user in users:
         reasons = []
-        consent, error = _load_json(blobs.get((user, "consent")))
+        consent, error = record(user, "consent")
         if error:
             reasons.append(f"consent record {error}")
         elif "consented" not in consent:
             reasons.append("consent record has no 'consented' field")
         elif consent["consented"] != "Yes":
-            reasons.append(f'consent is {json.dumps(consent["consented"])[:20]}, not "Yes"')
-        demographics, error = _load_json(blobs.get((user, "demographics")))
+            reasons.append(f'consent is not "Yes" ({json_type(consent["consented"])})')
+        demographics, error = record(user, "demographics")
         if error:
             reasons.append(f"demographics record {error}")
-        if (user, "start_time") not in blobs:
+        if (user, "start_time") in refused:
+            reasons.append(f"start_time record not kept by the snapshot ({refused[user, 'start_time']})")
+        elif (user, "start_time") not in blobs:
             reasons.append("start_time record missing")
         missing = sorted(set(range(TASKS_PER_PARTICIPANT)) - task_ids.get(user, set()))
         if missing:
@@ -115,7 +115,7 @@ def web_app_participants(
             reasons.append(f"tasks with fewer than {min_events} events: {short[user]}")
         mobile = _is_mobile(demographics)
         if mobile is None and user in metadata.index:
-            mobile = _is_mobile(_load_json(read([metadata.at[user, "kept_as"]])[0])[0])
+            mobile = _is_mobile(load_record(read(metadata.loc[[user]])[0])[0])
         if mobile is None:
             reasons.append("no is_mobile in the demographics record or the task metadata")
         if reasons:
@@ -160,7 +160,7 @@ def complete_events(events: pd.DataFrame, *complete: pd.DataFrame) -> pd.DataFra
 
 CLEANED_DATA = dg.AssetKey("cleaned_data")
 # What cleaned_data reads of the manifest rows of a segment's participants.
-MANIFEST_COLUMNS = ["name", "kind", "user_id", "kept_as"]
+MANIFEST_COLUMNS = ["name", "kind", "user_id", "md5", "kept_as", "refused"]
 
 
 def cleaned_data_of_segment(job: SegmentJob) -> dict:
@@ -190,7 +190,7 @@ def cleaned_data_of_segment(job: SegmentJob) -> dict:
 
 @version_asset(
     group_name="ingest",
-    code_version="2",
+    code_version="3",
     check_specs=check_specs("cleaned_data", CHECKS),
     description=(
         "Events of complete participants only (consent 'Yes', start-time and demographics records, "
@@ -209,7 +209,7 @@ def cleaned_data(
     segment_executor: SegmentExecutor,
 ):
     cv = code_version(context, CLEANED_DATA)
-    manifest = ParticipantRows(web_app_data[MANIFEST_COLUMNS])
+    manifest = ParticipantRows(web_app_data.reindex(columns=MANIFEST_COLUMNS))  # `refused`: not in older snapshots
     jobs = [
         SegmentJob(
             storage.uri(),

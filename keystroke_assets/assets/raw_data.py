@@ -12,7 +12,7 @@ from keystroke_assets.assets.common import (
     report_table,
     version_asset,
 )
-from keystroke_assets.assets.web_app_data import KEPT_KINDS, read_kept
+from keystroke_assets.assets.web_app_data import KEPT_KINDS, MANIFEST_COLUMNS, read_kept
 from keystroke_assets.ingest.aalto import parse_aalto_files
 from keystroke_assets.ingest.names import classify
 from keystroke_assets.ingest.web_app import parse_web_app_csvs
@@ -86,25 +86,29 @@ def parse_snapshot(sources: pd.DataFrame, contents: list[bytes]) -> tuple[pd.Dat
     return events, pd.DataFrame(problems, columns=["file", "quarantined", "problem"])
 
 
-def parse_segment(files: pd.DataFrame, contents: list[bytes], max_file_mb: float) -> tuple[pd.DataFrame, pd.DataFrame]:
+def parse_segment(
+    files: pd.DataFrame, contents: list[bytes | None], max_file_mb: float
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """parse_snapshot of one segment's keystroke objects (manifest rows `files` and their bytes),
-    objects over `max_file_mb` quarantined unread."""
-    oversized = (files["size"] > max_file_mb * 1e6).to_numpy()
+    objects the snapshot refused (`refused`) or over `max_file_mb` quarantined unread."""
+    refused = files["refused"].notna().to_numpy()
+    oversized = ~refused & (files["size"] > max_file_mb * 1e6).to_numpy()
     # In participant order, web-app files first as parse_snapshot stacks them: participants then
     # come one after the other in category order, as the later stages read them.
-    order = files.assign(read=np.arange(len(files)))[~oversized].sort_values(
+    order = files.assign(read=np.arange(len(files)))[~refused & ~oversized].sort_values(
         ["kind", "user_id", "name"], ascending=[False, True, True], kind="stable", ignore_index=True
     )
     events, problems = parse_snapshot(order, [contents[i] for i in order["read"]])
     limit = f"over the {max_file_mb:g} MB limit for one file: not parsed"
-    too_big = pd.DataFrame(
+    unread = pd.DataFrame(
         {
-            "file": files.loc[oversized, "name"],
+            "file": pd.concat([files.loc[refused, "name"], files.loc[oversized, "name"]]),
             "quarantined": True,
-            "problem": [f"{size / 1e6:.1f} MB, {limit}" for size in files.loc[oversized, "size"]],
+            "problem": [f"not kept by the snapshot: {r}" for r in files.loc[refused, "refused"]]
+            + [f"{size / 1e6:.1f} MB, {limit}" for size in files.loc[oversized, "size"]],
         }
     )
-    return events, pd.concat([problems, too_big], ignore_index=True)
+    return events, pd.concat([problems, unread], ignore_index=True)
 
 
 RAW_DATA = dg.AssetKey("raw_data")
@@ -115,11 +119,19 @@ def raw_data_of_segment(job: SegmentJob) -> dict:
     store = job.store()
     # typed: a segment of participants without a keystroke object has no rows to infer types from
     files = pd.DataFrame(job.data["files"], columns=SEGMENT_FILE_COLUMNS).astype(
-        {"name": str, "kind": str, "user_id": str, "size": np.int64, "kept_as": str}
+        {
+            "name": str,
+            "kind": str,
+            "user_id": str,
+            "size": np.int64,
+            "md5": object,
+            "kept_as": object,
+            "refused": object,
+        }
     )
-    wanted = files["size"] <= job.data["max_file_mb"] * 1e6  # an oversized object is never read
-    contents = iter(read_kept(store, files.loc[wanted, "kept_as"].tolist()))
-    events, problems = parse_segment(files, [next(contents) if w else b"" for w in wanted], job.data["max_file_mb"])
+    # an object not kept, or over the limit, is never read
+    files.loc[files["size"] > job.data["max_file_mb"] * 1e6, "kept_as"] = None
+    events, problems = parse_segment(files, read_kept(store, files), job.data["max_file_mb"])
     summary = store_segment(
         store,
         RAW_DATA,
@@ -135,12 +147,13 @@ def raw_data_of_segment(job: SegmentJob) -> dict:
 
 
 # What a raw_data segment reads of each keystroke object.
-SEGMENT_FILE_COLUMNS = ["name", "kind", "user_id", "size", "kept_as"]
+SEGMENT_FILE_COLUMNS = ["name", "kind", "user_id", "size", "md5", "kept_as", "refused"]
 
 
 class RawDataConfig(dg.Config):
     # A real task CSV is ~20 KB and an Aalto file ~130 KB. A far larger object is no typing record,
-    # and parsing costs ~15 times its size in memory: it is quarantined unread.
+    # and parsing costs ~15 times its size in memory: it is quarantined unread. The snapshot refuses
+    # such files already (SnapshotConfig); this holds for a snapshot taken with a higher limit.
     max_file_mb: float = 32.0
     # Participants of a segment (docs/performance.md "Segments"): a worker parses a segment at once,
     # ~64 x 400 KB of web-app uploads, so its memory is bounded by this, not by the version.
@@ -150,6 +163,7 @@ class RawDataConfig(dg.Config):
 def raw_data_jobs(manifest: pd.DataFrame, location: str, code_version: str, config: RawDataConfig) -> list[SegmentJob]:
     """One job per participant segment of the snapshot's manifest. A segment's address covers every
     object the later stages read of its participants (records too: cleaned_data judges them)."""
+    manifest = manifest.reindex(columns=MANIFEST_COLUMNS)  # a snapshot taken before `refused` existed
     kept = manifest[manifest["kind"].isin(KEPT_KINDS) & manifest["user_id"].notna()]
     first_seen = kept["first_seen"] if "first_seen" in kept else ""
     participants = pd.DataFrame({"user_id": kept["user_id"], "first_seen": first_seen})
@@ -157,7 +171,7 @@ def raw_data_jobs(manifest: pd.DataFrame, location: str, code_version: str, conf
     jobs = []
     for users in participant_segments(participants, config.participants_per_segment):
         rows = pd.concat([by_user[u] for u in users]) if len(users) else kept.head(0)
-        address = sorted(zip(rows["name"], rows["md5"]))
+        address = sorted(zip(rows["name"], rows["md5"].fillna(""), rows["refused"].fillna("")))
         files = rows.loc[rows["kind"].isin(["keystrokes", "aalto"]), SEGMENT_FILE_COLUMNS]
         jobs.append(
             SegmentJob(
@@ -175,12 +189,14 @@ def raw_data_jobs(manifest: pd.DataFrame, location: str, code_version: str, conf
 
 @version_asset(
     group_name="ingest",
-    code_version="2",
+    code_version="3",
     check_specs=check_specs("raw_data", CHECKS),
     description=(
         "Every event of every keystroke file in the snapshot (web-app CSV split on its first and last "
         "comma; Aalto TSV rows as whole keystrokes, event K). Times in ms on each file's own clock. "
-        "A file that cannot be parsed is quarantined with its reason; the version goes on. Stored per "
+        "A file that cannot be parsed, or that the snapshot refused, is quarantined with its reason; a "
+        "line that is no event (a key name over 32 characters included) is dropped and counted; the "
+        "version goes on. Stored per "
         "participant segment; a segment an earlier version stored is reused."
     ),
 )

@@ -76,11 +76,12 @@ COLUMN_DESCRIPTIONS = {
 
 
 def typed_characters(manifest: pd.DataFrame, read) -> pd.DataFrame:
-    """(user_id, task_id, typed_characters) of every `_raw.txt` of the snapshot. `read(names)` returns
-    their bytes; only the character count leaves this function."""
+    """(user_id, task_id, typed_characters) of every `_raw.txt` of the snapshot. `read(rows)` returns
+    their kept bytes (read_kept: None where the snapshot did not keep one, a null count); only the
+    character count leaves this function."""
     raw = manifest[manifest["kind"] == "raw_text"].reset_index(drop=True)
     ids = classify(raw["name"])
-    lengths = pd.Series(read(raw["kept_as"].tolist()), dtype=object).str.decode("utf-8", errors="replace").str.len()
+    lengths = pd.Series(read(raw), dtype=object).str.decode("utf-8", errors="replace").str.len()
     return pd.DataFrame(
         {
             "user_id": raw["user_id"],
@@ -159,14 +160,14 @@ def behavioral_features(keystrokes: pd.DataFrame, typed: pd.DataFrame) -> pd.Dat
 
 
 # What a segment's job carries of the manifest: its participants' typed texts, where they are kept.
-TEXT_COLUMNS = ["name", "kind", "user_id", "kept_as"]
+TEXT_COLUMNS = ["name", "kind", "user_id", "md5", "kept_as"]
 
 
 def behavioral_of_segment(keystrokes: pd.DataFrame, raw_texts: dict, location: str) -> pd.DataFrame:
     """behavioral_features of one segment, described; `raw_texts`: the manifest rows (TEXT_COLUMNS)
     of its participants' typed texts, read from the store at `location`."""
     # typed: a segment without typed texts (Aalto) has no values to infer types from
-    manifest = pd.DataFrame(raw_texts, columns=TEXT_COLUMNS).astype(str)
+    manifest = pd.DataFrame(raw_texts, columns=TEXT_COLUMNS).astype(object)
     features = behavioral_features(keystrokes, typed_characters(manifest, partial(read_kept, object_store(location))))
     features.attrs["column_descriptions"] = {"grain": "'task' or 'user'", **COLUMN_DESCRIPTIONS}
     return features

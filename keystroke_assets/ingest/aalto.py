@@ -6,13 +6,23 @@ made UTF-8 (Latin-1 if it is not UTF-8); its rows, header cut off, are appended 
 buffer. The positions of newlines and tabs then give every row's fields. Times, section and
 keycode written as plain digits (nearly all of them) are read one digit position at a time over
 all rows at once; only the few others (floats such as 1.473278e+12, garbage) go through pandas'
-to_numeric. Python loops over files and broken sections only, never over rows.
+to_numeric. Python loops over files and broken sections only, never over rows. A row whose LETTER
+is longer than MAX_KEY_CHARS is dropped and counted, as a bad line of the web-app format. Problems
+name their kind and where they are, never the text of a row (SENTENCE and USER_INPUT are typed
+text).
 """
 
 import numpy as np
 import pandas as pd
 
-from keystroke_assets.ingest.web_app import ParsedFiles, parse_in_batches, split_lines, string_array
+from keystroke_assets.ingest.web_app import (
+    MAX_KEY_CHARS,
+    ParsedFiles,
+    longer_than,
+    parse_in_batches,
+    split_lines,
+    string_array,
+)
 
 COLUMNS = [
     "PARTICIPANT_ID",
@@ -61,9 +71,15 @@ def _rows(data: bytes) -> tuple[bytes, str | None]:
     if newline:
         header = header.removesuffix("\r")
     if header.split("\t") != COLUMNS:
-        return b"", f"unexpected header {header[:80]!r}: expected {' TAB '.join(COLUMNS)}"
+        fields = header.count("\t") + 1
+        return b"", f"first line is not the header ({fields} tab-separated fields): expected {' TAB '.join(COLUMNS)}"
     rows = data[data.index(b"\n") + 1 :] if newline else b""
     return rows if rows.endswith(b"\n") or not rows else rows + b"\n", None
+
+
+def _section(text: str) -> str:
+    """A section as a report names it: its id if it is one (digits), else only that it is not."""
+    return f"section {text}" if text.isdigit() and len(text) <= 15 else "a section with an id that is no number"
 
 
 def _distinct(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> tuple[pd.Index, np.ndarray]:
@@ -125,7 +141,7 @@ def _parse_batch(contents: list[bytes]) -> ParsedFiles:
     sections = pd.DataFrame({"file": file[at], "section": strings[codes], "broken": broken[at]})
     broken_sections = sections[sections["broken"]].groupby(["file", "section"]).size()  # sorted by file, section
     problems += [
-        (f, False, f"section {s}: {n} rows with a wrong number of fields; section dropped")
+        (f, False, f"{_section(s)}: {n} rows with a wrong number of fields; section dropped")
         for (f, s), n in broken_sections.items()
     ]
     good[at] &= ~pd.MultiIndex.from_frame(sections[["file", "section"]]).isin(broken_sections.index)
@@ -149,6 +165,13 @@ def _parse_batch(contents: list[bytes]) -> ParsedFiles:
         for f in np.flatnonzero(dropped).tolist()
     ]
     at, press, release, section = at[numeric], press[numeric], release[numeric], section[numeric]
+    long_key = longer_than(buf, *field(_LETTER, at), MAX_KEY_CHARS)
+    too_long = np.bincount(file[at][long_key], minlength=len(contents))
+    problems += [
+        (f, False, f"{too_long[f]} rows with a key name over {MAX_KEY_CHARS} characters dropped")
+        for f in np.flatnonzero(too_long).tolist()
+    ]
+    at, press, release, section = at[~long_key], press[~long_key], release[~long_key], section[~long_key]
     kept = np.bincount(file[at], minlength=len(contents))
     problems += [(f, True, "no valid keystroke row") for f in file_ids.tolist() if kept[f] == 0]
 

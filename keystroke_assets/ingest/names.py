@@ -51,16 +51,31 @@ def classify(names: pd.Series) -> pd.DataFrame:
     )
 
 
+# Entries of a local upload folder that are no object (object_store.SPECIAL_ENTRIES): never opened.
+NOT_AN_OBJECT = {
+    "symlink": "a symbolic link: never followed (only regular files directly in the upload store are read)",
+    "folder": "a folder: the upload store is flat; never entered",
+    "fifo": "a FIFO (named pipe), not a regular file: never opened",
+    "socket": "a socket, not a regular file: never opened",
+    "device": "a device, not a regular file: never opened",
+    "special_file": "not a regular file: never opened",
+    "undecodable_name": "a name that is not valid UTF-8 (shown with its bytes escaped): never read",
+}
+
+
 def ignored_reason(names: pd.Series, kind: pd.Series) -> pd.Series:
-    """Why an object is never processed (partial or unrecognised kind); None for the others."""
+    """Why an object is never processed (partial or unrecognised kind, or no object at all); None
+    for the others."""
     reasons = np.select(
         [
+            kind.isin(list(NOT_AN_OBJECT)),
             kind == "partial",
             kind != "unrecognised",
             names.str.contains("/", regex=False),
             names.str.match(_TASK_LIKE),
         ],
         [
+            kind.map(NOT_AN_OBJECT),
             "partial upload (.gstmp): ignored",
             None,
             "a path, not a name (contains '/'): the upload prefix is flat; never processed",

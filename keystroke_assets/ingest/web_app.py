@@ -5,8 +5,13 @@ line is `P` or `R`, a comma, a key, a comma and 13 digits of ms, so its first co
 and its last comma 14 bytes before its end: the key is whatever lies between, quotes included. The
 key may be empty (`P,,<t>`: the browser reported no key name; a keystroke all the same, made
 `Unidentified` downstream, docs/features.md §1). A key holds no comma unless it is the comma itself
-(`P,,,<t>`): any other comma in a line is an extra field. Python loops over files only, never over
+(`P,,,<t>`): any other comma in a line is an extra field. A key name longer than MAX_KEY_CHARS is
+no key (the longest either source writes, `Key.caps_lock`, has 13 characters): its line is a bad
+line, so a huge "key" never travels into the stages. Python loops over files only, never over
 lines.
+
+A problem is reported by its kind and its line number, never by the line's text: a bad line may
+hold anything the participant typed.
 """
 
 import codecs
@@ -17,9 +22,11 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 HEADER = b"Press or Release,Key,Time"
 TIME_DIGITS = 13
+MAX_KEY_CHARS = 32
 # Files parsed in one pass: enough for numpy to pay, few enough for the CPU cache. One pass over a
 # whole version of 600 participants was ~2x slower and held ~50x the memory (~1 GB more).
 BATCH_FILES = 500
@@ -33,18 +40,35 @@ class ParsedFiles:
 
 
 def explain_line(line: str) -> str:
-    """Why one line is not an event (called once per file with problems, never per line)."""
+    """Why one line is not an event, by the kind of problem, without quoting it (called once per
+    file with problems, never per line)."""
     if line.count(",") < 2:
         return "fewer than 3 comma-separated fields"
     kind, rest = line.split(",", 1)
     key, time = rest.rsplit(",", 1)
     if kind not in ("P", "R"):
-        return f"first field must be P or R, not {kind[:20]!r}"
+        return "first field is not P or R"
     if "," in key and key != ",":
-        return f"{line.count(',') + 1} comma-separated fields, expected 3 (key {key[:20]!r})"
+        return f"{line.count(',') + 1} comma-separated fields, expected 3"
     if not time.isdigit() or not time.isascii():
-        return f"time {time[:20]!r} is not a non-negative integer of ms"
-    return f"time {time[:20]!r} is not {TIME_DIGITS} digits of ms"
+        return "time is not a non-negative integer of ms"
+    if len(time) != TIME_DIGITS:
+        return f"time has {len(time)} digits, not {TIME_DIGITS} digits of ms"
+    if len(key) > MAX_KEY_CHARS:
+        return f"key name of {len(key)} characters, over the limit of {MAX_KEY_CHARS}"
+    return "not an event line"
+
+
+def longer_than(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray, chars: int) -> np.ndarray:
+    """Whether each UTF-8 byte range [starts, ends) of buf holds more than `chars` characters.
+    Only ranges of `chars` to 4 * `chars` bytes are counted (fewer bytes: fewer characters; more:
+    more), so a huge range is never copied."""
+    n = ends - starts
+    over = n > 4 * chars
+    count = np.flatnonzero((n > chars) & ~over)
+    if len(count):
+        over[count] = pc.utf8_length(string_array(buf, starts[count], ends[count])).to_numpy() > chars
+    return over
 
 
 def _from_utf16(data: bytes) -> tuple[bytes, str | None]:
@@ -162,6 +186,8 @@ def _parse_batch(contents: list[bytes]) -> ParsedFiles:
     commas = np.flatnonzero(buf == _COMMA)
     n_commas = np.searchsorted(commas, end) - np.searchsorted(commas, line_start)
     valid &= (n_commas == 2) | ((n_commas == 3) & (length == 3 + 1 + TIME_DIGITS))  # only `P,,,<t>` has 3
+    at = np.flatnonzero(valid)
+    valid[at] &= ~longer_than(buf, line_start[at] + 2, end[at] - TIME_DIGITS - 1, MAX_KEY_CHARS)
     blank = length == 0
     bad = ~valid & ~blank
 
@@ -180,8 +206,7 @@ def _parse_batch(contents: list[bytes]) -> ParsedFiles:
     for file_id, header in zip(file_ids.tolist(), had_header):
         if n_bad[file_id]:
             j = first_bad[file_id]
-            line = bytes(buf[line_start[j] : end[j]]).decode("utf-8")
-            detail = f"line {line_no[j]} {line[:60]!r}: {explain_line(line)}"
+            detail = f"line {line_no[j]}: {explain_line(bytes(buf[line_start[j] : end[j]]).decode('utf-8'))}"
             if n_valid[file_id] == 0:
                 problems.append((file_id, True, f"no valid event line; {n_bad[file_id]} bad lines, first {detail}"))
             else:

@@ -4,6 +4,9 @@ process, in a pool of processes on this machine, or on a Dask cluster (docs/perf
 
 import multiprocessing
 import os
+import select
+import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -30,9 +33,28 @@ _PRELOAD = [
 _POOL: dict[tuple, ProcessPoolExecutor] = {}
 
 
-def _set_environment(environment: dict) -> None:
+def _start_worker(environment: dict, run_pid: int) -> None:
+    """A pool process's start: the environment of the process that made the pool, and a watchdog
+    that ends this process as soon as that process is gone (killed, even by SIGKILL). Without it
+    a killed run leaves its workers (and so the fork server) running, writing segments for no one."""
     os.environ.clear()
     os.environ.update(environment)
+    threading.Thread(target=_exit_with, args=(run_pid,), daemon=True, name="run-watchdog").start()
+
+
+def _exit_with(pid: int) -> None:
+    """Exit this process once the process `pid` has exited: at once through a pidfd (Linux), else
+    within a second (macOS)."""
+    try:
+        if hasattr(os, "pidfd_open"):
+            select.select([os.pidfd_open(pid)], [], [])  # readable once it has exited; immune to pid reuse
+        else:
+            while True:
+                os.kill(pid, 0)
+                time.sleep(1)
+    except ProcessLookupError:  # gone already
+        pass
+    os._exit(1)
 
 
 def _pool(workers: int) -> ProcessPoolExecutor:
@@ -46,7 +68,7 @@ def _pool(workers: int) -> ProcessPoolExecutor:
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload(_PRELOAD)
         _POOL[key] = ProcessPoolExecutor(
-            workers, mp_context=context, initializer=_set_environment, initargs=(dict(os.environ),)
+            workers, mp_context=context, initializer=_start_worker, initargs=(dict(os.environ), os.getpid())
         )
     return _POOL[key]
 

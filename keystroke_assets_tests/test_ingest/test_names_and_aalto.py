@@ -95,7 +95,7 @@ def test_aalto_broken_row_drops_its_section_and_float_times_parse():
 
 def test_aalto_wrong_header_quarantined():
     rows, problems, quarantine = parse_aalto_file(b"a\tb\n1\t2\n")
-    assert rows.empty and "unexpected header" in quarantine
+    assert rows.empty and quarantine.startswith("first line is not the header (2 tab-separated fields): expected")
 
 
 def aalto_row(user="7", section="1", press="1473278000000", release="1473278000100", letter="a", keycode="65") -> str:
@@ -131,7 +131,7 @@ def batch_of_files() -> list[bytes]:
 
 
 EXPECTED_PROBLEMS = [
-    (2, True, "unexpected header 'id,section': expected " + " TAB ".join(aalto.COLUMNS)),
+    (2, True, "first line is not the header (1 tab-separated fields): expected " + " TAB ".join(aalto.COLUMNS)),
     (3, True, "empty file"),
     (4, False, "section 01: 1 rows with a wrong number of fields; section dropped"),
     (4, False, "1 rows without a section id dropped"),
@@ -199,3 +199,19 @@ def test_aalto_numbers_as_pandas_reads_them():
 def test_aalto_no_files():
     parsed = parse_aalto_files([])
     assert parsed.events.empty and "time_ms" in parsed.events and parsed.problems.empty
+
+
+def test_aalto_row_with_a_key_name_over_32_characters_is_dropped_and_counted():
+    text = HEADER + aalto_row(letter="q" * 32) + aalto_row(letter="q" * 33, press="1473278000200") + aalto_row()
+    rows, problems, quarantine = parse_aalto_file(text.encode())
+    assert quarantine is None and rows["key"].tolist() == ["q" * 32, "a"]
+    assert problems == ["1 rows with a key name over 32 characters dropped"]
+
+
+def test_aalto_reports_name_no_text_of_a_row():
+    # a file without its header: the first line is a row, with the typed sentence in it
+    rows, _, quarantine = parse_aalto_file(aalto_row(letter="x").replace("ab", "my secret sentence").encode())
+    assert rows.empty and "secret" not in quarantine
+    broken = HEADER + "7\tsecret words\tab\n" + aalto_row()
+    _, problems, _ = parse_aalto_file(broken.encode())
+    assert problems == ["a section with an id that is no number: 1 rows with a wrong number of fields; section dropped"]

@@ -44,7 +44,7 @@ def test_empty_key_is_an_event_with_its_key_as_recorded():
     assert events["time_ms"].tolist() == [1735660013225, 1735660013301, 1735660013400, 1735660013480]
     # a time alone is still no event
     _, problems = _one(b"P,,1735660013225\nP,1735660013301\n")
-    assert "line 2 'P,1735660013301': fewer than 3 comma-separated fields" in problems["problem"].iloc[0]
+    assert "line 2: fewer than 3 comma-separated fields" in problems["problem"].iloc[0]
 
 
 def test_unescaped_quote_key_does_not_merge_rows(real_data):
@@ -71,7 +71,7 @@ GOOD = b"P,a,1735660013225\nR,a,1735660013300\n"
         (b"user,key\nabc,a\nabd,b\n", "no valid event line"),
         (b"P;a;1735660013225\nR;a;1735660013300\n", "fewer than 3 comma-separated fields"),
         (b"P,a,soon\nR,a,later\n", "not a non-negative integer"),
-        (b"X,a,1735660013225\n", "must be P or R"),
+        (b"X,a,1735660013225\n", "first field is not P or R"),
     ],
 )
 def test_unparseable_files_are_quarantined_with_a_reason(data, reason):
@@ -127,4 +127,29 @@ def test_files_parsed_in_batches_keep_their_numbers_keys_and_problems():
         [BATCH_FILES + 1, False],
         [n - 1, True],
     ]
-    assert "line 2 'not a line'" in parsed.problems["problem"].iloc[1]
+    assert "line 2: fewer than 3 comma-separated fields" in parsed.problems["problem"].iloc[1]
+
+
+def test_a_key_name_over_32_characters_makes_a_bad_line():
+    # 32 characters are a key, in ASCII or not ("é" is 2 bytes in UTF-8); 33 are not, nor 30 MB
+    keys = ["k" * 32, "é" * 32, "é" * 33, "k" * 33]
+    lines = [f"P,{key},17356600132{i}0\nR,{key},17356600132{i}5\n" for i, key in enumerate(keys)]
+    huge = b"P," + b"a" * 30_000_000 + b",1735660013400\n"
+    events, problems = _one("".join(lines).encode() + huge)
+    assert events["key"].tolist() == ["k" * 32] * 2 + ["é" * 32] * 2
+    (row,) = problems.itertuples()
+    assert not row.quarantined
+    assert row.problem == "5 bad lines dropped, first line 5: key name of 33 characters, over the limit of 32"
+
+
+def test_a_bad_line_is_reported_by_its_kind_and_number_never_its_text():
+    typed = "jane.doe@example.invalid"
+    for line in [
+        f"P,{typed},17356600",
+        f"P,{typed},soon",
+        f"X,{typed},1735660013225",
+        f"P,{typed},a,1735660013225",
+    ]:
+        _, problems = _one(f"{GOOD.decode()}{line}\n".encode())
+        (problem,) = problems["problem"]
+        assert problem.startswith("1 bad lines dropped, first line 3: ") and typed[:3] not in problem, problem
