@@ -24,7 +24,7 @@ import pandas as pd
 import pyarrow as pa
 
 from keystroke_assets.features.kvc import KVC, VALUES
-from keystroke_assets.features.typenet_ml import OBSERVED, fill_fitted_on, unfilled_statistics
+from keystroke_assets.features.typenet_ml_fill import OBSERVED, fill_fitted_on, unfilled_statistics
 from keystroke_assets.features.typenet_sequences import TYPENET_SEQUENCES, sequence_array
 from keystroke_assets.lib.keycodes import KEYCODE_POLICIES, KeycodePolicy, apply_keycode_policy, policy_of
 from keystroke_assets.resources import resources_from_env
@@ -54,7 +54,7 @@ def load(
     user's identity from one session into another. To train and test (or enrol and verify) across a
     split, give `fill_from`: the rows the fill is fitted on (a boolean per row of the table, or a
     function of the table returning one, e.g. `lambda df: df["session_id"] == 1`); a row outside
-    them is filled without anything of its own user (typenet_ml.fill_fitted_on). Or `filled=False`:
+    them is filled without anything of its own user (typenet_ml_fill.fill_fitted_on). Or `filled=False`:
     the statistics as observed, missing where not (the `observed` column is the mask)."""
     key = asset if isinstance(asset, dg.AssetKey) else dg.AssetKey.from_user_string(asset)
     table = _read(key, version, storage).to_pandas()

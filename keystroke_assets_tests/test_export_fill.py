@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from keystroke_assets.export import load
-from keystroke_assets.features.typenet_ml import OBSERVED, observed_cells, statistic_columns
+from keystroke_assets.features.typenet_ml_fill import OBSERVED, observed_cells, statistic_columns
 from keystroke_assets.lib.keycodes import key_identity
 from keystroke_assets.resources import object_store
 

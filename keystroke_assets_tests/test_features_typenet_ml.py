@@ -10,7 +10,6 @@ import pytest
 from keystroke_assets.features.typenet_ml import (
     COLUMN_LEVELS,
     GRAINS,
-    _own_columns_filled,
     fill_statistics,
     hl_statistics,
     il_statistics,
@@ -18,6 +17,7 @@ from keystroke_assets.features.typenet_ml import (
     top_digraphs,
     typenet_ml_features,
 )
+from keystroke_assets.features.typenet_ml_fill import own_columns_filled
 from keystroke_assets.lib.latencies import DEFAULT_OUTLIER_THRESHOLDS
 
 from .feature_samples import make_keystrokes, make_pairs
@@ -278,7 +278,7 @@ def test_platform_grain_every_cell_by_hand(mixed):
     entry = dictionary.set_index("column").loc["desktop__HL__a__std"]
     assert entry[["device_type", "latency", "key1", "statistic"]].tolist() == ["desktop", "HL", "a", "std"]
     assert entry["key2"] is None
-    assert _own_columns_filled(features) == (True, {"own_cells_null": 0, "other_device_cells_not_null": 0})
+    assert own_columns_filled(features) == (True, {"own_cells_null": 0, "other_device_cells_not_null": 0})
 
 
 def test_the_check_sees_an_own_cell_left_null_and_an_other_device_cell_filled(mixed):
@@ -286,7 +286,7 @@ def test_the_check_sees_an_own_cell_left_null_and_an_other_device_cell_filled(mi
     features.loc[0, "desktop__HL__a__mean"] = float("nan")  # d1/1, desktop
     features.loc[0, "mobile__HL__Unidentified__mean"] = 1.0
     features.loc[3, "desktop__HL__b__q1"] = 1.0  # m1/1, mobile
-    assert _own_columns_filled(features) == (False, {"own_cells_null": 1, "other_device_cells_not_null": 2})
+    assert own_columns_filled(features) == (False, {"own_cells_null": 1, "other_device_cells_not_null": 2})
 
 
 def test_column_mean_over_observed_cells_only():

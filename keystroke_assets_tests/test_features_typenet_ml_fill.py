@@ -12,17 +12,19 @@ import pytest
 from keystroke_assets.evaluation.assets import evaluation_samples
 from keystroke_assets.features.typenet_ml import (
     GRAINS,
-    OBSERVED,
     TYPENET_ML,
-    _observed_fits,
     column_dictionary,
+    top_digraphs,
+    typenet_ml_features,
+)
+from keystroke_assets.features.typenet_ml_fill import (
+    OBSERVED,
     fill_fitted_on,
     fill_values,
     observed_cells,
+    observed_fits,
     pack_observed,
     statistic_columns,
-    top_digraphs,
-    typenet_ml_features,
     unfilled_statistics,
 )
 
@@ -57,7 +59,7 @@ def test_observed_marks_the_cells_measured_before_the_fill(platform):
     # the counts agree with the fill's: 38 desktop cells observed (test_platform_grain_every_cell_by_hand)
     desktop_columns = [c for c in observed if c.startswith("desktop__")]
     assert observed.loc[platform["device_type"] == "desktop", desktop_columns].to_numpy().sum() == 38
-    assert _observed_fits(platform) == (True, {"rows_with_other_widths": 0, "other_device_cells_observed": 0})
+    assert observed_fits(platform) == (True, {"rows_with_other_widths": 0, "other_device_cells_observed": 0})
 
 
 def test_the_check_sees_a_mask_of_another_width_or_device(platform):
@@ -65,9 +67,9 @@ def test_the_check_sees_a_mask_of_another_width_or_device(platform):
     mask = observed_cells(bad)
     mask[0, statistic_columns(bad).index("mobile__HL__Unidentified__mean")] = True  # d1/1 is a desktop row
     bad[OBSERVED] = pack_observed(mask)
-    assert _observed_fits(bad) == (False, {"rows_with_other_widths": 0, "other_device_cells_observed": 1})
+    assert observed_fits(bad) == (False, {"rows_with_other_widths": 0, "other_device_cells_observed": 1})
     bad[OBSERVED] = [b[:-1] for b in platform[OBSERVED]]
-    assert _observed_fits(bad)[0] is False
+    assert observed_fits(bad)[0] is False
 
 
 def test_unfilled_statistics_are_the_observed_cells_only(platform):

@@ -13,11 +13,11 @@ from keystroke_assets.features.typenet_ml import (
     GRAINS,
     choose_top_digraphs,
     column_means,
-    column_sums,
     common_digraphs,
     top_digraphs,
     typenet_ml_features,
 )
+from keystroke_assets.features.typenet_ml_fill import column_sums
 from keystroke_assets.lib.segments import participant_segments
 from keystroke_assets.resources import resources_from_env
 from keystroke_assets.resources.parquet_io_manager import from_parquet_bytes, to_parquet_bytes
