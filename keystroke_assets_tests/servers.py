@@ -39,14 +39,16 @@ FAST = {
 }
 
 
-def wait_for(condition: Callable, timeout_s: float, what: str, diagnostics: Callable[[], str] = str):
-    """Poll `condition()` until it returns a truthy value, which is returned; after timeout_s, fail
-    with `diagnostics()` (e.g. the servers' log tails)."""
+def wait_for(
+    condition: Callable, timeout_s: float, what: str, diagnostics: Callable[[], str] = str, every_s: float = 0.5
+):
+    """Poll `condition()` every `every_s` until it returns a truthy value, which is returned; after
+    timeout_s, fail with `diagnostics()` (e.g. the servers' log tails)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if value := condition():
             return value
-        time.sleep(0.5)
+        time.sleep(every_s)
     pytest.fail(f"timed out after {timeout_s} s waiting for {what}\n{diagnostics()}")
 
 

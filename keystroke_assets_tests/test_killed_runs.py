@@ -30,7 +30,9 @@ pytestmark = pytest.mark.servers
 
 POOLED, IN_PROCESS = "2025-11-01_00-00-00_lab-pool", "2025-11-01_00-00-00_lab-cli"
 STAGES = ["web_app_data", "raw_data", "cleaned_data", "keystrokes", "keypairs"]
-SMALL_SEGMENTS = {"ops": {"raw_data": {"config": {"participants_per_segment": 2}}}}
+# one participant per segment: raw_data's pooled work lasts long enough to be caught mid-step
+SMALL_SEGMENTS = {"ops": {"raw_data": {"config": {"participants_per_segment": 1}}}}
+CATCH_S = 0.05  # how often a race is polled: the step being killed lasts about a second
 NO_RERUN = {"dagster/max_retries": "0"}  # the next run is the queued one: no run_retries re-run to wait for
 
 
@@ -91,7 +93,7 @@ def test_a_run_killed_mid_step_leaves_nothing_and_the_next_run_starts_by_itself(
             pool = recorded and any("forkserver" in " ".join(p.cmdline()) for p in tree(recorded[0])[1:])
             return recorded and not done and started and pool and recorded[0]
 
-        pid = wait_for(mid_raw_data, 180, "the first run's pooled raw_data step", servers.log_tails)
+        pid = wait_for(mid_raw_data, 180, "the first run's pooled raw_data step", servers.log_tails, CATCH_S)
         pooled = kill_and_follow(instance, first, pid, second, servers.log_tails)
         assert not events_of(instance, first, "STEP_SUCCESS")[1:]  # web_app_data only: killed inside raw_data
         wait_for(lambda: all_done(instance, POOLED), 300, "the version's runs to end", servers.log_tails)
@@ -117,7 +119,7 @@ def test_a_run_killed_mid_step_leaves_nothing_and_the_next_run_starts_by_itself(
             def in_keypairs():
                 return any(e.step_key == "keypairs" for e in events_of(instance, cli_run, "STEP_START"))
 
-            wait_for(in_keypairs, 180, "the CLI's run to reach keypairs", servers.log_tails)
+            wait_for(in_keypairs, 180, "the CLI's run to reach keypairs", servers.log_tails, CATCH_S)
             assert instance.get_run_by_id(queued).status == dg.DagsterRunStatus.QUEUED
             in_process = kill_and_follow(instance, cli_run, cli.pid, queued, servers.log_tails)
         finally:
