@@ -3,7 +3,11 @@ and summary depend on, so a setting changed by any route a stage can receive it 
 segments it affects, never reuses a stale one; what cannot be addressed is refused."""
 
 import dataclasses
+import json
+import os
 import shutil
+import subprocess
+import sys
 from functools import partial
 
 import dagster as dg
@@ -11,13 +15,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from keystroke_assets import engine
-from keystroke_assets.assets.features import feature_asset
+from keystroke_assets import engine, features
+from keystroke_assets.assets.features import declared_features, feature_asset
 from keystroke_assets.definitions import defs
 from keystroke_assets.engine import Output, Stage
 from keystroke_assets.features.common import Feature, OutputCheck
 from keystroke_assets.features.statistical import STATISTICAL, statistical_of_segment, user_median_values
-from keystroke_assets.lib.rules import non_empty
+from keystroke_assets.lib.rules import non_empty, source_hash
 from keystroke_assets.lib.segments import NotJSON, address, as_passed
 from keystroke_assets.resources import object_store
 from keystroke_assets.resources.outlier_rules import OutlierRules
@@ -225,6 +229,38 @@ def test_a_rules_partial_arguments_are_in_the_address():
         return address(stage.made_of({"scale": 1.0}, ("u1",), {}, None))
 
     assert address_of(0.0) == address_of(0.0) != address_of(1.0)
+
+
+# every segmented stage's addressing, made in a new process
+STAGES_OF_A_NEW_PROCESS = """
+import json
+from keystroke_assets import features
+from keystroke_assets.assets import cleaned_data, keypairs, raw_data
+from keystroke_assets.assets.features import declared_features, stage_of
+per_participant = [stage_of(f) for f in declared_features(features) if f.compute is not None]
+stages = [raw_data.STAGE, cleaned_data.STAGE, keypairs.STAGE, *per_participant]
+print(json.dumps([stage.made_of({}, ("u1",), {}, None) for stage in stages]))
+"""
+
+
+def test_every_stage_addresses_a_segment_alike_in_every_process():
+    """The next run, a worker, the daemon are other processes: a segment stored by one must have the
+    same address in the others, or it is never reused (a function's memory address in a partial's
+    arguments once gave every per-participant feature new addresses in every run)."""
+    made = [
+        subprocess.run(
+            [sys.executable, "-c", STAGES_OF_A_NEW_PROCESS],
+            env={**os.environ, "PYTHONHASHSEED": seed},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        for seed in ("1", "2")
+    ]
+    assert made[0] == made[1]
+    assert len(json.loads(made[0])) == 3 + sum(f.compute is not None for f in declared_features(features))
+    with pytest.raises(TypeError, match="is not the same in another process"):
+        source_hash(partial(_at_least, "x", object()), "rule 'x'")
 
 
 def test_a_parameter_that_is_not_json_is_refused(tmp_path):

@@ -3,6 +3,7 @@ DataFrame, and how a table stored in segments gets the outcome of its whole."""
 
 import hashlib
 import inspect
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import partial
@@ -38,11 +39,23 @@ def source_hash(fn: Callable, what: str, *more: str) -> str:
     """A hash of a module-level function's name and source, a partial's arguments and `more`: what
     decides the result of a rule or a facts function, in a segment's address. `what` names it in
     the error that refuses a lambda or a closure (no worker process could import it)."""
-    fn, args = (fn.func, (fn.args, sorted(fn.keywords.items()))) if isinstance(fn, partial) else (fn, ())
+    fn, args = (fn.func, (fn.args, sorted(fn.keywords.items()))) if isinstance(fn, partial) else (fn, ((), []))
     if fn.__name__ == "<lambda>" or "<locals>" in fn.__qualname__:
         raise TypeError(f"{what}: its function must be module-level, not {fn.__qualname__}")
-    text = "\n".join([*more, f"{fn.__module__}:{fn.__qualname__}", inspect.getsource(fn), repr(args)])
+    stable = ([_argument(a, what) for a in args[0]], [(k, _argument(v, what)) for k, v in args[1]])
+    text = "\n".join([*more, f"{fn.__module__}:{fn.__qualname__}", inspect.getsource(fn), repr(stable)])
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _argument(value, what: str) -> str:
+    """A partial's argument as an address sees it, the same in every process: a function by its
+    own source hash, anything else by its repr, refused where that repr names a memory address."""
+    if inspect.isfunction(value) or isinstance(value, partial):
+        return source_hash(value, what)
+    text = repr(value)
+    if re.search(r" at 0x[0-9a-fA-F]+", text):
+        raise TypeError(f"{what}: its argument {text} is not the same in another process: pass plain values")
+    return text
 
 
 def rule_outcomes(df: pd.DataFrame, checks: Iterable[OutputCheck]) -> dict[str, tuple[bool, dict]]:
