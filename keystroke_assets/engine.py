@@ -210,7 +210,7 @@ class SegmentJob:
     params: dict
     participants: tuple[str, ...]
     inputs: dict[str, SegmentEntry]
-    uploads: dict | None
+    uploads: pd.DataFrame | None  # manifest rows (UPLOAD_COLUMNS)
     addresses: dict[dg.AssetKey, str]
     made_of: dict
 
@@ -226,7 +226,7 @@ def compute_segment(job: SegmentJob) -> dict[dg.AssetKey, dict]:
     }
     if stage.uploads:
         args["uploads"] = Uploads(
-            pd.DataFrame(job.uploads, columns=UPLOAD_COLUMNS).astype(UPLOAD_TYPES), partial(_read_uploads, job.location)
+            job.uploads.reset_index(drop=True).astype(UPLOAD_TYPES), partial(_read_uploads, job.location)
         )
     made = stage.function(**args, **job.params)
     if not isinstance(made, dict):
@@ -330,7 +330,7 @@ def run(
                 passed,
                 segment.participants,
                 segment.inputs,
-                segment.uploads.to_dict("list") if segment.uploads is not None else None,
+                segment.uploads,
                 {o.key: address({"segment": job_address, "output": o.key.to_user_string()}) for o in stage.outputs},
                 made_of,
             )
