@@ -217,8 +217,9 @@ def remove_unused_packs(storage: ObjectStore, version: str, manifest: pd.DataFra
     """Remove the packs under the version's folder its manifest does not point into (those of a
     writer that lost the race or died before its manifest), and, locally, temporaries of killed
     writes. Only once the manifest exists: no later writer of the version can win. Returns how many."""
-    used = set(manifest["kept_as"].dropna().str.rsplit("@", n=1).str[0])
-    unused = storage.list_names(f"{PACKS}/{version}") - used
+    kept_as = manifest["kept_as"].dropna().astype(str)
+    # a few packs per writer, hundreds of thousands of addresses: test each pack, split no address
+    unused = {p for p in storage.list_names(f"{PACKS}/{version}") if not kept_as.str.startswith(f"{p}@").any()}
     for name in unused:
         storage.delete(name)
     return len(unused)
