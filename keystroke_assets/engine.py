@@ -14,7 +14,7 @@ import inspect
 import json
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 
 import dagster as dg
@@ -94,23 +94,14 @@ class Stage:
     code_version: str
     reads: tuple[Read, ...] = ()
     uploads: tuple[str, ...] = ()
+    # what every segment of the stage depends on alike, hashed from the sources once
+    _code: dict = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
-        _identity(self.function, "a segment function")
-        for output in self.outputs:
-            for check in output.checks:
-                check.identity()  # a rule no worker can import is refused in every run
-            _facts_version(output)  # refused, as a rule is, when no worker could import it
-
-    def made_of(self, params: dict, participants: tuple[str, ...], inputs: dict[str, str], uploads: str | None) -> dict:
-        """Everything a segment's rows and summary depend on: the function and its code version,
-        its parameters, each output's rules and facts function, its participants, its input
-        segments' addresses, the uploads it reads (names and MD5s)."""
-        return {
-            "participants": list(participants),
+        # a function, rule or facts function no worker could import is refused here, in every run
+        code = {
             "function": _identity(self.function, "a segment function"),
             "code_version": self.code_version,
-            "params": params,
             "outputs": {
                 o.key.to_user_string(): {
                     "rules": [c.identity() for c in o.checks],
@@ -119,9 +110,15 @@ class Stage:
                 }
                 for o in self.outputs
             },
-            "inputs": inputs,
-            "uploads": uploads,
         }
+        object.__setattr__(self, "_code", code)
+
+    def made_of(self, params: dict, participants: tuple[str, ...], inputs: dict[str, str], uploads: str | None) -> dict:
+        """Everything a segment's rows and summary depend on: the function and its code version,
+        its parameters, each output's rules and facts function, its participants, its input
+        segments' addresses, the uploads it reads (names and MD5s)."""
+        segment = {"participants": list(participants), "params": params, "inputs": inputs, "uploads": uploads}
+        return {**self._code, **segment}
 
 
 def _facts_version(output: Output) -> str | None:
