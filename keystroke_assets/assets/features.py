@@ -3,7 +3,6 @@ feature (`Feature(..., compute=fn)`) is computed and stored per participant segm
 reads by the segment engine; the module that declares it holds no Dagster."""
 
 import inspect
-from dataclasses import asdict
 from functools import partial
 from types import ModuleType
 
@@ -164,7 +163,7 @@ def whole_version_asset(made: FromWholeVersion) -> dg.AssetsDefinition:
     def _made(context: dg.AssetExecutionContext, **inputs):
         params = made.params(context.op_execution_context.op_config)
         if needs_thresholds:
-            params["thresholds"] = {d: asdict(t) for d, t in context.resources.outlier_rules.thresholds().items()}
+            params["thresholds"] = context.resources.outlier_rules.as_params()
         parts = EngineParts(context, made, inputs)
         tables = made.combine(parts, **params)
         for feature in made.features:

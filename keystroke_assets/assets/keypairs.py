@@ -4,7 +4,6 @@ TypeNet latencies (ms). One step makes both from one pass over cleaned_data's se
 dropped on the way stay with keypairs' quality report."""
 
 import warnings
-from dataclasses import asdict
 
 import dagster as dg
 import pandas as pd
@@ -255,7 +254,7 @@ def keypairs(
     yield from engine.materialize(
         context,
         STAGE,
-        {"thresholds": {device: asdict(t) for device, t in thresholds.items()}},
+        {"thresholds": outlier_rules.as_params()},
         engine.plan(STAGE, {"cleaned_data": cleaned_data}),
         storage,
         segment_executor,

@@ -1,5 +1,7 @@
 """The outlier thresholds by device type as run config, one setting every consumer reads."""
 
+from dataclasses import asdict
+
 import dagster as dg
 
 from keystroke_assets.lib.latencies import DEFAULT_OUTLIER_THRESHOLDS, OutlierThresholds
@@ -27,3 +29,7 @@ class OutlierRules(dg.ConfigurableResource):
             )
             for device in ("desktop", "mobile")
         }
+
+    def as_params(self) -> dict[str, dict[str, int]]:
+        """The thresholds as a segment function receives them: plain JSON, in its segments' addresses."""
+        return {device: asdict(t) for device, t in self.thresholds().items()}
