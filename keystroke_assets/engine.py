@@ -222,9 +222,7 @@ def compute_segment(job: SegmentJob) -> dict[dg.AssetKey, dict]:
         for r in stage.reads
     }
     if stage.uploads:
-        args["uploads"] = Uploads(
-            job.uploads.reset_index(drop=True).astype(UPLOAD_TYPES), partial(_read_uploads, job.location)
-        )
+        args["uploads"] = Uploads(job.uploads.astype(UPLOAD_TYPES), partial(_read_uploads, job.location))
     made = stage.function(**args, **job.params)
     if not isinstance(made, dict):
         made = {stage.outputs[0].key.path[-1]: made}
