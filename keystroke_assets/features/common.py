@@ -291,7 +291,7 @@ class Feature:
 
     def params(self, config: Mapping | None = None) -> dict:
         """The function's parameters besides its rows: the config's fields, defaults filled in."""
-        return self.config(**(config or {})).model_dump() if self.config else {}
+        return _params(self.config, config)
 
 
 READABLE = ("keystrokes", "keypairs")  # the stage tables a feature reads, stored per segment
@@ -352,7 +352,12 @@ class FromWholeVersion:
     code_version: str = "1"
 
     def params(self, config: Mapping | None = None) -> dict:
-        return self.config(**(config or {})).model_dump() if self.config else {}
+        """combine's parameters besides its parts: the config's fields, defaults filled in."""
+        return _params(self.config, config)
+
+
+def _params(model: type[pydantic.BaseModel] | None, config: Mapping | None) -> dict:
+    return model(**(config or {})).model_dump() if model else {}
 
 
 def key_identity_codes(keys: pd.Series) -> tuple[np.ndarray, pd.Index]:
