@@ -20,6 +20,7 @@ from keystroke_assets.lib.ingest.web_app import (
     ParsedFiles,
     longer_than,
     parse_in_batches,
+    parsed_files,
     split_lines,
     string_array,
 )
@@ -192,9 +193,4 @@ def _parse_batch(contents: list[bytes]) -> ParsedFiles:
         }
     )
     # one file's problems in the order they were found: broken sections, rows, numbers, quarantine
-    problem_df = (
-        pd.DataFrame(problems, columns=["file", "quarantined", "problem"])
-        .astype({"file": np.int64, "quarantined": bool, "problem": object})
-        .sort_values("file", kind="stable")
-    )
-    return ParsedFiles(events=events, problems=problem_df.reset_index(drop=True))
+    return parsed_files(events, problems)

@@ -39,6 +39,17 @@ class ParsedFiles:
     problems: pd.DataFrame  # file, quarantined, problem
 
 
+def parsed_files(events: pd.DataFrame, problems: list[tuple[int, bool, str]]) -> ParsedFiles:
+    """A parse's events, and its (file, quarantined, problem) list as a table by file, each file's
+    problems in the order they were found."""
+    problem_df = (
+        pd.DataFrame(problems, columns=["file", "quarantined", "problem"])
+        .astype({"file": np.int64, "quarantined": bool, "problem": object})
+        .sort_values("file", kind="stable")
+    )
+    return ParsedFiles(events=events, problems=problem_df.reset_index(drop=True))
+
+
 def explain_line(line: str) -> str:
     """Why one line is not an event, by the kind of problem, without quoting it (called once per
     file with problems, never per line)."""
@@ -240,9 +251,4 @@ def _parse_batch(contents: list[bytes]) -> ParsedFiles:
             "time_ms": time_of[keep[at]],
         }
     )
-    problem_df = (
-        pd.DataFrame(problems, columns=["file", "quarantined", "problem"])
-        .astype({"file": np.int64, "quarantined": bool, "problem": object})
-        .sort_values("file", kind="stable")
-    )
-    return ParsedFiles(events=events, problems=problem_df.reset_index(drop=True))
+    return parsed_files(events, problems)
