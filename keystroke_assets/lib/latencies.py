@@ -63,13 +63,18 @@ def _task_time(task: np.ndarray, time: np.ndarray) -> np.ndarray:
     return (task.astype(np.int64, copy=False) << _TIME_BITS) | np.clip(time, 0, (1 << _TIME_BITS) - 1)
 
 
+def _tied(sorted_keys: np.ndarray) -> np.ndarray:
+    """Which elements of `sorted_keys` equal a neighbour: the runs of equal keys."""
+    tied = np.zeros(len(sorted_keys), dtype=bool)
+    tied[1:] = sorted_keys[1:] == sorted_keys[:-1]
+    tied[:-1] |= tied[1:]
+    return tied
+
+
 def _stable_order(primary: np.ndarray, *tiebreaks: np.ndarray) -> np.ndarray:
     """Order by primary, then by each tiebreak: one argsort, and a lexsort of the (rare) ties only."""
     order = np.argsort(primary, kind="stable")
-    key = primary[order]
-    tied = np.zeros(len(order), dtype=bool)
-    tied[1:] = key[1:] == key[:-1]
-    tied[:-1] |= tied[1:]
+    tied = _tied(primary[order])
     if tied.any():
         sub = order[tied]  # runs of equal primary keys, contiguous in the order
         order[tied] = sub[np.lexsort((*(t[sub] for t in reversed(tiebreaks)), primary[sub]))]
@@ -100,9 +105,7 @@ def web_app_keystrokes(events: pd.DataFrame, task: np.ndarray, n_tasks: int) -> 
 
     # Exact duplicates (same type, key and time) share a (task, time) run; only such runs are checked.
     sort_key = task_time[order]
-    tied = np.zeros(len(order), dtype=bool)
-    tied[1:] = sort_key[1:] == sort_key[:-1]
-    tied[:-1] |= tied[1:]
+    tied = _tied(sort_key)
     dup = np.zeros(len(order), dtype=bool)
     in_run = order[tied]
     dup[tied] = pd.DataFrame({"t": sort_key[tied], "k": key[in_run], "p": is_press[in_run]}).duplicated().to_numpy()
